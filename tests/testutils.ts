@@ -1,0 +1,84 @@
+/**
+ * Helpers for tests that touch the kernel: throwaway `pp*` network namespaces that are
+ * removed even when the test fails, and `ip -j` readers to check the kernel's state with a
+ * tool podplex does not share code with.
+ *
+ * @module
+ */
+
+/** Whether the tests run as root (kernel tests are skipped otherwise, saying so). */
+export const isRoot = Deno.uid() === 0;
+
+/** A short random name with the `pp` prefix (at most 15 bytes, a valid ifname). */
+export function ppName(tag = ""): string {
+  const rand = crypto.getRandomValues(new Uint8Array(4));
+  const hex = Array.from(rand, (b) => b.toString(16).padStart(2, "0")).join("");
+  return `pp${tag.slice(0, 5)}${hex}`;
+}
+
+/** Runs a command; throws with its stderr when it fails. */
+export async function run(cmd: string, ...args: string[]): Promise<string> {
+  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  if (!out.success) {
+    const err = new TextDecoder().decode(out.stderr);
+    throw new Error(`"${cmd} ${args.join(" ")}" failed (${out.code}): ${err.trim()}`);
+  }
+  return text;
+}
+
+/** Runs a command and reports whether it succeeded, without throwing. */
+export async function tryRun(cmd: string, ...args: string[]): Promise<boolean> {
+  const out = await new Deno.Command(cmd, { args, stdout: "null", stderr: "null" }).output();
+  return out.success;
+}
+
+/** A throwaway netns: `name`, its `path`, and an async disposer that deletes it. */
+export interface TestNetns extends AsyncDisposable {
+  name: string;
+  path: string;
+}
+
+/**
+ * Creates a throwaway netns named `pp...` with `ip netns add`, loopback up.
+ * Use with `await using ns = await tempNetns();` so it is deleted even on failure.
+ */
+export async function tempNetns(tag = "ns"): Promise<TestNetns> {
+  const name = ppName(tag);
+  await run("ip", "netns", "add", name);
+  await run("ip", "-n", name, "link", "set", "lo", "up");
+  return {
+    name,
+    path: `/run/netns/${name}`,
+    async [Symbol.asyncDispose]() {
+      await tryRun("ip", "netns", "delete", name);
+    },
+  };
+}
+
+/** `ip -j [-n ns] <args>` parsed (e.g. `ipJson(ns, "addr", "show", "dev", "eth0")`). */
+export async function ipJson(
+  ns: string | undefined,
+  ...args: string[]
+): Promise<Array<Record<string, unknown>>> {
+  const pre = ns ? ["-n", ns] : [];
+  const text = await run("ip", "-j", ...pre, ...args);
+  return text.trim() ? JSON.parse(text) : [];
+}
+
+/** Whether a link exists (in `ns`, or in the host netns). */
+export async function linkExists(ns: string | undefined, name: string): Promise<boolean> {
+  const pre = ns ? ["-n", ns] : [];
+  return await tryRun("ip", ...pre, "link", "show", "dev", name);
+}
+
+/** A throwaway directory removed on dispose. */
+export async function tempDir(prefix = "pp"): Promise<{ path: string } & AsyncDisposable> {
+  const path = await Deno.makeTempDir({ prefix });
+  return {
+    path,
+    async [Symbol.asyncDispose]() {
+      await Deno.remove(path, { recursive: true }).catch(() => {});
+    },
+  };
+}
