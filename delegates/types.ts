@@ -62,7 +62,7 @@ export interface PluginRegistry {
   /**
    * @throws {CniError} when no built-in serves `type` and no binary of that name is in `path`
    */
-  get(type: string, path: string[]): Plugin;
+  get(type: string, path: string[]): Promise<Plugin>;
 }
 
 /** Everything a built-in delegate is given besides its parsed conf. */
