@@ -1,0 +1,276 @@
+/**
+ * podplex's own conf: the one plugin entry of `type: "podplex"` that a runtime hands it.
+ * Validated by hand (no schema library) because it is read on every CNI call and the
+ * messages must name the exact field.
+ *
+ * @module
+ */
+import { CniError, Code } from "../conf/errors.ts";
+import {
+  compareVersions,
+  IMPLICIT_VERSION,
+  isSupported,
+  requireSupported,
+} from "../conf/version.ts";
+
+/** The parsed podplex conf with defaults applied. */
+export interface PodplexConf {
+  cniVersion: string;
+  name: string;
+  type: "podplex";
+  /** Network name ("ns/name" or "name"), a conf file name/path, or an inline conf object. */
+  clusterNetwork?: string | Record<string, unknown>;
+  /** Where names without a namespace (clusterNetwork, defaultNetworks, default-network) live. */
+  defaultNetworkNamespace: string;
+  /** Networks every pod gets after the cluster network (skipped in systemNamespaces). */
+  defaultNetworks: string[];
+  /** Local network definitions, `<networksDir>/<ns>/<name>.{yaml,yml,json,conf,conflist}`. */
+  networksDir: string;
+  /** Attachment state for DEL/CHECK/GC. */
+  stateDir: string;
+  /** Where a clusterNetwork conf file name is looked up. */
+  confDir: string;
+  kubeconfig?: string;
+  namespaceIsolation: boolean;
+  globalNamespaces: string[];
+  systemNamespaces: string[];
+  readinessIndicatorFile?: string;
+  resultMode: "merged" | "cluster";
+  logLevel: "error" | "warning" | "info" | "debug";
+  logFile?: string;
+  capabilities?: Record<string, boolean>;
+  /** Delegate types to exec as external binaries instead of the built-in. */
+  preferExternal?: string[];
+  runtimeConfig?: Record<string, unknown>;
+  args?: Record<string, unknown>;
+  prevResult?: unknown;
+  /** The plugin entry as received (for a conflist: with the list's name and cniVersion). */
+  raw: Record<string, unknown>;
+}
+
+/** Defaults, as DESIGN.md's "Where things live on a node" table gives them. */
+export const CONF_DEFAULTS = {
+  defaultNetworkNamespace: "kube-system",
+  networksDir: "/etc/cni/podplex/networks.d",
+  stateDir: "/var/lib/cni/podplex",
+  confDir: "/etc/cni/net.d",
+  systemNamespaces: ["kube-system"],
+  resultMode: "merged",
+  logLevel: "warning",
+} as const;
+
+// Keys the spec reserves or that runtimes add; accepted (and ignored where podplex has no use).
+const RESERVED = new Set([
+  "cniVersion",
+  "cniVersions",
+  "name",
+  "type",
+  "args",
+  "ipMasq",
+  "ipam",
+  "dns",
+  "runtimeConfig",
+  "prevResult",
+  "disableCheck",
+  "disableGC",
+  "plugins",
+  "capabilities",
+]);
+
+const OWN = new Set([
+  "clusterNetwork",
+  "defaultNetworkNamespace",
+  "defaultNetworks",
+  "networksDir",
+  "stateDir",
+  "confDir",
+  "kubeconfig",
+  "namespaceIsolation",
+  "globalNamespaces",
+  "systemNamespaces",
+  "readinessIndicatorFile",
+  "resultMode",
+  "logLevel",
+  "logFile",
+  "preferExternal",
+]);
+
+const NETWORK_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/;
+
+function bad(msg: string): CniError {
+  return new CniError(Code.InvalidConfig, msg);
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function str(raw: Record<string, unknown>, key: string): string | undefined {
+  const v = raw[key];
+  if (v === undefined) return undefined;
+  if (typeof v !== "string" || v === "") {
+    throw bad(`Invalid "${key}": ${JSON.stringify(v)} is not a non-empty string`);
+  }
+  return v;
+}
+
+function strList(raw: Record<string, unknown>, key: string): string[] | undefined {
+  const v = raw[key];
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v) || v.some((s) => typeof s !== "string" || s === "")) {
+    throw bad(`Invalid "${key}": ${JSON.stringify(v)} is not a list of non-empty strings`);
+  }
+  return v as string[];
+}
+
+function bool(raw: Record<string, unknown>, key: string): boolean | undefined {
+  const v = raw[key];
+  if (v === undefined) return undefined;
+  if (typeof v !== "boolean") {
+    throw bad(`Invalid "${key}": ${JSON.stringify(v)} is not true or false`);
+  }
+  return v;
+}
+
+function obj(raw: Record<string, unknown>, key: string): Record<string, unknown> | undefined {
+  const v = raw[key];
+  if (v === undefined) return undefined;
+  if (!isObject(v)) throw bad(`Invalid "${key}": ${JSON.stringify(v)} is not an object`);
+  return v;
+}
+
+function oneOf<T extends string>(
+  raw: Record<string, unknown>,
+  key: string,
+  allowed: readonly T[],
+): T | undefined {
+  const v = raw[key];
+  if (v === undefined) return undefined;
+  if (typeof v !== "string" || !(allowed as readonly string[]).includes(v)) {
+    throw bad(
+      `Invalid "${key}": ${JSON.stringify(v)} is not one of ${
+        allowed.map((a) => `"${a}"`).join(", ")
+      }`,
+    );
+  }
+  return v as T;
+}
+
+/** Rejects unknown keys so that a typo cannot pass silently. */
+function rejectUnknown(raw: Record<string, unknown>): void {
+  for (const key of Object.keys(raw)) {
+    if (RESERVED.has(key) || OWN.has(key) || key.startsWith("cni.dev/")) continue;
+    throw bad(`Unknown field "${key}" in the podplex conf`);
+  }
+}
+
+/** Highest supported version of `cniVersion` ∪ `cniVersions` (libcni's rule). */
+function pickVersion(raw: Record<string, unknown>): string {
+  const listed = raw.cniVersions;
+  if (
+    listed !== undefined && (!Array.isArray(listed) || listed.some((v) => typeof v !== "string"))
+  ) {
+    throw bad(`Invalid "cniVersions": ${JSON.stringify(listed)} is not a list of versions`);
+  }
+  const single = raw.cniVersion;
+  if (single !== undefined && typeof single !== "string") {
+    throw bad(`Invalid "cniVersion": ${JSON.stringify(single)} is not a string`);
+  }
+  const candidates = [...((listed as string[] | undefined) ?? []), ...(single ? [single] : [])];
+  if (candidates.length === 0) return IMPLICIT_VERSION;
+  const supported = candidates.filter(isSupported);
+  if (supported.length === 0) return requireSupported(single ?? candidates[0]);
+  return supported.sort(compareVersions)[supported.length - 1];
+}
+
+/** Takes the first plugin of a conflist, with the list's name and cniVersion injected. */
+function entryOf(raw: Record<string, unknown>): Record<string, unknown> {
+  if (raw.plugins === undefined) return raw;
+  const plugins = raw.plugins;
+  if (!Array.isArray(plugins) || plugins.length === 0 || !isObject(plugins[0])) {
+    throw bad(`Invalid "plugins": the podplex conflist needs a first plugin object`);
+  }
+  const entry: Record<string, unknown> = { ...plugins[0], name: raw.name };
+  const version = pickVersion(raw);
+  if (raw.cniVersion !== undefined || raw.cniVersions !== undefined) entry.cniVersion = version;
+  return entry;
+}
+
+function capabilitiesOf(raw: Record<string, unknown>): Record<string, boolean> | undefined {
+  const caps = obj(raw, "capabilities");
+  if (!caps) return undefined;
+  for (const [k, v] of Object.entries(caps)) {
+    if (typeof v !== "boolean") {
+      throw bad(`Invalid "capabilities.${k}": ${JSON.stringify(v)} is not true or false`);
+    }
+  }
+  return caps as Record<string, boolean>;
+}
+
+function clusterNetworkOf(
+  raw: Record<string, unknown>,
+): string | Record<string, unknown> | undefined {
+  const v = raw.clusterNetwork;
+  if (v === undefined || isObject(v)) return v;
+  return str(raw, "clusterNetwork");
+}
+
+/**
+ * Parses podplex's conf from a conf object, or from a conflist whose first plugin is podplex
+ * (then `name` and `cniVersion` come from the list), and applies the defaults.
+ *
+ * @example
+ * ```ts
+ * const conf = parsePodplexConf({ cniVersion: "1.1.0", name: "pods", type: "podplex",
+ *   clusterNetwork: "kube-system/flannel" });
+ * conf.stateDir; // "/var/lib/cni/podplex"
+ * ```
+ * @throws {CniError} code 7 naming the field at fault (unknown fields included); code 1 for
+ *   an unsupported cniVersion
+ */
+export function parsePodplexConf(raw: Record<string, unknown>): PodplexConf {
+  if (!isObject(raw)) throw bad("The podplex conf is not a JSON object");
+  const entry = entryOf(raw);
+  if (entry.type !== "podplex") {
+    throw bad(`Invalid "type": ${JSON.stringify(entry.type)}, expected "podplex"`);
+  }
+  rejectUnknown(entry);
+  const name = entry.name;
+  if (typeof name !== "string" || !NETWORK_NAME.test(name)) {
+    throw bad(`Invalid "name": ${JSON.stringify(name)} must match ${NETWORK_NAME.source}`);
+  }
+  const conf: PodplexConf = {
+    cniVersion: pickVersion(entry),
+    name,
+    type: "podplex",
+    clusterNetwork: clusterNetworkOf(entry),
+    defaultNetworkNamespace: str(entry, "defaultNetworkNamespace") ??
+      CONF_DEFAULTS.defaultNetworkNamespace,
+    defaultNetworks: strList(entry, "defaultNetworks") ?? [],
+    networksDir: str(entry, "networksDir") ?? CONF_DEFAULTS.networksDir,
+    stateDir: str(entry, "stateDir") ?? CONF_DEFAULTS.stateDir,
+    confDir: str(entry, "confDir") ?? CONF_DEFAULTS.confDir,
+    kubeconfig: str(entry, "kubeconfig"),
+    namespaceIsolation: bool(entry, "namespaceIsolation") ?? false,
+    globalNamespaces: strList(entry, "globalNamespaces") ?? [],
+    systemNamespaces: strList(entry, "systemNamespaces") ?? [...CONF_DEFAULTS.systemNamespaces],
+    readinessIndicatorFile: str(entry, "readinessIndicatorFile"),
+    resultMode: oneOf(entry, "resultMode", ["merged", "cluster"] as const) ??
+      CONF_DEFAULTS.resultMode,
+    logLevel: oneOf(entry, "logLevel", ["error", "warning", "info", "debug"] as const) ??
+      CONF_DEFAULTS.logLevel,
+    logFile: str(entry, "logFile"),
+    capabilities: capabilitiesOf(entry),
+    preferExternal: strList(entry, "preferExternal"),
+    runtimeConfig: obj(entry, "runtimeConfig"),
+    args: obj(entry, "args"),
+    prevResult: entry.prevResult,
+    raw: entry,
+  };
+  return dropUndefined(conf);
+}
+
+function dropUndefined<T extends object>(o: T): T {
+  for (const k of Object.keys(o) as (keyof T)[]) if (o[k] === undefined) delete o[k];
+  return o;
+}

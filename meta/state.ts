@@ -1,0 +1,219 @@
+/**
+ * What DEL, CHECK and GC need when the pod, the API server or the netns is gone: per
+ * container and runtime ifname, the exact delegate confs that ran and their results.
+ *
+ * One JSON file per `(containerId, ifname)` in `stateDir` (0700), each 0600, written
+ * atomically (temp file, fsync, rename, fsync of the directory) so that a crash leaves
+ * either the old file or the new one, never half of one. Confs are kept as the exact text
+ * that ran, never re-marshalled (Multus issue #1449: a re-marshalled delegate conf made DEL
+ * differ from ADD).
+ *
+ * @module
+ */
+import { CniError, Code } from "../conf/errors.ts";
+
+/** One network attachment of a pod, as ADD ran it. */
+export interface AttachmentState {
+  /** The network's statusName. */
+  network: string;
+  ifname: string;
+  /** The cluster (default) network attachment. */
+  isCluster: boolean;
+  /** Carries the default route. */
+  isDefault: boolean;
+  /** The EXACT conf/conflist text that was run (byte for byte). */
+  confText: string;
+  /** CNI_ARGS given to it. */
+  cniArgs?: string;
+  capabilityArgs?: Record<string, unknown>;
+  /** Its final ADD result (canonical 1.1.0 JSON). */
+  result?: Record<string, unknown>;
+}
+
+/** Everything podplex remembers about one ADD. */
+export interface PodState {
+  version: 1;
+  containerId: string;
+  netns: string;
+  /** The runtime's CNI_IFNAME. */
+  ifname: string;
+  podNamespace?: string;
+  podName?: string;
+  podUid?: string;
+  linkGroup?: number;
+  createdAt: string;
+  attachments: AttachmentState[];
+  networkStatus?: unknown[];
+}
+
+/** The state cache. */
+export interface StateStore {
+  /** Writes atomically: temp file + fsync + rename; dir 0700, file 0600. */
+  save(s: PodState): Promise<void>;
+  /** The state, or null when there is none or the file is corrupt (a warning is given). */
+  load(containerId: string, ifname: string): Promise<PodState | null>;
+  /** Removes the state; a missing file is fine. */
+  remove(containerId: string, ifname: string): Promise<void>;
+  /** Every readable state (corrupt files are skipped with a warning). */
+  list(): Promise<PodState[]>;
+}
+
+/** Options of {@linkcode createStateStore}. */
+export interface StateStoreOptions {
+  /** Where warnings about corrupt files go (default: stderr). */
+  warn?: (msg: string) => void;
+}
+
+const CONTAINER_ID = /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/;
+const SUFFIX = ".json";
+const TMP_MARK = ".tmp-";
+
+// containerId cannot contain "@" (spec regex), so the first "@" separates it from the ifname;
+// the ifname is percent-encoded because it may hold almost any byte but "/", ":" and spaces.
+function fileName(containerId: string, ifname: string): string {
+  if (!CONTAINER_ID.test(containerId)) {
+    throw new CniError(Code.InvalidEnv, `Invalid container id "${containerId}"`);
+  }
+  if (ifname === "" || ifname.includes("/")) {
+    throw new CniError(Code.InvalidEnv, `Invalid interface name "${ifname}"`);
+  }
+  return `${containerId}@${encodeURIComponent(ifname)}${SUFFIX}`;
+}
+
+function isPodState(v: unknown): v is PodState {
+  if (typeof v !== "object" || v === null) return false;
+  const s = v as Record<string, unknown>;
+  return s.version === 1 && typeof s.containerId === "string" && typeof s.ifname === "string" &&
+    typeof s.netns === "string" && Array.isArray(s.attachments) &&
+    s.attachments.every((a) =>
+      typeof a === "object" && a !== null && typeof a.confText === "string" &&
+      typeof a.ifname === "string" && typeof a.network === "string"
+    );
+}
+
+/** Best effort fsync of a directory so the rename itself survives a power loss. */
+function syncDir(dir: string): void {
+  try {
+    using f = Deno.openSync(dir, { read: true });
+    f.syncSync();
+  } catch {
+    // Some filesystems refuse fsync on directories; the rename is still atomic.
+  }
+}
+
+async function ensureDir(dir: string): Promise<void> {
+  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  // mkdir's mode is filtered by the umask and an existing dir keeps its mode: enforce 0700.
+  await Deno.chmod(dir, 0o700);
+}
+
+/**
+ * Writes `data` to `path` atomically: a temp file beside it (0600), fsync, rename.
+ * Exported for tests that simulate a crash between the write and the rename.
+ */
+export async function writeAtomic(path: string, data: string): Promise<void> {
+  const dir = path.slice(0, path.lastIndexOf("/")) || "/";
+  const rand = crypto.getRandomValues(new Uint32Array(1))[0].toString(16);
+  const tmp = `${dir}/.${path.slice(dir.length + 1)}${TMP_MARK}${rand}`;
+  try {
+    const file = await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 });
+    try {
+      const bytes = new TextEncoder().encode(data);
+      let off = 0;
+      while (off < bytes.length) off += await file.write(bytes.subarray(off));
+      await file.sync();
+    } finally {
+      file.close();
+    }
+    await Deno.chmod(tmp, 0o600); // the umask may have narrowed it; never widened
+    await Deno.rename(tmp, path);
+  } catch (err) {
+    await Deno.remove(tmp).catch(() => {});
+    throw err;
+  }
+  syncDir(dir);
+}
+
+function ioError(action: string, path: string, err: unknown): CniError {
+  return CniError.wrap(err, Code.IoFailure, `Cannot ${action} state file "${path}"`);
+}
+
+/**
+ * Creates a state store in `dir` (created 0700 on first save).
+ *
+ * @example
+ * ```ts
+ * const store = createStateStore("/var/lib/cni/podplex");
+ * const s = await store.load(containerId, "eth0"); // null when ADD never completed
+ * ```
+ */
+export function createStateStore(dir: string, opts: StateStoreOptions = {}): StateStore {
+  const warn = opts.warn ?? ((msg: string) => console.error(`podplex: ${msg}`));
+
+  async function readState(path: string): Promise<PodState | null> {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(path);
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return null;
+      throw ioError("read", path, err);
+    }
+    try {
+      const parsed = JSON.parse(text);
+      if (isPodState(parsed)) return parsed;
+      warn(`State file "${path}" does not hold a podplex state; ignored`);
+    } catch (err) {
+      warn(`State file "${path}" is corrupt (${(err as Error).message}); ignored`);
+    }
+    return null;
+  }
+
+  return {
+    async save(s) {
+      const path = `${dir}/${fileName(s.containerId, s.ifname)}`;
+      try {
+        await ensureDir(dir);
+        await writeAtomic(path, JSON.stringify(s));
+      } catch (err) {
+        throw ioError("write", path, err);
+      }
+    },
+    async load(containerId, ifname) {
+      const s = await readState(`${dir}/${fileName(containerId, ifname)}`);
+      if (s && (s.containerId !== containerId || s.ifname !== ifname)) {
+        warn(
+          `State file for "${containerId}" "${ifname}" names "${s.containerId}" "${s.ifname}"; ignored`,
+        );
+        return null;
+      }
+      return s;
+    },
+    async remove(containerId, ifname) {
+      const path = `${dir}/${fileName(containerId, ifname)}`;
+      try {
+        await Deno.remove(path);
+      } catch (err) {
+        if (!(err instanceof Deno.errors.NotFound)) throw ioError("remove", path, err);
+      }
+    },
+    async list() {
+      const out: PodState[] = [];
+      let entries: Deno.DirEntry[];
+      try {
+        entries = await Array.fromAsync(Deno.readDir(dir));
+      } catch (err) {
+        if (err instanceof Deno.errors.NotFound) return out;
+        throw ioError("list", dir, err);
+      }
+      const names = entries
+        .filter((e) => e.isFile && e.name.endsWith(SUFFIX) && !e.name.startsWith("."))
+        .map((e) => e.name)
+        .sort();
+      for (const name of names) {
+        const s = await readState(`${dir}/${name}`);
+        if (s) out.push(s);
+      }
+      return out;
+    },
+  };
+}
