@@ -1,0 +1,201 @@
+/**
+ * The CNI dispatcher: validates the CNI_* environment and the conf on stdin as the spec and
+ * the Go skel do, runs the plugin serving the conf's `type`, and prints the result or the
+ * error JSON. Env, stdin and stdout are injected so tests need no subprocess.
+ *
+ * @module
+ */
+import { CniError, Code } from "../conf/errors.ts";
+import { parseNetConf } from "../conf/netconf.ts";
+import type { Verb } from "../conf/types.ts";
+import { atLeast, CURRENT_VERSION, SUPPORTED_VERSIONS } from "../conf/version.ts";
+import type { Plugin, PluginEnv, PluginRequest } from "../delegates/types.ts";
+
+/** What the dispatcher reads and writes. */
+export interface CniIo {
+  env: Record<string, string | undefined>;
+  stdin: () => Promise<Uint8Array>;
+  stdout: (s: string) => void;
+  stderr: (s: string) => void;
+  /** The name the program was run as (a symlink named after a built-in type). */
+  argv0?: string;
+}
+
+/** Finds the plugin for a conf's `type`. */
+export type Resolver = (type: string) => Promise<Plugin>;
+
+type Command = Exclude<Verb, "VERSION">;
+
+/** Which CNI_* variables each verb needs (CNI-NOTES; CNI_PATH optional where the spec says). */
+export const REQUIRED_ENV: Record<Verb, readonly string[]> = {
+  ADD: ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"],
+  CHECK: ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"],
+  DEL: ["CNI_CONTAINERID", "CNI_IFNAME"],
+  GC: ["CNI_PATH"],
+  STATUS: [],
+  VERSION: [],
+};
+
+/** The lowest conf version that allows a verb (skel: code 1 below it). */
+const MIN_VERSION: Partial<Record<Verb, string>> = { CHECK: "0.4.0", GC: "1.1.0", STATUS: "1.1.0" };
+
+const CONTAINER_ID = /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/;
+// Go's unicode.IsSpace: ASCII and Latin-1 spaces plus the Unicode White_Space set.
+const IFNAME_BAD = /[/:\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]/;
+
+/** The VERSION answer (spec: the newest version and every supported one). */
+export function versionInfo(): { cniVersion: string; supportedVersions: string[] } {
+  return { cniVersion: CURRENT_VERSION, supportedVersions: [...SUPPORTED_VERSIONS] };
+}
+
+/**
+ * Checks CNI_CONTAINERID as libcni does.
+ *
+ * @throws {CniError} 3 when empty; 4 when it has characters outside `[a-zA-Z0-9_.-]`
+ */
+export function validateContainerId(id: string): string {
+  if (id === "") {
+    throw new CniError(Code.UnknownContainer, "Missing container ID (CNI_CONTAINERID)");
+  }
+  if (!CONTAINER_ID.test(id)) {
+    throw new CniError(
+      Code.InvalidEnv,
+      `Invalid CNI_CONTAINERID "${id}": must match ${CONTAINER_ID.source}`,
+    );
+  }
+  return id;
+}
+
+/**
+ * Checks CNI_IFNAME as libcni does: 1–15 bytes, not `.` or `..`, no `/`, `:` or whitespace.
+ *
+ * @throws {CniError} code 4 naming the rule broken
+ */
+export function validateIfname(name: string): string {
+  const bad = (why: string) =>
+    new CniError(Code.InvalidEnv, `Invalid CNI_IFNAME "${name}": ${why}`);
+  if (name === "") throw bad("the name is empty");
+  if (new TextEncoder().encode(name).length > 15) throw bad("longer than 15 bytes");
+  if (name === "." || name === "..") throw bad(`"." and ".." are not interface names`);
+  if (IFNAME_BAD.test(name)) throw bad(`contains "/", ":" or whitespace`);
+  return name;
+}
+
+/**
+ * Reads and validates the CNI_* environment for `command`.
+ *
+ * @throws {CniError} 4 naming every missing variable or the bad one; 3 for an empty
+ *   CNI_CONTAINERID
+ */
+export function readEnv(command: Verb, env: CniIo["env"]): PluginEnv {
+  const required = REQUIRED_ENV[command];
+  const missing = required.filter((k) =>
+    env[k] === undefined || (env[k] === "" && k !== "CNI_CONTAINERID")
+  );
+  if (missing.length) {
+    throw new CniError(
+      Code.InvalidEnv,
+      `Missing required environment variable${missing.length > 1 ? "s" : ""} ${
+        missing.join(", ")
+      } for ${command}`,
+    );
+  }
+  const out: PluginEnv = { path: (env.CNI_PATH ?? "").split(":").filter((p) => p !== "") };
+  if (required.includes("CNI_CONTAINERID")) {
+    out.containerId = validateContainerId(env.CNI_CONTAINERID!);
+  } else if (env.CNI_CONTAINERID) out.containerId = env.CNI_CONTAINERID;
+  if (required.includes("CNI_IFNAME")) out.ifname = validateIfname(env.CNI_IFNAME!);
+  else if (env.CNI_IFNAME) out.ifname = env.CNI_IFNAME;
+  if (env.CNI_NETNS !== undefined && command !== "GC" && command !== "STATUS") {
+    out.netns = env.CNI_NETNS;
+  }
+  if (env.CNI_ARGS) out.args = env.CNI_ARGS;
+  return out;
+}
+
+function parseCommand(raw: string | undefined): Verb {
+  if (!raw) {
+    throw new CniError(Code.InvalidEnv, "Missing required environment variable CNI_COMMAND");
+  }
+  if (!(raw in REQUIRED_ENV)) throw new CniError(Code.InvalidEnv, `Unknown CNI_COMMAND "${raw}"`);
+  return raw as Verb;
+}
+
+async function readStdin(io: CniIo): Promise<Uint8Array> {
+  try {
+    return await io.stdin();
+  } catch (e) {
+    throw new CniError(Code.IoFailure, "Cannot read the network config from stdin", String(e));
+  }
+}
+
+function checkVersionGate(command: Verb, version: string): void {
+  const min = MIN_VERSION[command];
+  if (min && !atLeast(version, min)) {
+    throw new CniError(
+      Code.IncompatibleVersion,
+      `Config version "${version}" does not allow ${command}`,
+      `${command} needs version ${min} or newer`,
+    );
+  }
+}
+
+function print(io: CniIo, value: unknown): void {
+  io.stdout(JSON.stringify(value, null, 4) + "\n");
+}
+
+/** State shared by the steps of one call, for the error's cniVersion. */
+interface Call {
+  version: string;
+}
+
+async function dispatch(io: CniIo, resolve: Resolver, call: Call): Promise<number> {
+  const command = parseCommand(io.env.CNI_COMMAND);
+  if (command === "VERSION") {
+    print(io, versionInfo());
+    return 0;
+  }
+  const env = readEnv(command, io.env);
+  const bytes = await readStdin(io);
+  const parsed = parseNetConf(bytes);
+  call.version = parsed.cniVersion;
+  checkVersionGate(command, parsed.cniVersion);
+  const plugin = await resolve(parsed.conf.type);
+  const req: PluginRequest = { command: command as Command, conf: bytes, env };
+  const result = await plugin.invoke(req);
+  if (command === "ADD") {
+    if (!result) {
+      throw new CniError(Code.DelegateFailed, `Plugin "${plugin.type}" returned no result`);
+    }
+    print(io, result);
+  }
+  return 0;
+}
+
+/**
+ * Runs one CNI call: CNI_COMMAND from `io.env`, the conf from `io.stdin`, the result (ADD)
+ * or the error JSON on `io.stdout`. VERSION answers without reading stdin, whatever the
+ * other variables hold. Errors other than CniError are wrapped once as code 999.
+ *
+ * @param io the injected environment, stdin and stdout
+ * @param resolve gives the plugin for the conf's `type`
+ * @returns the exit code: 0 on success, 1 on error
+ *
+ * @example
+ * ```ts
+ * const code = await runCni({ env: Deno.env.toObject(), stdin, stdout, stderr }, resolve);
+ * ```
+ */
+export async function runCni(io: CniIo, resolve: Resolver): Promise<number> {
+  const call: Call = { version: CURRENT_VERSION };
+  try {
+    return await dispatch(io, resolve, call);
+  } catch (e) {
+    if (!(e instanceof CniError)) {
+      io.stderr(`podplex: unexpected error: ${e instanceof Error ? e.stack : String(e)}\n`);
+    }
+    const err = CniError.wrap(e);
+    print(io, err.toJSON(call.version));
+    return 1;
+  }
+}

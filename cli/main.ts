@@ -1,0 +1,117 @@
+/**
+ * The program entry (`bin/podplex` runs it): a subcommand when argv names one, else the CNI
+ * dispatcher when CNI_COMMAND is set, else an about line and usage on stderr (exit 1).
+ *
+ * @module
+ */
+import { CniError, Code } from "../conf/errors.ts";
+import { CURRENT_VERSION, SUPPORTED_VERSIONS } from "../conf/version.ts";
+import { createRegistry, isBuiltin, loadMetaPlugin, META_TYPE } from "../delegates/registry.ts";
+import type { Plugin, PluginRegistry } from "../delegates/types.ts";
+import { type CniIo, type Resolver, runCni } from "./cni.ts";
+
+/** podplex's own version. */
+export const PODPLEX_VERSION = "0.1.0";
+
+/** A subcommand module: `main(argv)` gets the arguments after the subcommand's name. */
+export interface Subcommand {
+  main(argv: string[]): Promise<number>;
+}
+
+const encoder = new TextEncoder();
+
+function writeAll(file: { writeSync(p: Uint8Array): number }, text: string): void {
+  const bytes = encoder.encode(text);
+  for (let off = 0; off < bytes.length;) off += file.writeSync(bytes.subarray(off));
+}
+
+const out = (s: string) => writeAll(Deno.stdout, s);
+const err = (s: string) => writeAll(Deno.stderr, s);
+
+function about(): string {
+  return `podplex ${PODPLEX_VERSION}: a CNI meta-plugin ` +
+    `(CNI spec ${CURRENT_VERSION}; supports ${SUPPORTED_VERSIONS.join(", ")})\n`;
+}
+
+function usage(): string {
+  const names = Object.keys(SUBCOMMANDS).sort().join(", ");
+  return `usage: podplex <command> [args...]   commands: ${names}\n` +
+    `       CNI_COMMAND=ADD|DEL|CHECK|GC|STATUS|VERSION podplex < conf.json   (as a CNI plugin)\n`;
+}
+
+/**
+ * The subcommands, each a lazy import so a CNI call loads none of them. Others add
+ * `pod`, `net`, `status`, `gc`, `graph`, `install`.
+ */
+export const SUBCOMMANDS: Record<string, () => Promise<Subcommand>> = {
+  version: () =>
+    Promise.resolve({
+      main(): Promise<number> {
+        out(about());
+        return Promise.resolve(0);
+      },
+    }),
+  help: () =>
+    Promise.resolve({
+      main(): Promise<number> {
+        out(about() + usage());
+        return Promise.resolve(0);
+      },
+    }),
+};
+
+const ALIASES: Record<string, string> = { "--version": "version", "-h": "help", "--help": "help" };
+
+/**
+ * The resolver of a CNI call: `type: "podplex"` is the meta-plugin; when run through a
+ * symlink named after a built-in type (`PODPLEX_ARGV0`), that built-in serves the call
+ * whatever the conf's type (an IPAM plugin gets its parent's conf); a built-in type is
+ * served by its built-in. podplex never execs another binary for the top-level type.
+ *
+ * @throws {CniError} code 7 for any other type
+ */
+export function defaultResolver(
+  argv0: string | undefined,
+  registry: PluginRegistry = createRegistry(),
+): Resolver {
+  return async (type: string): Promise<Plugin> => {
+    if (argv0 && argv0 !== META_TYPE && isBuiltin(argv0)) return await registry.get(argv0, []);
+    if (type === META_TYPE) return await loadMetaPlugin();
+    if (isBuiltin(type)) return await registry.get(type, []);
+    throw new CniError(Code.InvalidConfig, `podplex cannot serve plugin type "${type}"`);
+  };
+}
+
+async function readStdin(): Promise<Uint8Array> {
+  return new Uint8Array(await new Response(Deno.stdin.readable).arrayBuffer());
+}
+
+/**
+ * Runs podplex with `argv` (without the program name) and `env`.
+ *
+ * @returns the process exit code
+ */
+export async function main(
+  argv: string[],
+  env: Record<string, string | undefined> = Deno.env.toObject(),
+): Promise<number> {
+  const name = argv.length ? (ALIASES[argv[0]] ?? argv[0]) : undefined;
+  if (name !== undefined) {
+    const load = Object.hasOwn(SUBCOMMANDS, name) ? SUBCOMMANDS[name] : undefined;
+    if (!load) {
+      err(`podplex: unknown command "${argv[0]}"\n` + usage());
+      return 2;
+    }
+    return await (await load()).main(argv.slice(1));
+  }
+  if (env.CNI_COMMAND) {
+    const io: CniIo = { env, stdin: readStdin, stdout: out, stderr: err, argv0: env.PODPLEX_ARGV0 };
+    return await runCni(io, defaultResolver(io.argv0));
+  }
+  err(about() + usage());
+  return 1;
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}
