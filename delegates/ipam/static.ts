@@ -131,6 +131,11 @@ export function staticAddresses(conf: StaticConf, cniArgs: Map<string, string>):
 
 /** ADD: the addresses, routes and dns of the config. */
 export function staticAdd(conf: StaticConf, ctx: DelegateContext): Promise<CniResult> {
+  // Errors must reject, not throw, for callers that chain .catch().
+  return Promise.resolve().then(() => staticResult(conf, ctx));
+}
+
+function staticResult(conf: StaticConf, ctx: DelegateContext): CniResult {
   const ips = staticAddresses(conf, ctx.cniArgs).map((a) => {
     const ip: { address: string; gateway?: string } = {
       address: formatCidr(a.cidr.ip, a.cidr.prefix),
@@ -141,7 +146,7 @@ export function staticAdd(conf: StaticConf, ctx: DelegateContext): Promise<CniRe
   const result: CniResult = { cniVersion: "1.1.0", ips };
   if (conf.routes) result.routes = conf.routes;
   if (conf.dns) result.dns = conf.dns;
-  return Promise.resolve(result);
+  return result;
 }
 
 /**
@@ -149,6 +154,10 @@ export function staticAdd(conf: StaticConf, ctx: DelegateContext): Promise<CniRe
  * configured gateway (an address missing from prevResult is not checked).
  */
 export function staticCheck(conf: StaticConf, ctx: DelegateContext): Promise<void> {
+  return Promise.resolve().then(() => checkAgainstPrev(conf, ctx));
+}
+
+function checkAgainstPrev(conf: StaticConf, ctx: DelegateContext): Promise<void> {
   if (!ctx.prevResult) {
     return Promise.reject(new CniError(Code.InvalidConfig, "Required prevResult missing"));
   }
