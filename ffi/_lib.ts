@@ -1,0 +1,87 @@
+/**
+ * The only place that calls `Deno.dlopen`. Each C library is opened on first use, and each
+ * operation group binds only its own symbols when first needed: binding costs ~0.27 ms per
+ * symbol and a CNI invocation's startup is the budget.
+ *
+ * @module
+ */
+
+/** Where the three C libraries live (sonames by default, resolved by the dynamic loader). */
+const paths = {
+  nl: "libnl-3.so.200",
+  nlRoute: "libnl-route-3.so.200",
+  libc: "libc.so.6",
+};
+
+/** Library names a symbol group can be bound from. */
+export type LibName = keyof typeof paths;
+
+let used = false;
+
+/**
+ * Overrides where the C libraries are loaded from. Call before the first netlink, netns or
+ * sysctl operation; later calls would leave already bound groups on the old libraries.
+ *
+ * @param p a path (or soname) per library; missing keys keep their default
+ * @throws {Error} when a library has already been loaded
+ */
+export function setLibraryPaths(p: { nl?: string; nlRoute?: string; libc?: string }): void {
+  if (used) throw new Error("Cannot change library paths: a library is already loaded");
+  if (p.nl) paths.nl = p.nl;
+  if (p.nlRoute) paths.nlRoute = p.nlRoute;
+  if (p.libc) paths.libc = p.libc;
+}
+
+/**
+ * Returns a lazily bound symbol group: the library is dlopen'ed (the loader keeps one copy
+ * per process) and the symbols bound on the first call of the returned getter only.
+ *
+ * @param lib which library the symbols come from
+ * @param symbols an `as const` Deno FFI symbol table
+ */
+export function lazyGroup<S extends Deno.ForeignLibraryInterface>(
+  lib: LibName,
+  symbols: S,
+): () => Deno.DynamicLibrary<S>["symbols"] {
+  let bound: Deno.DynamicLibrary<S>["symbols"] | undefined;
+  return () => {
+    if (!bound) {
+      used = true;
+      bound = Deno.dlopen(paths[lib], symbols).symbols;
+    }
+    return bound;
+  };
+}
+
+/** The symbols every libc caller needs to read errno (Deno has no errno accessor). */
+const errnoGroup = lazyGroup(
+  "libc",
+  {
+    // int *__errno_location(void);
+    __errno_location: { parameters: [], result: "pointer" },
+    // char *strerror(int errnum);
+    strerror: { parameters: ["i32"], result: "pointer" },
+  } as const,
+);
+
+/** The calling thread's errno; read it right after the failing libc call. */
+export function errno(): number {
+  const p = errnoGroup().__errno_location();
+  return p ? new Deno.UnsafePointerView(p).getInt32() : 0;
+}
+
+/** libc's text for an errno value (e.g. "No such file or directory"). */
+export function strerror(code: number): string {
+  const p = errnoGroup().strerror(code);
+  return p ? Deno.UnsafePointerView.getCString(p) : `errno ${code}`;
+}
+
+const encoder = new TextEncoder();
+
+/** A NUL-terminated copy of `s` for a `const char *` parameter. */
+export function cstr(s: string): Uint8Array<ArrayBuffer> {
+  const bytes = encoder.encode(s);
+  const out = new Uint8Array(bytes.length + 1);
+  out.set(bytes);
+  return out;
+}
