@@ -1,0 +1,288 @@
+import assert from "node:assert/strict";
+import { CniError } from "../conf/errors.ts";
+import type { CniResult } from "../conf/types.ts";
+import { builtinPlugin } from "./builtin.ts";
+import { createRegistry } from "./registry.ts";
+import type { BuiltinDelegate, PluginRequest } from "./types.ts";
+import { calcGateways, makeBridge, parseBridgeConf, parseVlanTrunk } from "./bridge.ts";
+import { ipJson, isRoot, linkExists, run, tempDir, tempNetns, tryRun } from "../tests/testutils.ts";
+
+// deno-lint-ignore no-explicit-any
+type Any = any;
+
+function assertEquals(actual: unknown, expected: unknown, msg?: string): void {
+  assert.deepStrictEqual(actual, expected, msg);
+}
+
+async function assertRejects(
+  fn: () => Promise<unknown>, // deno-lint-ignore no-explicit-any
+  cls?: new (...a: any[]) => Error,
+): Promise<unknown> {
+  try {
+    await fn();
+  } catch (err) {
+    if (cls) assert(err instanceof cls, `expected ${cls.name}, got ${err}`);
+    return err;
+  }
+  throw new assert.AssertionError({ message: "Expected the call to reject" });
+}
+
+function assertThrows(
+  fn: () => unknown, // deno-lint-ignore no-explicit-any
+  cls?: new (...a: any[]) => Error,
+): unknown {
+  try {
+    fn();
+  } catch (err) {
+    if (cls) assert(err instanceof cls, `expected ${cls.name}, got ${err}`);
+    return err;
+  }
+  throw new assert.AssertionError({ message: "Expected the call to throw" });
+}
+
+/** Invokes a built-in through the real adapter; IPAM is the reference host-local, exec'd. */
+function invoker(d: BuiltinDelegate<Any>) {
+  const registry = createRegistry({ builtins: {} });
+  const plugin = builtinPlugin(d, () => registry);
+  return (command: PluginRequest["command"], conf: object, env: PluginRequest["env"] | object) =>
+    plugin.invoke({
+      command,
+      conf: new TextEncoder().encode(JSON.stringify(conf)),
+      env: { path: ["/usr/lib/cni"], ...env },
+    });
+}
+
+async function exists(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, () => false);
+}
+
+/** Polls `get` until it returns `want` (deep-equal) or ~3 s passed; returns the last value. */
+async function eventually<T>(get: () => Promise<T>, want: T): Promise<T> {
+  let last = await get();
+  for (let i = 0; i < 60 && JSON.stringify(last) !== JSON.stringify(want); i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    last = await get();
+  }
+  return last;
+}
+
+/** Links of a netns other than lo and the bridge. */
+async function ports(ns: string, bridge: string): Promise<string[]> {
+  const links = await ipJson(ns, "link", "show");
+  return links.map((l) => l.ifname as string).filter((n) => n !== "lo" && n !== bridge);
+}
+
+function baseConf(dataDir: string, extra: object = {}, ipam: object = {}) {
+  return {
+    cniVersion: "1.0.0",
+    name: "ppnet",
+    type: "bridge",
+    bridge: "ppbr0",
+    isGateway: true,
+    ipam: { type: "host-local", subnet: "10.250.7.0/24", dataDir, ...ipam },
+    ...extra,
+  };
+}
+
+Deno.test("parseBridgeConf() applies the reference defaults", () => {
+  const c = parseBridgeConf({ name: "n", ipam: { type: "host-local" } });
+  assertEquals(c.bridge, "cni0");
+  assertEquals(c.isGateway, false);
+  assertEquals(c.vlan, 0);
+  assertEquals(c.ipamType, "host-local");
+  assertEquals(parseBridgeConf({ isDefaultGateway: true }).isGateway, true);
+});
+
+Deno.test("parseBridgeConf() rejects bad field types and ranges with code 7", () => {
+  for (const bad of [{ mtu: "1500" }, { vlan: 4095 }, { isGateway: "yes" }, { bridge: 3 }]) {
+    const err = assertThrows(() => parseBridgeConf(bad)) as CniError;
+    assertEquals(err.code, 7, JSON.stringify(bad));
+  }
+});
+
+Deno.test("parseVlanTrunk() merges ids and ranges in order and rejects half ranges", () => {
+  assertEquals(parseVlanTrunk([{ id: 7 }, { minID: 3, maxID: 5 }, { id: 4 }]), [3, 4, 5, 7]);
+  assertThrows(() => parseVlanTrunk([{ minID: 3 }]), CniError);
+  assertThrows(() => parseVlanTrunk([{ minID: 5, maxID: 3 }]), CniError);
+});
+
+Deno.test("calcGateways() fills network+1 and adds one default route per family", () => {
+  const c = parseBridgeConf({ isDefaultGateway: true });
+  const r: CniResult = {
+    cniVersion: "1.1.0",
+    ips: [{ address: "10.1.2.9/24" }, { address: "fd00::9/64", gateway: "fd00::fe" }],
+  };
+  const gws = calcGateways(r, c);
+  assertEquals(gws, { 4: ["10.1.2.1/24"], 6: ["fd00::fe/64"] });
+  assertEquals(r.ips!.map((i) => i.interface), [2, 2]);
+  assertEquals(r.routes, [{ dst: "0.0.0.0/0", gw: "10.1.2.1" }, { dst: "::/0", gw: "fd00::fe" }]);
+});
+
+Deno.test("bridge ADD rejects vlan with code 2 before touching anything", async () => {
+  const add = invoker(makeBridge());
+  const conf = { cniVersion: "1.0.0", name: "n", type: "bridge", bridge: "ppnever", vlan: 10 };
+  const err = await assertRejects(() =>
+    add("ADD", conf, { containerId: "c", netns: "/nonexistent", ifname: "eth0" })
+  ) as CniError;
+  assertEquals(err.code, 2);
+});
+
+Deno.test({
+  name: "bridge ADD, CHECK and DEL manage the veth, addresses and lease",
+  ignore: !isRoot,
+  async fn() {
+    await using host = await tempNetns("h");
+    await using pod = await tempNetns("c");
+    await using data = await tempDir();
+    const call = invoker(makeBridge({ hostNs: host.path }));
+    const env = { containerId: "ctr1", netns: pod.path, ifname: "eth0" };
+    const conf = baseConf(data.path);
+    const res = await call("ADD", conf, env) as Any;
+    assertEquals(res.ips, [{ address: "10.250.7.2/24", gateway: "10.250.7.1", interface: 2 }]);
+    assertEquals(res.interfaces.length, 3);
+    assertEquals(res.interfaces[0].name, "ppbr0");
+    assert(/^veth[0-9a-f]{8}$/.test(res.interfaces[1].name));
+    assertEquals(res.interfaces[2].name, "eth0");
+    assertEquals(res.interfaces[2].sandbox, pod.path);
+
+    const [eth0] = await ipJson(pod.name, "addr", "show", "dev", "eth0");
+    assertEquals(eth0.address, res.interfaces[2].mac);
+    assert(JSON.stringify(eth0.addr_info).includes('"10.250.7.2"'));
+    const [veth] = await ipJson(host.name, "link", "show", "dev", res.interfaces[1].name);
+    assertEquals(veth.master, "ppbr0");
+    const [br] = await ipJson(host.name, "addr", "show", "dev", "ppbr0");
+    assert(JSON.stringify(br.addr_info).includes('"10.250.7.1"'));
+    assertEquals(
+      (await run("ip", "netns", "exec", host.name, "sysctl", "-n", "net.ipv4.ip_forward")).trim(),
+      "1",
+    );
+
+    await call("CHECK", { ...conf, prevResult: res }, env);
+    await run("ip", "-n", pod.name, "addr", "del", "10.250.7.2/24", "dev", "eth0");
+    await assertRejects(() => call("CHECK", { ...conf, prevResult: res }, env), CniError);
+
+    await call("DEL", { ...conf, prevResult: res }, env);
+    await call("DEL", { ...conf, prevResult: res }, env);
+    assertEquals(await linkExists(pod.name, "eth0"), false);
+    assertEquals(await ports(host.name, "ppbr0"), []);
+    assertEquals(await exists(`${data.path}/ppnet/10.250.7.2`), false);
+    assert(await linkExists(host.name, "ppbr0"), "the bridge is never deleted");
+  },
+});
+
+Deno.test({
+  name: "bridge DEL after the netns is gone still releases the lease",
+  ignore: !isRoot,
+  async fn() {
+    await using host = await tempNetns("h");
+    await using data = await tempDir();
+    const call = invoker(makeBridge({ hostNs: host.path }));
+    const conf = baseConf(data.path);
+    const pod = await tempNetns("c");
+    const env = { containerId: "ctr2", netns: pod.path, ifname: "eth0" };
+    try {
+      await call("ADD", conf, env);
+      assert(await exists(`${data.path}/ppnet/10.250.7.2`));
+    } finally {
+      await pod[Symbol.asyncDispose]();
+    }
+    await call("DEL", conf, env);
+    assertEquals(await exists(`${data.path}/ppnet/10.250.7.2`), false);
+    // The kernel destroys a dead netns (and with it the veth pair) asynchronously.
+    assertEquals(await eventually(() => ports(host.name, "ppbr0"), []), []);
+  },
+});
+
+Deno.test({
+  name: "bridge ADD leaves nothing behind when IPAM fails or a later step fails",
+  ignore: !isRoot,
+  async fn() {
+    await using host = await tempNetns("h");
+    await using pod = await tempNetns("c");
+    await using data = await tempDir();
+    const call = invoker(makeBridge({ hostNs: host.path }));
+    const env = { containerId: "ctr3", netns: pod.path, ifname: "eth0" };
+    const cases = [
+      baseConf(data.path, { ipam: { type: "pp-no-such-ipam" } }),
+      baseConf(data.path, {}, { rangeStart: "10.250.7.9", rangeEnd: "10.250.7.9" }),
+      // The route's gateway is unreachable from the pod: ConfigureIface fails after IPAM.
+      baseConf(data.path, {}, { routes: [{ dst: "10.99.0.0/16", gw: "192.0.2.1" }] }),
+    ];
+    // Exhaust the one-address range of the second case first, with another container.
+    const other = { ...env, containerId: "holder", netns: pod.path, ifname: "eth9" };
+    await call("ADD", cases[1], other);
+    for (const conf of cases) {
+      await assertRejects(() => call("ADD", conf, env));
+      assertEquals(await linkExists(pod.name, "eth0"), false);
+      const files = [...Deno.readDirSync(`${data.path}/ppnet`)].map((e) => e.name).sort();
+      assertEquals(files.filter((f) => f.startsWith("10.")), ["10.250.7.9"]);
+      assertEquals((await ports(host.name, "ppbr0")).length, 1, "only the holder's veth");
+    }
+    await call("DEL", cases[1], other);
+  },
+});
+
+Deno.test({
+  name: "bridge ADD fails with code 105 when CNI_IFNAME exists and creates nothing",
+  ignore: !isRoot,
+  async fn() {
+    await using host = await tempNetns("h");
+    await using pod = await tempNetns("c");
+    await using data = await tempDir();
+    await run("ip", "-n", pod.name, "link", "add", "eth0", "type", "veth", "peer", "name", "ppx0");
+    const call = invoker(makeBridge({ hostNs: host.path }));
+    const env = { containerId: "ctr4", netns: pod.path, ifname: "eth0" };
+    const err = await assertRejects(() => call("ADD", baseConf(data.path), env)) as CniError;
+    assertEquals(err.code, 105);
+    assertEquals(await ports(host.name, "ppbr0"), []);
+    assertEquals(await exists(`${data.path}/ppnet/10.250.7.2`), false);
+  },
+});
+
+Deno.test({
+  name: "bridge with ipMasq and isDefaultGateway adds a default route and a masquerade chain",
+  ignore: !isRoot,
+  async fn() {
+    await using host = await tempNetns("h");
+    await using pod = await tempNetns("c");
+    await using data = await tempDir();
+    const call = invoker(makeBridge({ hostNs: host.path }));
+    const env = { containerId: "ctr5", netns: pod.path, ifname: "eth0" };
+    const conf = baseConf(data.path, { ipMasq: true, isDefaultGateway: true });
+    const res = await call("ADD", conf, env) as Any;
+    assertEquals(res.routes, [{ dst: "0.0.0.0/0", gw: "10.250.7.1" }]);
+    const routes = await ipJson(pod.name, "route", "show", "default");
+    assertEquals(routes[0]?.gateway, "10.250.7.1");
+    const nat = await run("ip", "netns", "exec", host.name, "iptables", "-t", "nat", "-S");
+    const chain = /-N (CNI-[0-9a-f]{24})/.exec(nat)?.[1];
+    assert(chain, nat);
+    assert(nat.includes(`-A POSTROUTING -s 10.250.7.2/32`) && nat.includes(`-j ${chain}`), nat);
+    await call("CHECK", { ...conf, prevResult: res }, env);
+    await call("DEL", conf, env);
+    const after = await run("ip", "netns", "exec", host.name, "iptables", "-t", "nat", "-S");
+    assert(!after.includes(chain!), after);
+  },
+});
+
+Deno.test({
+  name: "bridge without ipam brings an unaddressed container link up in the link group",
+  ignore: !isRoot,
+  async fn() {
+    await using host = await tempNetns("h");
+    await using pod = await tempNetns("c");
+    const d = makeBridge({ hostNs: host.path });
+    const registry = createRegistry({ builtins: {} });
+    const plugin = builtinPlugin(d, () => registry);
+    const conf = { cniVersion: "1.0.0", name: "l2", type: "bridge", bridge: "ppbr1", mtu: 1400 };
+    const env = { containerId: "ctr6", netns: pod.path, ifname: "net1", path: [] };
+    const bytes = new TextEncoder().encode(JSON.stringify(conf));
+    const res = await plugin.invoke({ command: "ADD", conf: bytes, env, linkGroup: 4242 }) as Any;
+    assertEquals(res.ips, undefined);
+    const [l] = await ipJson(pod.name, "-d", "link", "show", "dev", "net1");
+    assertEquals(l.mtu, 1400);
+    assert((l.flags as string[]).includes("UP"));
+    assertEquals(String(l.group), "4242");
+    await plugin.invoke({ command: "DEL", conf: bytes, env });
+    assertEquals(await tryRun("ip", "-n", pod.name, "link", "show", "net1"), false);
+  },
+});
