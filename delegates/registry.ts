@@ -17,7 +17,13 @@ export type BuiltinLoader = () => Promise<BuiltinDelegate<any>>;
  * The built-in delegates by type. Each entry is a lazy import, e.g.
  * `bridge: async () => (await import("./bridge.ts")).bridge`.
  */
-export const BUILTINS: Record<string, BuiltinLoader> = {};
+export const BUILTINS: Record<string, BuiltinLoader> = {
+  bridge: () => import("./bridge.ts").then((m) => m.bridge),
+  macvlan: () => import("./macvlan.ts").then((m) => m.macvlan),
+  ipvlan: () => import("./ipvlan.ts").then((m) => m.ipvlan),
+  vxlan: () => import("./vxlan.ts").then((m) => m.vxlan),
+  loopback: () => import("./loopback.ts").then((m) => m.loopback),
+};
 
 /** The types served in-process (as of module load; {@linkcode isBuiltin} is live). */
 export const BUILTIN_TYPES: readonly string[] = Object.keys(BUILTINS);
