@@ -14,8 +14,44 @@ const strings = z.array(z.string());
 /** libcni reads these booleans from a bool or a "true"/"false" string (any case). */
 const looseBool = z.union([z.boolean(), z.string().check(z.regex(/^(true|false)$/i))]);
 
+/** One plugin's conf (spec 1.1.0 fields; unknown keys kept). */
+export interface NetConf {
+  cniVersion?: string;
+  cniVersions?: string[];
+  name?: string;
+  type: string;
+  /** A boolean, or "true"/"false" as libcni also accepts. */
+  disableCheck?: boolean | string;
+  disableGC?: boolean | string;
+  capabilities?: Record<string, boolean>;
+  ipam?: { type?: string; [key: string]: unknown };
+  dns?: {
+    nameservers?: string[];
+    domain?: string;
+    search?: string[];
+    options?: string[];
+    [key: string]: unknown;
+  };
+  args?: Record<string, unknown>;
+  runtimeConfig?: Record<string, unknown>;
+  prevResult?: Record<string, unknown>;
+  ipMasq?: boolean;
+  [key: string]: unknown;
+}
+
+/** The top level of a conflist (`plugins` checked entry by entry with the conf schema). */
+export interface ConfListFields {
+  cniVersion?: string;
+  cniVersions?: string[];
+  name: string;
+  disableCheck?: boolean | string;
+  disableGC?: boolean | string;
+  plugins: Record<string, unknown>[];
+  [key: string]: unknown;
+}
+
 /** The schema of one plugin's conf (`type` required; unknown keys kept). */
-export const netConfSchema = z.looseObject({
+export const netConfSchema: z.ZodMiniType<NetConf> = z.looseObject({
   cniVersion: z.optional(z.string()),
   cniVersions: z.optional(strings),
   name: z.optional(z.string()),
@@ -36,8 +72,8 @@ export const netConfSchema = z.looseObject({
   ipMasq: z.optional(z.boolean()),
 });
 
-/** The schema of a conflist's top level (`plugins` checked entry by entry). */
-export const confListSchema = z.looseObject({
+/** The schema of a conflist's top level. */
+export const confListSchema: z.ZodMiniType<ConfListFields> = z.looseObject({
   cniVersion: z.optional(z.string()),
   cniVersions: z.optional(strings),
   name: z.string(),
@@ -45,9 +81,6 @@ export const confListSchema = z.looseObject({
   disableGC: z.optional(looseBool),
   plugins: z.array(z.record(z.string(), z.unknown())).check(z.minLength(1)),
 });
-
-/** One plugin's conf as parsed (unknown keys kept). */
-export type NetConf = z.infer<typeof netConfSchema>;
 
 /** A single network conf: the parsed object, its effective version and its exact bytes. */
 export interface ParsedNetConf {

@@ -1,0 +1,103 @@
+/**
+ * podplex as a library: the CNI dispatcher, the error type and codes, result types and
+ * version conversions, conf parsing, the plugin registry and the chain runner.
+ *
+ * Importing this module has no side effects.
+ *
+ * @example
+ * ```ts
+ * import { createRegistry, parseConfList, runChain } from "@podplex/podplex";
+ *
+ * const list = parseConfList(await Deno.readFile("/etc/cni/net.d/10-bridge.conflist"));
+ * const registry = createRegistry();
+ * const env = { containerId: "c1", netns: "/run/netns/c1", ifname: "eth0", path: ["/opt/cni/bin"] };
+ * const { json } = await runChain(list, "ADD", { env, registry });
+ * ```
+ *
+ * @module
+ */
+export { CniError, type CniErrorJson, Code, type CodeNumber } from "./conf/errors.ts";
+export {
+  atLeast,
+  compareVersions,
+  CURRENT_VERSION,
+  IMPLICIT_VERSION,
+  isSupported,
+  requireSupported,
+  SUPPORTED_VERSIONS,
+} from "./conf/version.ts";
+export type {
+  Attachment,
+  CniDns,
+  CniInterface,
+  CniIpConfig,
+  CniResult,
+  CniRoute,
+  Verb,
+} from "./conf/types.ts";
+export {
+  convertResult,
+  ipFamily,
+  isCidr,
+  isIp,
+  reencodeResult,
+  toCanonical,
+} from "./conf/result.ts";
+export {
+  type ConfList,
+  confListFromConf,
+  injectConf,
+  loadConfFile,
+  type NetConf,
+  parseConfList,
+  parseConfOrList,
+  type ParsedNetConf,
+  parseNetConf,
+  type PluginEntry,
+  resolveVersion,
+  validateNetworkName,
+} from "./conf/netconf.ts";
+export {
+  parseArgBool,
+  parseCniArgs,
+  validateCniArgs,
+  WELL_KNOWN_CNI_ARGS,
+} from "./conf/cni_args.ts";
+export type {
+  BuiltinDelegate,
+  DelegateContext,
+  Plugin,
+  PluginEnv,
+  PluginRegistry,
+  PluginRequest,
+} from "./delegates/types.ts";
+export { builtinPlugin } from "./delegates/builtin.ts";
+export {
+  DEFAULT_EXEC_TIMEOUT_MS,
+  type ExecOptions,
+  execPlugin,
+  findInPath,
+} from "./delegates/exec.ts";
+export {
+  BUILTIN_TYPES,
+  type BuiltinLoader,
+  BUILTINS,
+  createRegistry,
+  isBuiltin,
+  type RegistryOptions,
+} from "./delegates/registry.ts";
+export {
+  type ChainOptions,
+  type ChainOutcome,
+  runChain,
+  runtimeConfigFor,
+} from "./delegates/chain.ts";
+export {
+  type CniIo,
+  readEnv,
+  type Resolver,
+  runCni,
+  validateContainerId,
+  validateIfname,
+  versionInfo,
+} from "./cli/cni.ts";
