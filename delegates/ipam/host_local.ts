@@ -129,8 +129,12 @@ export async function parseResolvConf(path: string): Promise<CniDns> {
   return dns;
 }
 
-/** Picks, for each set, the first requested address it holds; the rest stay in `left`. */
-function assignRequested(sets: RangeSet[], requested: IP[]): (IP | undefined)[] {
+/**
+ * Picks, for each set, the first requested address it holds.
+ *
+ * @returns the picks by set index and the requested addresses no set holds
+ */
+function assignRequested(sets: RangeSet[], requested: IP[]): [(IP | undefined)[], string[]] {
   const left = new Map(requested.map((ip) => [formatIp(ip), ip]));
   const picks = sets.map((set) => {
     for (const [key, ip] of left) {
@@ -140,13 +144,7 @@ function assignRequested(sets: RangeSet[], requested: IP[]): (IP | undefined)[] 
     }
     return undefined;
   });
-  if (left.size > 0) {
-    throw new CniError(
-      Code.InvalidConfig,
-      `Cannot allocate all requested IPs: ${[...left.keys()].join(" ")} in no range set`,
-    );
-  }
-  return picks;
+  return [picks, [...left.keys()]];
 }
 
 async function withStore<T>(
@@ -174,7 +172,7 @@ async function allocate(
 ): Promise<CniResult["ips"]> {
   const id = ctx.env.containerId ?? "";
   const ifname = ctx.env.ifname ?? "";
-  const picks = assignRequested(conf.ranges, [...envIps(ctx), ...conf.requestedIps]);
+  const [picks, unplaced] = assignRequested(conf.ranges, [...envIps(ctx), ...conf.requestedIps]);
   const done: IpAllocator[] = [];
   const ips = [];
   try {
@@ -186,6 +184,14 @@ async function allocate(
         throw CniError.wrap(err, Code.Internal, `Cannot allocate from range set ${i}`);
       }
       done.push(alloc);
+    }
+    // Checked only after allocating, as the reference does: the failed ADD still moves
+    // last_reserved_ip, and a shared dataDir must see the same files from either plugin.
+    if (unplaced.length > 0) {
+      throw new CniError(
+        Code.InvalidConfig,
+        `Cannot allocate all requested IPs: ${unplaced.join(" ")} is in no range set`,
+      );
     }
   } catch (err) {
     // Undo: an ADD that fails holds nothing.
