@@ -1,0 +1,195 @@
+/**
+ * The meta-plugin's ADD: plan the pod's attachments, run each network's chain in order,
+ * roll everything back on the first failure, remember what was done, report it.
+ *
+ * @module
+ */
+import { CniError, Code } from "../conf/errors.ts";
+import { parseConfOrList } from "../conf/netconf.ts";
+import { convertResult } from "../conf/result.ts";
+import type { CniResult } from "../conf/types.ts";
+import { runChain } from "../delegates/chain.ts";
+import type { PluginEnv } from "../delegates/types.ts";
+import { linkGroupFor, type MetaCall, runtimeArg } from "./context.ts";
+import { mergeResults } from "./merge.ts";
+import { buildNetworkStatus } from "./network_status.ts";
+import { NETWORK_STATUS_ANNOTATION } from "./annotations.ts";
+import { createResolver } from "./networks.ts";
+import { capabilityArgsFor, planAttachments, type PlannedAttachment } from "./plan.ts";
+import type { AttachmentState, PodState } from "./state.ts";
+import { applyDefaultRoutes } from "./routes.ts";
+import { delAttachments } from "./teardown.ts";
+
+/** The runtimeConfig key under which containerd passes the pod's annotations. */
+export const POD_ANNOTATIONS_ARG = "io.kubernetes.cri.pod-annotations";
+
+/**
+ * Runs ADD for a pod.
+ *
+ * @returns the merged (or cluster) result in the podplex conf's cniVersion
+ * @throws {CniError} the failing network's error, named, after every attachment made so far
+ *   was rolled back
+ */
+export async function metaAdd(call: MetaCall): Promise<Record<string, unknown>> {
+  const { conf, env } = call;
+  const containerId = env.containerId!;
+  const ifname = env.ifname!;
+  if (await call.store.load(containerId, ifname)) {
+    throw new CniError(
+      Code.AlreadyExists,
+      `Container "${containerId}" already has attachments on "${ifname}"; DEL it first`,
+    );
+  }
+  const podNamespace = call.pod.namespace ?? conf.defaultNetworkNamespace;
+  const annotations = await podAnnotations(call);
+  const resolver = createResolver({
+    networksDir: conf.networksDir,
+    confDir: conf.confDir,
+    api: await call.kube(),
+    namespaceIsolation: conf.namespaceIsolation,
+    globalNamespaces: conf.globalNamespaces,
+    podNamespace,
+  });
+  const plan = await planAttachments({ conf, annotations, podNamespace, ifname, resolver });
+  for (const w of plan.warnings) call.log.warning(w);
+
+  const state: PodState = {
+    version: 1,
+    containerId,
+    netns: env.netns ?? "",
+    ifname,
+    createdAt: call.now().toISOString(),
+    linkGroup: linkGroupFor(containerId, ifname),
+    attachments: [],
+  };
+  if (call.pod.namespace) state.podNamespace = call.pod.namespace;
+  if (call.pod.name) state.podName = call.pod.name;
+  if (call.pod.uid) state.podUid = call.pod.uid;
+
+  const results: CniResult[] = [];
+  try {
+    for (const att of plan.attachments) {
+      results.push(await addOne(call, state, att));
+    }
+    applyDefaultRoutes(env.netns!, plan.attachments, results);
+    state.attachments.forEach((a, i) =>
+      a.result = results[i] as unknown as Record<string, unknown>
+    );
+    state.networkStatus = buildNetworkStatus(state.attachments);
+    await call.store.save(state);
+  } catch (e) {
+    const err = CniError.wrap(e);
+    const undo = await delAttachments(call, state);
+    if (undo.length) {
+      throw new CniError(err.code, err.message, joinDetails(err.details, undo), { cause: e });
+    }
+    throw err;
+  }
+  await publishNetworkStatus(call, state);
+  const merged = mergeResults(
+    plan.attachments.map((a, i) => ({
+      isCluster: a.isCluster,
+      isDefault: a.isDefault,
+      result: results[i],
+    })),
+    conf.resultMode,
+    conf.cniVersion,
+  );
+  return convertResult(merged, conf.cniVersion);
+}
+
+/** Runs one attachment's chain; records it in `state` first so a failure rolls it back too. */
+async function addOne(call: MetaCall, state: PodState, att: PlannedAttachment): Promise<CniResult> {
+  const confText = withCniArgs(att.network.confText, att.selection?.cniArgs);
+  const capabilityArgs = capabilityArgsFor(att, call.runtimeArgs);
+  const record: AttachmentState = {
+    network: att.network.statusName,
+    ifname: att.ifname,
+    isCluster: att.isCluster,
+    isDefault: att.isDefault,
+    confText,
+  };
+  if (call.env.args) record.cniArgs = call.env.args;
+  if (Object.keys(capabilityArgs).length) record.capabilityArgs = capabilityArgs;
+  state.attachments.push(record);
+  try {
+    const list = parseConfOrList(confText);
+    const env: PluginEnv = { ...call.env, ifname: att.ifname };
+    const { result } = await runChain(list, "ADD", {
+      env,
+      registry: call.registry,
+      capabilityArgs,
+      linkGroup: state.linkGroup,
+    });
+    record.result = result as unknown as Record<string, unknown>;
+    return result!;
+  } catch (e) {
+    throw CniError.wrap(
+      e,
+      Code.DelegateFailed,
+      `Network "${att.network.statusName}" (interface "${att.ifname}") failed`,
+    );
+  }
+}
+
+/** The pod's annotations: from the runtime (containerd), else the API server, else none. */
+async function podAnnotations(call: MetaCall): Promise<Record<string, string>> {
+  const given = runtimeArg(call.runtimeArgs, POD_ANNOTATIONS_ARG);
+  if (given && typeof given === "object" && !Array.isArray(given)) {
+    return given as Record<string, string>;
+  }
+  const { namespace, name } = call.pod;
+  if (!namespace || !name) return {};
+  const kube = await call.kube();
+  if (!kube) return {};
+  const pod = await kube.getPod(namespace, name);
+  if (!pod) {
+    call.log.warning(`Pod "${namespace}/${name}" not found in the API; using no annotations`);
+    return {};
+  }
+  if (call.pod.uid && pod.uid && pod.uid !== call.pod.uid) {
+    throw new CniError(
+      Code.TryAgainLater,
+      `Pod "${namespace}/${name}" in the API has UID "${pod.uid}", not "${call.pod.uid}"`,
+    );
+  }
+  return pod.annotations;
+}
+
+/** Writes network-status to the pod when an API server is configured; failures only warn. */
+async function publishNetworkStatus(call: MetaCall, state: PodState): Promise<void> {
+  const { namespace, name } = call.pod;
+  if (!namespace || !name || !call.conf.kubeconfig) return;
+  try {
+    const kube = await call.kube();
+    await kube?.patchPodAnnotations(namespace, name, {
+      [NETWORK_STATUS_ANNOTATION]: JSON.stringify(state.networkStatus ?? [], null, 2),
+    });
+  } catch (e) {
+    call.log.warning(`Cannot write network-status to pod "${namespace}/${name}": ${e}`);
+  }
+}
+
+/**
+ * A network's conf text with the pod's `cni-args` merged into every plugin's `args.cni`
+ * (Multus's behaviour). Unchanged text when there are none.
+ */
+export function withCniArgs(confText: string, cniArgs?: Record<string, unknown>): string {
+  if (!cniArgs || Object.keys(cniArgs).length === 0) return confText;
+  const obj = JSON.parse(confText) as Record<string, unknown>;
+  const targets = Array.isArray(obj.plugins) ? obj.plugins as Record<string, unknown>[] : [obj];
+  for (const p of targets) {
+    const args = (p.args && typeof p.args === "object" ? p.args : {}) as Record<string, unknown>;
+    const cni = (args.cni && typeof args.cni === "object" ? args.cni : {}) as Record<
+      string,
+      unknown
+    >;
+    p.args = { ...args, cni: { ...cni, ...cniArgs } };
+  }
+  return JSON.stringify(obj);
+}
+
+function joinDetails(details: string | undefined, undo: CniError[]): string {
+  const rollback = `rollback also failed: ${undo.map((e) => e.message).join("; ")}`;
+  return details ? `${details}; ${rollback}` : rollback;
+}

@@ -1,0 +1,120 @@
+/**
+ * One call of the meta-plugin: its conf, environment, pod identity and the injected edges
+ * (registry, Kubernetes client, state store, clock, log).
+ *
+ * @module
+ */
+import { parseCniArgs } from "../conf/cni_args.ts";
+import { CniError, Code } from "../conf/errors.ts";
+import { createRegistry } from "../delegates/registry.ts";
+import type { PluginEnv, PluginRegistry, PluginRequest } from "../delegates/types.ts";
+import { parsePodplexConf, type PodplexConf } from "./conf.ts";
+import type { KubeClient } from "./k8s.ts";
+import { createLogger, type Logger } from "./log.ts";
+import { createStateStore, type StateStore } from "./state.ts";
+
+/** The edges of the meta-plugin, injectable for tests and embedding. */
+export interface MetaDeps {
+  /** Serves delegate types (default: built-ins, else binaries in CNI_PATH). */
+  registry?: (conf: PodplexConf) => PluginRegistry;
+  /** The API client (default: one from `kubeconfig` when the conf sets it, else none). */
+  kube?: (conf: PodplexConf) => Promise<KubeClient | undefined>;
+  /** The state store (default: files in `stateDir`). */
+  store?: (conf: PodplexConf) => StateStore;
+  log?: (conf: PodplexConf) => Logger;
+  now?: () => Date;
+}
+
+/** The pod a call is for, from CNI_ARGS (Kubernetes runtimes) or podman's pod name. */
+export interface PodIdentity {
+  namespace?: string;
+  name?: string;
+  uid?: string;
+}
+
+/** Everything one meta-plugin verb works with. */
+export interface MetaCall {
+  req: PluginRequest;
+  conf: PodplexConf;
+  env: PluginEnv;
+  cniArgs: Map<string, string>;
+  pod: PodIdentity;
+  /** The runtime's capability args (podplex's own `runtimeConfig`). */
+  runtimeArgs: Record<string, unknown>;
+  registry: PluginRegistry;
+  store: StateStore;
+  log: Logger;
+  now: () => Date;
+  /** The API client, created on first use. */
+  kube(): Promise<KubeClient | undefined>;
+}
+
+const decoder = new TextDecoder();
+
+/**
+ * Parses a request to the meta-plugin into a {@linkcode MetaCall}.
+ *
+ * @throws {CniError} 6 when the conf is not JSON, 7 when it is not a valid podplex conf
+ */
+export function openCall(req: PluginRequest, deps: MetaDeps = {}): MetaCall {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(decoder.decode(req.conf));
+  } catch (e) {
+    throw new CniError(Code.DecodeFailure, "The podplex conf is not JSON", String(e));
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    throw new CniError(Code.InvalidConfig, "The podplex conf is not a JSON object");
+  }
+  const conf = parsePodplexConf(raw as Record<string, unknown>);
+  const cniArgs = parseCniArgs(req.env.args);
+  let kube: Promise<KubeClient | undefined> | undefined;
+  return {
+    req,
+    conf,
+    env: req.env,
+    cniArgs,
+    pod: {
+      namespace: cniArgs.get("K8S_POD_NAMESPACE") || undefined,
+      name: cniArgs.get("K8S_POD_NAME") || undefined,
+      uid: cniArgs.get("K8S_POD_UID") || undefined,
+    },
+    runtimeArgs: conf.runtimeConfig ?? {},
+    registry: deps.registry?.(conf) ?? createRegistry({ preferExternal: conf.preferExternal }),
+    store: deps.store?.(conf) ?? createStateStore(conf.stateDir),
+    log: deps.log?.(conf) ?? createLogger(conf.logLevel, conf.logFile),
+    now: deps.now ?? (() => new Date()),
+    kube() {
+      kube ??= deps.kube ? deps.kube(conf) : defaultKube(conf);
+      return kube;
+    },
+  };
+}
+
+async function defaultKube(conf: PodplexConf): Promise<KubeClient | undefined> {
+  if (!conf.kubeconfig) return undefined;
+  const { createKubeClient } = await import("./k8s.ts");
+  return createKubeClient({ kubeconfig: conf.kubeconfig });
+}
+
+/** A runtimeConfig value by key, matched case-insensitively (containerd's Go structs). */
+export function runtimeArg(args: Record<string, unknown>, key: string): unknown {
+  if (Object.hasOwn(args, key)) return args[key];
+  const lower = key.toLowerCase();
+  const k = Object.keys(args).find((k) => k.toLowerCase() === lower);
+  return k === undefined ? undefined : args[k];
+}
+
+/**
+ * A link group (IFLA_GROUP) for the container-side links of one (container, ifname): all of
+ * them are deleted with one RTM_DELLINK on DEL. FNV-1a of the pair, kept clear of group 0
+ * (the kernel's default) and of small numbers an admin might use.
+ */
+export function linkGroupFor(containerId: string, ifname: string): number {
+  let h = 0x811c9dc5;
+  for (const ch of `${containerId}/${ifname}`) {
+    h ^= ch.charCodeAt(0);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return 0x10000 + (h % 0x7ffe0000);
+}

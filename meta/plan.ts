@@ -1,0 +1,135 @@
+/**
+ * Turns a pod's request (annotations, podplex conf, CNI env) into the ordered list of
+ * attachments one ADD makes: which network, on which interface, with which capability args.
+ *
+ * @module
+ */
+import { CniError, Code } from "../conf/errors.ts";
+import {
+  type NetworkRef,
+  type NetworkSelection,
+  parseNetworkRef,
+  planPodNetworks,
+} from "./annotations.ts";
+import type { PodplexConf } from "./conf.ts";
+import { type NetworkResolver, resolveClusterNetwork, type ResolvedNetwork } from "./networks.ts";
+
+/** One network to attach, resolved, with its interface name. */
+export interface PlannedAttachment {
+  network: ResolvedNetwork;
+  ifname: string;
+  /** The cluster (default) network, on the runtime's CNI_IFNAME. */
+  isCluster: boolean;
+  /** Carries the pod's default route (the cluster network unless a selection asks). */
+  isDefault: boolean;
+  /** What the pod asked of this attachment (absent for the cluster and default networks). */
+  selection?: NetworkSelection;
+}
+
+/** Inputs of {@linkcode planAttachments}. */
+export interface PlanInput {
+  conf: PodplexConf;
+  annotations: Record<string, string>;
+  /** K8S_POD_NAMESPACE, or the conf's defaultNetworkNamespace when the runtime gives none. */
+  podNamespace: string;
+  /** The runtime's CNI_IFNAME (the cluster network's interface). */
+  ifname: string;
+  resolver: NetworkResolver;
+}
+
+/** The plan: attachments in ADD order, and warnings for the log. */
+export interface AttachmentPlan {
+  attachments: PlannedAttachment[];
+  warnings: string[];
+}
+
+/**
+ * Plans the attachments of one ADD: the cluster network (or its replacement from the
+ * default-network or Genie annotation) on CNI_IFNAME, then `defaultNetworks` (unless the pod
+ * is in a system namespace), then the networks of the annotation, named `net1`..`netN` by
+ * position unless one is requested.
+ *
+ * @throws {CniError} code 7 for a malformed annotation, a duplicate interface, or nothing to
+ * attach; code 100 when a network cannot be found
+ */
+export async function planAttachments(input: PlanInput): Promise<AttachmentPlan> {
+  const { conf, podNamespace, ifname, resolver } = input;
+  const plan = planPodNetworks(input.annotations, podNamespace, {
+    defaultNetworkNamespace: conf.defaultNetworkNamespace,
+  });
+  const cluster = plan.clusterOverride
+    ? await resolver.resolve(plan.clusterOverride)
+    : await resolveClusterNetwork(conf, resolver);
+
+  const secondary: NetworkSelection[] = [];
+  // defaultNetworks are the admin's choice: namespace isolation does not apply to them.
+  const adminChosen = new Set<NetworkSelection>();
+  if (!conf.systemNamespaces.includes(podNamespace)) {
+    for (const name of conf.defaultNetworks) {
+      const ref = parseNetworkRef(name, conf.defaultNetworkNamespace, "defaultNetworks");
+      secondary.push(ref);
+      adminChosen.add(ref);
+    }
+  }
+  secondary.push(...plan.secondary);
+
+  if (!cluster && secondary.length === 0) {
+    throw new CniError(
+      Code.InvalidConfig,
+      `Nothing to attach: no "clusterNetwork" in the podplex conf "${conf.name}" and no network requested`,
+    );
+  }
+  const askDefault = secondary.some((s) => s.defaultRoute && s.defaultRoute.length > 0);
+  const attachments: PlannedAttachment[] = [];
+  if (cluster) {
+    attachments.push({ network: cluster, ifname, isCluster: true, isDefault: !askDefault });
+  }
+  for (const [i, sel] of secondary.entries()) {
+    const ref: NetworkRef = { namespace: sel.namespace, name: sel.name };
+    const network = await resolver.resolve(ref, { skipIsolation: adminChosen.has(sel) });
+    const att: PlannedAttachment = {
+      network,
+      ifname: sel.interface ?? `net${i + 1}`,
+      isCluster: false,
+      isDefault: !!sel.defaultRoute?.length,
+    };
+    if (!adminChosen.has(sel)) att.selection = sel;
+    attachments.push(att);
+  }
+  requireDistinctIfnames(attachments);
+  return { attachments, warnings: plan.warnings };
+}
+
+function requireDistinctIfnames(atts: PlannedAttachment[]): void {
+  const seen = new Map<string, string>();
+  for (const a of atts) {
+    const other = seen.get(a.ifname);
+    if (other !== undefined) {
+      throw new CniError(
+        Code.InvalidConfig,
+        `Interface "${a.ifname}" requested twice: by network "${other}" and by network "${a.network.statusName}"`,
+      );
+    }
+    seen.set(a.ifname, a.network.statusName);
+  }
+}
+
+/**
+ * The capability args one attachment gets from the pod's request, merged over the
+ * runtime's (the cluster network also gets the runtime's own, as Multus passes them on).
+ */
+export function capabilityArgsFor(
+  att: PlannedAttachment,
+  runtimeArgs: Record<string, unknown>,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = att.isCluster ? { ...runtimeArgs } : {};
+  const sel = att.selection;
+  if (!sel) return out;
+  if (sel.ips?.length) out.ips = sel.ips;
+  if (sel.mac) out.mac = sel.mac;
+  if (sel.portMappings?.length) out.portMappings = sel.portMappings;
+  if (sel.bandwidth) out.bandwidth = sel.bandwidth;
+  if (sel.infinibandGuid) out.infinibandGUID = sel.infinibandGuid;
+  if (sel.deviceId) out.deviceID = sel.deviceId;
+  return out;
+}

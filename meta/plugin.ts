@@ -1,0 +1,257 @@
+/**
+ * The meta-plugin: the {@linkcode Plugin} for `type: "podplex"`. ADD lives in `add.ts`;
+ * DEL, CHECK, GC and STATUS work from the state cache so they need neither the pod, nor the
+ * API server, nor the netns.
+ *
+ * @module
+ */
+import { CniError, Code } from "../conf/errors.ts";
+import { parseConfOrList } from "../conf/netconf.ts";
+import { toCanonical } from "../conf/result.ts";
+import type { Attachment } from "../conf/types.ts";
+import { runChain } from "../delegates/chain.ts";
+import type { Plugin, PluginRequest } from "../delegates/types.ts";
+import { metaAdd, POD_ANNOTATIONS_ARG } from "./add.ts";
+import { type MetaCall, type MetaDeps, openCall, runtimeArg } from "./context.ts";
+import { createResolver, resolveClusterNetwork } from "./networks.ts";
+import { planAttachments } from "./plan.ts";
+import type { PodState } from "./state.ts";
+import { delAttachments } from "./teardown.ts";
+
+/**
+ * Creates the meta-plugin with injected edges (tests, the standalone mode).
+ *
+ * @example
+ * ```ts
+ * const plugin = createMetaPlugin({ store: () => createStateStore("/tmp/state") });
+ * const result = await plugin.invoke({ command: "ADD", conf, env });
+ * ```
+ */
+export function createMetaPlugin(deps: MetaDeps = {}): Plugin {
+  return {
+    type: "podplex",
+    builtin: true,
+    async invoke(req: PluginRequest) {
+      const call = openCall(req, deps);
+      switch (req.command) {
+        case "ADD":
+          return await metaAdd(call);
+        case "DEL":
+          await metaDel(call);
+          return undefined;
+        case "CHECK":
+          await metaCheck(call);
+          return undefined;
+        case "GC":
+          await metaGc(call);
+          return undefined;
+        case "STATUS":
+          await metaStatus(call);
+          return undefined;
+      }
+    },
+  };
+}
+
+/** The meta-plugin with its default edges (files, the API server from `kubeconfig`). */
+export const metaPlugin: Plugin = createMetaPlugin();
+
+/** The netns to use on DEL: the runtime's when given, else the one ADD recorded. */
+function withNetns(call: MetaCall, state: PodState): PodState {
+  return call.env.netns ? { ...state, netns: call.env.netns } : state;
+}
+
+async function metaDel(call: MetaCall): Promise<void> {
+  const { containerId, ifname } = call.env as { containerId: string; ifname: string };
+  const state = await call.store.load(containerId, ifname);
+  if (!state) return await delWithoutState(call);
+  const errors = await delAttachments(call, withNetns(call, state));
+  if (errors.length) {
+    // The state stays so that the runtime's retry can finish the job.
+    throw new CniError(
+      errors[0].code,
+      `DEL of container "${containerId}" left ${errors.length} attachment(s) behind`,
+      errors.map((e) => e.message + (e.details ? ` (${e.details})` : "")).join("; "),
+    );
+  }
+  await call.store.remove(containerId, ifname);
+}
+
+/**
+ * DEL with no state (ADD never finished, or the state was lost): release what the conf
+ * alone says the pod had, best-effort, and succeed.
+ */
+async function delWithoutState(call: MetaCall): Promise<void> {
+  const { conf, env } = call;
+  const given = runtimeArg(call.runtimeArgs, POD_ANNOTATIONS_ARG);
+  const annotations = given && typeof given === "object" ? given as Record<string, string> : {};
+  const podNamespace = call.pod.namespace ?? conf.defaultNetworkNamespace;
+  let planned;
+  try {
+    const resolver = createResolver({
+      networksDir: conf.networksDir,
+      confDir: conf.confDir,
+      namespaceIsolation: conf.namespaceIsolation,
+      globalNamespaces: conf.globalNamespaces,
+      podNamespace,
+    });
+    planned = await planAttachments({
+      conf,
+      annotations,
+      podNamespace,
+      ifname: env.ifname!,
+      resolver,
+    });
+  } catch (e) {
+    call.log.info(`DEL without state for "${env.containerId}": nothing to release (${e})`);
+    return;
+  }
+  const state: PodState = {
+    version: 1,
+    containerId: env.containerId!,
+    netns: env.netns ?? "",
+    ifname: env.ifname!,
+    createdAt: call.now().toISOString(),
+    attachments: planned.attachments.map((a) => ({
+      network: a.network.statusName,
+      ifname: a.ifname,
+      isCluster: a.isCluster,
+      isDefault: a.isDefault,
+      confText: a.network.confText,
+    })),
+  };
+  for (const e of await delAttachments(call, state)) call.log.warning(e.message);
+}
+
+async function metaCheck(call: MetaCall): Promise<void> {
+  const { containerId, ifname } = call.env as { containerId: string; ifname: string };
+  const state = await call.store.load(containerId, ifname);
+  if (!state) {
+    throw new CniError(
+      Code.UnknownContainer,
+      `No attachments of container "${containerId}" on "${ifname}" are known`,
+    );
+  }
+  for (const att of state.attachments) {
+    try {
+      const opts: Parameters<typeof runChain>[2] = {
+        env: { ...call.env, ifname: att.ifname, args: att.cniArgs ?? call.env.args },
+        registry: call.registry,
+        capabilityArgs: att.capabilityArgs,
+      };
+      if (att.result) opts.cachedResult = toCanonical(att.result, "1.1.0");
+      await runChain(parseConfOrList(att.confText), "CHECK", opts);
+    } catch (e) {
+      throw CniError.wrap(
+        e,
+        Code.DelegateFailed,
+        `CHECK of network "${att.network}" ("${att.ifname}")`,
+      );
+    }
+  }
+}
+
+function validAttachments(raw: Record<string, unknown>): Attachment[] {
+  const list = raw["cni.dev/valid-attachments"] ?? raw["cni.dev/attachments"];
+  if (list === undefined) return [];
+  if (!Array.isArray(list)) {
+    throw new CniError(Code.InvalidConfig, `Invalid "cni.dev/valid-attachments": not a list`);
+  }
+  return list.map((a, i) => {
+    const { containerID, ifname } = (a ?? {}) as Record<string, unknown>;
+    if (typeof containerID !== "string" || typeof ifname !== "string") {
+      throw new CniError(
+        Code.InvalidConfig,
+        `Invalid "cni.dev/valid-attachments[${i}]": ${
+          JSON.stringify(a)
+        } needs "containerID" and "ifname"`,
+      );
+    }
+    return { containerID, ifname };
+  });
+}
+
+/**
+ * GC: DELs every remembered attachment whose (container, ifname) is not valid, then
+ * forwards GC to every network podplex knows, with the valid list expanded to the secondary
+ * interfaces those containers have (else a delegate would release net1's address).
+ */
+async function metaGc(call: MetaCall): Promise<void> {
+  const valid = validAttachments(call.conf.raw);
+  const key = (c: string, i: string) => `${c}\u0000${i}`;
+  const validKeys = new Set(valid.map((a) => key(a.containerID, a.ifname)));
+  const errors: CniError[] = [];
+  const expanded: Attachment[] = [...valid];
+  const networks = new Map<string, string>();
+  for (const state of await call.store.list()) {
+    if (validKeys.has(key(state.containerId, state.ifname))) {
+      for (const a of state.attachments) {
+        expanded.push({ containerID: state.containerId, ifname: a.ifname });
+        networks.set(a.confText, a.network);
+      }
+      continue;
+    }
+    const errs = await delAttachments(call, state);
+    if (errs.length) errors.push(...errs);
+    else await call.store.remove(state.containerId, state.ifname);
+  }
+  const cluster = await resolveClusterNetwork(
+    call.conf,
+    createResolver({
+      networksDir: call.conf.networksDir,
+      confDir: call.conf.confDir,
+      namespaceIsolation: false,
+      globalNamespaces: [],
+      podNamespace: call.conf.defaultNetworkNamespace,
+    }),
+  ).catch(() => undefined);
+  if (cluster) networks.set(cluster.confText, cluster.statusName);
+  for (const [confText, name] of networks) {
+    try {
+      await runChain(parseConfOrList(confText), "GC", {
+        env: { path: call.env.path },
+        registry: call.registry,
+        validAttachments: expanded,
+      });
+    } catch (e) {
+      errors.push(CniError.wrap(e, Code.DelegateFailed, `GC of network "${name}"`));
+    }
+  }
+  if (errors.length) {
+    throw new CniError(
+      errors[0].code,
+      `GC failed for ${errors.length} item(s)`,
+      errors.map((e) => e.message).join("; "),
+    );
+  }
+}
+
+/** STATUS: the readiness indicator file exists, and the cluster network's plugins are ready. */
+async function metaStatus(call: MetaCall): Promise<void> {
+  const file = call.conf.readinessIndicatorFile;
+  if (file) {
+    try {
+      await Deno.stat(file);
+    } catch {
+      throw new CniError(
+        Code.NotAvailable,
+        `Not ready: the readiness indicator file "${file}" does not exist`,
+      );
+    }
+  }
+  const cluster = await resolveClusterNetwork(
+    call.conf,
+    createResolver({
+      networksDir: call.conf.networksDir,
+      confDir: call.conf.confDir,
+      namespaceIsolation: false,
+      globalNamespaces: [],
+      podNamespace: call.conf.defaultNetworkNamespace,
+    }),
+  );
+  if (!cluster) return;
+  await runChain(parseConfOrList(cluster.confText), "STATUS", {
+    env: { path: call.env.path },
+    registry: call.registry,
+  });
+}

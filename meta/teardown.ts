@@ -1,0 +1,121 @@
+/**
+ * Undoing attachments: the meta-plugin's DEL, the rollback of a failed ADD, and GC's
+ * removal of stale attachments all come here.
+ *
+ * A pod is torn down in one RCU grace period: every container-side link the built-in
+ * delegates made carries the pod's link group, and one RTM_DELLINK by group removes them
+ * all (DESIGN.md: 5 veths by group 19 ms, one by one 110 ms). The delegates' DELs then find
+ * their links gone, as an idempotent DEL must, and release their IPAM. Chains that need the
+ * live link on DEL (an external plugin, a DHCP release) are DELeted before the group goes.
+ *
+ * @module
+ */
+import { CniError, Code } from "../conf/errors.ts";
+import { parseConfOrList } from "../conf/netconf.ts";
+import { toCanonical } from "../conf/result.ts";
+import { runChain } from "../delegates/chain.ts";
+import { isBuiltin } from "../delegates/registry.ts";
+import type { MetaCall } from "./context.ts";
+import type { AttachmentState, PodState } from "./state.ts";
+
+/**
+ * DELs every attachment of `state` in reverse order, best-effort: each one is tried even
+ * when another fails.
+ *
+ * @returns the errors (empty when everything was released)
+ */
+export async function delAttachments(
+  call: MetaCall,
+  state: PodState,
+): Promise<CniError[]> {
+  const errors: CniError[] = [];
+  const order = [...state.attachments].reverse();
+  const needsLiveLink = order.filter((a) => !groupSafe(a, call));
+  const rest = order.filter((a) => groupSafe(a, call));
+  for (const att of needsLiveLink) await delOne(call, state, att, errors);
+  if (rest.length && state.linkGroup && state.netns) {
+    await deleteLinkGroup(state.netns, state.linkGroup, call);
+  }
+  for (const att of rest) await delOne(call, state, att, errors);
+  return errors;
+}
+
+async function delOne(
+  call: MetaCall,
+  state: PodState,
+  att: AttachmentState,
+  errors: CniError[],
+): Promise<void> {
+  try {
+    const list = parseConfOrList(att.confText);
+    const opts: Parameters<typeof runChain>[2] = {
+      env: {
+        ...call.env,
+        containerId: state.containerId,
+        netns: state.netns,
+        ifname: att.ifname,
+        args: att.cniArgs ?? call.env.args,
+      },
+      registry: call.registry,
+      capabilityArgs: att.capabilityArgs,
+    };
+    if (att.result) opts.cachedResult = toCanonical(att.result, "1.1.0");
+    await runChain(list, "DEL", opts);
+  } catch (e) {
+    errors.push(
+      CniError.wrap(e, Code.DelegateFailed, `DEL of network "${att.network}" ("${att.ifname}")`),
+    );
+  }
+}
+
+/**
+ * Whether an attachment's links may go with the group delete before its DEL runs: every
+ * plugin of its chain is a built-in (they put their container links in the group and treat
+ * a missing link as done) and none releases an address over the link (DHCP).
+ */
+function groupSafe(att: AttachmentState, call: MetaCall): boolean {
+  try {
+    const list = parseConfOrList(att.confText);
+    return list.plugins.every((p) => {
+      const ipam = (p.conf as { ipam?: { type?: string } }).ipam;
+      return isBuiltin(p.type) && !call.conf.preferExternal?.includes(p.type) &&
+        ipam?.type !== "dhcp";
+    });
+  } catch {
+    return false;
+  }
+}
+
+async function deleteLinkGroup(
+  netns: string,
+  group: number,
+  call: MetaCall,
+): Promise<void> {
+  try {
+    await Deno.lstat(netns);
+  } catch {
+    return; // the netns is gone, and its links with it
+  }
+  try {
+    const { NetNs, Netlink } = await import("../ffi/mod.ts");
+    let ns;
+    try {
+      ns = NetNs.open(netns);
+    } catch {
+      return;
+    }
+    try {
+      const nl = Netlink.open(ns);
+      try {
+        nl.deleteGroup(group);
+      } finally {
+        nl.close();
+      }
+    } finally {
+      ns.close();
+    }
+  } catch (e) {
+    // Not fatal: each delegate's DEL still deletes its own link.
+    call.log.debug(`Group delete of ${group} in "${netns}" failed: ${e}`);
+  }
+}
