@@ -1,0 +1,79 @@
+import assert from "node:assert/strict";
+import { CniError } from "../conf/errors.ts";
+import { NetlinkError } from "../ffi/mod.ts";
+import { builtinPlugin } from "./builtin.ts";
+import { createRegistry } from "./registry.ts";
+import type { DelegateContext } from "./types.ts";
+import { chainedMaster, makeIpvlan } from "./ipvlan.ts";
+import { isRoot, linkExists, run, tempDir, tempNetns } from "../tests/testutils.ts";
+
+const isCode = (code: number) => (e: unknown) => e instanceof CniError && e.code === code;
+
+function ctxWith(prevResult?: DelegateContext["prevResult"]): DelegateContext {
+  return {
+    env: { path: [] },
+    cniArgs: new Map(),
+    confBytes: new Uint8Array(),
+    raw: {},
+    prevResult,
+    ipam: () => Promise.resolve(undefined),
+  };
+}
+
+Deno.test("ipvlan parseConf defaults the mode to l2 and accepts l3 and l3s only", () => {
+  const d = makeIpvlan();
+  assert.equal(d.parseConf({}).mode, "l2");
+  assert.equal(d.parseConf({ mode: "l3s" }).mode, "l3s");
+  assert.throws(() => d.parseConf({ mode: "bridge" }), isCode(7));
+});
+
+Deno.test("a chained ipvlan without master takes the single interface of prevResult", () => {
+  const c = makeIpvlan().parseConf({});
+  const one = { cniVersion: "1.1.0", interfaces: [{ name: "eth0", sandbox: "/x" }] };
+  assert.equal(chainedMaster(c, ctxWith(one)).master, "eth0");
+  assert.equal(chainedMaster(c, ctxWith()).master, undefined);
+  const two = { cniVersion: "1.1.0", interfaces: [{ name: "a" }, { name: "b" }] };
+  assert.throws(() => chainedMaster(c, ctxWith(two)), isCode(7));
+});
+
+Deno.test({
+  name: "ipvlan ADD creates the link or, without kernel support, fails leaving nothing",
+  ignore: !isRoot,
+  async fn(t) {
+    await using host = await tempNetns("h");
+    await using pod = await tempNetns("c");
+    await using data = await tempDir();
+    await run("ip", "-n", host.name, "link", "add", "ppm0", "type", "veth", "peer", "name", "ppm1");
+    const registry = createRegistry({ builtins: {} });
+    const plugin = builtinPlugin(makeIpvlan({ hostNs: host.path }), () => registry);
+    const conf = {
+      cniVersion: "1.0.0",
+      name: "ppiv",
+      type: "ipvlan",
+      master: "ppm0",
+      mode: "l3",
+      ipam: { type: "host-local", subnet: "10.250.9.0/24", dataDir: data.path },
+    };
+    const env = { containerId: "i1", netns: pod.path, ifname: "net1", path: ["/usr/lib/cni"] };
+    const bytes = new TextEncoder().encode(JSON.stringify(conf));
+    let res: Record<string, unknown> | undefined;
+    try {
+      res = await plugin.invoke({ command: "ADD", conf: bytes, env });
+    } catch (err) {
+      const cause = (err as Error).cause;
+      if (!(cause instanceof NetlinkError && cause.kind === "notsupported")) throw err;
+      assert.equal(await linkExists(pod.name, "net1"), false);
+      assert.equal(await Deno.stat(`${data.path}/ppiv/10.250.9.2`).then(() => 1, () => 0), 0);
+      await plugin.invoke({ command: "DEL", conf: bytes, env });
+      await t.step({
+        name: `kernel part skipped: ${cause.message}`,
+        ignore: true,
+        fn() {},
+      });
+      return;
+    }
+    assert.deepStrictEqual((res!.ips as unknown[]).length, 1);
+    await plugin.invoke({ command: "DEL", conf: bytes, env });
+    assert.equal(await linkExists(pod.name, "net1"), false);
+  },
+});
