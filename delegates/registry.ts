@@ -23,6 +23,8 @@ export const BUILTINS: Record<string, BuiltinLoader> = {
   ipvlan: () => import("./ipvlan.ts").then((m) => m.ipvlan),
   vxlan: () => import("./vxlan.ts").then((m) => m.vxlan),
   loopback: () => import("./loopback.ts").then((m) => m.loopback),
+  "host-local": () => import("./ipam/host_local.ts").then((m) => m.hostLocal),
+  static: () => import("./ipam/static.ts").then((m) => m.staticIpam),
 };
 
 /** The types served in-process (as of module load; {@linkcode isBuiltin} is live). */
@@ -36,20 +38,13 @@ export function isBuiltin(type: string): boolean {
 /** The `type` of podplex's own conf entry (the meta-plugin). */
 export const META_TYPE = "podplex";
 
-// The meta-plugin module is written separately; until it exists this specifier is not a
-// literal so that type-checking and bundling of the CLI do not depend on it.
-// TODO(lead): once meta/plugin.ts exists, replace the body of loadMetaPlugin with
-// `return (await import("../meta/plugin.ts")).metaPlugin;` so the bundle includes it.
-const META_MODULE = "../meta/plugin.ts";
-
 /**
  * Loads the meta-plugin (the plugin for `type: "podplex"`).
  *
  * @throws {Error} when the module cannot be loaded
  */
 export async function loadMetaPlugin(): Promise<Plugin> {
-  const mod = await import(META_MODULE) as { metaPlugin: Plugin };
-  return mod.metaPlugin;
+  return (await import("../meta/plugin.ts")).metaPlugin;
 }
 
 /** Options of {@linkcode createRegistry}. */
