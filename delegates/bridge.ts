@@ -186,6 +186,9 @@ export function ensureBridge(host: Netlink, c: BridgeConf, opts: HostOptions): L
       if (!isKind(err, "exists")) throw kernelError(`Cannot create bridge "${c.bridge}"`, err);
     }
     br = host.requireLink(c.bridge);
+    // Pin the MAC: otherwise the bridge takes its lowest-numbered port's MAC, which changes
+    // as pods come and go and breaks CHECK (the reference pins it only with isGateway).
+    if (br.kind === "bridge") host.setMac(br.index, br.mac);
   }
   if (br.kind !== "bridge") {
     throw new CniError(Code.AlreadyExists, `"${c.bridge}" already exists but is not a bridge`);
