@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { builtinPlugin } from "../delegates/builtin.ts";
 import { hostLocal } from "../delegates/ipam/host_local.ts";
+import { staticIpam } from "../delegates/ipam/static.ts";
 import type { PluginRegistry } from "../delegates/types.ts";
 import { tempDir } from "./testutils.ts";
 
@@ -19,6 +20,7 @@ const noRegistry: PluginRegistry = {
   get: () => Promise.reject(new Error("host-local needs no registry")),
 };
 const podplex = builtinPlugin(hostLocal, () => noRegistry);
+const podplexStatic = builtinPlugin(staticIpam, () => noRegistry);
 
 /** One step: a verb for a container, optionally with CNI_ARGS. */
 interface Step {
@@ -30,8 +32,8 @@ interface Step {
 
 type Outcome = { ok: true; result?: unknown } | { ok: false };
 
-async function runReference(conf: unknown, s: Step): Promise<Outcome> {
-  const child = new Deno.Command(REFERENCE, {
+async function runReference(conf: unknown, s: Step, bin = REFERENCE): Promise<Outcome> {
+  const child = new Deno.Command(bin, {
     env: {
       CNI_COMMAND: s.cmd,
       CNI_CONTAINERID: s.id,
@@ -53,9 +55,9 @@ async function runReference(conf: unknown, s: Step): Promise<Outcome> {
   return { ok: true, result: text ? JSON.parse(text) : undefined };
 }
 
-async function runPodplex(conf: unknown, s: Step): Promise<Outcome> {
+async function runPodplex(conf: unknown, s: Step, plugin = podplex): Promise<Outcome> {
   try {
-    const result = await podplex.invoke({
+    const result = await plugin.invoke({
       command: s.cmd,
       conf: new TextEncoder().encode(JSON.stringify(conf)),
       env: {
@@ -232,6 +234,67 @@ for (const c of CASES) {
           assert.deepEqual(got, want, `step ${i}: ${s.cmd} ${s.id} ${s.args ?? ""}`);
         }
         assert.deepEqual(await tree(`${mine.path}/ppdiffnet`), await tree(`${ref.path}/ppdiffnet`));
+      },
+    });
+  }
+}
+
+const STATIC_CASES: Array<{ name: string; conf: Record<string, unknown>; args?: string }> = [
+  {
+    name: "addresses, routes and dns with CNI_ARGS IP and GATEWAY",
+    conf: {
+      ipam: {
+        addresses: [
+          { address: "10.10.0.1/24", gateway: "10.10.0.254" },
+          { address: "3ffe:ffff:0:01ff::1/64" },
+        ],
+        routes: [{ dst: "0.0.0.0/0" }, { dst: "3ffe:ffff:0:01ff::/64", gw: "3ffe:ffff:0:01ff::9" }],
+        dns: { nameservers: ["8.8.8.8"], domain: "example.com", search: ["a.example"] },
+      },
+    },
+    args: "IgnoreUnknown=1;IP=10.20.0.5/16,fd00::5/64;GATEWAY=10.20.0.1,3ffe:ffff:0:01ff::9",
+  },
+  {
+    name: "args.cni.ips replace the configured addresses",
+    conf: {
+      ipam: { addresses: [{ address: "10.10.0.1/24" }] },
+      args: { cni: { ips: ["10.30.0.1/24", "fd00::30/64"] } },
+    },
+  },
+  {
+    name: "runtimeConfig.ips win over args.cni.ips",
+    conf: {
+      ipam: { addresses: [{ address: "10.10.0.1/24" }] },
+      args: { cni: { ips: ["10.30.0.1/24"] } },
+      runtimeConfig: { ips: ["10.40.0.1/24"] },
+    },
+  },
+  {
+    name: "an address that is not a CIDR",
+    conf: { ipam: { addresses: [{ address: "10.10.0.1" }] } },
+  },
+];
+
+const STATIC = "/usr/lib/cni/static";
+const haveStatic = await Deno.stat(STATIC).then(() => true, () => false);
+
+for (const c of STATIC_CASES) {
+  for (const version of VERSIONS) {
+    Deno.test({
+      name: `podplex static matches the reference: ${c.name} (cniVersion ${version})`,
+      ignore: !haveStatic,
+      async fn() {
+        const conf = {
+          cniVersion: version,
+          name: "ppstatic",
+          type: "bridge",
+          ...c.conf,
+          ipam: { type: "static", ...(c.conf.ipam as object) },
+        };
+        const step: Step = { cmd: "ADD", id: "ppst", args: c.args };
+        const want = normalise(await runReference(conf, step, STATIC));
+        const got = normalise(await runPodplex(conf, step, podplexStatic));
+        assert.deepEqual(got, want);
       },
     });
   }

@@ -2,8 +2,8 @@
  * The built-in static IPAM: hands out the addresses its config (or the runtime) names, as
  * the reference plugin does (containernetworking/plugins, plugins/ipam/static):
  * `ipam.addresses` [{address, gateway}], `ipam.routes`, `ipam.dns`; CNI_ARGS `IP`
- * (comma-separated CIDRs, appended) and `GATEWAY` (set on the addresses whose subnet holds
- * it); `args.cni.ips` and then `runtimeConfig.ips` replace all of those. DEL does nothing.
+ * (comma-separated CIDRs, appended) and `GATEWAY` (set on the CNI_ARGS addresses whose
+ * subnet holds it); `args.cni.ips` and then `runtimeConfig.ips` replace all of those. DEL does nothing.
  *
  * @module
  */
@@ -114,17 +114,19 @@ export function parseStaticConf(raw: Json): StaticConf {
  */
 export function staticAddresses(conf: StaticConf, cniArgs: Map<string, string>): StaticAddress[] {
   if (conf.override) return conf.override;
-  const out = conf.addresses.map((a) => ({ ...a }));
+  const fromEnv: StaticAddress[] = [];
   const ip = cniArgs.get("IP");
-  if (ip) { for (const t of ip.split(",")) out.push({ cidr: cidrOrThrow(t, "CNI_ARGS IP") }); }
+  if (ip) { for (const t of ip.split(",")) fromEnv.push({ cidr: cidrOrThrow(t, "CNI_ARGS IP") }); }
   const gw = cniArgs.get("GATEWAY");
   if (gw) {
     for (const t of gw.split(",")) {
       const g = tryParseIp(t.trim());
       if (!g) throw new CniError(Code.InvalidConfig, `Invalid "CNI_ARGS GATEWAY": "${t}"`);
-      for (const a of out) if (contains(a.cidr, g)) a.gateway = g;
+      // Only CNI_ARGS addresses: the reference has not parsed the config's ones yet here.
+      for (const a of fromEnv) if (contains(a.cidr, g)) a.gateway = g;
     }
   }
+  const out = [...conf.addresses, ...fromEnv];
   checkPerFamily(conf.cniVersion, out.map((a) => a.cidr.family));
   return out;
 }
