@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { Code, CniError } from "./errors.ts";
+import { CniError, Code } from "./errors.ts";
 
 /** Every spec version podplex accepts in configs and can produce results for. */
 export const SUPPORTED_VERSIONS = [
