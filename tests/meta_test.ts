@@ -114,7 +114,7 @@ async function leaseFiles(dataDir: string): Promise<string[]> {
   return out.sort();
 }
 
-async function stateFiles(stateDir: string): Promise<string[]> {
+function stateFiles(stateDir: string): string[] {
   try {
     return Array.from(Deno.readDirSync(stateDir), (e) => e.name);
   } catch {
@@ -150,13 +150,13 @@ Deno.test({
       ["10.77.2.2/24", "net2"],
     ]);
     assert.deepEqual((await leaseFiles(f.dataDir)).length, 3);
-    assert.deepEqual(await stateFiles(f.stateDir), ["ppcontainer1@eth0.json"]);
+    assert.deepEqual(stateFiles(f.stateDir), ["ppcontainer1@eth0.json"]);
 
     await plugin.invoke(req("CHECK", conf, ns.path));
     await plugin.invoke(req("DEL", conf, ns.path));
     for (const dev of ["eth0", "net1", "net2"]) assert(!(await linkExists(ns.name, dev)), dev);
     assert.deepEqual(await leaseFiles(f.dataDir), []);
-    assert.deepEqual(await stateFiles(f.stateDir), []);
+    assert.deepEqual(stateFiles(f.stateDir), []);
     await plugin.invoke(req("DEL", conf, ns.path)); // a second DEL is fine
   },
 });
@@ -191,7 +191,7 @@ Deno.test({
     assert(err.message.includes("default/net-c"), err.message);
     for (const dev of ["eth0", "net1", "net2"]) assert(!(await linkExists(ns.name, dev)), dev);
     assert.deepEqual(await leaseFiles(f.dataDir), ["net-c/10.77.2.9"]);
-    assert.deepEqual(await stateFiles(f.stateDir), []);
+    assert.deepEqual(stateFiles(f.stateDir), []);
   },
 });
 
@@ -229,7 +229,7 @@ Deno.test({
     assert.deepEqual((await leaseFiles(f.dataDir)).length, 2);
     await plugin.invoke(req("DEL", conf, ns.path));
     assert.deepEqual(await leaseFiles(f.dataDir), []);
-    assert.deepEqual(await stateFiles(f.stateDir), []);
+    assert.deepEqual(stateFiles(f.stateDir), []);
   },
 });
 
@@ -252,7 +252,7 @@ Deno.test({
       conf: enc.encode(JSON.stringify(gcConf)),
       env: { path: ["/usr/lib/cni"] },
     });
-    assert.deepEqual(await stateFiles(f.stateDir), ["ppkeep@eth0.json"]);
+    assert.deepEqual(stateFiles(f.stateDir), ["ppkeep@eth0.json"]);
     const leases = await leaseFiles(f.dataDir);
     assert.deepEqual(leases.length, 2);
     for (const l of leases) {
