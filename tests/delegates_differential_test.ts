@@ -7,7 +7,6 @@
  * bridge's addresses and the NAT table.
  */
 import assert from "node:assert/strict";
-import { builtinPlugin } from "../delegates/builtin.ts";
 import { BUILTINS, createRegistry } from "../delegates/registry.ts";
 import { makeBridge } from "../delegates/bridge.ts";
 import { makeMacvlan } from "../delegates/macvlan.ts";
