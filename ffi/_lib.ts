@@ -18,6 +18,14 @@ export type LibName = keyof typeof paths;
 
 let used = false;
 
+/** What has been bound so far: for the benchmark and for startup budgeting. */
+const stats = { groups: 0, symbols: 0, ms: 0 };
+
+/** How many symbol groups and symbols are bound, and the milliseconds binding took. */
+export function bindStats(): { groups: number; symbols: number; ms: number } {
+  return { ...stats };
+}
+
 /**
  * Overrides where the C libraries are loaded from. Call before the first netlink, netns or
  * sysctl operation; later calls would leave already bound groups on the old libraries.
@@ -47,11 +55,39 @@ export function lazyGroup<S extends Deno.ForeignLibraryInterface>(
   return () => {
     if (!bound) {
       used = true;
+      const t0 = performance.now();
       bound = Deno.dlopen(paths[lib], symbols).symbols;
+      stats.ms += performance.now() - t0;
+      stats.groups++;
+      stats.symbols += Object.keys(symbols).length;
     }
     return bound;
   };
 }
+
+/**
+ * The libc calls of the common path, shared by netns windows, sysctls and netlink sockets
+ * so that each symbol is bound once.
+ */
+export const libc = lazyGroup(
+  "libc",
+  {
+    // int open(const char *path, int flags, mode_t mode);
+    open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
+    // int close(int fd);
+    close: { parameters: ["i32"], result: "i32" },
+    // ssize_t read(int fd, void *buf, size_t count);
+    read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+    // ssize_t write(int fd, const void *buf, size_t count);
+    write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+    // int setns(int fd, int nstype);
+    setns: { parameters: ["i32", "i32"], result: "i32" },
+    // void free(void *p);
+    free: { parameters: ["pointer"], result: "void" },
+    // int setsockopt(int fd, int level, int name, const void *val, socklen_t len);
+    setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  } as const,
+);
 
 /** The symbols every libc caller needs to read errno (Deno has no errno accessor). */
 const errnoGroup = lazyGroup(

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { lazyGroup } from "./_lib.ts";
+import { lazyGroup, libc } from "./_lib.ts";
 import { kernelError, NetlinkError, NLE, nlError } from "./errors.ts";
 import {
   attrStr,
@@ -36,16 +36,6 @@ const nl = lazyGroup(
     // int nl_recv(struct nl_sock *sk, struct sockaddr_nl *nla, unsigned char **buf,
     //             struct ucred **creds);          (*buf is malloc'ed; the caller frees it)
     nl_recv: { parameters: ["pointer", "buffer", "buffer", "pointer"], result: "i32" },
-  } as const,
-);
-
-const libc = lazyGroup(
-  "libc",
-  {
-    // void free(void *p);
-    free: { parameters: ["pointer"], result: "void" },
-    // int setsockopt(int fd, int level, int name, const void *val, socklen_t len);
-    setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   } as const,
 );
 
@@ -103,7 +93,19 @@ export class NlSocket {
    * @throws {NetlinkError} with the kernel's errno (and extended ack text)
    */
   request(op: string, w: MsgWriter): NlMsg[] {
-    return this.#exchange(op, w);
+    const r = this.#exchange(op, w);
+    if (Array.isArray(r)) return r;
+    throw kernelError(op, r.errno, r.extack);
+  }
+
+  /**
+   * Like {@linkcode NlSocket.request}, but a kernel error comes back as its (positive)
+   * errno instead of an exception: for expected misses, e.g. "is this link there?", that
+   * should cost no error object (and no binding of the error-text symbols).
+   */
+  requestOrErrno(op: string, w: MsgWriter): NlMsg[] | number {
+    const r = this.#exchange(op, w);
+    return Array.isArray(r) ? r : r.errno;
   }
 
   /**
@@ -113,12 +115,14 @@ export class NlSocket {
   dump(op: string, make: () => MsgWriter): NlMsg[] {
     for (let i = 0;; i++) {
       const msgs = this.#exchange(op, make());
+      if (!Array.isArray(msgs)) throw kernelError(op, msgs.errno, msgs.extack);
       if (!msgs.some((m) => m.flags & NLM_F.DUMP_INTR)) return msgs;
       if (i >= DUMP_RETRIES) throw nlError(op, -NLE.DUMP_INTR);
     }
   }
 
-  #exchange(op: string, w: MsgWriter): NlMsg[] {
+  /** One request and its answers; a kernel error is returned, not thrown. */
+  #exchange(op: string, w: MsgWriter): NlMsg[] | { errno: number; extack?: string } {
     const sk = this.#sk;
     if (!sk) throw new Error(`Cannot ${op}: the netlink socket is closed`);
     const seq = this.#seq = (this.#seq + 1) >>> 0;
@@ -132,12 +136,12 @@ export class NlSocket {
         if (m.type === NLMSG_ERROR) {
           const err = viewOf(m.body).getInt32(0, true);
           if (err === 0) return out;
-          throw kernelError(op, err, extackText(m));
+          return { errno: -err, extack: extackText(m) };
         }
         if (m.type === NLMSG_DONE) {
           // Since Linux 4.x a failed dump reports its error in the DONE payload.
           const err = m.body.length >= 4 ? viewOf(m.body).getInt32(0, true) : 0;
-          if (err < 0) throw kernelError(op, err, extackText(m));
+          if (err < 0) return { errno: -err, extack: extackText(m) };
           return out;
         }
         out.push(m);

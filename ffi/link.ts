@@ -7,6 +7,7 @@
 import { formatMac, macBytes } from "./_inet.ts";
 import { attrS32, attrStr, attrU32, MsgWriter, NLM_F, parseAttrs, viewOf } from "./_msg.ts";
 import type { NlSocket } from "./_socket.ts";
+import { ERRNO, kernelError } from "./errors.ts";
 import type { NetNs } from "./netns.ts";
 
 /** RTM_* link message types. */
@@ -119,15 +120,15 @@ export function parseLink(body: Uint8Array): LinkInfo {
  * @throws {NetlinkError} for failures other than "no such device"
  */
 export function getLink(sock: NlSocket, link: LinkRef): LinkInfo | null {
+  const op = `get link ${refText(link)}`;
   const w = linkMsg(RTM.GETLINK, NLM_F.ACK, link).u32(IFLA.EXT_MASK, RTEXT_FILTER_SKIP_STATS);
-  try {
-    const msgs = sock.request(`get link ${refText(link)}`, w);
-    const m = msgs.find((x) => x.type === RTM.NEWLINK);
-    return m ? parseLink(m.body) : null;
-  } catch (e) {
-    if ((e as { kind?: string }).kind === "notfound") return null;
-    throw e;
+  const r = sock.requestOrErrno(op, w);
+  if (typeof r === "number") {
+    if (r === ERRNO.ENODEV || r === ERRNO.ENOENT) return null;
+    throw kernelError(op, r);
   }
+  const m = r.find((x) => x.type === RTM.NEWLINK);
+  return m ? parseLink(m.body) : null;
 }
 
 /** Every link of the socket's netns. */

@@ -9,18 +9,13 @@
  *
  * @module
  */
-import { cstr, errno, lazyGroup } from "./_lib.ts";
+import { cstr, errno, lazyGroup, libc } from "./_lib.ts";
 import { ERRNO, errnoError, NetlinkError } from "./errors.ts";
 
-const libc = lazyGroup(
+/** Only for creating, removing and inspecting netns, not for entering one. */
+const manage = lazyGroup(
   "libc",
   {
-    // int open(const char *path, int flags, mode_t mode);
-    open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
-    // int close(int fd);
-    close: { parameters: ["i32"], result: "i32" },
-    // int setns(int fd, int nstype);
-    setns: { parameters: ["i32", "i32"], result: "i32" },
     // int unshare(int flags);
     unshare: { parameters: ["i32"], result: "i32" },
     // int mount(const char *src, const char *target, const char *fstype,
@@ -110,7 +105,7 @@ export class NetNs implements Disposable {
     try {
       bindNewNetns(path, name);
     } catch (e) {
-      c.unlink(cstr(path));
+      manage().unlink(cstr(path));
       throw e;
     }
     return NetNs.open(path);
@@ -124,7 +119,7 @@ export class NetNs implements Disposable {
    */
   static remove(name: string): void {
     const path = cstr(netnsPath(name));
-    const c = libc();
+    const c = manage();
     if (c.umount2(path, MNT_DETACH) < 0) {
       const err = errno();
       // EINVAL: not a mount point (a half-made netns); ENOENT: already gone.
@@ -145,7 +140,7 @@ export class NetNs implements Disposable {
    */
   inode(): bigint {
     const st = new Uint8Array(144); // struct stat on x86_64/aarch64 is 144/128 bytes
-    if (libc().fstat(this.#fd, st) < 0) throw errnoError(`stat netns "${this.path}"`, errno());
+    if (manage().fstat(this.#fd, st) < 0) throw errnoError(`stat netns "${this.path}"`, errno());
     return new DataView(st.buffer).getBigUint64(8, true); // st_ino follows st_dev
   }
 
@@ -165,7 +160,7 @@ export class NetNs implements Disposable {
 
 /** Makes /run/netns exist and be a shared mount, as iproute2 does before each add. */
 function ensureRunDir(): void {
-  const c = libc();
+  const c = manage();
   const dir = cstr(NETNS_RUN_DIR);
   const none = cstr("none");
   const empty = cstr("");
@@ -185,14 +180,14 @@ function ensureRunDir(): void {
 
 /** unshare(CLONE_NEWNET) on this thread, bind the new netns on `path`, go back home. */
 function bindNewNetns(path: string, name: string): void {
-  const c = libc();
+  const c = manage();
   using home = NetNs.current();
   if (c.unshare(CLONE_NEWNET) < 0) throw errnoError(`create netns "${name}"`, errno());
   let mountErr = 0;
   if (c.mount(cstr(SELF_NS), cstr(path), cstr("none"), BigInt(MS_BIND), null) < 0) {
     mountErr = errno();
   }
-  if (c.setns(home.fd, CLONE_NEWNET) < 0) {
+  if (libc().setns(home.fd, CLONE_NEWNET) < 0) {
     throw errnoError(`return to the original netns after creating "${name}"`, errno());
   }
   if (mountErr) throw errnoError(`bind-mount netns "${name}"`, mountErr);

@@ -5,23 +5,9 @@
  *
  * @module
  */
-import { cstr, errno, lazyGroup } from "./_lib.ts";
+import { cstr, errno, libc } from "./_lib.ts";
 import { errnoError } from "./errors.ts";
 import { type NetNs, withNetns } from "./netns.ts";
-
-const libc = lazyGroup(
-  "libc",
-  {
-    // int open(const char *path, int flags, mode_t mode);
-    open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
-    // ssize_t read(int fd, void *buf, size_t count);
-    read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
-    // ssize_t write(int fd, const void *buf, size_t count);
-    write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
-    // int close(int fd);
-    close: { parameters: ["i32"], result: "i32" },
-  } as const,
-);
 
 const O_RDONLY = 0;
 const O_WRONLY = 1;
