@@ -1,0 +1,176 @@
+/**
+ * The bench's world: a temp dir, one set of throwaway `pp` pod netns per contender, the
+ * network definitions (the same bridge + host-local conf for podplex and the reference), and
+ * the cleanup that removes all of it, on success, error or Ctrl-C.
+ *
+ * @module
+ */
+
+/** The three contenders, in the order of their address blocks. */
+export const CONTENDERS = ["podplex", "reference", "floor"] as const;
+/** A contender's name. */
+export type ContenderId = typeof CONTENDERS[number];
+
+/** The most attachments a scenario uses. */
+export const MAX_ATTACHMENTS = 5;
+
+/** Everything one bench run creates; `cleanup()` removes it. */
+export interface Fixture {
+  /** 4 hex chars in every name this run creates. */
+  rid: string;
+  dir: string;
+  pods: number;
+  cleanup(): Promise<void>;
+}
+
+/** The block index of a contender: its subnets are 10.231.(8k+i).0/24. */
+export function block(c: ContenderId): number {
+  return CONTENDERS.indexOf(c) * 8;
+}
+
+/** The sandbox ifname of attachment `i`, as podplex names them (eth0, net1, net2...). */
+export function ifname(i: number): string {
+  return i === 0 ? "eth0" : `net${i}`;
+}
+
+/** The pod netns name of pod `j` of contender `c`. */
+export function netnsName(f: Fixture, c: ContenderId, j: number): string {
+  return `pp${f.rid}${c[0]}${j}`;
+}
+
+/** The bridge of attachment `i` of contender `c`. */
+export function bridgeName(f: Fixture, c: ContenderId, i: number): string {
+  return `pp${f.rid}${c[0]}b${i}`;
+}
+
+/** The subnet of attachment `i` of contender `c` (its prefix without the host byte). */
+export function subnet(c: ContenderId, i: number): string {
+  return `10.231.${block(c) + i}`;
+}
+
+/** The extra route each attachment installs (a route per interface, as pods often get). */
+export function routeDst(c: ContenderId, i: number): string {
+  return `172.31.${block(c) + i}.0/24`;
+}
+
+/** host-local's dataDir of a contender. */
+export function leasesDir(f: Fixture, c: ContenderId): string {
+  return `${f.dir}/leases-${c}`;
+}
+
+/** podplex's stateDir. */
+export function stateDir(f: Fixture): string {
+  return `${f.dir}/podplex/state`;
+}
+
+/** podplex's networksDir. */
+export function networksDir(f: Fixture): string {
+  return `${f.dir}/podplex/networks.d`;
+}
+
+/** The reference conf file of attachment `i` of contender `c` (stdin of a bridge exec). */
+export function netConfFile(f: Fixture, c: ContenderId, i: number): string {
+  return c === "podplex" ? `${networksDir(f)}/default/net${i}.json` : `${f.dir}/${c}/net${i}.json`;
+}
+
+/** The same conf a user would write for the reference bridge: bridge + host-local + a route. */
+function netConf(f: Fixture, c: ContenderId, i: number): Record<string, unknown> {
+  return {
+    cniVersion: "1.0.0",
+    name: `net${i}`,
+    type: "bridge",
+    bridge: bridgeName(f, c, i),
+    ipam: {
+      type: "host-local",
+      subnet: `${subnet(c, i)}.0/24`,
+      routes: [{ dst: routeDst(c, i) }],
+      dataDir: leasesDir(f, c),
+    },
+  };
+}
+
+/** podplex's conf for `n` attachments: the cluster network plus n-1 default networks. */
+export function podplexConfFile(f: Fixture, n: number): string {
+  return `${f.dir}/podplex/conf-${n}.json`;
+}
+
+function podplexConf(f: Fixture, n: number): Record<string, unknown> {
+  return {
+    cniVersion: "1.0.0",
+    name: "podplex",
+    type: "podplex",
+    clusterNetwork: "default/net0",
+    defaultNetworks: Array.from({ length: n - 1 }, (_, i) => `default/net${i + 1}`),
+    networksDir: networksDir(f),
+    stateDir: stateDir(f),
+  };
+}
+
+async function ip(...args: string[]): Promise<boolean> {
+  const out = await new Deno.Command("ip", { args, stdout: "null", stderr: "piped" }).output();
+  return out.success;
+}
+
+async function ipOrThrow(...args: string[]): Promise<void> {
+  const out = await new Deno.Command("ip", { args, stdout: "null", stderr: "piped" }).output();
+  if (!out.success) {
+    const err = new TextDecoder().decode(out.stderr).trim();
+    throw new Error(`"ip ${args.join(" ")}" failed: ${err}`);
+  }
+}
+
+async function writeJson(path: string, value: unknown): Promise<void> {
+  await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true });
+  await Deno.writeTextFile(path, JSON.stringify(value));
+}
+
+/** Removes every netns and link whose name carries this run's id, then the temp dir. */
+async function removeAll(f: Fixture): Promise<void> {
+  const prefix = `pp${f.rid}`;
+  const netns = await new Deno.Command("ip", { args: ["netns", "list"], stdout: "piped" })
+    .output();
+  for (const line of new TextDecoder().decode(netns.stdout).split("\n")) {
+    const name = line.split(" ")[0];
+    if (name.startsWith(prefix)) await ip("netns", "delete", name);
+  }
+  const links = await new Deno.Command("ip", { args: ["-j", "link", "show"], stdout: "piped" })
+    .output();
+  const list = JSON.parse(new TextDecoder().decode(links.stdout) || "[]") as { ifname: string }[];
+  for (const { ifname } of list) {
+    if (ifname.startsWith(prefix)) await ip("link", "delete", ifname);
+  }
+  await Deno.remove(f.dir, { recursive: true }).catch(() => {});
+}
+
+/**
+ * Creates the bench's temp dir, conf files and `pods` netns per contender; the floor's
+ * bridges too (the reference bridge and podplex create theirs on their first ADD).
+ */
+export async function createFixture(pods: number): Promise<Fixture> {
+  const rid = Array.from(
+    crypto.getRandomValues(new Uint8Array(2)),
+    (b) => b.toString(16).padStart(2, "0"),
+  ).join("");
+  const dir = await Deno.makeTempDir({ prefix: `pp${rid}bench` });
+  const f: Fixture = { rid, dir, pods, cleanup: () => removeAll(f) };
+  try {
+    for (const c of CONTENDERS) {
+      for (let i = 0; i < MAX_ATTACHMENTS; i++) {
+        if (c !== "floor") await writeJson(netConfFile(f, c, i), netConf(f, c, i));
+      }
+      for (let j = 0; j < pods; j++) await ipOrThrow("netns", "add", netnsName(f, c, j));
+    }
+    for (let n = 1; n <= MAX_ATTACHMENTS; n++) {
+      await writeJson(podplexConfFile(f, n), podplexConf(f, n));
+    }
+    for (let i = 0; i < MAX_ATTACHMENTS; i++) {
+      const br = bridgeName(f, "floor", i);
+      await ipOrThrow("link", "add", br, "type", "bridge");
+      await ipOrThrow("link", "set", br, "up");
+    }
+  } catch (e) {
+    await f.cleanup();
+    throw e;
+  }
+  return f;
+}
