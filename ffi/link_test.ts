@@ -77,6 +77,8 @@ Deno.test("adding a link whose name exists throws kind exists", opts, async () =
   nl.addBridge({ name });
   const err = throwsKind(() => nl.addBridge({ name }), "exists");
   assert.ok(err.message.includes(name), err.message);
+  assert.equal(err.code, 6); // NLE_EXIST
+  assert.equal(err.errno, 17); // EEXIST
   throwsKind(() => nl.addVeth({ name, peerName: ppName("p") }), "exists");
 });
 
