@@ -12,6 +12,7 @@
  */
 import * as z from "zod/mini";
 import { CniError, Code } from "../conf/errors.ts";
+import { parseYaml } from "../conf/yaml.ts";
 
 /** What podplex needs from the Kubernetes API. */
 export interface KubeClient {
@@ -125,8 +126,7 @@ async function readPem(
 
 /** Reads a kubeconfig's current context into a connection. */
 async function fromKubeconfig(path: string): Promise<Connection> {
-  const { parse } = await import("yaml");
-  const cfg = kubeconfigSchema.parse(parse(await Deno.readTextFile(path)));
+  const cfg = kubeconfigSchema.parse(await parseYaml(await Deno.readTextFile(path)));
   const ctxName = cfg["current-context"];
   const ctx = cfg.contexts?.find((c) => c.name === ctxName) ?? cfg.contexts?.[0];
   const clusterName = ctx?.context.cluster;
@@ -194,7 +194,12 @@ async function connect(opts: KubeClientOptions): Promise<Connection> {
     if (opts.kubeconfig) return await fromKubeconfig(opts.kubeconfig);
     return await fromServiceAccount(opts.serviceAccountDir ?? SA_DIR);
   } catch (err) {
-    const text = err instanceof z.core.$ZodError ? z.prettifyError(err) : (err as Error).message;
+    // Duck-typed rather than `instanceof z.core.$ZodError`: touching `z.core` would pull
+    // all of zod's core (and its 400 KB of locales) into the bundle, on every CNI call.
+    const issues = (err as { issues?: unknown }).issues;
+    const text = Array.isArray(issues)
+      ? z.prettifyError(err as Parameters<typeof z.prettifyError>[0])
+      : (err as Error).message;
     throw apiError(`Cannot load Kubernetes credentials from ${source}`, text, err);
   }
 }

@@ -9,6 +9,7 @@
  * @module
  */
 import { CniError, Code } from "../conf/errors.ts";
+import { parseYaml } from "../conf/yaml.ts";
 import { type NetworkRef, parseNetworkRef } from "./annotations.ts";
 import type { PodplexConf } from "./conf.ts";
 import type { KubeClient } from "./k8s.ts";
@@ -131,9 +132,8 @@ function isNad(obj: Record<string, unknown>): boolean {
 
 async function parseDefinition(path: string, ext: string, text: string): Promise<unknown> {
   if (ext !== "yaml" && ext !== "yml") return parseJsonObject(text, `"${path}"`);
-  const { parse } = await import("yaml"); // only loaded when a YAML definition is used
   try {
-    return parse(text);
+    return await parseYaml(text);
   } catch (err) {
     throw bad(`Invalid YAML in "${path}": ${(err as Error).message}`);
   }

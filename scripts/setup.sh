@@ -6,7 +6,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 DENO_VERSION=2.9.6
 
-pkgs=(libnl-3-200 libnl-route-3-200 iproute2 iptables containernetworking-plugins
+pkgs=(libnl-3-200 libnl-route-3-200 iproute2 iputils-ping iptables containernetworking-plugins
   podman runc busybox-static)
 missing=()
 for p in "${pkgs[@]}"; do
@@ -29,3 +29,7 @@ if ! [ -x "$deno_bin" ] || ! "$deno_bin" --version 2>/dev/null | grep -q "^deno 
   mkdir -p "$root/.tools"
   npm install --silent --no-audit --no-fund --prefix "$root/.tools" "deno@$DENO_VERSION" >/dev/null
 fi
+
+# npm packages from deno.json's imports into Deno's cache: bin/podplex runs with
+# --cached-only (never the network at run time) and loads `yaml` from there on demand.
+(cd "$root" && "$deno_bin" install --quiet >/dev/null)
