@@ -107,11 +107,22 @@ export function parseLink(body: Uint8Array): LinkInfo {
   }
   const master = attrU32(a, IFLA.MASTER);
   if (master) info.master = master;
-  const peer = attrU32(a, IFLA.LINK);
-  if (peer !== undefined && peer !== index) info.peerIndex = peer;
+  const peer = attrU32(a, IFLA.LINK) ?? inferredLink(info.kind, index);
+  if (peer) info.peerIndex = peer; // 0: a veth whose peer is gone
   const nsid = attrS32(a, IFLA.LINK_NETNSID);
   if (nsid !== undefined) info.linkNetnsId = nsid;
   return info;
+}
+
+/** Kinds whose IFLA_LINK names a peer or lower device (not the link itself). */
+const LOWER_KINDS = new Set(["veth", "macvlan", "macvtap", "ipvlan", "ipvtap", "vlan"]);
+
+/**
+ * The kernel leaves IFLA_LINK out when it equals the link's own ifindex, which happens for
+ * these kinds when the peer or lower device has the same ifindex in another netns.
+ */
+function inferredLink(kind: string | undefined, index: number): number | undefined {
+  return kind && LOWER_KINDS.has(kind) ? index : undefined;
 }
 
 /**

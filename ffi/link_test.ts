@@ -119,6 +119,28 @@ Deno.test("addVeth() creates the peer directly in another netns", opts, async ()
   assert.equal(typeof info.linkNetnsId, "number"); // the peer lives in another netns
 });
 
+Deno.test(
+  "peerIndex is right when the peer has the same ifindex in another netns",
+  opts,
+  async () => {
+    await using host = await tempNetns("h");
+    await using ctr = await tempNetns("c");
+    using nl = Netlink.open(host.path);
+    using ctrNs = NetNs.open(ctr.path);
+    const [name, peerName] = [ppName("v"), ppName("p")];
+    nl.addVeth({ name, peerName, peerNs: ctrNs });
+    const hostEnd = await ipLink(host.name, name);
+    const peer = await ipLink(ctr.name, peerName);
+    assert.equal(hostEnd.ifindex, peer.ifindex); // both are the first link after lo
+    assert.equal(nl.requireLink(name).peerIndex, peer.ifindex);
+    using nlCtr = Netlink.open(ctrNs);
+    assert.equal(nlCtr.requireLink(peerName).peerIndex, hostEnd.ifindex);
+    // A bridge has no peer, whatever its ifindex.
+    nl.addBridge({ name: ppName("br") });
+    assert.equal(nl.listLinks().find((l) => l.kind === "bridge")?.peerIndex, undefined);
+  },
+);
+
 Deno.test("addVeth() without peerNs puts both ends here", opts, async () => {
   await using ns = await tempNetns();
   using nl = Netlink.open(ns.path);
