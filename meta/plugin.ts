@@ -13,7 +13,7 @@ import { runChain } from "../delegates/chain.ts";
 import type { Plugin, PluginRequest } from "../delegates/types.ts";
 import { metaAdd, POD_ANNOTATIONS_ARG } from "./add.ts";
 import { type MetaCall, type MetaDeps, openCall, runtimeArg } from "./context.ts";
-import { createResolver, resolveClusterNetwork } from "./networks.ts";
+import { createResolver, resolveClusterNetwork, type ResolvedNetwork } from "./networks.ts";
 import { planAttachments } from "./plan.ts";
 import type { PodState } from "./state.ts";
 import { delAttachments } from "./teardown.ts";
@@ -59,6 +59,21 @@ export const metaPlugin: Plugin = createMetaPlugin();
 /** The netns to use on DEL: the runtime's when given, else the one ADD recorded. */
 function withNetns(call: MetaCall, state: PodState): PodState {
   return call.env.netns ? { ...state, netns: call.env.netns } : state;
+}
+
+/** The conf's cluster network, resolved from local definitions only (no pod involved). */
+function clusterNetwork(call: MetaCall): Promise<ResolvedNetwork | undefined> {
+  const { conf } = call;
+  return resolveClusterNetwork(
+    conf,
+    createResolver({
+      networksDir: conf.networksDir,
+      confDir: conf.confDir,
+      namespaceIsolation: false,
+      globalNamespaces: [],
+      podNamespace: conf.defaultNetworkNamespace,
+    }),
+  );
 }
 
 async function metaDel(call: MetaCall): Promise<void> {
@@ -195,16 +210,7 @@ async function metaGc(call: MetaCall): Promise<void> {
     if (errs.length) errors.push(...errs);
     else await call.store.remove(state.containerId, state.ifname);
   }
-  const cluster = await resolveClusterNetwork(
-    call.conf,
-    createResolver({
-      networksDir: call.conf.networksDir,
-      confDir: call.conf.confDir,
-      namespaceIsolation: false,
-      globalNamespaces: [],
-      podNamespace: call.conf.defaultNetworkNamespace,
-    }),
-  ).catch(() => undefined);
+  const cluster = await clusterNetwork(call).catch(() => undefined);
   if (cluster) networks.set(cluster.confText, cluster.statusName);
   for (const [confText, name] of networks) {
     try {
@@ -239,16 +245,7 @@ async function metaStatus(call: MetaCall): Promise<void> {
       );
     }
   }
-  const cluster = await resolveClusterNetwork(
-    call.conf,
-    createResolver({
-      networksDir: call.conf.networksDir,
-      confDir: call.conf.confDir,
-      namespaceIsolation: false,
-      globalNamespaces: [],
-      podNamespace: call.conf.defaultNetworkNamespace,
-    }),
-  );
+  const cluster = await clusterNetwork(call);
   if (!cluster) return;
   await runChain(parseConfOrList(cluster.confText), "STATUS", {
     env: { path: call.env.path },
