@@ -44,6 +44,12 @@ function usage(): string {
  * `pod`, `net`, `status`, `gc`, `graph`, `install`.
  */
 export const SUBCOMMANDS: Record<string, () => Promise<Subcommand>> = {
+  pod: () => import("./pod.ts"),
+  net: () => import("./net.ts"),
+  status: () => import("./status.ts"),
+  gc: () => import("./gc.ts"),
+  graph: () => import("./graph.ts"),
+  install: () => import("./install.ts"),
   version: () =>
     Promise.resolve({
       main(): Promise<number> {

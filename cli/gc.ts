@@ -1,0 +1,71 @@
+/**
+ * `podplex gc`: the runtime's GC (CNI 1.1) with the attachments still valid = every pod in
+ * the state dir whose netns still exists; the meta-plugin DELs the rest and forwards GC to
+ * its networks' plugins (host-local then frees leases nobody holds). Standalone records of
+ * pods whose netns is gone are dropped too.
+ *
+ * @module
+ */
+import type { Attachment } from "../conf/types.ts";
+import { createStateStore } from "../meta/state.ts";
+import { podRecords } from "./_pods.ts";
+import {
+  cniPath,
+  CONFIG_HELP,
+  guard,
+  loadStandaloneConfig,
+  out,
+  parseFlags,
+  pathExists,
+  printJson,
+  runVerb,
+  UsageError,
+} from "./_standalone.ts";
+
+const HELP = `usage: podplex gc [flags]
+
+Runs CNI GC over the podplex conf: attachments of pods whose netns still exists are kept,
+every other attachment is deleted and its addresses released; then each network's plugins
+get GC with that list (host-local frees leases of containers not in it).
+
+Flags:
+${CONFIG_HELP}
+  --json             JSON output
+`;
+
+/** What `gc --json` prints. */
+export interface GcReport {
+  kept: Attachment[];
+  removed: Attachment[];
+}
+
+/** Entry of `podplex gc`. */
+export function main(argv: string[]): Promise<number> {
+  return guard("podplex gc", async () => {
+    const { values: f, positionals } = parseFlags(argv, {
+      config: { type: "string" },
+      json: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    });
+    if (f.help) return (out(HELP), 0);
+    if (positionals.length) throw new UsageError(`"gc" takes no arguments`);
+    const cfg = await loadStandaloneConfig(f.config);
+    const store = createStateStore(cfg.conf.stateDir, { warn: () => {} });
+    const report: GcReport = { kept: [], removed: [] };
+    for (const s of await store.list()) {
+      const a = { containerID: s.containerId, ifname: s.ifname };
+      (s.netns && await pathExists(s.netns) ? report.kept : report.removed).push(a);
+    }
+    await runVerb(cfg, "GC", { env: { path: cniPath() }, validAttachments: report.kept });
+    const records = podRecords(cfg.conf.stateDir);
+    for (const r of await records.list()) {
+      if (!(await pathExists(r.netns))) await records.remove(r.containerId);
+    }
+    if (f.json) printJson(report);
+    else {
+      for (const a of report.removed) out(`released ${a.containerID} (${a.ifname}): netns gone\n`);
+      out(`gc: kept ${report.kept.length} attachment(s), released ${report.removed.length}\n`);
+    }
+    return 0;
+  });
+}
