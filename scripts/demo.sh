@@ -35,7 +35,10 @@ on() {
 
 cleanup() {
   local rc=$?
-  trap - EXIT INT TERM
+  # A second Ctrl-C must not cut the teardown short (ignored signals are inherited, so the
+  # podplex runs below finish too); it takes about a second.
+  trap '' INT TERM
+  trap - EXIT
   set +e
   step "teardown"
   for pod in a1 a2 b1; do
