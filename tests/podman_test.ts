@@ -11,7 +11,13 @@
  */
 import assert from "node:assert/strict";
 import { ipJson, ppName } from "./testutils.ts";
-import { createPodmanEnv, IMAGE, type PodmanEnv, podmanMissing } from "./podman/harness.ts";
+import {
+  createPodmanEnv,
+  IMAGE,
+  type PodmanEnv,
+  podmanMissing,
+  staleBuildWarning,
+} from "./podman/harness.ts";
 import {
   bridgePorts,
   leaseFiles,
@@ -27,6 +33,8 @@ import {
 
 const skip = await podmanMissing();
 if (skip) console.warn(`podman tests skipped: ${skip}`);
+const stale = skip ? undefined : await staleBuildWarning();
+if (stale) console.warn(`podman tests: ${stale}`);
 
 // podman gives no K8S_POD_NAMESPACE, so podplex takes the pod for one of
 // `defaultNetworkNamespace` (kube-system by default), which is in the default

@@ -40,6 +40,40 @@ export async function podmanMissing(): Promise<string | undefined> {
   return undefined;
 }
 
+/**
+ * A warning when `dist/podplex.js` (which bin/podplex prefers over the sources) is older than
+ * a source file: podman would then exercise stale code. `deno task test` builds it first.
+ */
+export async function staleBuildWarning(): Promise<string | undefined> {
+  let built: number;
+  try {
+    built = (await Deno.stat(`${REPO_ROOT}/dist/podplex.js`)).mtime?.getTime() ?? 0;
+  } catch {
+    return undefined; // no bundle: bin/podplex runs the sources
+  }
+  for (const dir of ["cli", "conf", "delegates", "ffi", "meta"]) {
+    const newer = await newestTs(`${REPO_ROOT}/${dir}`);
+    if (newer && newer.mtime > built) {
+      return `dist/podplex.js is older than ${newer.path}: run "deno task build" first`;
+    }
+  }
+  return undefined;
+}
+
+async function newestTs(dir: string): Promise<{ path: string; mtime: number } | undefined> {
+  let best: { path: string; mtime: number } | undefined;
+  for await (const e of Deno.readDir(dir)) {
+    const path = `${dir}/${e.name}`;
+    const found = e.isDirectory
+      ? await newestTs(path)
+      : e.name.endsWith(".ts") && !e.name.endsWith("_test.ts")
+      ? { path, mtime: (await Deno.stat(path)).mtime?.getTime() ?? 0 }
+      : undefined;
+    if (found && (!best || found.mtime > best.mtime)) best = found;
+  }
+  return best;
+}
+
 async function exists(path: string): Promise<boolean> {
   try {
     await Deno.lstat(path);
