@@ -25,9 +25,6 @@ import {
   subnet,
 } from "./_fixture.ts";
 
-const root = new URL("..", import.meta.url).pathname;
-/** The launcher runtimes exec. */
-export const PODPLEX_BIN = `${root}bin/podplex`;
 /** The Debian reference plugins. */
 export const REFERENCE_DIR = "/usr/lib/cni";
 const IP = "/usr/sbin/ip";
@@ -58,7 +55,7 @@ export function cniEnv(
 }
 
 function podplexExec(f: Fixture, j: number, n: number, cmd: "ADD" | "DEL"): ExecSpec[] {
-  return [{ path: PODPLEX_BIN, env: cniEnv(f, "podplex", j, cmd), stdin: podplexConfFile(f, n) }];
+  return [{ path: f.build.bin, env: cniEnv(f, "podplex", j, cmd), stdin: podplexConfFile(f, n) }];
 }
 
 function referenceExecs(f: Fixture, j: number, n: number, cmd: "ADD" | "DEL"): ExecSpec[] {

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { type BuildInfo, snapshotBuild } from "./_build.ts";
+
 /** The three contenders, in the order of their address blocks. */
 export const CONTENDERS = ["podplex", "reference", "floor"] as const;
 /** A contender's name. */
@@ -20,6 +22,8 @@ export interface Fixture {
   rid: string;
   dir: string;
   pods: number;
+  /** The frozen copy of bin/podplex + dist/ that the bench execs. */
+  build: BuildInfo;
   cleanup(): Promise<void>;
 }
 
@@ -152,8 +156,9 @@ export async function createFixture(pods: number): Promise<Fixture> {
     (b) => b.toString(16).padStart(2, "0"),
   ).join("");
   const dir = await Deno.makeTempDir({ prefix: `pp${rid}bench` });
-  const f: Fixture = { rid, dir, pods, cleanup: () => removeAll(f) };
+  const f: Fixture = { rid, dir, pods, build: undefined!, cleanup: () => removeAll(f) };
   try {
+    f.build = await snapshotBuild(`${dir}/podplex-root`);
     for (const c of CONTENDERS) {
       for (let i = 0; i < MAX_ATTACHMENTS; i++) {
         if (c !== "floor") await writeJson(netConfFile(f, c, i), netConf(f, c, i));

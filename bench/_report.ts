@@ -1,0 +1,232 @@
+/**
+ * The bench's output: the printed tables (medians with p10–p90, ratios, memory, bursts, the
+ * ADD breakdown) and the JSON + SVG files under `bench/results/`.
+ *
+ * @module
+ */
+import type { Breakdown, PhaseBreakdown } from "./_breakdown.ts";
+import { type ContenderId, CONTENDERS } from "./_fixture.ts";
+import type { BurstSamples, PodSamples, ScenarioResult } from "./_scenarios.ts";
+import { pairSum, r2, summarize, type Summary } from "./_stats.ts";
+import { chart } from "./_svg.ts";
+
+/** Everything one bench run measured. */
+export interface BenchResults {
+  date: string;
+  machine: Record<string, string>;
+  /** What bin/podplex ran. */
+  build: { kind: string; entry: string; bytes: number };
+  options: { rounds: number; pods: number; sizes: number[]; quick: boolean };
+  seconds: number;
+  sequential: ScenarioResult<PodSamples>[];
+  burst: ScenarioResult<BurstSamples>[];
+  breakdown?: Breakdown;
+}
+
+/** ADD, DEL and ADD+DEL (same pod) summaries of one contender. */
+export interface PhaseSummaries {
+  add: Summary;
+  del: Summary;
+  addDel: Summary;
+  addRssKb: Summary;
+  delRssKb: Summary;
+}
+
+/** Summaries of per-pod samples. */
+export function phases(s: PodSamples): PhaseSummaries {
+  return {
+    add: summarize(s.add),
+    del: summarize(s.del),
+    addDel: summarize(pairSum(s.add, s.del)),
+    addRssKb: summarize(s.addRssKb),
+    delRssKb: summarize(s.delRssKb),
+  };
+}
+
+const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : "-");
+const cell = (s: Summary) => `${f1(s.p50)} [${f1(s.p10)}–${f1(s.p90)}]`;
+const mb = (kb: number) => (kb / 1024).toFixed(1);
+const ratio = (a: Summary, b: Summary) => (a.p50 / b.p50).toFixed(2);
+
+function table(head: string[], rows: string[][]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
+  return [line(head), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
+}
+
+function sequentialTable(results: BenchResults): string {
+  const rows: string[][] = [];
+  for (const s of results.sequential) {
+    for (const c of CONTENDERS) {
+      const p = phases(s.contenders[c]);
+      rows.push([
+        String(s.attachments),
+        c,
+        cell(p.add),
+        cell(p.del),
+        cell(p.addDel),
+        `${mb(p.addRssKb.max)} / ${mb(p.delRssKb.max)}`,
+      ]);
+    }
+  }
+  return table(
+    ["att", "contender", "ADD ms", "DEL ms", "ADD+DEL ms", "max RSS MB ADD/DEL"],
+    rows,
+  );
+}
+
+function ratioTable(results: BenchResults): string {
+  const rows = results.sequential.map((s) => {
+    const [p, ref, fl] = (["podplex", "reference", "floor"] as ContenderId[])
+      .map((c) => phases(s.contenders[c]));
+    return [
+      String(s.attachments),
+      ratio(p.add, ref.add),
+      ratio(p.del, ref.del),
+      ratio(p.addDel, ref.addDel),
+      ratio(p.add, fl.add),
+      ratio(p.del, fl.del),
+      ratio(p.addDel, fl.addDel),
+    ];
+  });
+  return table(
+    [
+      "att",
+      "ADD p/ref",
+      "DEL p/ref",
+      "ADD+DEL p/ref",
+      "ADD p/floor",
+      "DEL p/floor",
+      "ADD+DEL p/floor",
+    ],
+    rows,
+  );
+}
+
+function burstTable(results: BenchResults): string {
+  const rows: string[][] = [];
+  for (const b of results.burst) {
+    for (const c of CONTENDERS) {
+      const s = b.contenders[c];
+      rows.push([
+        String(b.attachments),
+        c,
+        cell(summarize(s.addMakespan)),
+        cell(summarize(s.delMakespan)),
+        cell(summarize(s.add)),
+        cell(summarize(s.del)),
+        `${mb(summarize(s.addRssKb).max)} / ${mb(summarize(s.delRssKb).max)}`,
+      ]);
+    }
+  }
+  return table(
+    ["att", "contender", "ADD all ms", "DEL all ms", "ADD/pod ms", "DEL/pod ms", "max RSS MB"],
+    rows,
+  );
+}
+
+function breakdownTable(title: string, p: PhaseBreakdown): string {
+  const rows = Object.entries(p.parts).map(([k, s]) => [k, f1(s.p50), `${f1(s.p10)}–${f1(s.p90)}`]);
+  const total = Object.values(p.parts).reduce((a, s) => a + s.p50, 0);
+  rows.push(["sum of medians", f1(total), ""]);
+  const ffi = p.topFfi.map((x) => `${x.symbol} ${x.ms.toFixed(2)} ms/${x.calls}x`).join(", ");
+  const bound = p.bound.map((b) => `${b.library}: ${b.symbols} symbols ${b.ms} ms`).join("; ");
+  return `${title}\n${table(["part", "p50 ms", "p10–p90"], rows)}\n` +
+    `  top FFI calls (mean per run): ${ffi}\n  bound: ${bound}`;
+}
+
+function targets(results: BenchResults): string {
+  const at = (n: number) => results.sequential.find((s) => s.attachments === n);
+  const out: string[] = [];
+  const three = at(3);
+  if (three) {
+    const [p, ref] = [phases(three.contenders.podplex), phases(three.contenders.reference)];
+    const ok = p.addDel.p50 < ref.addDel.p50;
+    out.push(
+      `3 attachments, podplex ADD+DEL faster than the reference: ${ok ? "yes" : "NO"} ` +
+        `(${f1(p.addDel.p50)} vs ${f1(ref.addDel.p50)} ms, ratio ${ratio(p.addDel, ref.addDel)})`,
+    );
+  }
+  const one = at(1);
+  if (one) {
+    const [p, ref] = [phases(one.contenders.podplex), phases(one.contenders.reference)];
+    const r = p.addDel.p50 / ref.addDel.p50;
+    out.push(
+      `1 attachment, podplex ADD+DEL within 2x of the reference bridge: ${r <= 2 ? "yes" : "NO"} ` +
+        `(ratio ${r.toFixed(2)}; ADD ${ratio(p.add, ref.add)}, DEL ${ratio(p.del, ref.del)})`,
+    );
+  }
+  return out.join("\n");
+}
+
+/** The printed report. */
+export function formatReport(r: BenchResults): string {
+  const o = r.options;
+  const parts = [
+    `podplex bench ${r.date} (${r.machine.cpus} CPUs, kernel ${r.machine.kernel}, deno ${r.machine.deno}); ` +
+    `${r.seconds} s measured; bin/podplex ran ${r.build.entry.replace(/.*\/dist\//, "dist/")} ` +
+    `(${r.build.kind} build, ${(r.build.bytes / 1024).toFixed(0)} KiB of JS)`,
+    `\nPods one after another (${o.pods} pods x ${o.rounds} rounds per cell), medians [p10–p90]`,
+    sequentialTable(r),
+    "\nRatios of medians, podplex / reference and podplex / floor (< 1: podplex faster)",
+    ratioTable(r),
+    `\n${o.pods} pods at once (kubelet burst), ${o.rounds} rounds: whole burst and per pod`,
+    burstTable(r),
+    "\nIssue 7 targets",
+    targets(r),
+  ];
+  const b = r.breakdown;
+  if (b) {
+    const walls = Object.entries(b.walls)
+      .map(([k, s]) => [k, cell(s), mb(b.maxRssKb[k].max)]);
+    parts.push(
+      `\nStartup path (${b.attachments} attachments, ${b.iterations} iterations): whole processes`,
+      table(["process", "wall ms p50 [p10–p90]", "max RSS MB"], walls),
+      "",
+      breakdownTable(
+        "One podplex ADD, by part (probe bundle: cli/main.ts behind timing wrappers)",
+        b.add,
+      ),
+      "",
+      breakdownTable("One podplex DEL, by part", b.del),
+    );
+  }
+  return parts.join("\n");
+}
+
+/** Prints the report on stdout. */
+export function printReport(r: BenchResults): void {
+  console.log(formatReport(r));
+}
+
+function rounded(value: unknown): unknown {
+  return JSON.parse(JSON.stringify(value, (_k, v) => (typeof v === "number" ? r2(v) : v)));
+}
+
+/**
+ * Writes `latest.json` (summaries and raw samples) and `latest.svg`, or `quick.*` for a
+ * `--quick` run so that a quick run never replaces the committed full results.
+ *
+ * @returns the paths written
+ */
+export async function writeResults(
+  r: BenchResults,
+  dir: string,
+  quick: boolean,
+): Promise<string[]> {
+  await Deno.mkdir(dir, { recursive: true });
+  const base = `${dir}/${quick ? "quick" : "latest"}`;
+  const summary = {
+    sequential: r.sequential.map((s) => ({
+      attachments: s.attachments,
+      ...Object.fromEntries(CONTENDERS.map((c) => [c, phases(s.contenders[c])])),
+    })),
+  };
+  await Deno.writeTextFile(
+    `${base}.json`,
+    JSON.stringify(rounded({ ...r, summary }), null, 1) + "\n",
+  );
+  await Deno.writeTextFile(`${base}.svg`, chart(r));
+  await Deno.writeTextFile(`${base}.txt`, formatReport(r) + "\n");
+  return [`${base}.json`, `${base}.svg`, `${base}.txt`];
+}

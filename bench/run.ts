@@ -1,0 +1,123 @@
+/**
+ * `deno task bench`: podplex against the reference CNI plugins and the kernel floor, for
+ * pods with 1, 3 and 5 bridge + host-local attachments, ADD, DEL and ADD+DEL, pods one after
+ * another and all at once; then the breakdown of one podplex ADD. Prints a table and writes
+ * `bench/results/latest.json` and `bench/results/latest.svg`.
+ *
+ * Needs root (it creates `pp` netns, bridges and veths, all removed on exit and on Ctrl-C).
+ *
+ * usage: deno run -A bench/run.ts [--quick] [--rounds N] [--pods N] [--sizes 1,3,5]
+ *        [--breakdown N] [--no-breakdown]
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { createFixture, type Fixture } from "./_fixture.ts";
+import { buildRunner } from "./_runner.ts";
+import { burst, sequential, warmUp } from "./_scenarios.ts";
+import { type Breakdown, measureBreakdown } from "./_breakdown.ts";
+import { type BenchResults, printReport, writeResults } from "./_report.ts";
+
+const progress = (s: string) => console.error(`bench: ${s}`);
+
+function options() {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      quick: { type: "boolean", default: false },
+      rounds: { type: "string" },
+      pods: { type: "string" },
+      sizes: { type: "string", default: "1,3,5" },
+      breakdown: { type: "string" },
+      "no-breakdown": { type: "boolean", default: false },
+      out: { type: "string", default: new URL("./results/", import.meta.url).pathname },
+    },
+  });
+  const int = (v: string | undefined, d: number) => (v === undefined ? d : Number.parseInt(v));
+  return {
+    quick: values.quick,
+    rounds: int(values.rounds, values.quick ? 1 : 3),
+    pods: int(values.pods, values.quick ? 8 : 20),
+    sizes: values.sizes.split(",").map(Number),
+    breakdown: values["no-breakdown"] ? 0 : int(values.breakdown, values.quick ? 5 : 15),
+    out: values.out,
+  };
+}
+
+async function machine(): Promise<Record<string, string>> {
+  const text = async (cmd: string, ...args: string[]) =>
+    new TextDecoder().decode(
+      (await new Deno.Command(cmd, { args, stdout: "piped" }).output()).stdout,
+    )
+      .trim();
+  return {
+    kernel: await text("uname", "-r"),
+    cpus: String(navigator.hardwareConcurrency),
+    deno: Deno.version.deno,
+    reference: "Debian containernetworking-plugins (/usr/lib/cni)",
+    ip: await text("ip", "-V"),
+  };
+}
+
+async function bench(f: Fixture, opts: ReturnType<typeof options>): Promise<BenchResults> {
+  const jobDir = f.dir;
+  progress(`warming up (pods: ${f.pods}, rounds: ${opts.rounds}, sizes: ${opts.sizes})`);
+  await warmUp(f, jobDir);
+  const started = performance.now();
+  const seq = [];
+  const bursts = [];
+  for (const n of opts.sizes) {
+    seq.push(await sequential(f, jobDir, n, opts.rounds, progress));
+    bursts.push(await burst(f, jobDir, n, opts.rounds, progress));
+  }
+  let breakdown: Breakdown | undefined;
+  if (opts.breakdown) {
+    progress("breakdown of one podplex ADD");
+    breakdown = await measureBreakdown(f, jobDir, opts.breakdown);
+  }
+  return {
+    date: new Date().toISOString(),
+    machine: await machine(),
+    build: { kind: f.build.kind, entry: f.build.entry, bytes: f.build.bytes },
+    options: { rounds: opts.rounds, pods: opts.pods, sizes: opts.sizes, quick: opts.quick },
+    seconds: Math.round((performance.now() - started) / 1000),
+    sequential: seq,
+    burst: bursts,
+    breakdown,
+  };
+}
+
+async function main(): Promise<number> {
+  if (Deno.uid() !== 0) {
+    console.error("bench: needs root (it creates netns, bridges and veths)");
+    return 1;
+  }
+  const opts = options();
+  await buildRunner();
+  const f = await createFixture(opts.pods);
+  let cleaned = false;
+  const cleanup = async () => {
+    if (cleaned) return;
+    cleaned = true;
+    await f.cleanup();
+  };
+  const onSignal = () => {
+    progress("interrupted, cleaning up");
+    cleanup().finally(() => Deno.exit(130));
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+  try {
+    const results = await bench(f, opts);
+    printReport(results);
+    const written = await writeResults(results, opts.out, opts.quick);
+    progress(`wrote ${written.join(", ")}`);
+    return 0;
+  } finally {
+    await cleanup();
+    Deno.removeSignalListener("SIGINT", onSignal);
+    Deno.removeSignalListener("SIGTERM", onSignal);
+  }
+}
+
+if (import.meta.main) Deno.exit(await main());
