@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { CniError } from "../conf/errors.ts";
 import {
   cniPath,
-  EMBEDDED_CONF,
+  INSTALLED_CONF,
   loadStandaloneConfig,
   parseFlags,
   table,
