@@ -35,6 +35,10 @@ export interface PhaseBreakdown {
   topFfi: { symbol: string; ms: number; calls: number }[];
   /** Libraries dlopen'ed and symbols bound per invocation. */
   bound: { library: string; symbols: number; ms: number }[];
+  /** The chunks imported lazily during one call (content hashes stripped). */
+  lazyModules: string[];
+  /** In the run with the median main() time: the longest stretches of podplex's own JS. */
+  jsGaps: { ms: number; after: string; before: string }[];
 }
 
 /** The startup path's measurements. */
@@ -46,6 +50,16 @@ export interface Breakdown {
   maxRssKb: Record<string, Summary>;
   add: PhaseBreakdown;
   del: PhaseBreakdown;
+}
+
+/** Rewrites a code-split bundle's `import("./x.js")` into the probe's timed `__ppImport`. */
+async function timeLazyImports(dir: string): Promise<void> {
+  for (const e of Deno.readDirSync(dir)) {
+    const path = `${dir}/${e.name}`;
+    const js = await Deno.readTextFile(path);
+    const timed = js.replace(/\bimport\("\.\/([^"]+)"\)/g, 'globalThis.__ppImport("$1")');
+    if (timed !== js) await Deno.writeTextFile(path, timed);
+  }
 }
 
 /** Bundles `entry` (relative to the repo) like `deno task build` does for `kind`. */
@@ -64,6 +78,7 @@ async function bundle(entry: string, name: string, kind: "code-split" | "single"
   if (!res.success) {
     throw new Error(`Cannot bundle ${entry}: ${new TextDecoder().decode(res.stderr)}`);
   }
+  if (split) await timeLazyImports(outDir);
   return out;
 }
 
@@ -73,6 +88,8 @@ interface ProbeReport {
   binding: Record<string, { ms: number; symbols: number }>;
   ffiCalls: Record<string, { ms: number; calls: number }>;
   fsCalls: Record<string, { ms: number; calls: number }>;
+  lazyImports?: { ms: number; calls: number; modules: string[] };
+  jsGaps?: { ms: number; after: string; before: string }[];
 }
 
 const sum = (xs: { ms: number }[]) => xs.reduce((a, x) => a + x.ms, 0);
@@ -85,17 +102,19 @@ function parts(p: ProbeReport, emptyFirstJs: number, wallMs: number): Record<str
   const fs = (k: string) => p.fsCalls[k]?.ms ?? 0;
   const mainMs = m.done - m.loaded;
   const files = fs("state") + fs("leases") + fs("networks") + fs("other");
+  const lazy = p.lazyImports?.ms ?? 0;
   return {
     "runtime start (exec to first JS of an empty script)": emptyFirstJs,
     "bundle load (parse/code cache, beyond the empty script)": m.firstJs - p.forkMs - emptyFirstJs,
-    "module evaluation": m.loaded - m.firstJs,
+    "module evaluation (static imports)": m.loaded - m.firstJs,
+    "lazy chunk loading (dynamic imports in main())": lazy,
     "symbol binding (dlopen)": bind,
     "kernel work (time inside FFI calls: netlink, setns, sysctl)": ffi,
     "state write (stateDir)": fs("state"),
     "IPAM leases (dataDir, incl. flock)": fs("leases"),
     "network definitions read (networksDir)": fs("networks"),
     "other file calls": fs("other"),
-    "podplex JS (main() minus the above)": mainMs - bind - ffi - files,
+    "podplex JS (main() minus the above)": mainMs - lazy - bind - ffi - files,
     "exit (after main() to reaped)": wallMs - (m.exit - p.forkMs),
   };
 }
@@ -141,6 +160,13 @@ function phase(
     parts: Object.fromEntries(keys.map((key) => [key, summarize(partRows.map((p) => p[key]))])),
     topFfi: Object.entries(ffi).sort((a, b) => b[1].ms - a[1].ms).slice(0, 8)
       .map(([symbol, a]) => ({ symbol, ms: r2(a.ms), calls: r2(a.calls) })),
+    jsGaps:
+      [...reports].sort((a, b) =>
+        (a.marks.done - a.marks.loaded) - (b.marks.done - b.marks.loaded)
+      )[Math.floor(reports.length / 2)]?.jsGaps?.map((g) => ({ ...g, ms: r2(g.ms) })) ?? [],
+    lazyModules: (reports[0]?.lazyImports?.modules ?? []).map((m) =>
+      m.replace(/-[A-Z0-9]+\.js$/, "")
+    ),
     bound: Object.entries(bound)
       .map(([library, a]) => ({ library, symbols: r2(a.symbols), ms: r2(a.ms) })),
   };
@@ -181,8 +207,9 @@ export async function measureBreakdown(
   const rss: Record<string, number[]> = {};
   const reports: Record<"ADD" | "DEL", ProbeReport[]> = { ADD: [], DEL: [] };
   const rows: Record<"ADD" | "DEL", Record<string, number>[]> = { ADD: [], DEL: [] };
+  const raw: Record<"ADD" | "DEL", { r: ProbeReport; wall: number }[]> = { ADD: [], DEL: [] };
+  const emptyFirstJs: number[] = [];
   for (let i = 0; i < k + 1; i++) {
-    let emptyFirstJs = NaN;
     for (const [name, spec] of Object.entries(specs)) {
       const t = await runPods(jobDir, [{ label: name, execs: [spec] }]);
       if (name.startsWith("ADD")) await verifyAdded(f, "podplex", 0, N);
@@ -192,14 +219,21 @@ export async function measureBreakdown(
       (rss[name] ??= []).push(t.pods[0].execs[0].maxRssKb);
       if (name === "empty deno run") {
         const r = JSON.parse(await Deno.readTextFile(rep));
-        emptyFirstJs = r.marks.firstJs - r.forkMs;
+        emptyFirstJs.push(r.marks.firstJs - r.forkMs);
       }
       if (name.endsWith("probe")) {
         const cmd = name.startsWith("ADD") ? "ADD" : "DEL";
         const r = JSON.parse(await Deno.readTextFile(rep)) as ProbeReport;
-        reports[cmd].push(r);
-        rows[cmd].push(parts(r, emptyFirstJs, t.pods[0].wallMs));
+        raw[cmd].push({ r, wall: t.pods[0].wallMs });
       }
+    }
+  }
+  // Runtime start is the empty script's median: pairing single runs would add their noise.
+  const start = summarize(emptyFirstJs).p50;
+  for (const cmd of ["ADD", "DEL"] as const) {
+    for (const { r, wall } of raw[cmd]) {
+      reports[cmd].push(r);
+      rows[cmd].push(parts(r, start, wall));
     }
   }
   const sums = (o: Record<string, number[]>) =>

@@ -31,7 +31,12 @@ export const ffiCalls: Record<string, Acc> = {};
 /** Time spent in file calls, per category (state, leases, networks, other). */
 export const fsCalls: Record<string, Acc> = {};
 
+/** Start and end of every instrumented call, to find where podplex's own JS time goes. */
+export const timeline: { t0: number; t1: number; what: string }[] = [];
+
 function add(table: Record<string, Acc>, key: string, ms: number): void {
+  const t1 = performance.now();
+  timeline.push({ t0: t1 - ms, t1, what: key });
   const a = table[key] ??= { ms: 0, calls: 0 };
   a.ms += ms;
   a.calls++;
@@ -74,7 +79,10 @@ function wrapDlopen(): void {
     const wrapped: Record<string, unknown> = {};
     for (const [name, fn] of Object.entries(lib.symbols)) {
       wrapped[name] = typeof fn === "function"
-        ? timed(fn as Fn, (ms) => add(ffiCalls, name, ms))
+        ? timed(fn as Fn, (ms) => {
+          add(ffiCalls, name, ms);
+          timeline[timeline.length - 1].what = `ffi ${name}`;
+        })
         : fn;
     }
     return { symbols: wrapped, close: () => lib.close() };
@@ -140,6 +148,7 @@ function wrapFs(): void {
       const r = fn(path, ...rest);
       const done = (v: unknown) => {
         add(fsCalls, cat, performance.now() - t);
+        timeline[timeline.length - 1].what = `${name} ${String(path).split("/").pop()}`;
         if (v && typeof v === "object" && name.startsWith("open")) fileCategory.set(v, cat);
         return v;
       };
@@ -157,14 +166,58 @@ function wrapFs(): void {
   }
 }
 
+/** Time spent loading lazily imported chunks (union of overlapping imports). */
+export const lazyImports: Acc & { modules: string[] } = { ms: 0, calls: 0, modules: [] };
+let importDepth = 0;
+let importStart = 0;
+const here = new URL(".", import.meta.url);
+
+/**
+ * The probe's bundle has its `import("./x.js")` rewritten to `__ppImport("x.js")` (see
+ * `_breakdown.ts`) so that loading lazy chunks is timed apart from podplex's own JS.
+ */
+function lazyImport(name: string): Promise<unknown> {
+  if (importDepth++ === 0) importStart = performance.now();
+  lazyImports.calls++;
+  lazyImports.modules.push(name);
+  return import(new URL(name, here).href).finally(() => {
+    if (--importDepth === 0) {
+      const t1 = performance.now();
+      lazyImports.ms += t1 - importStart;
+      timeline.push({ t0: importStart, t1, what: `import ${name}` });
+    }
+  });
+}
+
+// deno-lint-ignore no-explicit-any
+(globalThis as any).__ppImport = lazyImport;
 wrapDlopen();
 wrapFs();
+
+/** The largest stretches of main() with no instrumented call running: podplex's own JS. */
+function gaps(from: number, to: number): { ms: number; after: string; before: string }[] {
+  const evs = [...timeline].sort((a, b) => a.t0 - b.t0);
+  const out: { ms: number; after: string; before: string }[] = [];
+  let t = from;
+  let last = "main() start";
+  for (const e of evs) {
+    if (e.t0 > t) out.push({ ms: e.t0 - t, after: last, before: e.what });
+    if (e.t1 > t) {
+      t = e.t1;
+      last = e.what;
+    }
+  }
+  if (to > t) out.push({ ms: to - t, after: last, before: "main() end" });
+  return out.sort((a, b) => b.ms - a.ms).slice(0, 6);
+}
 
 /** Writes the probe's report (JSON, one line) to `path`. */
 export function report(path: string, exitCode: number): void {
   marks.exit = now();
+  const origin = performance.timeOrigin;
+  const jsGaps = gaps(marks.loaded - origin, marks.done - origin);
   Deno.writeTextFileSync(
     path,
-    JSON.stringify({ exitCode, forkMs, marks, binding, ffiCalls, fsCalls }),
+    JSON.stringify({ exitCode, forkMs, marks, binding, ffiCalls, fsCalls, lazyImports, jsGaps }),
   );
 }

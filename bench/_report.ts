@@ -132,7 +132,10 @@ function breakdownTable(title: string, p: PhaseBreakdown): string {
   const ffi = p.topFfi.map((x) => `${x.symbol} ${x.ms.toFixed(2)} ms/${x.calls}x`).join(", ");
   const bound = p.bound.map((b) => `${b.library}: ${b.symbols} symbols ${b.ms} ms`).join("; ");
   return `${title}\n${table(["part", "p50 ms", "p10–p90"], rows)}\n` +
-    `  top FFI calls (mean per run): ${ffi}\n  bound: ${bound}`;
+    `  top FFI calls (mean per run): ${ffi}\n  bound: ${bound}\n` +
+    `  lazily imported: ${p.lazyModules.join(", ") || "none"}\n` +
+    `  longest stretches of podplex JS (median run):\n` +
+    p.jsGaps.map((g) => `    ${f1(g.ms)} ms between ${g.after} and ${g.before}`).join("\n");
 }
 
 function targets(results: BenchResults): string {

@@ -38,7 +38,7 @@ function options() {
     quick: values.quick,
     rounds: int(values.rounds, values.quick ? 1 : 3),
     pods: int(values.pods, values.quick ? 8 : 20),
-    sizes: values.sizes.split(",").map(Number),
+    sizes: values.sizes.split(",").map(Number).filter((n) => n > 0),
     breakdown: values["no-breakdown"] ? 0 : int(values.breakdown, values.quick ? 5 : 15),
     out: values.out,
   };
