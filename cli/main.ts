@@ -36,6 +36,8 @@ function about(): string {
 function usage(): string {
   const names = Object.keys(SUBCOMMANDS).sort().join(", ");
   return `usage: podplex <command> [args...]   commands: ${names}\n` +
+    `       podplex <command> --help   (pod up|down|check|list|exec, net list|show|validate,\n` +
+    `       status, gc, graph, install: pods and networks on one machine without Kubernetes)\n` +
     `       CNI_COMMAND=ADD|DEL|CHECK|GC|STATUS|VERSION podplex < conf.json   (as a CNI plugin)\n`;
 }
 

@@ -21,6 +21,7 @@ import {
 } from "./_validate.ts";
 import {
   CONFIG_HELP,
+  err,
   guard,
   loadStandaloneConfig,
   out,
@@ -67,8 +68,9 @@ export function main(argv: string[]): Promise<number> {
   return guard("podplex net", async () => {
     const [cmd, ...rest] = argv;
     if (cmd === undefined || cmd === "help" || cmd === "--help" || cmd === "-h") {
+      if (cmd === undefined) return (err(HELP), 2); // a missing command is an error: stderr
       out(HELP);
-      return cmd === undefined ? 2 : 0;
+      return 0;
     }
     const { values: f, positionals } = parseFlags(rest, FLAGS);
     if (f.help) return (out(HELP), 0);

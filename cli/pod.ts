@@ -75,8 +75,9 @@ export function main(argv: string[]): Promise<number> {
   return guard("podplex pod", async () => {
     const [cmd, ...rest] = argv;
     if (cmd === undefined || cmd === "help" || cmd === "--help" || cmd === "-h") {
+      if (cmd === undefined) return (err(HELP), 2); // a missing command is an error: stderr
       out(HELP);
-      return cmd === undefined ? 2 : 0;
+      return 0;
     }
     if (cmd === "exec") return await execCmd(rest);
     const { values: f, positionals } = parseFlags(rest, FLAGS);
