@@ -15,7 +15,7 @@ import { mergeResults } from "./merge.ts";
 import { buildNetworkStatus } from "./network_status.ts";
 import { NETWORK_STATUS_ANNOTATION } from "./annotations.ts";
 import { createResolver } from "./networks.ts";
-import { capabilityArgsFor, planAttachments, type PlannedAttachment } from "./plan.ts";
+import { capabilityArgsFor, cniArgsFor, planAttachments, type PlannedAttachment } from "./plan.ts";
 import type { AttachmentState, PodState } from "./state.ts";
 import { applyDefaultRoutes } from "./routes.ts";
 import { delAttachments } from "./teardown.ts";
@@ -50,8 +50,18 @@ export async function metaAdd(call: MetaCall): Promise<Record<string, unknown>> 
     globalNamespaces: conf.globalNamespaces,
     podNamespace,
   });
-  const plan = await planAttachments({ conf, annotations, podNamespace, ifname, resolver });
+  const plan = await planAttachments({
+    conf,
+    annotations,
+    podNamespace,
+    namespaceGiven: call.pod.namespace !== undefined,
+    ifname,
+    resolver,
+  });
   for (const w of plan.warnings) call.log.warning(w);
+  call.log.debug(
+    `Plan: ${plan.attachments.map((a) => `${a.network.statusName}@${a.ifname}`).join(", ")}`,
+  );
 
   const state: PodState = {
     version: 1,
@@ -79,6 +89,7 @@ export async function metaAdd(call: MetaCall): Promise<Record<string, unknown>> 
     await call.store.save(state);
   } catch (e) {
     const err = CniError.wrap(e);
+    call.log.warning(`ADD of "${containerId}" failed, rolling back: ${err.message}`);
     const undo = await delAttachments(call, state);
     if (undo.length) {
       throw new CniError(err.code, err.message, joinDetails(err.details, undo), { cause: e });
@@ -109,12 +120,13 @@ async function addOne(call: MetaCall, state: PodState, att: PlannedAttachment): 
     isDefault: att.isDefault,
     confText,
   };
-  if (call.env.args) record.cniArgs = call.env.args;
+  const cniArgs = cniArgsFor(att, call.env.args);
+  if (cniArgs !== undefined) record.cniArgs = cniArgs;
   if (Object.keys(capabilityArgs).length) record.capabilityArgs = capabilityArgs;
   state.attachments.push(record);
   try {
     const list = parseConfOrList(confText);
-    const env: PluginEnv = { ...call.env, ifname: att.ifname };
+    const env: PluginEnv = { ...call.env, ifname: att.ifname, args: cniArgs };
     const { result } = await runChain(list, "ADD", {
       env,
       registry: call.registry,

@@ -32,6 +32,11 @@ export interface PlanInput {
   annotations: Record<string, string>;
   /** K8S_POD_NAMESPACE, or the conf's defaultNetworkNamespace when the runtime gives none. */
   podNamespace: string;
+  /**
+   * Whether the runtime named the pod's namespace. podman sends none: such a pod is not in a
+   * system namespace, whatever `podNamespace` defaulted to, and gets `defaultNetworks`.
+   */
+  namespaceGiven: boolean;
   /** The runtime's CNI_IFNAME (the cluster network's interface). */
   ifname: string;
   resolver: NetworkResolver;
@@ -54,6 +59,7 @@ export interface AttachmentPlan {
  */
 export async function planAttachments(input: PlanInput): Promise<AttachmentPlan> {
   const { conf, podNamespace, ifname, resolver } = input;
+  const warnings: string[] = [];
   const plan = planPodNetworks(input.annotations, podNamespace, {
     defaultNetworkNamespace: conf.defaultNetworkNamespace,
   });
@@ -64,12 +70,17 @@ export async function planAttachments(input: PlanInput): Promise<AttachmentPlan>
   const secondary: NetworkSelection[] = [];
   // defaultNetworks are the admin's choice: namespace isolation does not apply to them.
   const adminChosen = new Set<NetworkSelection>();
-  if (!conf.systemNamespaces.includes(podNamespace)) {
+  if (!(input.namespaceGiven && conf.systemNamespaces.includes(podNamespace))) {
     for (const name of conf.defaultNetworks) {
       const ref = parseNetworkRef(name, conf.defaultNetworkNamespace, "defaultNetworks");
       secondary.push(ref);
       adminChosen.add(ref);
     }
+  }
+  if (secondary.length === 0 && conf.defaultNetworks.length > 0) {
+    warnings.push(
+      `defaultNetworks skipped: pod namespace "${podNamespace}" is one of systemNamespaces`,
+    );
   }
   secondary.push(...plan.secondary);
 
@@ -97,7 +108,7 @@ export async function planAttachments(input: PlanInput): Promise<AttachmentPlan>
     attachments.push(att);
   }
   requireDistinctIfnames(attachments);
-  return { attachments, warnings: plan.warnings };
+  return { attachments, warnings: [...plan.warnings, ...warnings] };
 }
 
 function requireDistinctIfnames(atts: PlannedAttachment[]): void {
@@ -112,6 +123,20 @@ function requireDistinctIfnames(atts: PlannedAttachment[]): void {
     }
     seen.set(a.ifname, a.network.statusName);
   }
+}
+
+/** CNI_ARGS keys that address one interface: the runtime meant the cluster network's. */
+const PER_INTERFACE_ARGS = new Set(["IP", "MAC"]);
+
+/**
+ * The CNI_ARGS one attachment gets: all of the runtime's for the cluster network; for the
+ * others, without `IP` and `MAC` (podman's `--ip`/`--mac-address` are for eth0: given to
+ * every network they would fail net1's IPAM or clone eth0's MAC).
+ */
+export function cniArgsFor(att: PlannedAttachment, args: string | undefined): string | undefined {
+  if (att.isCluster || !args) return args;
+  const kept = args.split(";").filter((kv) => !PER_INTERFACE_ARGS.has(kv.split("=")[0]));
+  return kept.join(";");
 }
 
 /**

@@ -14,7 +14,7 @@ import type { Plugin, PluginRequest } from "../delegates/types.ts";
 import { metaAdd, POD_ANNOTATIONS_ARG } from "./add.ts";
 import { type MetaCall, type MetaDeps, openCall, runtimeArg } from "./context.ts";
 import { createResolver, resolveClusterNetwork, type ResolvedNetwork } from "./networks.ts";
-import { planAttachments } from "./plan.ts";
+import { cniArgsFor, planAttachments } from "./plan.ts";
 import type { PodState } from "./state.ts";
 import { delAttachments } from "./teardown.ts";
 
@@ -33,6 +33,12 @@ export function createMetaPlugin(deps: MetaDeps = {}): Plugin {
     builtin: true,
     async invoke(req: PluginRequest) {
       const call = openCall(req, deps);
+      const { containerId, ifname, netns } = req.env;
+      call.log.debug(
+        `${req.command} container="${containerId ?? ""}" ifname="${ifname ?? ""}" netns="${
+          netns ?? ""
+        }"`,
+      );
       switch (req.command) {
         case "ADD":
           return await metaAdd(call);
@@ -114,6 +120,7 @@ async function delWithoutState(call: MetaCall): Promise<void> {
       conf,
       annotations,
       podNamespace,
+      namespaceGiven: call.pod.namespace !== undefined,
       ifname: env.ifname!,
       resolver,
     });
@@ -133,6 +140,7 @@ async function delWithoutState(call: MetaCall): Promise<void> {
       isCluster: a.isCluster,
       isDefault: a.isDefault,
       confText: a.network.confText,
+      cniArgs: cniArgsFor(a, env.args),
     })),
   };
   for (const e of await delAttachments(call, state)) call.log.warning(e.message);

@@ -36,16 +36,6 @@ if (skip) console.warn(`podman tests skipped: ${skip}`);
 const stale = skip ? undefined : await staleBuildWarning();
 if (stale) console.warn(`podman tests: ${stale}`);
 
-// podman gives no K8S_POD_NAMESPACE, so podplex takes the pod for one of
-// `defaultNetworkNamespace` (kube-system by default), which is in the default
-// `systemNamespaces`, and silently skips defaultNetworks. Until that is fixed (see the last
-// test), the podman tests say that no namespace is a system namespace.
-const NO_SYSTEM_NAMESPACES = { systemNamespaces: [] };
-/** Flip to false when podplex attaches defaultNetworks to pods without a namespace. */
-const KNOWN_BUG_NO_NAMESPACE_IS_SYSTEM = true;
-/** Flip to false when podplex gives the runtime's IP= and MAC= to the cluster network only. */
-const KNOWN_BUG_IP_MAC_TO_EVERY_NETWORK = true;
-
 /** The secondary interface names podplex gives defaultNetworks, in order. */
 const IFNAMES = ["eth0", "net1", "net2"];
 
@@ -151,7 +141,7 @@ Deno.test({
   async fn() {
     await using env = await createPodmanEnv();
     const nets = await writeNetworks(env);
-    await writePodplexConflist(env, nets, NO_SYSTEM_NAMESPACES);
+    await writePodplexConflist(env, nets);
     for (const round of [0, 1]) {
       const c = await runContainer(env);
       await assertAttached(env, nets, c, round);
@@ -179,7 +169,7 @@ Deno.test({
     await writeNetwork(env, nets[2], { rangeStart: nets[2].firstIp, rangeEnd: nets[2].firstIp });
     await Deno.mkdir(`${env.dataDir}/${nets[2].name}`, { recursive: true });
     await Deno.writeTextFile(`${env.dataDir}/${taken}`, "someoneelse\r\neth0");
-    await writePodplexConflist(env, nets, NO_SYSTEM_NAMESPACES);
+    await writePodplexConflist(env, nets);
 
     const name = ppName("c");
     const out = await env.podman(
@@ -214,7 +204,7 @@ Deno.test({
   async fn() {
     await using env = await createPodmanEnv();
     const nets = await writeNetworks(env);
-    await writePodplexConflist(env, nets, NO_SYSTEM_NAMESPACES);
+    await writePodplexConflist(env, nets);
     const c = await runContainer(env);
     await assertAttached(env, nets, c, 0);
     await env.podmanOk("stop", "--time", "0", c.name);
@@ -237,12 +227,12 @@ Deno.test({
   name: "podman --ip and --mac-address apply to eth0 only, the other networks allocate their own",
   // Known bug, reported: podplex hands the runtime's whole CNI_ARGS (IP=, MAC=) to every
   // attachment, so net1's host-local rejects eth0's IP and all three links get one MAC.
-  ignore: KNOWN_BUG_IP_MAC_TO_EVERY_NETWORK || !!skip,
+  ignore: !!skip,
   sanitizeResources: false,
   async fn() {
     await using env = await createPodmanEnv();
     const nets = await writeNetworks(env);
-    await writePodplexConflist(env, nets, NO_SYSTEM_NAMESPACES);
+    await writePodplexConflist(env, nets);
     const ip = nthIp(nets[0], 40);
     const mac = "02:00:00:00:70:01";
     const c = await runContainer(env, "--ip", ip, "--mac-address", mac);
@@ -265,7 +255,7 @@ Deno.test({
   // Known bug, reported: with no K8S_POD_NAMESPACE (podman never sends one) podplex takes
   // the pod for one of defaultNetworkNamespace ("kube-system"), a system namespace, and skips
   // defaultNetworks without a word. Enable once meta/ treats "no namespace" as no system pod.
-  ignore: KNOWN_BUG_NO_NAMESPACE_IS_SYSTEM || !!skip,
+  ignore: !!skip,
   sanitizeResources: false,
   async fn() {
     await using env = await createPodmanEnv();
