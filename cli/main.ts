@@ -90,8 +90,28 @@ export function defaultResolver(
   };
 }
 
-async function readStdin(): Promise<Uint8Array> {
-  return new Uint8Array(await new Response(Deno.stdin.readable).arrayBuffer());
+/**
+ * Reads all of stdin synchronously: a plugin's stdin is a small pipe, and the stream API
+ * (`new Response(Deno.stdin.readable)`) costs milliseconds of setup on every CNI call.
+ */
+function readStdin(): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const buf = new Uint8Array(total < 65536 ? 16384 : 262144);
+    const n = Deno.stdin.readSync(buf);
+    if (n === null || n === 0) break;
+    chunks.push(buf.subarray(0, n));
+    total += n;
+  }
+  if (chunks.length === 1) return Promise.resolve(chunks[0]);
+  const out = new Uint8Array(total);
+  let off = 0;
+  for (const c of chunks) {
+    out.set(c, off);
+    off += c.length;
+  }
+  return Promise.resolve(out);
 }
 
 /**
