@@ -115,6 +115,8 @@ async function invoke(step: Step): Promise<Record<string, unknown> | undefined> 
     const impl = await opts.registry.get(plugin.type, step.env.path);
     return await impl.invoke(req);
   } catch (e) {
+    // The meta-plugin's errors already name the network and interface that failed.
+    if (plugin.type === "podplex" && e instanceof CniError) throw e;
     throw CniError.wrap(e, Code.Internal, describe(list, plugin, command));
   }
 }

@@ -90,7 +90,12 @@ export async function metaAdd(call: MetaCall): Promise<Record<string, unknown>> 
   } catch (e) {
     const err = CniError.wrap(e);
     call.log.warning(`ADD of "${containerId}" failed, rolling back: ${err.message}`);
-    const undo = await delAttachments(call, state);
+    // A conf that cannot be parsed fails its DEL the same way; it made nothing to undo, so
+    // such errors would only repeat the ADD's.
+    const undo = (await delAttachments(call, state)).filter((u) =>
+      u.code !== Code.InvalidConfig && u.code !== Code.DecodeFailure
+    );
+    for (const u of undo) call.log.error(`Rollback of "${containerId}": ${u.message}`);
     if (undo.length) {
       throw new CniError(err.code, err.message, joinDetails(err.details, undo), { cause: e });
     }
