@@ -11,10 +11,11 @@ import { loadConfFile, parseConfOrList } from "../conf/netconf.ts";
 import type { ConfList } from "../conf/netconf.ts";
 import type { Attachment, CniResult, Verb } from "../conf/types.ts";
 import { runChain } from "../delegates/chain.ts";
-import { createRegistry, isBuiltin, loadMetaPlugin, META_TYPE } from "../delegates/registry.ts";
+import { createRegistry, META_TYPE } from "../delegates/registry.ts";
 import type { Plugin, PluginEnv, PluginRegistry, PluginRequest } from "../delegates/types.ts";
 import { parsePodplexConf, type PodplexConf } from "../meta/conf.ts";
-import { type Resolver, runCni } from "./cni.ts";
+import { runCni } from "./cni.ts";
+import { defaultResolver } from "./resolve.ts";
 
 /** Where `podplex install` writes the podplex conf, and what runtimes read. */
 export const INSTALLED_CONF = "/etc/cni/net.d/00-podplex.conflist";
@@ -193,20 +194,6 @@ function errorFromJson(text: string): CniError {
 }
 
 /**
- * main.ts's `defaultResolver` for a launcher not run through a built-in's symlink. Not
- * imported from main.ts: main.ts is the entry and awaits the subcommand, so importing it
- * back would deadlock its top-level await.
- */
-function resolver(): Resolver {
-  const registry = createRegistry();
-  return async (type) => {
-    if (type === META_TYPE) return await loadMetaPlugin();
-    if (isBuiltin(type)) return await registry.get(type, []);
-    throw new CniError(Code.InvalidConfig, `podplex cannot serve plugin type "${type}"`);
-  };
-}
-
-/**
  * The podplex plugin as a runtime reaches it: the request turned into CNI_* variables and
  * stdin bytes, handed to `runCni` (the same dispatcher `bin/podplex` runs), and its stdout
  * read back. No exec, but no other code path either.
@@ -231,7 +218,7 @@ export function podplexViaRunCni(stderr: (s: string) => void = err): Plugin {
         stdout: (s: string) => void (stdout += s),
         stderr,
       };
-      const code = await runCni(io, resolver());
+      const code = await runCni(io, defaultResolver(undefined));
       if (code !== 0) throw errorFromJson(stdout);
       return req.command === "ADD" ? JSON.parse(stdout) : undefined;
     },
