@@ -6,6 +6,7 @@
  * @module
  */
 import { CniError, Code } from "../conf/errors.ts";
+import { mark } from "../conf/trace.ts";
 import { parseNetConf } from "../conf/netconf.ts";
 import type { Verb } from "../conf/types.ts";
 import { atLeast, CURRENT_VERSION, SUPPORTED_VERSIONS } from "../conf/version.ts";
@@ -160,7 +161,9 @@ async function dispatch(io: CniIo, resolve: Resolver, call: Call): Promise<numbe
   const parsed = parseNetConf(bytes);
   call.version = parsed.cniVersion;
   checkVersionGate(command, parsed.cniVersion);
+  mark("dispatch");
   const plugin = await resolve(parsed.conf.type);
+  mark("resolved");
   const req: PluginRequest = { command: command as Command, conf: bytes, env };
   const result = await plugin.invoke(req);
   if (command === "ADD") {
@@ -168,6 +171,7 @@ async function dispatch(io: CniIo, resolve: Resolver, call: Call): Promise<numbe
       throw new CniError(Code.DelegateFailed, `Plugin "${plugin.type}" returned no result`);
     }
     print(io, result);
+    mark("result");
   }
   return 0;
 }

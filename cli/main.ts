@@ -4,6 +4,8 @@
  *
  * @module
  */
+// First import: its evaluation is the "entry" mark of a traced call.
+import { flushTrace, mark } from "../conf/trace.ts";
 import { CURRENT_VERSION, SUPPORTED_VERSIONS } from "../conf/version.ts";
 import { type CniIo, runCni } from "./cni.ts";
 import { defaultResolver } from "./resolve.ts";
@@ -84,6 +86,7 @@ function readStdin(): Promise<Uint8Array> {
     chunks.push(buf.subarray(0, n));
     total += n;
   }
+  mark("stdin");
   if (chunks.length === 1) return Promise.resolve(chunks[0]);
   const out = new Uint8Array(total);
   let off = 0;
@@ -103,6 +106,7 @@ export async function main(
   argv: string[],
   env: Record<string, string | undefined> = Deno.env.toObject(),
 ): Promise<number> {
+  mark("main");
   const name = argv.length ? (ALIASES[argv[0]] ?? argv[0]) : undefined;
   if (name !== undefined) {
     const load = Object.hasOwn(SUBCOMMANDS, name) ? SUBCOMMANDS[name] : undefined;
@@ -121,5 +125,7 @@ export async function main(
 }
 
 if (import.meta.main) {
-  Deno.exit(await main(Deno.args));
+  const code = await main(Deno.args);
+  flushTrace();
+  Deno.exit(code);
 }

@@ -5,6 +5,7 @@
  * @module
  */
 import { CniError, Code } from "../conf/errors.ts";
+import { mark, tracing } from "../conf/trace.ts";
 import { parseConfOrList } from "../conf/netconf.ts";
 import { convertResult } from "../conf/result.ts";
 import type { CniResult } from "../conf/types.ts";
@@ -58,6 +59,7 @@ export async function metaAdd(call: MetaCall): Promise<Record<string, unknown>> 
     ifname,
     resolver,
   });
+  mark("plan");
   for (const w of plan.warnings) call.log.warning(w);
   call.log.debug(
     `Plan: ${plan.attachments.map((a) => `${a.network.statusName}@${a.ifname}`).join(", ")}`,
@@ -78,8 +80,9 @@ export async function metaAdd(call: MetaCall): Promise<Record<string, unknown>> 
 
   const results: CniResult[] = [];
   try {
-    for (const att of plan.attachments) {
+    for (const [i, att] of plan.attachments.entries()) {
       results.push(await addOne(call, state, att));
+      if (tracing) mark(`att:${i}:end`);
     }
     applyDefaultRoutes(env.netns!, plan.attachments, results);
     state.attachments.forEach((a, i) =>
@@ -87,6 +90,7 @@ export async function metaAdd(call: MetaCall): Promise<Record<string, unknown>> 
     );
     state.networkStatus = buildNetworkStatus(state.attachments);
     await call.store.save(state);
+    mark("state");
   } catch (e) {
     const err = CniError.wrap(e);
     call.log.warning(`ADD of "${containerId}" failed, rolling back: ${err.message}`);

@@ -5,6 +5,7 @@
  * @module
  */
 import { parseCniArgs } from "../conf/cni_args.ts";
+import { mark } from "../conf/trace.ts";
 import { CniError, Code } from "../conf/errors.ts";
 import { createRegistry } from "../delegates/registry.ts";
 import type { PluginEnv, PluginRegistry, PluginRequest } from "../delegates/types.ts";
@@ -67,6 +68,7 @@ export function openCall(req: PluginRequest, deps: MetaDeps = {}): MetaCall {
     throw new CniError(Code.InvalidConfig, "The podplex conf is not a JSON object");
   }
   const conf = parsePodplexConf(raw as Record<string, unknown>);
+  mark("conf");
   const cniArgs = parseCniArgs(req.env.args);
   let kube: Promise<KubeClient | undefined> | undefined;
   return {

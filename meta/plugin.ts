@@ -6,6 +6,7 @@
  * @module
  */
 import { CniError, Code } from "../conf/errors.ts";
+import { mark } from "../conf/trace.ts";
 import { parseConfOrList } from "../conf/netconf.ts";
 import { toCanonical } from "../conf/result.ts";
 import type { Attachment } from "../conf/types.ts";
@@ -85,6 +86,7 @@ function clusterNetwork(call: MetaCall): Promise<ResolvedNetwork | undefined> {
 async function metaDel(call: MetaCall): Promise<void> {
   const { containerId, ifname } = call.env as { containerId: string; ifname: string };
   const state = await call.store.load(containerId, ifname);
+  mark("state-loaded");
   if (!state) return await delWithoutState(call);
   const errors = await delAttachments(call, withNetns(call, state));
   if (errors.length) {
@@ -96,6 +98,7 @@ async function metaDel(call: MetaCall): Promise<void> {
     );
   }
   await call.store.remove(containerId, ifname);
+  mark("state-removed");
 }
 
 /**

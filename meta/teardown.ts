@@ -11,6 +11,7 @@
  * @module
  */
 import { CniError, Code } from "../conf/errors.ts";
+import { mark, tracing } from "../conf/trace.ts";
 import { parseConfOrList } from "../conf/netconf.ts";
 import { toCanonical } from "../conf/result.ts";
 import { runChain } from "../delegates/chain.ts";
@@ -35,8 +36,12 @@ export async function delAttachments(
   for (const att of needsLiveLink) await delOne(call, state, att, errors);
   if (rest.length && state.linkGroup && state.netns) {
     await deleteLinkGroup(state.netns, state.linkGroup, call);
+    mark("group-del");
   }
-  for (const att of rest) await delOne(call, state, att, errors);
+  for (const [i, att] of rest.entries()) {
+    await delOne(call, state, att, errors);
+    if (tracing) mark(`att:${i}:end`);
+  }
   return errors;
 }
 
