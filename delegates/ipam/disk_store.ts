@@ -7,6 +7,12 @@
  *   `<containerID>\r\n<ifname>` (legacy files hold only the id), created O_EXCL mode 0600,
  * - `last_reserved_ip.<range set index>`: the last address handed out from that set.
  *
+ * The methods are async (the {@linkcode Store} seam fits a remote backend) but the file calls
+ * inside are synchronous: an async Deno file call is a round trip through the runtime's
+ * thread pool, and a lease took ~10 of them in a process that does nothing else meanwhile.
+ * A blocked flock(2) therefore blocks the thread, as in the reference; a per-directory mutex
+ * keeps two stores of one process from waiting on each other's flock forever.
+ *
  * @module
  */
 import { formatIp, type IP, tryParseIp } from "../../conf/ip.ts";
@@ -27,18 +33,30 @@ export function parseLeaseFile(ip: IP, content: string): Lease {
   return { ip, containerId: text.slice(0, at), ifname: text.slice(at + LINE_BREAK.length) };
 }
 
+// flock is per open file description: two stores of one directory in this process must not
+// both hold it (one fd each would deadlock a synchronous flock; one shared fd would let both
+// in). One mutex per directory serialises them before the flock is asked for.
+const dirMutexes = new Map<string, Mutex>();
+
+function dirMutex(dir: string): Mutex {
+  let m = dirMutexes.get(dir);
+  if (!m) dirMutexes.set(dir, m = new Mutex());
+  return m;
+}
+
 /** A {@linkcode Store} in `<dataDir>/<network>/`, sharing its format with the reference. */
 export class DiskStore implements Store {
   /** The network's directory. */
   readonly dir: string;
   readonly #lockFile: Deno.FsFile;
-  // flock is per open file: two async callers in this process would both "hold" it.
-  readonly #mutex = new Mutex();
+  readonly #mutex: Mutex;
+  #held = false;
   #closed = false;
 
   private constructor(dir: string, lockFile: Deno.FsFile) {
     this.dir = dir;
     this.#lockFile = lockFile;
+    this.#mutex = dirMutex(dir);
   }
 
   /**
@@ -48,122 +66,157 @@ export class DiskStore implements Store {
    * @param dataDir the parent directory; empty means {@linkcode DEFAULT_DATA_DIR}
    * @throws {Deno.errors.PermissionDenied} and other I/O errors
    */
-  static async open(network: string, dataDir = ""): Promise<DiskStore> {
+  static open(network: string, dataDir = ""): Promise<DiskStore> {
     const dir = `${(dataDir || DEFAULT_DATA_DIR).replace(/\/+$/, "")}/${network}`;
-    await Deno.mkdir(dir, { recursive: true, mode: 0o755 });
-    const lockFile = await Deno.open(`${dir}/lock`, { read: true, write: true, create: true });
-    return new DiskStore(dir, lockFile);
+    return settle(() => {
+      Deno.mkdirSync(dir, { recursive: true, mode: 0o755 });
+      const lockFile = Deno.openSync(`${dir}/lock`, { read: true, write: true, create: true });
+      return new DiskStore(dir, lockFile);
+    });
   }
 
   async lock(): Promise<void> {
     await this.#mutex.acquire();
     try {
-      await this.#lockFile.lock(true);
+      this.#lockFile.lockSync(true);
+      this.#held = true;
     } catch (err) {
       this.#mutex.release();
       throw err;
     }
   }
 
-  async unlock(): Promise<void> {
+  unlock(): Promise<void> {
     try {
-      await this.#lockFile.unlock();
+      this.#lockFile.unlockSync();
     } finally {
-      this.#mutex.release();
+      this.#releaseMutex();
     }
+    return Promise.resolve();
   }
 
   close(): Promise<void> {
     if (!this.#closed) {
       this.#closed = true;
-      // Closing the descriptor also drops a flock still held.
+      // Closing the descriptor also drops a flock still held; the mutex goes with it.
       this.#lockFile.close();
+      this.#releaseMutex();
     }
     return Promise.resolve();
+  }
+
+  #releaseMutex(): void {
+    if (!this.#held) return;
+    this.#held = false;
+    this.#mutex.release();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
 
-  async reserve(containerId: string, ifname: string, ip: IP, rangeId: string): Promise<boolean> {
+  reserve(containerId: string, ifname: string, ip: IP, rangeId: string): Promise<boolean> {
+    return settle(() => this.#reserve(containerId, ifname, ip, rangeId));
+  }
+
+  #reserve(containerId: string, ifname: string, ip: IP, rangeId: string): boolean {
     const name = formatIp(ip);
     const path = `${this.dir}/${name}`;
     let file: Deno.FsFile;
     try {
-      file = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
+      file = Deno.openSync(path, { write: true, createNew: true, mode: 0o600 });
     } catch (err) {
       if (err instanceof Deno.errors.AlreadyExists) return false;
       throw err;
     }
     try {
-      await writeAll(file, `${containerId.trim()}${LINE_BREAK}${ifname}`);
+      writeAll(file, `${containerId.trim()}${LINE_BREAK}${ifname}`);
     } catch (err) {
       file.close();
-      await Deno.remove(path).catch(() => {});
+      try {
+        Deno.removeSync(path);
+      } catch { /* the write error is the one to report */ }
       throw err;
     }
     file.close();
-    await Deno.writeTextFile(`${this.dir}/${LAST_IP_PREFIX}${rangeId}`, name, { mode: 0o600 });
+    Deno.writeTextFileSync(`${this.dir}/${LAST_IP_PREFIX}${rangeId}`, name, { mode: 0o600 });
     return true;
   }
 
-  async lastReservedIP(rangeId: string): Promise<IP | undefined> {
-    try {
-      // Go's net.ParseIP does not trim: a file with a newline gives no address.
-      return tryParseIp(await Deno.readTextFile(`${this.dir}/${LAST_IP_PREFIX}${rangeId}`));
-    } catch (err) {
-      if (err instanceof Deno.errors.NotFound) return undefined;
-      throw err;
-    }
+  lastReservedIP(rangeId: string): Promise<IP | undefined> {
+    return settle(() => {
+      try {
+        // Go's net.ParseIP does not trim: a file with a newline gives no address.
+        return tryParseIp(Deno.readTextFileSync(`${this.dir}/${LAST_IP_PREFIX}${rangeId}`));
+      } catch (err) {
+        if (err instanceof Deno.errors.NotFound) return undefined;
+        throw err;
+      }
+    });
   }
 
-  async releaseByID(containerId: string, ifname: string): Promise<IP[]> {
-    let out = await this.#releaseMatching(containerId, ifname, false);
-    if (out.length === 0) out = await this.#releaseMatching(containerId, ifname, true);
-    return out;
+  releaseByID(containerId: string, ifname: string): Promise<IP[]> {
+    return settle(() => {
+      let out = this.#releaseMatching(containerId, ifname, false);
+      if (out.length === 0) out = this.#releaseMatching(containerId, ifname, true);
+      return out;
+    });
   }
 
-  async #releaseMatching(containerId: string, ifname: string, legacy: boolean): Promise<IP[]> {
+  #releaseMatching(containerId: string, ifname: string, legacy: boolean): IP[] {
     const out: IP[] = [];
-    for (const { name, lease } of await this.#scan()) {
+    for (const { name, lease } of this.#scan()) {
       if (!leaseMatches(lease, containerId, ifname, legacy)) continue;
       // Best effort, as the reference: a file that cannot be removed is skipped.
-      const ok = await Deno.remove(`${this.dir}/${name}`).then(() => true, () => false);
-      if (ok) out.push(lease.ip);
+      try {
+        Deno.removeSync(`${this.dir}/${name}`);
+        out.push(lease.ip);
+      } catch { /* skipped */ }
     }
     return out;
   }
 
-  async getByID(containerId: string, ifname: string): Promise<IP[]> {
-    return (await this.list())
-      .filter((l) =>
-        leaseMatches(l, containerId, ifname, false) || leaseMatches(l, containerId, ifname, true)
-      )
-      .map((l) => l.ip);
+  getByID(containerId: string, ifname: string): Promise<IP[]> {
+    return settle(() =>
+      this.#scan()
+        .map((e) => e.lease)
+        .filter((l) =>
+          leaseMatches(l, containerId, ifname, false) || leaseMatches(l, containerId, ifname, true)
+        )
+        .map((l) => l.ip)
+    );
   }
 
   /** Every lease: the files whose name is an address (`lock` and `last_reserved_ip.*` are not). */
-  async list(): Promise<Lease[]> {
-    return (await this.#scan()).map((e) => e.lease);
+  list(): Promise<Lease[]> {
+    return settle(() => this.#scan().map((e) => e.lease));
   }
 
   /** The lease files with their names (a name may be non-canonical if written by hand). */
-  async #scan(): Promise<Array<{ name: string; lease: Lease }>> {
+  #scan(): Array<{ name: string; lease: Lease }> {
     const out: Array<{ name: string; lease: Lease }> = [];
-    for await (const entry of Deno.readDir(this.dir)) {
+    for (const entry of Deno.readDirSync(this.dir)) {
       if (!entry.isFile) continue;
       const ip = tryParseIp(entry.name);
       if (!ip) continue;
-      const content = await Deno.readTextFile(`${this.dir}/${entry.name}`).catch(() => undefined);
-      if (content !== undefined) out.push({ name: entry.name, lease: parseLeaseFile(ip, content) });
+      let content: string;
+      try {
+        content = Deno.readTextFileSync(`${this.dir}/${entry.name}`);
+      } catch {
+        continue; // removed meanwhile, or unreadable: not a lease we can match
+      }
+      out.push({ name: entry.name, lease: parseLeaseFile(ip, content) });
     }
     return out;
   }
 
-  async release(ip: IP): Promise<void> {
-    await Deno.remove(this.#path(ip)).catch((err) => {
-      if (!(err instanceof Deno.errors.NotFound)) throw err;
+  release(ip: IP): Promise<void> {
+    return settle(() => {
+      try {
+        Deno.removeSync(this.#path(ip));
+      } catch (err) {
+        if (!(err instanceof Deno.errors.NotFound)) throw err;
+      }
     });
   }
 
@@ -172,8 +225,17 @@ export class DiskStore implements Store {
   }
 }
 
-async function writeAll(file: Deno.FsFile, text: string): Promise<void> {
+/** Runs a synchronous step as a Promise: its throw becomes a rejection, as the async API had. */
+function settle<T>(step: () => T): Promise<T> {
+  try {
+    return Promise.resolve(step());
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+function writeAll(file: Deno.FsFile, text: string): void {
   const bytes = new TextEncoder().encode(text);
   let off = 0;
-  while (off < bytes.length) off += await file.write(bytes.subarray(off));
+  while (off < bytes.length) off += file.writeSync(bytes.subarray(off));
 }
