@@ -8,6 +8,17 @@
  * that ran, never re-marshalled (Multus issue #1449: a re-marshalled delegate conf made DEL
  * differ from ADD).
  *
+ * The store's methods are async (a remote backend must fit) but the file calls inside are
+ * synchronous: each async Deno file call is a round trip through the runtime's blocking
+ * thread pool (the first one also starts a thread), and a CNI call has nothing to overlap
+ * them with.
+ *
+ * Durability costs measured on this machine's ext4 (6 KB state, medians): write+rename
+ * 0.1-0.2 ms, + file fsync 0.4 ms, + directory fsync 0.3 ms, both ~0.8 ms. Both are kept:
+ * without the file fsync a crash after the rename can leave an empty file under the final
+ * name (ext4 delalloc), i.e. a pod DEL cannot clean up; without the directory fsync the rename
+ * itself may be lost, which only costs the (best-effort) state of that last ADD.
+ *
  * @module
  */
 import { CniError, Code } from "../conf/errors.ts";
@@ -101,34 +112,45 @@ function syncDir(dir: string): void {
   }
 }
 
-async function ensureDir(dir: string): Promise<void> {
-  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+function ensureDir(dir: string): void {
+  Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
   // mkdir's mode is filtered by the umask and an existing dir keeps its mode: enforce 0700.
-  await Deno.chmod(dir, 0o700);
+  Deno.chmodSync(dir, 0o700);
 }
 
 /**
  * Writes `data` to `path` atomically: a temp file beside it (0600), fsync, rename.
  * Exported for tests that simulate a crash between the write and the rename.
  */
-export async function writeAtomic(path: string, data: string): Promise<void> {
+export function writeAtomic(path: string, data: string): Promise<void> {
+  try {
+    writeAtomicSync(path, data);
+    return Promise.resolve();
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+function writeAtomicSync(path: string, data: string): void {
   const dir = path.slice(0, path.lastIndexOf("/")) || "/";
   const rand = crypto.getRandomValues(new Uint32Array(1))[0].toString(16);
   const tmp = `${dir}/.${path.slice(dir.length + 1)}${TMP_MARK}${rand}`;
   try {
-    const file = await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 });
+    const file = Deno.openSync(tmp, { write: true, createNew: true, mode: 0o600 });
     try {
       const bytes = new TextEncoder().encode(data);
       let off = 0;
-      while (off < bytes.length) off += await file.write(bytes.subarray(off));
-      await file.sync();
+      while (off < bytes.length) off += file.writeSync(bytes.subarray(off));
+      file.syncSync();
     } finally {
       file.close();
     }
-    await Deno.chmod(tmp, 0o600); // the umask may have narrowed it; never widened
-    await Deno.rename(tmp, path);
+    Deno.chmodSync(tmp, 0o600); // the umask may have narrowed it; never widened
+    Deno.renameSync(tmp, path);
   } catch (err) {
-    await Deno.remove(tmp).catch(() => {});
+    try {
+      Deno.removeSync(tmp);
+    } catch { /* the first error is the one to report */ }
     throw err;
   }
   syncDir(dir);
@@ -150,10 +172,10 @@ function ioError(action: string, path: string, err: unknown): CniError {
 export function createStateStore(dir: string, opts: StateStoreOptions = {}): StateStore {
   const warn = opts.warn ?? ((msg: string) => console.error(`podplex: ${msg}`));
 
-  async function readState(path: string): Promise<PodState | null> {
+  function readState(path: string): PodState | null {
     let text: string;
     try {
-      text = await Deno.readTextFile(path);
+      text = Deno.readTextFileSync(path);
     } catch (err) {
       if (err instanceof Deno.errors.NotFound) return null;
       throw ioError("read", path, err);
@@ -169,17 +191,20 @@ export function createStateStore(dir: string, opts: StateStoreOptions = {}): Sta
   }
 
   return {
+    // async: a throw (bad id, I/O) becomes a rejection, as callers of a store expect.
+    // deno-lint-ignore require-await
     async save(s) {
       const path = `${dir}/${fileName(s.containerId, s.ifname)}`;
       try {
-        await ensureDir(dir);
-        await writeAtomic(path, JSON.stringify(s));
+        ensureDir(dir);
+        writeAtomicSync(path, JSON.stringify(s));
       } catch (err) {
         throw ioError("write", path, err);
       }
     },
+    // deno-lint-ignore require-await
     async load(containerId, ifname) {
-      const s = await readState(`${dir}/${fileName(containerId, ifname)}`);
+      const s = readState(`${dir}/${fileName(containerId, ifname)}`);
       if (s && (s.containerId !== containerId || s.ifname !== ifname)) {
         warn(
           `State file for "${containerId}" "${ifname}" names "${s.containerId}" "${s.ifname}"; ignored`,
@@ -188,19 +213,21 @@ export function createStateStore(dir: string, opts: StateStoreOptions = {}): Sta
       }
       return s;
     },
+    // deno-lint-ignore require-await
     async remove(containerId, ifname) {
       const path = `${dir}/${fileName(containerId, ifname)}`;
       try {
-        await Deno.remove(path);
+        Deno.removeSync(path);
       } catch (err) {
         if (!(err instanceof Deno.errors.NotFound)) throw ioError("remove", path, err);
       }
     },
+    // deno-lint-ignore require-await
     async list() {
       const out: PodState[] = [];
       let entries: Deno.DirEntry[];
       try {
-        entries = await Array.fromAsync(Deno.readDir(dir));
+        entries = [...Deno.readDirSync(dir)];
       } catch (err) {
         if (err instanceof Deno.errors.NotFound) return out;
         throw ioError("list", dir, err);
@@ -210,7 +237,7 @@ export function createStateStore(dir: string, opts: StateStoreOptions = {}): Sta
         .map((e) => e.name)
         .sort();
       for (const name of names) {
-        const s = await readState(`${dir}/${name}`);
+        const s = readState(`${dir}/${name}`);
         if (s) out.push(s);
       }
       return out;
