@@ -12,7 +12,7 @@
 import { CniError, Code } from "../conf/errors.ts";
 import type { BuiltinDelegate, DelegateContext } from "./types.ts";
 import type { HostOptions } from "./_link_common.ts";
-import { ipamAdd } from "./_link_common.ts";
+import { ipamAddWithUndo } from "./_iface.ts";
 import {
   addChildAttachment,
   checkChildAttachment,
@@ -21,7 +21,7 @@ import {
   delChildAttachment,
   parseChildConf,
   parseMode,
-} from "./macvlan.ts";
+} from "./_child.ts";
 
 /** The parsed `ipvlan` config. */
 export interface IpvlanConf extends ChildConf {
@@ -55,9 +55,7 @@ const ipvlanKind: ChildKind<IpvlanConf> = {
   async l3(c, ctx, undo) {
     // Chained without an IPAM block: apply the previous plugin's addresses (reference).
     if (!c.ipamType && ctx.prevResult?.ips?.length) return ctx.prevResult;
-    const r = await ipamAdd(ctx);
-    undo.push(() => ctx.ipam("DEL"));
-    return r;
+    return await ipamAddWithUndo(ctx, undo);
   },
 };
 

@@ -10,7 +10,8 @@ import { parseCidr } from "../conf/ip.ts";
 import type { CniResult } from "../conf/types.ts";
 import type { BuiltinDelegate, DelegateContext } from "./types.ts";
 import { Netlink } from "../ffi/mod.ts";
-import { checkFailed, kernelError, openContainerNs, tryOpenNs } from "./_link_common.ts";
+import { checkFailed } from "./_check.ts";
+import { kernelError, openContainerNs, tryOpenNs } from "./_link_common.ts";
 
 /** The loopback delegate takes no fields of its own. */
 export type LoopbackConf = Record<string, unknown>;

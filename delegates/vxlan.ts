@@ -19,16 +19,10 @@ import { parseIp } from "../conf/ip.ts";
 import type { CniResult } from "../conf/types.ts";
 import type { BuiltinDelegate, DelegateContext } from "./types.ts";
 import type { LinkInfo, Netlink } from "../ffi/mod.ts";
-import {
-  checkFailed,
-  confInt,
-  confString,
-  defaultRouteInterface,
-  familyOf,
-  type HostOptions,
-  kernelError,
-  openHost,
-} from "./_link_common.ts";
+import { checkFailed } from "./_check.ts";
+import { familyOf } from "./_cidr.ts";
+import { confInt, confString } from "./_conf_read.ts";
+import { defaultRouteInterface, type HostOptions, kernelError, openHost } from "./_link_common.ts";
 import {
   addBridgeAttachment,
   type BridgeConf,
