@@ -3,67 +3,12 @@ import { CniError } from "../conf/errors.ts";
 import type { CniResult } from "../conf/types.ts";
 import { builtinPlugin } from "./builtin.ts";
 import { createRegistry } from "./registry.ts";
-import type { BuiltinDelegate, PluginRequest } from "./types.ts";
 import { calcGateways, makeBridge, parseBridgeConf, parseVlanTrunk } from "./bridge.ts";
-import { ipJson, isRoot, linkExists, run, tempDir, tempNetns, tryRun } from "../tests/testutils.ts";
-
-// deno-lint-ignore no-explicit-any
-type Any = any;
+import { ipJson, isRoot, linkExists, run, tempNetns, tryRun } from "../tests/testutils.ts";
+import { type Any, eventually, exists, invoker, isCode, rig } from "./_testing.ts";
 
 function assertEquals(actual: unknown, expected: unknown, msg?: string): void {
   assert.deepStrictEqual(actual, expected, msg);
-}
-
-async function assertRejects(
-  fn: () => Promise<unknown>, // deno-lint-ignore no-explicit-any
-  cls?: new (...a: any[]) => Error,
-): Promise<unknown> {
-  try {
-    await fn();
-  } catch (err) {
-    if (cls) assert(err instanceof cls, `expected ${cls.name}, got ${err}`);
-    return err;
-  }
-  throw new assert.AssertionError({ message: "Expected the call to reject" });
-}
-
-function assertThrows(
-  fn: () => unknown, // deno-lint-ignore no-explicit-any
-  cls?: new (...a: any[]) => Error,
-): unknown {
-  try {
-    fn();
-  } catch (err) {
-    if (cls) assert(err instanceof cls, `expected ${cls.name}, got ${err}`);
-    return err;
-  }
-  throw new assert.AssertionError({ message: "Expected the call to throw" });
-}
-
-/** Invokes a built-in through the real adapter; IPAM is the reference host-local, exec'd. */
-function invoker(d: BuiltinDelegate<Any>) {
-  const registry = createRegistry({ builtins: {} });
-  const plugin = builtinPlugin(d, () => registry);
-  return (command: PluginRequest["command"], conf: object, env: PluginRequest["env"] | object) =>
-    plugin.invoke({
-      command,
-      conf: new TextEncoder().encode(JSON.stringify(conf)),
-      env: { path: ["/usr/lib/cni"], ...env },
-    });
-}
-
-async function exists(path: string): Promise<boolean> {
-  return await Deno.stat(path).then(() => true, () => false);
-}
-
-/** Polls `get` until it returns `want` (deep-equal) or ~3 s passed; returns the last value. */
-async function eventually<T>(get: () => Promise<T>, want: T): Promise<T> {
-  let last = await get();
-  for (let i = 0; i < 60 && JSON.stringify(last) !== JSON.stringify(want); i++) {
-    await new Promise((r) => setTimeout(r, 50));
-    last = await get();
-  }
-  return last;
 }
 
 /** Links of a netns other than lo and the bridge. */
@@ -95,15 +40,14 @@ Deno.test("parseBridgeConf() applies the reference defaults", () => {
 
 Deno.test("parseBridgeConf() rejects bad field types and ranges with code 7", () => {
   for (const bad of [{ mtu: "1500" }, { vlan: 4095 }, { isGateway: "yes" }, { bridge: 3 }]) {
-    const err = assertThrows(() => parseBridgeConf(bad)) as CniError;
-    assertEquals(err.code, 7, JSON.stringify(bad));
+    assert.throws(() => parseBridgeConf(bad), isCode(7), JSON.stringify(bad));
   }
 });
 
 Deno.test("parseVlanTrunk() merges ids and ranges in order and rejects half ranges", () => {
   assertEquals(parseVlanTrunk([{ id: 7 }, { minID: 3, maxID: 5 }, { id: 4 }]), [3, 4, 5, 7]);
-  assertThrows(() => parseVlanTrunk([{ minID: 3 }]), CniError);
-  assertThrows(() => parseVlanTrunk([{ minID: 5, maxID: 3 }]), CniError);
+  assert.throws(() => parseVlanTrunk([{ minID: 3 }]), CniError);
+  assert.throws(() => parseVlanTrunk([{ minID: 5, maxID: 3 }]), CniError);
 });
 
 Deno.test("calcGateways() fills network+1 and adds one default route per family", () => {
@@ -121,22 +65,20 @@ Deno.test("calcGateways() fills network+1 and adds one default route per family"
 Deno.test("bridge ADD rejects vlan with code 2 before touching anything", async () => {
   const add = invoker(makeBridge());
   const conf = { cniVersion: "1.0.0", name: "n", type: "bridge", bridge: "ppnever", vlan: 10 };
-  const err = await assertRejects(() =>
-    add("ADD", conf, { containerId: "c", netns: "/nonexistent", ifname: "eth0" })
-  ) as CniError;
-  assertEquals(err.code, 2);
+  await assert.rejects(
+    add("ADD", conf, { containerId: "c", netns: "/nonexistent", ifname: "eth0" }),
+    isCode(2),
+  );
 });
 
 Deno.test({
   name: "bridge ADD, CHECK and DEL manage the veth, addresses and lease",
   ignore: !isRoot,
   async fn() {
-    await using host = await tempNetns("h");
-    await using pod = await tempNetns("c");
-    await using data = await tempDir();
-    const call = invoker(makeBridge({ hostNs: host.path }));
+    await using t = await rig(makeBridge);
+    const { host, pod, call } = t;
     const env = { containerId: "ctr1", netns: pod.path, ifname: "eth0" };
-    const conf = baseConf(data.path);
+    const conf = baseConf(t.data);
     const res = await call("ADD", conf, env) as Any;
     assertEquals(res.ips, [{ address: "10.250.7.2/24", gateway: "10.250.7.1", interface: 2 }]);
     assertEquals(res.interfaces.length, 3);
@@ -159,13 +101,13 @@ Deno.test({
 
     await call("CHECK", { ...conf, prevResult: res }, env);
     await run("ip", "-n", pod.name, "addr", "del", "10.250.7.2/24", "dev", "eth0");
-    await assertRejects(() => call("CHECK", { ...conf, prevResult: res }, env), CniError);
+    await assert.rejects(call("CHECK", { ...conf, prevResult: res }, env), CniError);
 
     await call("DEL", { ...conf, prevResult: res }, env);
     await call("DEL", { ...conf, prevResult: res }, env);
     assertEquals(await linkExists(pod.name, "eth0"), false);
     assertEquals(await ports(host.name, "ppbr0"), []);
-    assertEquals(await exists(`${data.path}/ppnet/10.250.7.2`), false);
+    assertEquals(await exists(`${t.data}/ppnet/10.250.7.2`), false);
     assert(await linkExists(host.name, "ppbr0"), "the bridge is never deleted");
   },
 });
@@ -174,20 +116,18 @@ Deno.test({
   name: "bridge DEL after the netns is gone still releases the lease",
   ignore: !isRoot,
   async fn() {
-    await using host = await tempNetns("h");
-    await using data = await tempDir();
-    const call = invoker(makeBridge({ hostNs: host.path }));
-    const conf = baseConf(data.path);
-    const pod = await tempNetns("c");
+    await using t = await rig(makeBridge);
+    const { host, pod, call } = t;
+    const conf = baseConf(t.data);
     const env = { containerId: "ctr2", netns: pod.path, ifname: "eth0" };
     try {
       await call("ADD", conf, env);
-      assert(await exists(`${data.path}/ppnet/10.250.7.2`));
+      assert(await exists(`${t.data}/ppnet/10.250.7.2`));
     } finally {
       await pod[Symbol.asyncDispose]();
     }
     await call("DEL", conf, env);
-    assertEquals(await exists(`${data.path}/ppnet/10.250.7.2`), false);
+    assertEquals(await exists(`${t.data}/ppnet/10.250.7.2`), false);
     // The kernel destroys a dead netns (and with it the veth pair) asynchronously.
     assertEquals(await eventually(() => ports(host.name, "ppbr0"), []), []);
   },
@@ -197,24 +137,22 @@ Deno.test({
   name: "bridge ADD leaves nothing behind when IPAM fails or a later step fails",
   ignore: !isRoot,
   async fn() {
-    await using host = await tempNetns("h");
-    await using pod = await tempNetns("c");
-    await using data = await tempDir();
-    const call = invoker(makeBridge({ hostNs: host.path }));
+    await using t = await rig(makeBridge);
+    const { host, pod, call } = t;
     const env = { containerId: "ctr3", netns: pod.path, ifname: "eth0" };
     const cases = [
-      baseConf(data.path, { ipam: { type: "pp-no-such-ipam" } }),
-      baseConf(data.path, {}, { rangeStart: "10.250.7.9", rangeEnd: "10.250.7.9" }),
+      baseConf(t.data, { ipam: { type: "pp-no-such-ipam" } }),
+      baseConf(t.data, {}, { rangeStart: "10.250.7.9", rangeEnd: "10.250.7.9" }),
       // The route's gateway is unreachable from the pod: ConfigureIface fails after IPAM.
-      baseConf(data.path, {}, { routes: [{ dst: "10.99.0.0/16", gw: "192.0.2.1" }] }),
+      baseConf(t.data, {}, { routes: [{ dst: "10.99.0.0/16", gw: "192.0.2.1" }] }),
     ];
     // Exhaust the one-address range of the second case first, with another container.
     const other = { ...env, containerId: "holder", netns: pod.path, ifname: "eth9" };
     await call("ADD", cases[1], other);
     for (const conf of cases) {
-      await assertRejects(() => call("ADD", conf, env));
+      await assert.rejects(call("ADD", conf, env));
       assertEquals(await linkExists(pod.name, "eth0"), false);
-      const files = [...Deno.readDirSync(`${data.path}/ppnet`)].map((e) => e.name).sort();
+      const files = [...Deno.readDirSync(`${t.data}/ppnet`)].map((e) => e.name).sort();
       assertEquals(files.filter((f) => f.startsWith("10.")), ["10.250.7.9"]);
       assertEquals((await ports(host.name, "ppbr0")).length, 1, "only the holder's veth");
     }
@@ -226,16 +164,13 @@ Deno.test({
   name: "bridge ADD fails with code 105 when CNI_IFNAME exists and creates nothing",
   ignore: !isRoot,
   async fn() {
-    await using host = await tempNetns("h");
-    await using pod = await tempNetns("c");
-    await using data = await tempDir();
+    await using t = await rig(makeBridge);
+    const { host, pod, call } = t;
     await run("ip", "-n", pod.name, "link", "add", "eth0", "type", "veth", "peer", "name", "ppx0");
-    const call = invoker(makeBridge({ hostNs: host.path }));
     const env = { containerId: "ctr4", netns: pod.path, ifname: "eth0" };
-    const err = await assertRejects(() => call("ADD", baseConf(data.path), env)) as CniError;
-    assertEquals(err.code, 105);
+    await assert.rejects(call("ADD", baseConf(t.data), env), isCode(105));
     assertEquals(await ports(host.name, "ppbr0"), []);
-    assertEquals(await exists(`${data.path}/ppnet/10.250.7.2`), false);
+    assertEquals(await exists(`${t.data}/ppnet/10.250.7.2`), false);
   },
 });
 
@@ -243,12 +178,10 @@ Deno.test({
   name: "bridge with ipMasq and isDefaultGateway adds a default route and a masquerade chain",
   ignore: !isRoot,
   async fn() {
-    await using host = await tempNetns("h");
-    await using pod = await tempNetns("c");
-    await using data = await tempDir();
-    const call = invoker(makeBridge({ hostNs: host.path }));
+    await using t = await rig(makeBridge);
+    const { host, pod, call } = t;
     const env = { containerId: "ctr5", netns: pod.path, ifname: "eth0" };
-    const conf = baseConf(data.path, { ipMasq: true, isDefaultGateway: true });
+    const conf = baseConf(t.data, { ipMasq: true, isDefaultGateway: true });
     const res = await call("ADD", conf, env) as Any;
     assertEquals(res.routes, [{ dst: "0.0.0.0/0", gw: "10.250.7.1" }]);
     const routes = await ipJson(pod.name, "route", "show", "default");

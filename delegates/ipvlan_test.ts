@@ -1,13 +1,9 @@
 import assert from "node:assert/strict";
-import { CniError } from "../conf/errors.ts";
 import { NetlinkError } from "../ffi/mod.ts";
-import { builtinPlugin } from "./builtin.ts";
-import { createRegistry } from "./registry.ts";
 import type { DelegateContext } from "./types.ts";
 import { chainedMaster, makeIpvlan } from "./ipvlan.ts";
-import { isRoot, linkExists, run, tempDir, tempNetns } from "../tests/testutils.ts";
-
-const isCode = (code: number) => (e: unknown) => e instanceof CniError && e.code === code;
+import { isRoot, linkExists, type TestNetns } from "../tests/testutils.ts";
+import { addVethPair, exists, isCode, rig } from "./_testing.ts";
 
 function ctxWith(prevResult?: DelegateContext["prevResult"]): DelegateContext {
   return {
@@ -39,33 +35,29 @@ Deno.test("a chained ipvlan without master takes the single interface of prevRes
 Deno.test({
   name: "ipvlan ADD creates the link or, without kernel support, fails leaving nothing",
   ignore: !isRoot,
-  async fn(t) {
-    await using host = await tempNetns("h");
-    await using pod = await tempNetns("c");
-    await using data = await tempDir();
-    await run("ip", "-n", host.name, "link", "add", "ppm0", "type", "veth", "peer", "name", "ppm1");
-    const registry = createRegistry({ builtins: {} });
-    const plugin = builtinPlugin(makeIpvlan({ hostNs: host.path }), () => registry);
+  async fn(ctx) {
+    const master = (host: TestNetns) => addVethPair(host.name, "ppm0", "ppm1");
+    await using t = await rig(makeIpvlan, master);
+    const { pod, call } = t;
     const conf = {
       cniVersion: "1.0.0",
       name: "ppiv",
       type: "ipvlan",
       master: "ppm0",
       mode: "l3",
-      ipam: { type: "host-local", subnet: "10.250.9.0/24", dataDir: data.path },
+      ipam: { type: "host-local", subnet: "10.250.9.0/24", dataDir: t.data },
     };
-    const env = { containerId: "i1", netns: pod.path, ifname: "net1", path: ["/usr/lib/cni"] };
-    const bytes = new TextEncoder().encode(JSON.stringify(conf));
+    const env = { containerId: "i1", netns: pod.path, ifname: "net1" };
     let res: Record<string, unknown> | undefined;
     try {
-      res = await plugin.invoke({ command: "ADD", conf: bytes, env });
+      res = await call("ADD", conf, env);
     } catch (err) {
       const cause = (err as Error).cause;
       if (!(cause instanceof NetlinkError && cause.kind === "notsupported")) throw err;
       assert.equal(await linkExists(pod.name, "net1"), false);
-      assert.equal(await Deno.stat(`${data.path}/ppiv/10.250.9.2`).then(() => 1, () => 0), 0);
-      await plugin.invoke({ command: "DEL", conf: bytes, env });
-      await t.step({
+      assert.equal(await exists(`${t.data}/ppiv/10.250.9.2`), false);
+      await call("DEL", conf, env);
+      await ctx.step({
         name: `kernel part skipped: ${cause.message}`,
         ignore: true,
         fn() {},
@@ -73,7 +65,7 @@ Deno.test({
       return;
     }
     assert.deepStrictEqual((res!.ips as unknown[]).length, 1);
-    await plugin.invoke({ command: "DEL", conf: bytes, env });
+    await call("DEL", conf, env);
     assert.equal(await linkExists(pod.name, "net1"), false);
   },
 });

@@ -1,19 +1,13 @@
 import assert from "node:assert/strict";
-import { builtinPlugin } from "./builtin.ts";
-import { createRegistry } from "./registry.ts";
 import type { PluginRequest } from "./types.ts";
 import { loopback } from "./loopback.ts";
 import { ipJson, isRoot, tempNetns } from "../tests/testutils.ts";
+import { invoker } from "./_testing.ts";
 
-const plugin = builtinPlugin(loopback, () => createRegistry({ builtins: {} }));
+const invoke = invoker(loopback);
 
 function call(command: PluginRequest["command"], conf: object, netns: string) {
-  const bytes = new TextEncoder().encode(JSON.stringify(conf));
-  return plugin.invoke({
-    command,
-    conf: bytes,
-    env: { containerId: "ctr", netns, ifname: "lo", path: [] },
-  });
+  return invoke(command, conf, { containerId: "ctr", netns, ifname: "lo", path: [] });
 }
 
 async function loUp(ns: string): Promise<boolean> {

@@ -1,50 +1,25 @@
 import assert from "node:assert/strict";
 import { CniError } from "../conf/errors.ts";
-import { builtinPlugin } from "./builtin.ts";
-import { createRegistry } from "./registry.ts";
-import type { BuiltinDelegate, PluginRequest } from "./types.ts";
 import { makeMacvlan } from "./macvlan.ts";
-import { ipJson, isRoot, linkExists, run, tempDir, tempNetns } from "../tests/testutils.ts";
+import {
+  ipJson,
+  isRoot,
+  linkExists,
+  run,
+  tempDir,
+  tempNetns,
+  type TestNetns,
+} from "../tests/testutils.ts";
+import { addVethPair, type Any, exists, invoker, isCode, rig } from "./_testing.ts";
 
-// deno-lint-ignore no-explicit-any
-type Any = any;
-
-function invoker(d: BuiltinDelegate<Any>) {
-  const registry = createRegistry({ builtins: {} });
-  const plugin = builtinPlugin(d, () => registry);
-  return (command: PluginRequest["command"], conf: object, env: object) =>
-    plugin.invoke({
-      command,
-      conf: new TextEncoder().encode(JSON.stringify(conf)),
-      env: { path: ["/usr/lib/cni"], ...env },
-    }) as Promise<Any>;
-}
-
-const exists = (p: string) => Deno.stat(p).then(() => true, () => false);
-const isCode = (code: number) => (e: unknown) => e instanceof CniError && e.code === code;
-
-/** A "host" netns with a master link `ppm0` (a veth: the kernel here has no dummy) up. */
-async function hostWithMaster(mtu = 1500) {
-  const host = await tempNetns("h");
-  await run(
-    "ip",
-    "-n",
-    host.name,
-    "link",
-    "add",
-    "ppm0",
-    "mtu",
-    String(mtu),
-    "type",
-    "veth",
-    "peer",
-    "name",
-    "ppm1",
-  );
-  await run("ip", "-n", host.name, "link", "set", "ppm0", "up");
-  await run("ip", "-n", host.name, "addr", "add", "192.0.2.10/24", "dev", "ppm0");
-  await run("ip", "-n", host.name, "route", "add", "default", "via", "192.0.2.1");
-  return host;
+/** Gives a "host" netns a master link `ppm0` (up, addressed, the default route's interface). */
+function withMaster(mtu = 1500) {
+  return async (host: TestNetns) => {
+    await addVethPair(host.name, "ppm0", "ppm1", mtu);
+    await run("ip", "-n", host.name, "link", "set", "ppm0", "up");
+    await run("ip", "-n", host.name, "addr", "add", "192.0.2.10/24", "dev", "ppm0");
+    await run("ip", "-n", host.name, "route", "add", "default", "via", "192.0.2.1");
+  };
 }
 
 function conf(dataDir: string, extra: object = {}, ipam: object = {}) {
@@ -68,13 +43,11 @@ Deno.test({
   name: "macvlan ADD, CHECK and DEL manage the link, addresses and lease",
   ignore: !isRoot,
   async fn() {
-    await using host = await hostWithMaster();
-    await using pod = await tempNetns("c");
-    await using data = await tempDir();
-    const call = invoker(makeMacvlan({ hostNs: host.path }));
+    await using t = await rig(makeMacvlan, withMaster());
+    const { pod, call } = t;
     const env = { containerId: "m1", netns: pod.path, ifname: "net1" };
     // No "master": the default-route interface of the host netns (ppm0) is used.
-    const c = { ...conf(data.path), master: undefined, mode: "private" };
+    const c = { ...conf(t.data), master: undefined, mode: "private" };
     const res = await call("ADD", c, env);
     assert.deepStrictEqual(res.ips, [{
       address: "10.250.8.2/24",
@@ -95,7 +68,7 @@ Deno.test({
     await call("DEL", c, env);
     await call("DEL", c, env);
     assert.equal(await linkExists(pod.name, "net1"), false);
-    assert.equal(await exists(`${data.path}/ppmv/10.250.8.2`), false);
+    assert.equal(await exists(`${t.data}/ppmv/10.250.8.2`), false);
   },
 });
 
@@ -103,20 +76,18 @@ Deno.test({
   name: "macvlan rejects an MTU above the master's with code 7 and creates nothing",
   ignore: !isRoot,
   async fn() {
-    await using host = await hostWithMaster(1400);
-    await using pod = await tempNetns("c");
-    await using data = await tempDir();
-    const call = invoker(makeMacvlan({ hostNs: host.path }));
+    await using t = await rig(makeMacvlan, withMaster(1400));
+    const { pod, call } = t;
     const env = { containerId: "m2", netns: pod.path, ifname: "net1" };
     await assert.rejects(
-      call("ADD", conf(data.path, { mtu: 1500 }), env),
+      call("ADD", conf(t.data, { mtu: 1500 }), env),
       (e: unknown) => isCode(7)(e) && /exceeds the master's 1400/.test((e as Error).message),
     );
     assert.equal(await linkExists(pod.name, "net1"), false);
-    const res = await call("ADD", conf(data.path, { mtu: 1300 }), env);
+    const res = await call("ADD", conf(t.data, { mtu: 1300 }), env);
     const [l] = await ipJson(pod.name, "link", "show", "dev", "net1");
     assert.equal(l.mtu, 1300);
-    await call("DEL", conf(data.path), env);
+    await call("DEL", conf(t.data), env);
     assert.ok(res);
   },
 });
@@ -125,23 +96,19 @@ Deno.test({
   name: "macvlan ADD leaves nothing behind when IPAM or a later step fails",
   ignore: !isRoot,
   async fn() {
-    await using host = await hostWithMaster();
-    await using pod = await tempNetns("c");
-    await using data = await tempDir();
-    const call = invoker(makeMacvlan({ hostNs: host.path }));
+    await using t = await rig(makeMacvlan, withMaster());
+    const { pod, call } = t;
     const env = { containerId: "m3", netns: pod.path, ifname: "net1" };
     for (
       const c of [
-        conf(data.path, { ipam: { type: "pp-no-such-ipam" } }),
-        conf(data.path, {}, { routes: [{ dst: "10.99.0.0/16", gw: "192.0.2.77" }] }),
+        conf(t.data, { ipam: { type: "pp-no-such-ipam" } }),
+        conf(t.data, {}, { routes: [{ dst: "10.99.0.0/16", gw: "192.0.2.77" }] }),
       ]
     ) {
       await assert.rejects(call("ADD", c, env));
       assert.equal(await linkExists(pod.name, "net1"), false);
-      const leases = await Array.fromAsync(Deno.readDir(data.path)).then(async (ds) =>
-        ds.length
-          ? (await Array.fromAsync(Deno.readDir(`${data.path}/ppmv`))).map((e) => e.name)
-          : []
+      const leases = await Array.fromAsync(Deno.readDir(t.data)).then(async (ds) =>
+        ds.length ? (await Array.fromAsync(Deno.readDir(`${t.data}/ppmv`))).map((e) => e.name) : []
       );
       assert.deepStrictEqual(leases.filter((f) => f.startsWith("10.")), []);
     }
@@ -152,18 +119,16 @@ Deno.test({
   name: "macvlan DEL after the netns is gone still releases the lease",
   ignore: !isRoot,
   async fn() {
-    await using host = await hostWithMaster();
-    await using data = await tempDir();
-    const call = invoker(makeMacvlan({ hostNs: host.path }));
-    const pod = await tempNetns("c");
+    await using t = await rig(makeMacvlan, withMaster());
+    const { pod, call } = t;
     const env = { containerId: "m4", netns: pod.path, ifname: "net1" };
     try {
-      await call("ADD", conf(data.path), env);
+      await call("ADD", conf(t.data), env);
     } finally {
       await pod[Symbol.asyncDispose]();
     }
-    await call("DEL", conf(data.path), env);
-    assert.equal(await exists(`${data.path}/ppmv/10.250.8.2`), false);
+    await call("DEL", conf(t.data), env);
+    assert.equal(await exists(`${t.data}/ppmv/10.250.8.2`), false);
   },
 });
 
@@ -173,7 +138,7 @@ Deno.test({
   async fn() {
     await using pod = await tempNetns("c");
     await using data = await tempDir();
-    await run("ip", "-n", pod.name, "link", "add", "ppm0", "type", "veth", "peer", "name", "ppm1");
+    await addVethPair(pod.name, "ppm0", "ppm1");
     await run("ip", "-n", pod.name, "link", "set", "ppm0", "up");
     const call = invoker(makeMacvlan());
     const env = { containerId: "m5", netns: pod.path, ifname: "net1" };

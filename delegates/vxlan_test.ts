@@ -1,11 +1,7 @@
 import assert from "node:assert/strict";
-import { CniError } from "../conf/errors.ts";
-import { builtinPlugin } from "./builtin.ts";
-import { createRegistry } from "./registry.ts";
 import { makeVxlan, parseVxlanConf, type RemoteSource, segmentMtu } from "./vxlan.ts";
-import { isRoot, linkExists, run, tempDir, tempNetns } from "../tests/testutils.ts";
-
-const isCode = (code: number) => (e: unknown) => e instanceof CniError && e.code === code;
+import { isRoot, linkExists, run, tempNetns, type TestNetns } from "../tests/testutils.ts";
+import { addVethPair, isCode, rig } from "./_testing.ts";
 
 Deno.test("parseVxlanConf() names the bridge and device after the VNI and defaults port 4789", () => {
   const c = parseVxlanConf({ vni: 7, remotes: ["10.0.0.2"] });
@@ -29,32 +25,26 @@ Deno.test({
   name: "vxlan ADD programs one all-zero FDB entry per remote and follows the remote source",
   ignore: !isRoot,
   async fn() {
-    await using host = await tempNetns("h");
-    await using pod1 = await tempNetns("c");
-    await using pod2 = await tempNetns("c");
-    await using data = await tempDir();
-    await run("ip", "-n", host.name, "link", "add", "ppu0", "type", "veth", "peer", "name", "ppu1");
-    await run("ip", "-n", host.name, "addr", "add", "10.250.1.1/24", "dev", "ppu0");
-    await run("ip", "-n", host.name, "link", "set", "ppu0", "up");
     let remotes = ["10.250.1.2", "10.250.1.3", "10.250.1.1"];
     const source: RemoteSource = { list: () => Promise.resolve(remotes) };
-    const registry = createRegistry({ builtins: {} });
-    const plugin = builtinPlugin(makeVxlan({ hostNs: host.path, remotes: source }), () => registry);
+    const underlay = async (host: TestNetns) => {
+      await addVethPair(host.name, "ppu0", "ppu1");
+      await run("ip", "-n", host.name, "addr", "add", "10.250.1.1/24", "dev", "ppu0");
+      await run("ip", "-n", host.name, "link", "set", "ppu0", "up");
+    };
+    await using t = await rig((o) => makeVxlan({ ...o, remotes: source }), underlay);
+    const { host, pod: pod1 } = t;
+    await using pod2 = await tempNetns("c");
     const conf = {
       cniVersion: "1.0.0",
       name: "ppvx",
       type: "vxlan",
       vni: 77,
       local: "10.250.1.1",
-      ipam: { type: "host-local", subnet: "10.251.77.0/24", dataDir: data.path },
+      ipam: { type: "host-local", subnet: "10.251.77.0/24", dataDir: t.data },
     };
-    const bytes = new TextEncoder().encode(JSON.stringify(conf));
-    const call = (command: "ADD" | "DEL" | "CHECK", netns: string, id: string, b = bytes) =>
-      plugin.invoke({
-        command,
-        conf: b,
-        env: { containerId: id, netns, ifname: "eth0", path: ["/usr/lib/cni"] },
-      });
+    const call = (command: "ADD" | "DEL" | "CHECK", netns: string, id: string, c: object = conf) =>
+      t.call(command, c, { containerId: id, netns, ifname: "eth0" });
     const fdb = async () =>
       [...(await run("bridge", "-n", host.name, "fdb", "show", "dev", "vx77"))
         .matchAll(/00:00:00:00:00:00 dst (\S+)/g)].map((m) => m[1]).sort();
@@ -66,7 +56,7 @@ Deno.test({
     await call("ADD", pod2.path, "v2");
     assert.deepStrictEqual(await fdb(), ["10.250.1.3", "10.250.1.4"]);
 
-    const withPrev = new TextEncoder().encode(JSON.stringify({ ...conf, prevResult: res }));
+    const withPrev = { ...conf, prevResult: res };
     await call("CHECK", pod1.path, "v1", withPrev);
     await run("ip", "-n", host.name, "link", "set", "vx77", "nomaster");
     await assert.rejects(call("CHECK", pod1.path, "v1", withPrev), /not a port/);
