@@ -1,18 +1,14 @@
 /**
  * Network configurations (spec 1.1.0 "Configuration format"): a single plugin conf and a
- * conflist, parsed with zod/mini. Unknown keys are kept: a plugin conf is passed on to its
- * plugin byte for byte, so each plugin entry keeps the exact bytes it had in the file.
+ * conflist, checked by hand in ./_netconf_check.ts (zod cost 5-7 ms of every CNI call).
+ * Unknown keys are kept: a plugin conf is passed on to its plugin byte for byte, so each
+ * plugin entry keeps the exact bytes it had in the file.
  *
  * @module
  */
-import * as z from "zod/mini";
 import { CniError, Code } from "./errors.ts";
+import { checkConfListFields, type Checked, checkNetConf } from "./_netconf_check.ts";
 import { compareVersions, IMPLICIT_VERSION, isSupported, SUPPORTED_VERSIONS } from "./version.ts";
-
-const strings = z.array(z.string());
-
-/** libcni reads these booleans from a bool or a "true"/"false" string (any case). */
-const looseBool = z.union([z.boolean(), z.string().check(z.regex(/^(true|false)$/i))]);
 
 /** One plugin's conf (spec 1.1.0 fields; unknown keys kept). */
 export interface NetConf {
@@ -49,38 +45,6 @@ export interface ConfListFields {
   plugins: Record<string, unknown>[];
   [key: string]: unknown;
 }
-
-/** The schema of one plugin's conf (`type` required; unknown keys kept). */
-export const netConfSchema: z.ZodMiniType<NetConf> = z.looseObject({
-  cniVersion: z.optional(z.string()),
-  cniVersions: z.optional(strings),
-  name: z.optional(z.string()),
-  type: z.string().check(z.minLength(1)),
-  disableCheck: z.optional(looseBool),
-  disableGC: z.optional(looseBool),
-  capabilities: z.optional(z.record(z.string(), z.boolean())),
-  ipam: z.optional(z.looseObject({ type: z.optional(z.string()) })),
-  dns: z.optional(z.looseObject({
-    nameservers: z.optional(strings),
-    domain: z.optional(z.string()),
-    search: z.optional(strings),
-    options: z.optional(strings),
-  })),
-  args: z.optional(z.record(z.string(), z.unknown())),
-  runtimeConfig: z.optional(z.record(z.string(), z.unknown())),
-  prevResult: z.optional(z.record(z.string(), z.unknown())),
-  ipMasq: z.optional(z.boolean()),
-});
-
-/** The schema of a conflist's top level. */
-export const confListSchema: z.ZodMiniType<ConfListFields> = z.looseObject({
-  cniVersion: z.optional(z.string()),
-  cniVersions: z.optional(strings),
-  name: z.string(),
-  disableCheck: z.optional(looseBool),
-  disableGC: z.optional(looseBool),
-  plugins: z.array(z.record(z.string(), z.unknown())).check(z.minLength(1)),
-});
 
 /** A single network conf: the parsed object, its effective version and its exact bytes. */
 export interface ParsedNetConf {
@@ -170,10 +134,15 @@ function decodeJson(text: string, what: string): Record<string, unknown> {
   return value as Record<string, unknown>;
 }
 
-function checkSchema<T>(schema: z.ZodMiniType<T>, value: unknown, what: string, at = ""): T {
-  const r = schema.safeParse(value);
-  if (r.success) return r.data;
-  const issue = r.error.issues[0];
+function checkFields<T>(
+  check: (v: unknown) => Checked<T>,
+  value: unknown,
+  what: string,
+  at = "",
+): T {
+  const r = check(value);
+  if (r.ok) return r.value;
+  const { issue } = r;
   const path = at + issue.path.map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`))
     .join("").replace(/^\./, "");
   const got = path ? lookup(value, issue.path) : value;
@@ -209,7 +178,7 @@ export function parseNetConf(
   opts: { requireName?: boolean } = {},
 ): ParsedNetConf {
   const { text, bytes } = toText(input);
-  const conf = checkSchema(netConfSchema, decodeJson(text, "network config"), "network config");
+  const conf = checkFields(checkNetConf, decodeJson(text, "network config"), "network config");
   if (opts.requireName ?? true) validateNetworkName(conf.name);
   else if (conf.name !== undefined && conf.name !== "") validateNetworkName(conf.name);
   return { conf, cniVersion: resolveVersion(conf.cniVersion, conf.cniVersions), bytes };
@@ -228,11 +197,11 @@ function asBool(v: boolean | string | undefined): boolean {
 export function parseConfList(input: Uint8Array | string): ConfList {
   const { text, bytes } = toText(input);
   const raw = decodeJson(text, "network config list");
-  const list = checkSchema(confListSchema, raw, "network config list");
+  const list = checkFields(checkConfListFields, raw, "network config list");
   validateNetworkName(list.name);
   const spans = pluginSpans(text);
   const plugins = list.plugins.map((p, i): PluginEntry => {
-    const conf = checkSchema(netConfSchema, p, "network config list", `plugins[${i}].`);
+    const conf = checkFields(checkNetConf, p, "network config list", `plugins[${i}].`);
     const span = spans?.[i];
     const entryBytes = span
       ? encoder.encode(text.slice(span[0], span[1]))
