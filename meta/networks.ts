@@ -6,6 +6,10 @@
  *
  * Conf text is kept byte for byte; the only edit ever made is inserting a missing `name`.
  *
+ * File calls are synchronous (a CNI call has nothing to overlap them with, and each async
+ * Deno file call is a thread-pool round trip), and a namespace's directory is listed once
+ * per resolver instead of probing each extension with a read.
+ *
  * @module
  */
 import { CniError, Code } from "../conf/errors.ts";
@@ -64,9 +68,9 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-async function readIfExists(path: string): Promise<string | null> {
+function readIfExists(path: string): string | null {
   try {
-    return await Deno.readTextFile(path);
+    return Deno.readTextFileSync(path);
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return null;
     throw CniError.wrap(err, Code.IoFailure, `Cannot read "${path}"`);
@@ -100,13 +104,21 @@ function withName(text: string, name: string, where: string): string {
  * Finds the conf in `confDir` whose `name` is `name` (*.conf, *.conflist, *.json in name
  * order, as libcni lists them); null when none.
  */
-export async function findConfByName(
+export function findConfByName(
   confDir: string,
   name: string,
 ): Promise<{ path: string; text: string } | null> {
+  try {
+    return Promise.resolve(findConfByNameSync(confDir, name));
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+function findConfByNameSync(confDir: string, name: string): { path: string; text: string } | null {
   let entries: Deno.DirEntry[];
   try {
-    entries = await Array.fromAsync(Deno.readDir(confDir));
+    entries = [...Deno.readDirSync(confDir)];
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return null;
     throw CniError.wrap(err, Code.IoFailure, `Cannot list "${confDir}"`);
@@ -114,7 +126,7 @@ export async function findConfByName(
   const files = entries.filter((e) => !e.isDirectory && CONF_FILE.test(e.name)).map((e) => e.name);
   for (const file of files.sort()) {
     const path = `${confDir}/${file}`;
-    const text = await readIfExists(path);
+    const text = readIfExists(path);
     if (text === null) continue;
     try {
       if (JSON.parse(text)?.name === name) return { path, text };
@@ -143,17 +155,17 @@ async function parseDefinition(path: string, ext: string, text: string): Promise
  * The spec.config of a NAD object (local or from the API), with its name filled in; when
  * the config is empty, the conf named like the NAD in confDir.
  */
-async function nadConfText(
+function nadConfText(
   ref: NetworkRef,
   config: unknown,
   where: string,
   confDir: string,
-): Promise<string> {
+): string {
   if (config !== undefined && typeof config !== "string") {
     throw bad(`Invalid "spec.config" in ${where}: must be a string holding a CNI conf`);
   }
   if (config && config.trim() !== "") return withName(config, ref.name, where);
-  const found = await findConfByName(confDir, ref.name);
+  const found = findConfByNameSync(confDir, ref.name);
   if (!found) {
     throw new CniError(
       Code.NetworkNotFound,
@@ -187,7 +199,7 @@ async function fromLocalFile(
     }
   }
   const spec = isObject(def.spec) ? def.spec : {};
-  return await nadConfText(ref, spec.config, `"${path}"`, confDir);
+  return nadConfText(ref, spec.config, `"${path}"`, confDir);
 }
 
 /**
@@ -201,6 +213,15 @@ async function fromLocalFile(
  * ```
  */
 export function createResolver(opts: ResolverOptions): NetworkResolver {
+  // File names per namespace directory, listed on first use (a pod's networks mostly share one).
+  const listings = new Map<string, Set<string>>();
+
+  function namesIn(namespace: string): Set<string> {
+    let names = listings.get(namespace);
+    if (!names) listings.set(namespace, names = listDir(`${opts.networksDir}/${namespace}`));
+    return names;
+  }
+
   function checkIsolation(ref: NetworkRef): void {
     if (!opts.namespaceIsolation || ref.namespace === opts.podNamespace) return;
     if (opts.globalNamespaces.includes(ref.namespace)) return;
@@ -216,10 +237,12 @@ export function createResolver(opts: ResolverOptions): NetworkResolver {
       if (!ropts.skipIsolation) checkIsolation(ref);
       const statusName = `${ref.namespace}/${ref.name}`;
       const searched: string[] = [];
+      const names = namesIn(ref.namespace);
       for (const ext of EXTENSIONS) {
         const path = `${opts.networksDir}/${ref.namespace}/${ref.name}.${ext}`;
         searched.push(`"${path}"`);
-        const text = await readIfExists(path);
+        if (!names.has(`${ref.name}.${ext}`)) continue;
+        const text = readIfExists(path);
         if (text === null) continue;
         const confText = await fromLocalFile(ref, path, ext, text, opts.confDir);
         return { ref, source: "file", statusName, confText };
@@ -229,7 +252,7 @@ export function createResolver(opts: ResolverOptions): NetworkResolver {
         searched.push(nadPlace);
         const nad = await opts.api.getNad(ref.namespace, ref.name);
         if (nad) {
-          const confText = await nadConfText(ref, nad.config, nadPlace, opts.confDir);
+          const confText = nadConfText(ref, nad.config, nadPlace, opts.confDir);
           return { ref, source: "nad", statusName, confText };
         }
       } else {
@@ -243,10 +266,24 @@ export function createResolver(opts: ResolverOptions): NetworkResolver {
   };
 }
 
+/** The entry names of a directory; none when it does not exist. */
+function listDir(dir: string): Set<string> {
+  const names = new Set<string>();
+  try {
+    for (const e of Deno.readDirSync(dir)) names.add(e.name);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotADirectory) {
+      return names;
+    }
+    throw CniError.wrap(err, Code.IoFailure, `Cannot list "${dir}"`);
+  }
+  return names;
+}
+
 /** A clusterNetwork conf file: the text byte for byte, named by its `name`. */
-async function fromConfFile(conf: PodplexConf, file: string): Promise<ResolvedNetwork> {
+function fromConfFile(conf: PodplexConf, file: string): ResolvedNetwork {
   const path = file.startsWith("/") ? file : `${conf.confDir}/${file}`;
-  const text = await readIfExists(path);
+  const text = readIfExists(path);
   if (text === null) {
     throw new CniError(Code.NetworkNotFound, `Cluster network conf file "${path}" not found`);
   }
@@ -284,7 +321,7 @@ export async function resolveClusterNetwork(
   const cn = conf.clusterNetwork;
   if (cn === undefined) return undefined;
   if (typeof cn !== "string") return inline(conf, cn);
-  if (cn.startsWith("/") || CONF_FILE.test(cn)) return await fromConfFile(conf, cn);
+  if (cn.startsWith("/") || CONF_FILE.test(cn)) return fromConfFile(conf, cn);
   const ref = parseNetworkRef(cn, conf.defaultNetworkNamespace, "clusterNetwork");
   try {
     return await resolver.resolve(ref, { skipIsolation: true });
@@ -292,7 +329,7 @@ export async function resolveClusterNetwork(
     if (!(err instanceof CniError) || err.code !== Code.NetworkNotFound || cn.includes("/")) {
       throw err;
     }
-    const found = await findConfByName(conf.confDir, cn);
+    const found = findConfByNameSync(conf.confDir, cn);
     if (!found) {
       throw new CniError(
         Code.NetworkNotFound,
