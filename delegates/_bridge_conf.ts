@@ -116,15 +116,13 @@ export function requireAddable(c: BridgeConf): void {
   if (c.ipamType && c.disableContainerInterface) {
     throw bad(`Invalid "disableContainerInterface": it cannot be used with "ipam"`);
   }
-  for (const f of ["vlan", "vlanTrunk", "macspoofchk"] as const) {
+  for (const f of ["vlan", "vlanTrunk"] as const) {
     const set = f === "vlanTrunk" ? c.vlanTrunk.length > 0 : Boolean(c[f]);
     if (set) {
       throw new CniError(
         Code.UnsupportedField,
         `Field "${f}" is not supported by this podplex build`,
-        f === "macspoofchk"
-          ? "MAC spoof checking needs nftables rules podplex does not program yet"
-          : "bridge port VLANs need netlink bridge VLAN calls the ffi layer does not offer yet",
+        "bridge port VLANs need netlink bridge VLAN calls the ffi layer does not offer yet",
       );
     }
   }

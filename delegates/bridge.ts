@@ -5,8 +5,11 @@
  * ADD: ensure the bridge, create a veth with its container end directly in the container
  * netns, enslave the host end, run IPAM, configure the container side, put gateway addresses
  * on the bridge, masquerade. Any failure undoes what was done (veth, IPAM lease, rules).
+ * With `macspoofchk`, nftables drops frames from the pod's host veth whose source MAC is not
+ * the container's (`_spoofchk.ts`).
  * DEL: delete the container link (a missing netns or link is fine), release IPAM, remove the
- * masquerade rules. The bridge itself is never deleted. CHECK: as the reference.
+ * masquerade and spoof-check rules. The bridge itself is never deleted. CHECK: as the
+ * reference.
  *
  * The config is in `_bridge_conf.ts`, the L3 steps in `_bridge_l3.ts`, CHECK in
  * `_bridge_check.ts`.
@@ -33,6 +36,7 @@ import {
   trySysctl,
 } from "./_link_common.ts";
 import { detectMasqBackend, masqChain, teardownMasq } from "./_masq.ts";
+import { setupSpoofchk, spoofchkNames, teardownSpoofchk } from "./_spoofchk.ts";
 import { createVeth } from "./_veth.ts";
 
 export { type BridgeConf, parseBridgeConf, parseVlanTrunk } from "./_bridge_conf.ts";
@@ -109,6 +113,16 @@ function attachVeth(s: BridgeAdd, br: LinkInfo): { host: LinkInfo; cont: LinkInf
 }
 
 /**
+ * `macspoofchk`: only the container's MAC may enter the bridge from its host veth. The undo
+ * is pushed first so that a half-applied rule set is removed too.
+ */
+async function spoofCheck(s: BridgeAdd, veth: { host: LinkInfo; cont: LinkInfo }) {
+  const names = spoofchkNames(s.ctx.env.containerId ?? "", s.ctx.env.ifname!);
+  s.undo.push(() => teardownSpoofchk(s.opts, names));
+  await setupSpoofchk(s.opts, names, veth.host.name, veth.cont.mac);
+}
+
+/**
  * The last step of ADD: the bridge's MAC may change when its first port joins or an address
  * is set, the host end's too (the reference refetches both); the conf's `dns` wins over IPAM's.
  */
@@ -142,6 +156,7 @@ export async function addBridgeAttachment(
     const br = ensureBridge(host, c, opts);
     onBridge?.(host, br);
     const veth = attachVeth(s, br);
+    if (c.macspoofchk) await spoofCheck(s, veth);
     const result: CniResult = {
       cniVersion: "1.1.0",
       interfaces: [
@@ -162,7 +177,8 @@ export async function addBridgeAttachment(
 
 /**
  * DEL: deletes the container link (missing netns or link is fine), releases IPAM, removes the
- * masquerade rules. Runs every step even when one fails and throws the first failure.
+ * masquerade and spoof-check rules. Runs every step even when one fails and throws the first
+ * failure. Unlike the reference, the spoof-check rules go even when the netns is gone.
  */
 export async function delBridgeAttachment(
   c: BridgeConf,
@@ -184,6 +200,13 @@ export async function delBridgeAttachment(
     if (c.ipamType && c.ipMasq) {
       const chain = await masqChain(c.name, ctx.env.containerId ?? "");
       await teardownMasq(opts, detectMasqBackend(), chain);
+    }
+  } catch (err) {
+    first ??= err;
+  }
+  try {
+    if (c.macspoofchk) {
+      await teardownSpoofchk(opts, spoofchkNames(ctx.env.containerId ?? "", ctx.env.ifname!));
     }
   } catch (err) {
     first ??= err;

@@ -4,6 +4,7 @@ import type { CniResult } from "../conf/types.ts";
 import { builtinPlugin } from "./builtin.ts";
 import { createRegistry } from "./registry.ts";
 import { calcGateways, makeBridge, parseBridgeConf, parseVlanTrunk } from "./bridge.ts";
+import { spoofchkNames } from "./_spoofchk.ts";
 import { ipJson, isRoot, linkExists, run, tempNetns, tryRun } from "../tests/testutils.ts";
 import { type Any, eventually, exists, invoker, isCode, rig } from "./_testing.ts";
 
@@ -217,5 +218,81 @@ Deno.test({
     assertEquals(String(l.group), "4242");
     await plugin.invoke({ command: "DEL", conf: bytes, env });
     assertEquals(await tryRun("ip", "-n", pod.name, "link", "show", "net1"), false);
+  },
+});
+
+/** The host netns's nftables ruleset as nft's JSON objects. */
+async function nftObjects(ns: string): Promise<Any[]> {
+  return JSON.parse(await run("ip", "netns", "exec", ns, "nft", "-j", "list", "ruleset")).nftables;
+}
+
+/** One ping from `ns` to `ip`, a few tries (the first may be spent on ARP). */
+async function pings(ns: string, ip: string, tries = 3): Promise<boolean> {
+  for (let i = 0; i < tries; i++) {
+    if (await tryRun("ip", "netns", "exec", ns, "ping", "-c1", "-W1", ip)) return true;
+  }
+  return false;
+}
+
+Deno.test("spoofchkNames() gives the reference's chain names and rule comment", () => {
+  assertEquals(spoofchkNames("ctr.1", "eth0"), {
+    ifaceChain: "cni-br-iface-ctr.1-eth0",
+    macChain: "cni-br-iface-ctr.1-eth0-mac",
+    comment: "macspoofchk-ctr.1-eth0",
+  });
+});
+
+Deno.test({
+  name: "bridge macspoofchk drops frames with a spoofed source MAC and DEL removes its rules",
+  ignore: !isRoot,
+  async fn() {
+    const realHostRules = await run("nft", "list", "ruleset");
+    await using t = await rig(makeBridge);
+    const { host, pod, call } = t;
+    const env = { containerId: "ctr7", netns: pod.path, ifname: "eth0" };
+    const conf = baseConf(t.data, { macspoofchk: true });
+    const res = await call("ADD", conf, env);
+    const [veth, mac] = [res.interfaces[1].name, res.interfaces[2].mac];
+
+    const objs = await nftObjects(host.name);
+    const chains = objs.filter((o) => o.chain?.table === "nat").map((o) => o.chain.name).sort();
+    assertEquals(chains, ["PREROUTING", "cni-br-iface-ctr7-eth0", "cni-br-iface-ctr7-eth0-mac"]);
+    const rules = objs.filter((o) => o.rule?.comment === "macspoofchk-ctr7-eth0").map((o) =>
+      JSON.stringify(o.rule)
+    );
+    assertEquals(rules.length, 4);
+    assert(rules.some((r) => r.includes(`"right":"${veth}"`) && r.includes('"jump"')), rules[0]);
+    assert(rules.some((r) => r.includes(`"right":"${mac}"`) && r.includes('"return"')), rules[2]);
+    assert(rules.some((r) => r.includes('"drop"')), rules[3]);
+
+    assert(await pings(pod.name, "10.250.7.1"), "the real MAC reaches the gateway");
+    await run("ip", "-n", pod.name, "link", "set", "eth0", "address", "02:00:00:00:0e:e1");
+    // The gateway must learn the pod's MAC anew (ARP), so a dropped reply is what fails.
+    await run("ip", "-n", host.name, "neigh", "flush", "dev", "ppbr0");
+    assertEquals(await pings(pod.name, "10.250.7.1", 2), false, "a spoofed MAC is dropped");
+    await run("ip", "-n", pod.name, "link", "set", "eth0", "address", mac);
+    assert(await pings(pod.name, "10.250.7.1"), "the real MAC works again");
+
+    await call("DEL", conf, env);
+    await call("DEL", conf, env);
+    const after = await nftObjects(host.name);
+    assertEquals(after.filter((o) => o.rule?.comment?.startsWith("macspoofchk")), []);
+    assertEquals(after.filter((o) => o.chain?.name?.startsWith("cni-br-iface")), []);
+    assertEquals(await run("nft", "list", "ruleset"), realHostRules, "the real host is untouched");
+  },
+});
+
+Deno.test({
+  name: "bridge macspoofchk rules are removed when a later ADD step fails",
+  ignore: !isRoot,
+  async fn() {
+    await using t = await rig(makeBridge);
+    const env = { containerId: "ctr8", netns: t.pod.path, ifname: "eth0" };
+    const conf = baseConf(t.data, { macspoofchk: true, ipam: { type: "pp-no-such-ipam" } });
+    await assert.rejects(t.call("ADD", conf, env));
+    const after = await nftObjects(t.host.name);
+    assertEquals(after.filter((o) => o.chain?.name?.startsWith("cni-br-iface")), []);
+    assertEquals(after.filter((o) => o.rule?.comment?.startsWith("macspoofchk")), []);
+    assertEquals(await linkExists(t.pod.name, "eth0"), false);
   },
 });
