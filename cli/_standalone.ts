@@ -14,6 +14,7 @@ import { runChain } from "../delegates/chain.ts";
 import { createRegistry, META_TYPE } from "../delegates/registry.ts";
 import type { Plugin, PluginEnv, PluginRegistry, PluginRequest } from "../delegates/types.ts";
 import { parsePodplexConf, type PodplexConf } from "../meta/conf.ts";
+import { createResolver, type NetworkResolver } from "../meta/networks.ts";
 import { runCni } from "./cni.ts";
 import { defaultResolver } from "./resolve.ts";
 
@@ -124,6 +125,44 @@ export async function guard(prog: string, body: () => Promise<number>): Promise<
     err(`${prog}: ${text}\n`);
     return 1;
   }
+}
+
+/** The flags of a command that takes only `--config` and `--json`. */
+export const CONFIG_JSON_FLAGS = {
+  config: { type: "string" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+/**
+ * The start of a command that takes no arguments, only `--config`, `--json` and `--help`
+ * (`gc`, `status`): prints `help` on stdout for `--help`, else loads the conf.
+ *
+ * @returns undefined when help was printed, else the conf in use and whether JSON is wanted
+ * @throws {UsageError} for a bad flag or any positional argument
+ */
+export async function noArgCommand(
+  argv: string[],
+  name: string,
+  help: string,
+): Promise<{ cfg: StandaloneConfig; json: boolean } | undefined> {
+  const { values: f, positionals } = parseFlags(argv, CONFIG_JSON_FLAGS);
+  if (f.help) return void out(help);
+  if (positionals.length) throw new UsageError(`"${name}" takes no arguments`);
+  return { cfg: await loadStandaloneConfig(f.config), json: !!f.json };
+}
+
+/**
+ * The first step of a command with subcommands (`pod`, `net`): `help`, `--help` or `-h`
+ * prints `help` on stdout (exit 0); no subcommand at all is an error, so help goes to stderr
+ * (exit 2).
+ *
+ * @returns the exit code when help was printed, undefined for a real subcommand
+ */
+export function subcommandHelp(cmd: string | undefined, help: string): number | undefined {
+  if (cmd === undefined) return (err(help), 2);
+  if (cmd === "help" || cmd === "--help" || cmd === "-h") return (out(help), 0);
+  return undefined;
 }
 
 function firstPluginIsPodplex(list: ConfList, source: string): void {
@@ -255,6 +294,20 @@ export async function runVerb(
   opts: VerbOptions,
 ): Promise<{ result?: CniResult; json?: Record<string, unknown> }> {
   return await runChain(cfg.list, verb, { ...opts, registry: standaloneRegistry() });
+}
+
+/**
+ * A resolver of the local networks (networksDir, confDir) for a pod in `podNamespace`, with
+ * no namespace isolation: what `net` and `status` show is every definition on disk.
+ */
+export function localResolver(cfg: StandaloneConfig, podNamespace: string): NetworkResolver {
+  return createResolver({
+    networksDir: cfg.conf.networksDir,
+    confDir: cfg.conf.confDir,
+    namespaceIsolation: false,
+    globalNamespaces: [],
+    podNamespace,
+  });
 }
 
 /** Whether a netns (or any) path exists. */

@@ -4,7 +4,9 @@ import {
   cniPath,
   INSTALLED_CONF,
   loadStandaloneConfig,
+  noArgCommand,
   parseFlags,
+  subcommandHelp,
   table,
   UsageError,
 } from "./_standalone.ts";
@@ -117,4 +119,29 @@ Deno.test("interfacesFromResult() keeps sandbox interfaces with their own addres
     ips: [{ address: "10.0.0.2/24", interface: 2 }, { address: "10.0.0.9/24", interface: 0 }],
   });
   assert.deepEqual(got, [{ interface: "eth0", network: "", ips: ["10.0.0.2"], mac: "aa" }]);
+});
+
+Deno.test("subcommandHelp() exits 2 without a command, 0 for help, and lets commands through", () => {
+  assert.equal(subcommandHelp(undefined, ""), 2);
+  for (const h of ["help", "--help", "-h"]) assert.equal(subcommandHelp(h, ""), 0);
+  assert.equal(subcommandHelp("list", "unused"), undefined);
+});
+
+Deno.test("noArgCommand() prints help, rejects arguments and loads the named conf", async () => {
+  assert.equal(await noArgCommand(["--help"], "gc", ""), undefined);
+  await assert.rejects(
+    noArgCommand(["extra"], "gc", ""),
+    (e) => e instanceof UsageError && e.message === `"gc" takes no arguments`,
+  );
+  const dir = await Deno.makeTempDir({ prefix: "ppnoarg" });
+  try {
+    const file = `${dir}/p.conflist`;
+    const conf = { cniVersion: "1.1.0", name: "p", plugins: [{ type: "podplex" }] };
+    await Deno.writeTextFile(file, JSON.stringify(conf));
+    const got = await noArgCommand(["--config", file, "--json"], "gc", "");
+    assert.equal(got?.cfg.source, file);
+    assert.equal(got?.json, true);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -13,13 +13,12 @@ import {
   cniPath,
   CONFIG_HELP,
   guard,
-  loadStandaloneConfig,
+  noArgCommand,
   out,
-  parseFlags,
   pathExists,
   printJson,
   runVerb,
-  UsageError,
+  type StandaloneConfig,
 } from "./_standalone.ts";
 
 const HELP = `usage: podplex gc [flags]
@@ -39,29 +38,32 @@ export interface GcReport {
   removed: Attachment[];
 }
 
+/**
+ * Sorts the state dir's attachments by whether their netns still exists, runs GC with the
+ * kept ones as valid, and drops the standalone records of pods whose netns is gone.
+ */
+export async function collectGarbage(cfg: StandaloneConfig): Promise<GcReport> {
+  const store = createStateStore(cfg.conf.stateDir, { warn: () => {} });
+  const report: GcReport = { kept: [], removed: [] };
+  for (const s of await store.list()) {
+    const a = { containerID: s.containerId, ifname: s.ifname };
+    (s.netns && await pathExists(s.netns) ? report.kept : report.removed).push(a);
+  }
+  await runVerb(cfg, "GC", { env: { path: cniPath() }, validAttachments: report.kept });
+  const records = podRecords(cfg.conf.stateDir);
+  for (const r of await records.list()) {
+    if (!(await pathExists(r.netns))) await records.remove(r.containerId);
+  }
+  return report;
+}
+
 /** Entry of `podplex gc`. */
 export function main(argv: string[]): Promise<number> {
   return guard("podplex gc", async () => {
-    const { values: f, positionals } = parseFlags(argv, {
-      config: { type: "string" },
-      json: { type: "boolean" },
-      help: { type: "boolean", short: "h" },
-    });
-    if (f.help) return (out(HELP), 0);
-    if (positionals.length) throw new UsageError(`"gc" takes no arguments`);
-    const cfg = await loadStandaloneConfig(f.config);
-    const store = createStateStore(cfg.conf.stateDir, { warn: () => {} });
-    const report: GcReport = { kept: [], removed: [] };
-    for (const s of await store.list()) {
-      const a = { containerID: s.containerId, ifname: s.ifname };
-      (s.netns && await pathExists(s.netns) ? report.kept : report.removed).push(a);
-    }
-    await runVerb(cfg, "GC", { env: { path: cniPath() }, validAttachments: report.kept });
-    const records = podRecords(cfg.conf.stateDir);
-    for (const r of await records.list()) {
-      if (!(await pathExists(r.netns))) await records.remove(r.containerId);
-    }
-    if (f.json) printJson(report);
+    const cmd = await noArgCommand(argv, "gc", HELP);
+    if (!cmd) return 0;
+    const report = await collectGarbage(cmd.cfg);
+    if (cmd.json) printJson(report);
     else {
       for (const a of report.removed) out(`released ${a.containerID} (${a.ifname}): netns gone\n`);
       out(`gc: kept ${report.kept.length} attachment(s), released ${report.removed.length}\n`);

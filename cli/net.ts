@@ -6,12 +6,7 @@
  */
 import { parseConfOrList } from "../conf/netconf.ts";
 import { parseNetworkRef } from "../meta/annotations.ts";
-import {
-  createResolver,
-  type NetworkResolver,
-  resolveClusterNetwork,
-  type ResolvedNetwork,
-} from "../meta/networks.ts";
+import { resolveClusterNetwork, type ResolvedNetwork } from "../meta/networks.ts";
 import {
   DEFINITION_EXTENSIONS,
   definitionFiles,
@@ -21,14 +16,16 @@ import {
 } from "./_validate.ts";
 import {
   CONFIG_HELP,
-  err,
+  CONFIG_JSON_FLAGS,
   guard,
   loadStandaloneConfig,
+  localResolver,
   out,
   parseFlags,
   pathExists,
   printJson,
   type StandaloneConfig,
+  subcommandHelp,
   table,
   UsageError,
 } from "./_standalone.ts";
@@ -47,12 +44,6 @@ ${CONFIG_HELP}
   --json             JSON output (list, show, validate)
 `;
 
-const FLAGS = {
-  config: { type: "string" },
-  json: { type: "boolean" },
-  help: { type: "boolean", short: "h" },
-} as const;
-
 /** One network as `net list --json` prints it. */
 export interface NetworkView {
   name: string;
@@ -67,12 +58,9 @@ export interface NetworkView {
 export function main(argv: string[]): Promise<number> {
   return guard("podplex net", async () => {
     const [cmd, ...rest] = argv;
-    if (cmd === undefined || cmd === "help" || cmd === "--help" || cmd === "-h") {
-      if (cmd === undefined) return (err(HELP), 2); // a missing command is an error: stderr
-      out(HELP);
-      return 0;
-    }
-    const { values: f, positionals } = parseFlags(rest, FLAGS);
+    const helped = subcommandHelp(cmd, HELP);
+    if (helped !== undefined) return helped;
+    const { values: f, positionals } = parseFlags(rest, CONFIG_JSON_FLAGS);
     if (f.help) return (out(HELP), 0);
     if (!["list", "show", "validate"].includes(cmd)) {
       throw new UsageError(`Unknown net command "${cmd}"`);
@@ -85,16 +73,6 @@ export function main(argv: string[]): Promise<number> {
     }
     if (positionals.length !== 1) throw new UsageError(`"net show" takes one network name`);
     return await show(cfg, positionals[0], !!f.json);
-  });
-}
-
-function resolverOf(cfg: StandaloneConfig, podNamespace: string): NetworkResolver {
-  return createResolver({
-    networksDir: cfg.conf.networksDir,
-    confDir: cfg.conf.confDir,
-    namespaceIsolation: false,
-    globalNamespaces: [],
-    podNamespace,
   });
 }
 
@@ -122,7 +100,7 @@ async function collect(cfg: StandaloneConfig): Promise<NetworkView[]> {
   const views: NetworkView[] = [];
   const cluster = await resolveClusterNetwork(
     cfg.conf,
-    resolverOf(cfg, cfg.conf.defaultNetworkNamespace),
+    localResolver(cfg, cfg.conf.defaultNetworkNamespace),
   )
     .catch((e) => e as Error);
   const clusterName = cluster instanceof Error ? undefined : cluster?.statusName;
@@ -156,7 +134,7 @@ async function collect(cfg: StandaloneConfig): Promise<NetworkView[]> {
       cluster: full === clusterName,
     };
     try {
-      const net = await resolverOf(cfg, namespace).resolve({ namespace, name });
+      const net = await localResolver(cfg, namespace).resolve({ namespace, name });
       view.types = typesOf(net.confText);
       view.source = await sourceFile(cfg, net);
     } catch (e) {
@@ -189,8 +167,8 @@ async function show(cfg: StandaloneConfig, name: string, json: boolean): Promise
   const isCluster = typeof clusterNet === "string" &&
     (clusterNet === name || clusterNet === `${ref.namespace}/${ref.name}`);
   const net = isCluster
-    ? (await resolveClusterNetwork(cfg.conf, resolverOf(cfg, ref.namespace)))!
-    : await resolverOf(cfg, ref.namespace).resolve(ref);
+    ? (await resolveClusterNetwork(cfg.conf, localResolver(cfg, ref.namespace)))!
+    : await localResolver(cfg, ref.namespace).resolve(ref);
   const source = await sourceFile(cfg, net);
   const conf = JSON.parse(net.confText);
   if (json) {

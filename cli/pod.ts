@@ -26,6 +26,7 @@ import {
   printJson,
   runVerb,
   type StandaloneConfig,
+  subcommandHelp,
   UsageError,
 } from "./_standalone.ts";
 
@@ -74,11 +75,8 @@ const FLAGS = {
 export function main(argv: string[]): Promise<number> {
   return guard("podplex pod", async () => {
     const [cmd, ...rest] = argv;
-    if (cmd === undefined || cmd === "help" || cmd === "--help" || cmd === "-h") {
-      if (cmd === undefined) return (err(HELP), 2); // a missing command is an error: stderr
-      out(HELP);
-      return 0;
-    }
+    const helped = subcommandHelp(cmd, HELP);
+    if (helped !== undefined) return helped;
     if (cmd === "exec") return await execCmd(rest);
     const { values: f, positionals } = parseFlags(rest, FLAGS);
     if (f.help) return (out(HELP), 0);
@@ -312,13 +310,18 @@ async function viewOf(cfg: StandaloneConfig, rec: PodRecord): Promise<PodView> {
   };
 }
 
-async function down(cfg: StandaloneConfig, rec: PodRecord): Promise<number> {
+/** Runs DEL or CHECK for an up pod, with its ADD result as the cached result. */
+async function runForRecord(cfg: StandaloneConfig, rec: PodRecord, verb: "DEL" | "CHECK") {
   const { toCanonical } = await import("../conf/result.ts");
-  await runVerb(cfg, "DEL", {
+  await runVerb(cfg, verb, {
     env: envOf(rec),
     capabilityArgs: rec.capabilityArgs,
     cachedResult: toCanonical(rec.result, cfg.list.cniVersion),
   });
+}
+
+async function down(cfg: StandaloneConfig, rec: PodRecord): Promise<number> {
+  await runForRecord(cfg, rec, "DEL");
   if (rec.ownsNetns) await removeNetns(rec.name);
   await podRecords(cfg.conf.stateDir).remove(rec.containerId);
   out(`pod "${rec.namespace}/${rec.name}" is down\n`);
@@ -326,12 +329,7 @@ async function down(cfg: StandaloneConfig, rec: PodRecord): Promise<number> {
 }
 
 async function check(cfg: StandaloneConfig, rec: PodRecord): Promise<number> {
-  const { toCanonical } = await import("../conf/result.ts");
-  await runVerb(cfg, "CHECK", {
-    env: envOf(rec),
-    capabilityArgs: rec.capabilityArgs,
-    cachedResult: toCanonical(rec.result, cfg.list.cniVersion),
-  });
+  await runForRecord(cfg, rec, "CHECK");
   out(`pod "${rec.namespace}/${rec.name}" is ok\n`);
   return 0;
 }

@@ -8,19 +8,17 @@
 import { parseConfOrList } from "../conf/netconf.ts";
 import { createStateStore } from "../meta/state.ts";
 import { definitionFiles, definitionName } from "./_validate.ts";
-import { createResolver } from "../meta/networks.ts";
 import {
   cniPath,
   CONFIG_HELP,
   guard,
-  loadStandaloneConfig,
+  localResolver,
+  noArgCommand,
   out,
-  parseFlags,
   printJson,
   runVerb,
   type StandaloneConfig,
   table,
-  UsageError,
 } from "./_standalone.ts";
 
 const HELP = `usage: podplex status [flags]
@@ -87,14 +85,8 @@ async function knownNetworks(cfg: StandaloneConfig, statusConfs: Map<string, str
     const key = `${namespace}/${name}`;
     if (confs.has(key)) continue;
     try {
-      const resolver = createResolver({
-        networksDir: cfg.conf.networksDir,
-        confDir: cfg.conf.confDir,
-        namespaceIsolation: false,
-        globalNamespaces: [],
-        podNamespace: namespace,
-      });
-      confs.set(key, (await resolver.resolve({ namespace, name })).confText);
+      const net = await localResolver(cfg, namespace).resolve({ namespace, name });
+      confs.set(key, net.confText);
     } catch {
       // An invalid definition: 'net validate' reports it.
     }
@@ -150,15 +142,10 @@ export async function statusReport(cfg: StandaloneConfig): Promise<StatusReport>
 /** Entry of `podplex status`. */
 export function main(argv: string[]): Promise<number> {
   return guard("podplex status", async () => {
-    const { values: f, positionals } = parseFlags(argv, {
-      config: { type: "string" },
-      json: { type: "boolean" },
-      help: { type: "boolean", short: "h" },
-    });
-    if (f.help) return (out(HELP), 0);
-    if (positionals.length) throw new UsageError(`"status" takes no arguments`);
-    const report = await statusReport(await loadStandaloneConfig(f.config));
-    if (f.json) printJson(report);
+    const cmd = await noArgCommand(argv, "status", HELP);
+    if (!cmd) return 0;
+    const report = await statusReport(cmd.cfg);
+    if (cmd.json) printJson(report);
     else {
       out(`ready:     ${report.ready ? "yes" : `no: ${report.reason}`}\n`);
       out(`config:    ${report.config}\nstate dir: ${report.stateDir}\n`);
