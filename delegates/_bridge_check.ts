@@ -10,7 +10,7 @@ import type { CniInterface, CniResult } from "../conf/types.ts";
 import type { DelegateContext } from "./types.ts";
 import { type LinkInfo, Netlink } from "../ffi/mod.ts";
 import type { BridgeConf } from "./_bridge_conf.ts";
-import { checkFailed, checkL3, requirePrev, sandboxIface } from "./_check.ts";
+import { beginCheck, checkFailed, checkL3 } from "./_check.ts";
 import { type HostOptions, openContainerNs, openHost } from "./_link_common.ts";
 
 const IFF_PROMISC = 0x100;
@@ -74,9 +74,7 @@ export async function checkBridgeAttachment(
   ctx: DelegateContext,
   opts: HostOptions,
 ): Promise<void> {
-  if (c.ipamType) await ctx.ipam("CHECK");
-  const prev = requirePrev(ctx);
-  const contIf = sandboxIface(prev, ctx);
+  const { prev, iface: contIf } = await beginCheck(c.ipamType, ctx);
   using host = openHost(opts);
   const br = checkBridgeLink(host, c, findIface(prev, c.bridge, false));
   using contNs = openContainerNs(ctx.env.netns);

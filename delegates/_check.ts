@@ -65,6 +65,19 @@ export function checkRoutes(cont: Netlink, routes: CniRoute[] = []): void {
   }
 }
 
+/**
+ * The first steps of every link delegate's CHECK: IPAM's CHECK when there is IPAM, then
+ * prevResult and its interface for CNI_IFNAME in CNI_NETNS.
+ */
+export async function beginCheck(
+  ipamType: string | undefined,
+  ctx: DelegateContext,
+): Promise<{ prev: CniResult; iface: CniInterface }> {
+  if (ipamType) await ctx.ipam("CHECK");
+  const prev = requirePrev(ctx);
+  return { prev, iface: sandboxIface(prev, ctx) };
+}
+
 /** Checks that CHECK's addresses and routes from prevResult are in the container. */
 export function checkL3(cont: Netlink, ifname: string, prev: CniResult): void {
   checkAddrs(cont, ifname, prev.ips);

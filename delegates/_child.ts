@@ -7,9 +7,9 @@
  */
 import { CniError, Code } from "../conf/errors.ts";
 import type { CniDns, CniResult } from "../conf/types.ts";
-import type { DelegateContext } from "./types.ts";
+import type { BuiltinDelegate, DelegateContext } from "./types.ts";
 import { type LinkInfo, Netlink, type NetNs } from "../ffi/mod.ts";
-import { checkFailed, checkL3, requirePrev, sandboxIface } from "./_check.ts";
+import { beginCheck, checkFailed, checkL3 } from "./_check.ts";
 import { confBool, confDns, confInt, confString, ipamType } from "./_conf_read.ts";
 import { configureIface } from "./_iface.ts";
 import {
@@ -181,9 +181,7 @@ export async function checkChildAttachment(
   c: ChildConf,
   ctx: DelegateContext,
 ): Promise<void> {
-  if (c.ipamType) await ctx.ipam("CHECK");
-  const prev = requirePrev(ctx);
-  const want = sandboxIface(prev, ctx);
+  const { prev, iface: want } = await beginCheck(c.ipamType, ctx);
   using ns = openContainerNs(ctx.env.netns);
   using cont = Netlink.open(ns);
   const link = cont.getLink(want.name);
@@ -195,4 +193,24 @@ export async function checkChildAttachment(
     );
   }
   checkL3(cont, want.name, prev);
+}
+
+/**
+ * Builds a child-link delegate (macvlan, ipvlan): the shared fields plus `mode` from
+ * `modes` (the first is the default). `prepare` adjusts the parsed conf for ADD (ipvlan takes
+ * a chained master from prevResult).
+ */
+export function makeChildDelegate<C extends ChildConf & { mode: string }>(
+  k: ChildKind<C>,
+  modes: readonly C["mode"][],
+  opts: HostOptions,
+  prepare: (c: C, ctx: DelegateContext) => C = (c) => c,
+): BuiltinDelegate<C> {
+  return {
+    type: k.kind,
+    parseConf: (raw) => ({ ...parseChildConf(raw), mode: parseMode(raw, modes) }) as C,
+    add: (c, ctx) => addChildAttachment(k, prepare(c, ctx), ctx, opts),
+    del: (c, ctx) => delChildAttachment(c, ctx),
+    check: (c, ctx) => checkChildAttachment(k.kind, c, ctx),
+  };
 }

@@ -13,15 +13,7 @@ import { CniError, Code } from "../conf/errors.ts";
 import type { BuiltinDelegate, DelegateContext } from "./types.ts";
 import type { HostOptions } from "./_link_common.ts";
 import { ipamAddWithUndo } from "./_iface.ts";
-import {
-  addChildAttachment,
-  checkChildAttachment,
-  type ChildConf,
-  type ChildKind,
-  delChildAttachment,
-  parseChildConf,
-  parseMode,
-} from "./_child.ts";
+import { type ChildConf, type ChildKind, makeChildDelegate } from "./_child.ts";
 
 /** The parsed `ipvlan` config. */
 export interface IpvlanConf extends ChildConf {
@@ -61,13 +53,7 @@ const ipvlanKind: ChildKind<IpvlanConf> = {
 
 /** Builds an ipvlan delegate whose host side lives in `opts.hostNs` (tests) or here. */
 export function makeIpvlan(opts: HostOptions = {}): BuiltinDelegate<IpvlanConf> {
-  return {
-    type: "ipvlan",
-    parseConf: (raw) => ({ ...parseChildConf(raw), mode: parseMode(raw, MODES) }),
-    add: (c, ctx) => addChildAttachment(ipvlanKind, chainedMaster(c, ctx), ctx, opts),
-    del: (c, ctx) => delChildAttachment(c, ctx),
-    check: (c, ctx) => checkChildAttachment("ipvlan", c, ctx),
-  };
+  return makeChildDelegate(ipvlanKind, MODES, opts, chainedMaster);
 }
 
 /** The built-in `ipvlan` delegate. */

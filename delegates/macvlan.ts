@@ -9,15 +9,7 @@ import type { BuiltinDelegate } from "./types.ts";
 import { requestedMac } from "./_conf_read.ts";
 import { ipamAddWithUndo } from "./_iface.ts";
 import type { HostOptions } from "./_link_common.ts";
-import {
-  addChildAttachment,
-  checkChildAttachment,
-  type ChildConf,
-  type ChildKind,
-  delChildAttachment,
-  parseChildConf,
-  parseMode,
-} from "./_child.ts";
+import { type ChildConf, type ChildKind, makeChildDelegate } from "./_child.ts";
 
 /** The parsed `macvlan` config. */
 export interface MacvlanConf extends ChildConf {
@@ -40,13 +32,7 @@ const macvlanKind: ChildKind<MacvlanConf> = {
 
 /** Builds a macvlan delegate whose host side lives in `opts.hostNs` (tests) or here. */
 export function makeMacvlan(opts: HostOptions = {}): BuiltinDelegate<MacvlanConf> {
-  return {
-    type: "macvlan",
-    parseConf: (raw) => ({ ...parseChildConf(raw), mode: parseMode(raw, MODES) }),
-    add: (c, ctx) => addChildAttachment(macvlanKind, c, ctx, opts),
-    del: (c, ctx) => delChildAttachment(c, ctx),
-    check: (c, ctx) => checkChildAttachment("macvlan", c, ctx),
-  };
+  return makeChildDelegate(macvlanKind, MODES, opts);
 }
 
 /** The built-in `macvlan` delegate. */
