@@ -139,7 +139,7 @@ export class DiskStore implements Store {
       throw err;
     }
     file.close();
-    Deno.writeTextFileSync(`${this.dir}/${LAST_IP_PREFIX}${rangeId}`, name, { mode: 0o600 });
+    writeInPlace(`${this.dir}/${LAST_IP_PREFIX}${rangeId}`, name);
     return true;
   }
 
@@ -234,8 +234,21 @@ function settle<T>(step: () => T): Promise<T> {
   }
 }
 
-function writeAll(file: Deno.FsFile, text: string): void {
+/**
+ * Replaces a small file's content without O_TRUNC: write from offset 0, then cut to length.
+ * ext4 (auto_da_alloc) starts writeback when a file truncated to zero is closed, which made
+ * each `last_reserved_ip` update cost 0.2-0.6 ms; rewriting in place costs ~0.03 ms. The file
+ * is only read under the store's lock, so no reader sees the mix of old and new bytes.
+ */
+function writeInPlace(path: string, text: string): void {
+  using file = Deno.openSync(path, { write: true, create: true, mode: 0o600 });
+  const length = writeAll(file, text);
+  file.truncateSync(length);
+}
+
+function writeAll(file: Deno.FsFile, text: string): number {
   const bytes = new TextEncoder().encode(text);
   let off = 0;
   while (off < bytes.length) off += file.writeSync(bytes.subarray(off));
+  return off;
 }
