@@ -11,18 +11,20 @@ import { convertResult } from "../conf/result.ts";
 import type { CniResult } from "../conf/types.ts";
 import { runChain } from "../delegates/chain.ts";
 import type { PluginEnv } from "../delegates/types.ts";
-import { linkGroupFor, type MetaCall, runtimeArg } from "./context.ts";
+import {
+  linkGroupFor,
+  type MetaCall,
+  newPodState,
+  planInput,
+  runtimeAnnotations,
+} from "./context.ts";
 import { mergeResults } from "./merge.ts";
 import { buildNetworkStatus } from "./network_status.ts";
 import { NETWORK_STATUS_ANNOTATION } from "./annotations.ts";
-import { createResolver } from "./networks.ts";
 import { capabilityArgsFor, cniArgsFor, planAttachments, type PlannedAttachment } from "./plan.ts";
 import type { AttachmentState, PodState } from "./state.ts";
 import { applyDefaultRoutes } from "./routes.ts";
 import { delAttachments } from "./teardown.ts";
-
-/** The runtimeConfig key under which containerd passes the pod's annotations. */
-export const POD_ANNOTATIONS_ARG = "io.kubernetes.cri.pod-annotations";
 
 /**
  * Runs ADD for a pod.
@@ -41,53 +43,24 @@ export async function metaAdd(call: MetaCall): Promise<Record<string, unknown>> 
       `Container "${containerId}" already has attachments on "${ifname}"; DEL it first`,
     );
   }
-  const podNamespace = call.pod.namespace ?? conf.defaultNetworkNamespace;
   const annotations = await podAnnotations(call);
-  const resolver = createResolver({
-    networksDir: conf.networksDir,
-    confDir: conf.confDir,
-    api: await call.kube(),
-    namespaceIsolation: conf.namespaceIsolation,
-    globalNamespaces: conf.globalNamespaces,
-    podNamespace,
-  });
-  const plan = await planAttachments({
-    conf,
-    annotations,
-    podNamespace,
-    namespaceGiven: call.pod.namespace !== undefined,
-    ifname,
-    resolver,
-  });
+  const plan = await planAttachments(planInput(call, annotations, await call.kube()));
   mark("plan");
   for (const w of plan.warnings) call.log.warning(w);
   call.log.debug(
     `Plan: ${plan.attachments.map((a) => `${a.network.statusName}@${a.ifname}`).join(", ")}`,
   );
 
-  const state: PodState = {
-    version: 1,
-    containerId,
-    netns: env.netns ?? "",
-    ifname,
-    createdAt: call.now().toISOString(),
-    linkGroup: linkGroupFor(containerId, ifname),
-    attachments: [],
-  };
-  if (call.pod.namespace) state.podNamespace = call.pod.namespace;
-  if (call.pod.name) state.podName = call.pod.name;
-  if (call.pod.uid) state.podUid = call.pod.uid;
-
+  const state = newPodState(call);
+  state.linkGroup = linkGroupFor(containerId, ifname);
   const results: CniResult[] = [];
   try {
     for (const [i, att] of plan.attachments.entries()) {
       results.push(await addOne(call, state, att));
       if (tracing) mark(`att:${i}:end`);
     }
+    // Updates the results in place: they are the objects the state records hold.
     applyDefaultRoutes(env.netns!, plan.attachments, results);
-    state.attachments.forEach((a, i) =>
-      a.result = results[i] as unknown as Record<string, unknown>
-    );
     state.networkStatus = buildNetworkStatus(state.attachments);
     await call.store.save(state);
     mark("state");
@@ -155,10 +128,8 @@ async function addOne(call: MetaCall, state: PodState, att: PlannedAttachment): 
 
 /** The pod's annotations: from the runtime (containerd), else the API server, else none. */
 async function podAnnotations(call: MetaCall): Promise<Record<string, string>> {
-  const given = runtimeArg(call.runtimeArgs, POD_ANNOTATIONS_ARG);
-  if (given && typeof given === "object" && !Array.isArray(given)) {
-    return given as Record<string, string>;
-  }
+  const given = runtimeAnnotations(call);
+  if (given) return given;
   const { namespace, name } = call.pod;
   if (!namespace || !name) return {};
   const kube = await call.kube();

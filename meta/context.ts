@@ -12,7 +12,9 @@ import type { PluginEnv, PluginRegistry, PluginRequest } from "../delegates/type
 import { parsePodplexConf, type PodplexConf } from "./conf.ts";
 import type { KubeClient } from "./k8s.ts";
 import { createLogger, type Logger } from "./log.ts";
-import { createStateStore, type StateStore } from "./state.ts";
+import { createResolver } from "./networks.ts";
+import type { PlanInput } from "./plan.ts";
+import { createStateStore, type PodState, type StateStore } from "./state.ts";
 
 /** The edges of the meta-plugin, injectable for tests and embedding. */
 export interface MetaDeps {
@@ -97,6 +99,65 @@ async function defaultKube(conf: PodplexConf): Promise<KubeClient | undefined> {
   if (!conf.kubeconfig) return undefined;
   const { createKubeClient } = await import("./k8s.ts");
   return createKubeClient({ kubeconfig: conf.kubeconfig });
+}
+
+/**
+ * The inputs of `planAttachments` for this call: the pod's namespace (or the conf's default
+ * when the runtime names none, as podman does) and a resolver over local definitions and,
+ * when given, the API server.
+ */
+export function planInput(
+  call: MetaCall,
+  annotations: Record<string, string>,
+  api?: KubeClient,
+): PlanInput {
+  const { conf, env } = call;
+  const podNamespace = call.pod.namespace ?? conf.defaultNetworkNamespace;
+  const resolver = createResolver({
+    networksDir: conf.networksDir,
+    confDir: conf.confDir,
+    api,
+    namespaceIsolation: conf.namespaceIsolation,
+    globalNamespaces: conf.globalNamespaces,
+    podNamespace,
+  });
+  return {
+    conf,
+    annotations,
+    podNamespace,
+    namespaceGiven: call.pod.namespace !== undefined,
+    ifname: env.ifname!,
+    resolver,
+  };
+}
+
+/** An empty state record for this call's container, interface and pod. */
+export function newPodState(call: MetaCall): PodState {
+  const { env, pod } = call;
+  const state: PodState = {
+    version: 1,
+    containerId: env.containerId!,
+    netns: env.netns ?? "",
+    ifname: env.ifname!,
+    createdAt: call.now().toISOString(),
+    attachments: [],
+  };
+  if (pod.namespace) state.podNamespace = pod.namespace;
+  if (pod.name) state.podName = pod.name;
+  if (pod.uid) state.podUid = pod.uid;
+  return state;
+}
+
+/** The runtimeConfig key under which containerd passes the pod's annotations. */
+export const POD_ANNOTATIONS_ARG = "io.kubernetes.cri.pod-annotations";
+
+/** The pod's annotations when the runtime passed them (containerd), else undefined. */
+export function runtimeAnnotations(call: MetaCall): Record<string, string> | undefined {
+  const given = runtimeArg(call.runtimeArgs, POD_ANNOTATIONS_ARG);
+  if (given && typeof given === "object" && !Array.isArray(given)) {
+    return given as Record<string, string>;
+  }
+  return undefined;
 }
 
 /** A runtimeConfig value by key, matched case-insensitively (containerd's Go structs). */

@@ -12,8 +12,15 @@ import { toCanonical } from "../conf/result.ts";
 import type { Attachment } from "../conf/types.ts";
 import { runChain } from "../delegates/chain.ts";
 import type { Plugin, PluginRequest } from "../delegates/types.ts";
-import { metaAdd, POD_ANNOTATIONS_ARG } from "./add.ts";
-import { type MetaCall, type MetaDeps, openCall, runtimeArg } from "./context.ts";
+import { metaAdd } from "./add.ts";
+import {
+  type MetaCall,
+  type MetaDeps,
+  newPodState,
+  openCall,
+  planInput,
+  runtimeAnnotations,
+} from "./context.ts";
 import { createResolver, resolveClusterNetwork, type ResolvedNetwork } from "./networks.ts";
 import { cniArgsFor, planAttachments } from "./plan.ts";
 import type { PodState } from "./state.ts";
@@ -106,46 +113,23 @@ async function metaDel(call: MetaCall): Promise<void> {
  * alone says the pod had, best-effort, and succeed.
  */
 async function delWithoutState(call: MetaCall): Promise<void> {
-  const { conf, env } = call;
-  const given = runtimeArg(call.runtimeArgs, POD_ANNOTATIONS_ARG);
-  const annotations = given && typeof given === "object" ? given as Record<string, string> : {};
-  const podNamespace = call.pod.namespace ?? conf.defaultNetworkNamespace;
+  const { env } = call;
   let planned;
   try {
-    const resolver = createResolver({
-      networksDir: conf.networksDir,
-      confDir: conf.confDir,
-      namespaceIsolation: conf.namespaceIsolation,
-      globalNamespaces: conf.globalNamespaces,
-      podNamespace,
-    });
-    planned = await planAttachments({
-      conf,
-      annotations,
-      podNamespace,
-      namespaceGiven: call.pod.namespace !== undefined,
-      ifname: env.ifname!,
-      resolver,
-    });
+    planned = await planAttachments(planInput(call, runtimeAnnotations(call) ?? {}));
   } catch (e) {
     call.log.info(`DEL without state for "${env.containerId}": nothing to release (${e})`);
     return;
   }
-  const state: PodState = {
-    version: 1,
-    containerId: env.containerId!,
-    netns: env.netns ?? "",
-    ifname: env.ifname!,
-    createdAt: call.now().toISOString(),
-    attachments: planned.attachments.map((a) => ({
-      network: a.network.statusName,
-      ifname: a.ifname,
-      isCluster: a.isCluster,
-      isDefault: a.isDefault,
-      confText: a.network.confText,
-      cniArgs: cniArgsFor(a, env.args),
-    })),
-  };
+  const state = newPodState(call);
+  state.attachments = planned.attachments.map((a) => ({
+    network: a.network.statusName,
+    ifname: a.ifname,
+    isCluster: a.isCluster,
+    isDefault: a.isDefault,
+    confText: a.network.confText,
+    cniArgs: cniArgsFor(a, env.args),
+  }));
   for (const e of await delAttachments(call, state)) call.log.warning(e.message);
 }
 
