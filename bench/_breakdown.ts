@@ -2,11 +2,13 @@
  * The breakdown of one podplex ADD (and DEL) with 3 attachments, from runs of the same
  * runner, interleaved per iteration:
  * - `empty`: `deno run` of a trivial bundled script with the flags `bin/podplex` uses;
- * - `version`: `deno run` of `dist/podplex.js` for CNI VERSION (runtime + bundle load), and the
- *   same through `bin/podplex` (adds the sh launcher);
- * - `add`: `bin/podplex` ADD as measured in the scenarios;
- * - `probe`: `_probe.ts` bundled (podplex's `cli/main.ts` behind timing wrappers of
- *   `Deno.dlopen`, every FFI symbol and the file APIs), run with the same flags.
+ * - `version`: `deno run` of the build for CNI VERSION (runtime + bundle load), and the same
+ *   through `bin/podplex` (adds the sh launcher);
+ * - `add` / `del`: `bin/podplex` as measured in the scenarios, without and with
+ *   `PODPLEX_TRACE=1` (podplex's own marks name the phases: see `_trace.ts`);
+ * - `probe`: `_probe.ts` bundled (podplex's `cli/main.ts` behind timing wrappers of the C
+ *   calls, the binding, the file APIs and the lazy imports), run with the same flags, for
+ *   what the marks cannot split out of a phase.
  *
  * @module
  */
@@ -14,6 +16,13 @@ import { BASE_ENV, cniEnv, verifyAdded, verifyDeleted } from "./_contenders.ts";
 import { type Fixture, leasesDir, networksDir, podplexConfFile, stateDir } from "./_fixture.ts";
 import { BUILD_DIR, type ExecSpec, runPods } from "./_runner.ts";
 import { r2, summarize, type Summary } from "./_stats.ts";
+import {
+  parseTrace,
+  summarizeTraces,
+  type TraceBreakdown,
+  traced,
+  type TraceRun,
+} from "./_trace.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const DENO = `${root}.tools/node_modules/.bin/deno`;
@@ -28,17 +37,17 @@ export const DENO_FLAGS = [
 ];
 const N = 3;
 
-/** Medians (with spread) of each part of one ADD or DEL, in ms. */
-export interface PhaseBreakdown {
+/** What the probe saw in one ADD or DEL: medians over the runs, in ms. */
+export interface ProbeBreakdown {
   parts: Record<string, Summary>;
-  /** The FFI symbols that took the most time (mean ms per call of podplex and calls). */
+  /** The C functions that took the most time (mean ms and calls per run). */
   topFfi: { symbol: string; ms: number; calls: number }[];
-  /** Libraries dlopen'ed and symbols bound per invocation. */
-  bound: { library: string; symbols: number; ms: number }[];
+  /** C calls per run. */
+  ffiCalls: number;
+  /** Symbols bound per run. */
+  symbols: number;
   /** The chunks imported lazily during one call (content hashes stripped). */
   lazyModules: string[];
-  /** In the run with the median main() time: the longest stretches of podplex's own JS. */
-  jsGaps: { ms: number; after: string; before: string }[];
 }
 
 /** The startup path's measurements. */
@@ -48,8 +57,9 @@ export interface Breakdown {
   /** Whole-process walls: empty deno run, VERSION direct and via bin/podplex, ADD, DEL. */
   walls: Record<string, Summary>;
   maxRssKb: Record<string, Summary>;
-  add: PhaseBreakdown;
-  del: PhaseBreakdown;
+  /** Phases from the trace marks of bin/podplex (and of the empty script). */
+  trace: { empty: TraceBreakdown; add: TraceBreakdown; del: TraceBreakdown };
+  probe: { add: ProbeBreakdown; del: ProbeBreakdown };
 }
 
 /** Rewrites a code-split bundle's `import("./x.js")` into the probe's timed `__ppImport`. */
@@ -82,40 +92,60 @@ async function bundle(entry: string, name: string, kind: "code-split" | "single"
   return out;
 }
 
-interface ProbeReport {
-  forkMs: number;
-  marks: Record<string, number>;
-  binding: Record<string, { ms: number; symbols: number }>;
-  ffiCalls: Record<string, { ms: number; calls: number }>;
-  fsCalls: Record<string, { ms: number; calls: number }>;
-  lazyImports?: { ms: number; calls: number; modules: string[] };
-  jsGaps?: { ms: number; after: string; before: string }[];
+interface Acc {
+  ms: number;
+  calls: number;
 }
 
-const sum = (xs: { ms: number }[]) => xs.reduce((a, x) => a + x.ms, 0);
+interface ProbeReport {
+  marks: Record<string, number>;
+  binding: Record<string, Acc>;
+  ffiCalls: Record<string, Acc>;
+  fsCalls: Record<string, Acc>;
+  lazyImports?: Acc & { modules: string[] };
+}
 
-/** Splits one probe run into named parts (ms); they add up to the runner's wall. */
-function parts(p: ProbeReport, emptyFirstJs: number, wallMs: number): Record<string, number> {
-  const m = p.marks;
-  const bind = sum(Object.values(p.binding));
-  const ffi = sum(Object.values(p.ffiCalls));
+const sum = (xs: Acc[], k: "ms" | "calls" = "ms") => xs.reduce((a, x) => a + x[k], 0);
+
+/** The probe's parts of one run (ms): the parts overlap the trace's phases, not each other. */
+function probeParts(p: ProbeReport): Record<string, number> {
   const fs = (k: string) => p.fsCalls[k]?.ms ?? 0;
-  const mainMs = m.done - m.loaded;
-  const files = fs("state") + fs("leases") + fs("networks") + fs("other");
-  const lazy = p.lazyImports?.ms ?? 0;
   return {
-    "runtime start (exec to first JS of an empty script)": emptyFirstJs,
-    "bundle load (parse/code cache, beyond the empty script)": m.firstJs - p.forkMs - emptyFirstJs,
-    "module evaluation (static imports)": m.loaded - m.firstJs,
-    "lazy chunk loading (dynamic imports in main())": lazy,
-    "symbol binding (dlopen)": bind,
-    "kernel work (time inside FFI calls: netlink, setns, sysctl)": ffi,
-    "state write (stateDir)": fs("state"),
+    "main() (the probe's own wall of podplex's code)": p.marks.done - p.marks.loaded,
+    "inside C calls (netlink, setns, sysctl, libc)": sum(Object.values(p.ffiCalls)),
+    "symbol binding (dlopen of addresses + UnsafeFnPointer)": sum(Object.values(p.binding)),
+    "lazy chunk imports": p.lazyImports?.ms ?? 0,
+    "state files (stateDir)": fs("state"),
     "IPAM leases (dataDir, incl. flock)": fs("leases"),
-    "network definitions read (networksDir)": fs("networks"),
+    "network definitions (networksDir)": fs("networks"),
     "other file calls": fs("other"),
-    "podplex JS (main() minus the above)": mainMs - lazy - bind - ffi - files,
-    "exit (after main() to reaped)": wallMs - (m.exit - p.forkMs),
+  };
+}
+
+function probeBreakdown(reports: ProbeReport[]): ProbeBreakdown {
+  const k = reports.length || 1;
+  const rows = reports.map(probeParts);
+  const ffi: Record<string, Acc> = {};
+  for (const r of reports) {
+    for (const [s, a] of Object.entries(r.ffiCalls)) {
+      const t = ffi[s] ??= { ms: 0, calls: 0 };
+      t.ms += a.ms / k;
+      t.calls += a.calls / k;
+    }
+  }
+  const dlopened = (r: ProbeReport) =>
+    Object.entries(r.binding).filter(([l]) => l !== "UnsafeFnPointer").map(([, a]) => a);
+  return {
+    parts: Object.fromEntries(
+      Object.keys(rows[0] ?? {}).map((key) => [key, summarize(rows.map((p) => p[key]))]),
+    ),
+    topFfi: Object.entries(ffi).sort((a, b) => b[1].ms - a[1].ms).slice(0, 6)
+      .map(([symbol, a]) => ({ symbol, ms: r2(a.ms), calls: r2(a.calls) })),
+    ffiCalls: r2(sum(Object.values(ffi), "calls")),
+    symbols: r2(reports.reduce((a, r) => a + sum(dlopened(r), "calls"), 0) / k),
+    lazyModules: (reports[0]?.lazyImports?.modules ?? []).map((m) =>
+      m.replace(/-[A-Z0-9]+\.js$/, "")
+    ),
   };
 }
 
@@ -132,44 +162,35 @@ function probeExec(f: Fixture, probe: string, cmd: "ADD" | "DEL", report: string
       PP_PROBE_NETWORKS: networksDir(f),
     },
     stdin: podplexConfFile(f, N),
-    stamp: true,
   };
 }
 
-function phase(
-  reports: ProbeReport[],
-  partRows: Record<string, number>[],
-  k: number,
-): PhaseBreakdown {
-  const keys = Object.keys(partRows[0] ?? {});
-  const ffi: Record<string, { ms: number; calls: number }> = {};
-  const bound: Record<string, { ms: number; symbols: number }> = {};
-  for (const r of reports) {
-    for (const [s, a] of Object.entries(r.ffiCalls)) {
-      const t = ffi[s] ??= { ms: 0, calls: 0 };
-      t.ms += a.ms / k;
-      t.calls += a.calls / k;
-    }
-    for (const [l, a] of Object.entries(r.binding)) {
-      const t = bound[l] ??= { ms: 0, symbols: 0 };
-      t.ms += a.ms / k;
-      t.symbols += a.symbols / k;
-    }
-  }
-  return {
-    parts: Object.fromEntries(keys.map((key) => [key, summarize(partRows.map((p) => p[key]))])),
-    topFfi: Object.entries(ffi).sort((a, b) => b[1].ms - a[1].ms).slice(0, 8)
-      .map(([symbol, a]) => ({ symbol, ms: r2(a.ms), calls: r2(a.calls) })),
-    jsGaps:
-      [...reports].sort((a, b) =>
-        (a.marks.done - a.marks.loaded) - (b.marks.done - b.marks.loaded)
-      )[Math.floor(reports.length / 2)]?.jsGaps?.map((g) => ({ ...g, ms: r2(g.ms) })) ?? [],
-    lazyModules: (reports[0]?.lazyImports?.modules ?? []).map((m) =>
-      m.replace(/-[A-Z0-9]+\.js$/, "")
-    ),
-    bound: Object.entries(bound)
-      .map(([library, a]) => ({ library, symbols: r2(a.symbols), ms: r2(a.ms) })),
+/** The execs of one iteration, by name; traced ones write their stderr to `errFile`. */
+function execSpecs(f: Fixture, empty: string, probe: string, rep: string, errFile: string) {
+  const conf = podplexConfFile(f, N);
+  const version = { ...BASE_ENV, CNI_COMMAND: "VERSION" };
+  const bin = (cmd: "ADD" | "DEL"): ExecSpec => ({
+    path: f.build.bin,
+    env: cniEnv(f, "podplex", 0, cmd),
+    stdin: conf,
+  });
+  const specs: Record<string, ExecSpec> = {
+    "empty deno run": traced({ path: DENO, args: [...DENO_FLAGS, empty], env: BASE_ENV }, errFile),
+    "VERSION, deno run of dist/ (no launcher)": {
+      path: DENO,
+      args: [...DENO_FLAGS, f.build.entry],
+      env: version,
+      stdin: conf,
+    },
+    "VERSION, bin/podplex": { path: f.build.bin, env: version, stdin: conf },
+    "ADD, bin/podplex": bin("ADD"),
+    "DEL, bin/podplex": bin("DEL"),
+    "ADD, bin/podplex PODPLEX_TRACE=1": traced(bin("ADD"), errFile),
+    "DEL, bin/podplex PODPLEX_TRACE=1": traced(bin("DEL"), errFile),
+    "ADD, probe": probeExec(f, probe, "ADD", rep),
+    "DEL, probe": probeExec(f, probe, "DEL", rep),
   };
+  return specs;
 }
 
 /** Measures the startup path `k` times (pod 0 of podplex, 3 attachments). */
@@ -178,62 +199,31 @@ export async function measureBreakdown(
   jobDir: string,
   k: number,
 ): Promise<Breakdown> {
-  const build = f.build;
-  const empty = await bundle("bench/_empty.ts", "empty", build.kind);
-  const probe = await bundle("bench/_probe.ts", "probe", build.kind);
+  const empty = await bundle("bench/_empty.ts", "empty", f.build.kind);
+  const probe = await bundle("bench/_probe.ts", "probe", f.build.kind);
   const rep = `${jobDir}/probe.json`;
-  const conf = podplexConfFile(f, N);
-  const version = { ...BASE_ENV, CNI_COMMAND: "VERSION" };
-  const specs: Record<string, ExecSpec> = {
-    "empty deno run": {
-      path: DENO,
-      args: [...DENO_FLAGS, empty],
-      env: { ...BASE_ENV, PP_PROBE_REPORT: rep },
-      stamp: true,
-    },
-    "VERSION, deno run of dist/ (no launcher)": {
-      path: DENO,
-      args: [...DENO_FLAGS, build.entry],
-      env: version,
-      stdin: conf,
-    },
-    "VERSION, bin/podplex": { path: f.build.bin, env: version, stdin: conf },
-    "ADD, bin/podplex": { path: f.build.bin, env: cniEnv(f, "podplex", 0, "ADD"), stdin: conf },
-    "DEL, bin/podplex": { path: f.build.bin, env: cniEnv(f, "podplex", 0, "DEL"), stdin: conf },
-    "ADD, probe": probeExec(f, probe, "ADD", rep),
-    "DEL, probe": probeExec(f, probe, "DEL", rep),
-  };
+  const errFile = `${jobDir}/trace.err`;
+  const specs = execSpecs(f, empty, probe, rep, errFile);
   const walls: Record<string, number[]> = {};
   const rss: Record<string, number[]> = {};
-  const reports: Record<"ADD" | "DEL", ProbeReport[]> = { ADD: [], DEL: [] };
-  const rows: Record<"ADD" | "DEL", Record<string, number>[]> = { ADD: [], DEL: [] };
-  const raw: Record<"ADD" | "DEL", { r: ProbeReport; wall: number }[]> = { ADD: [], DEL: [] };
-  const emptyFirstJs: number[] = [];
+  const traces: Record<"empty" | "ADD" | "DEL", TraceRun[]> = { empty: [], ADD: [], DEL: [] };
+  const probes: Record<"ADD" | "DEL", ProbeReport[]> = { ADD: [], DEL: [] };
   for (let i = 0; i < k + 1; i++) {
     for (const [name, spec] of Object.entries(specs)) {
       const t = await runPods(jobDir, [{ label: name, execs: [spec] }]);
       if (name.startsWith("ADD")) await verifyAdded(f, "podplex", 0, N);
       if (name.startsWith("DEL")) await verifyDeleted(f, "podplex", 0);
       if (i === 0) continue; // the first iteration warms the probe's and empty's code cache
+      const exec = t.pods[0].execs[0];
       (walls[name] ??= []).push(t.pods[0].wallMs);
-      (rss[name] ??= []).push(t.pods[0].execs[0].maxRssKb);
-      if (name === "empty deno run") {
-        const r = JSON.parse(await Deno.readTextFile(rep));
-        emptyFirstJs.push(r.marks.firstJs - r.forkMs);
+      (rss[name] ??= []).push(exec.maxRssKb);
+      const cmd = name.startsWith("ADD") ? "ADD" : name.startsWith("DEL") ? "DEL" : "empty";
+      if (spec.env.PODPLEX_TRACE) {
+        traces[cmd].push(parseTrace(await Deno.readTextFile(errFile), exec));
       }
-      if (name.endsWith("probe")) {
-        const cmd = name.startsWith("ADD") ? "ADD" : "DEL";
-        const r = JSON.parse(await Deno.readTextFile(rep)) as ProbeReport;
-        raw[cmd].push({ r, wall: t.pods[0].wallMs });
+      if (name.endsWith("probe") && cmd !== "empty") {
+        probes[cmd].push(JSON.parse(await Deno.readTextFile(rep)) as ProbeReport);
       }
-    }
-  }
-  // Runtime start is the empty script's median: pairing single runs would add their noise.
-  const start = summarize(emptyFirstJs).p50;
-  for (const cmd of ["ADD", "DEL"] as const) {
-    for (const { r, wall } of raw[cmd]) {
-      reports[cmd].push(r);
-      rows[cmd].push(parts(r, start, wall));
     }
   }
   const sums = (o: Record<string, number[]>) =>
@@ -243,7 +233,11 @@ export async function measureBreakdown(
     iterations: k,
     walls: sums(walls),
     maxRssKb: sums(rss),
-    add: phase(reports.ADD, rows.ADD, k),
-    del: phase(reports.DEL, rows.DEL, k),
+    trace: {
+      empty: summarizeTraces(traces.empty),
+      add: summarizeTraces(traces.ADD),
+      del: summarizeTraces(traces.DEL),
+    },
+    probe: { add: probeBreakdown(probes.ADD), del: probeBreakdown(probes.DEL) },
   };
 }

@@ -1,12 +1,12 @@
 /**
  * The trivial script whose `deno run` (bundled, same flags as `bin/podplex`) is the runtime's
- * start cost. It only records when its first statement ran, when asked to.
+ * start cost. With `PODPLEX_TRACE=1` it writes podplex's trace line with one `entry` mark, so
+ * the bench reads its start the same way as podplex's.
  *
  * @module
  */
-const report = Deno.env.get("PP_PROBE_REPORT");
-if (report) {
-  const firstJs = performance.timeOrigin + performance.now();
-  const forkMs = Number(Deno.env.get("PP_FORK_REALTIME_US")) / 1000;
-  Deno.writeTextFileSync(report, JSON.stringify({ forkMs, marks: { firstJs } }));
+if (Deno.env.get("PODPLEX_TRACE") === "1") {
+  const entry = performance.timeOrigin + performance.now();
+  const line = `PODPLEX_TRACE ${JSON.stringify({ marks: [["entry", entry], ["exit", entry]] })}\n`;
+  Deno.stderr.writeSync(new TextEncoder().encode(line));
 }

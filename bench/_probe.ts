@@ -1,8 +1,8 @@
 /**
  * The bench's probe: podplex's own `cli/main.ts` behind the instrumentation of
- * `_probe_hooks.ts`, bundled like `dist/podplex.js` and run with the same flags, so one ADD
- * can be split into runtime start, module load, symbol binding, kernel work, file writes and
- * the rest. Writes its report to `PP_PROBE_REPORT`.
+ * `_probe_hooks.ts`, bundled like `dist/` and run with the same flags, for what podplex's
+ * trace marks cannot split out of a phase: time inside C calls, symbol binding, file calls
+ * by directory and lazy chunk imports. Writes its report to `PP_PROBE_REPORT`.
  *
  * @module
  */

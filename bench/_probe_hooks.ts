@@ -1,8 +1,10 @@
 /**
- * Instrumentation for the bench's probe bundle (never part of podplex): wraps `Deno.dlopen`
- * (timing the binding and every FFI call by symbol) and the Deno file APIs (timing them by
- * the directory they touch), and keeps marks relative to the runner's fork. Must be the
- * probe's first import so that it is evaluated before podplex's modules.
+ * Instrumentation for the bench's probe bundle (never part of podplex): times what
+ * podplex's own trace marks cannot split out of a phase: the C calls by symbol (`Deno.dlopen`
+ * and `Deno.UnsafeFnPointer` wrapped: ffi/_lib.ts binds symbols by address and calls them
+ * through function pointers), the binding itself, the Deno file APIs by the directory they
+ * touch, and the lazy chunk imports. Must be the probe's first import so that it is evaluated
+ * before podplex's modules.
  *
  * @module
  */
@@ -12,9 +14,6 @@ export function now(): number {
   return performance.timeOrigin + performance.now();
 }
 
-const forkUs = Number(Deno.env.get("PP_FORK_REALTIME_US") ?? "NaN");
-/** The fork by the runner, in epoch ms (NaN when not run by the runner with `S`). */
-export const forkMs = forkUs / 1000;
 /** Marks in epoch ms. */
 export const marks: Record<string, number> = { firstJs: now() };
 
@@ -24,22 +23,20 @@ export interface Acc {
   calls: number;
 }
 
-/** Time spent binding symbols (dlopen), per library. */
-export const binding: Record<string, Acc & { symbols: number }> = {};
-/** Time spent inside FFI calls, per symbol. */
+/**
+ * Time spent binding, per library (`dlopen` of the symbols' addresses) and under
+ * "UnsafeFnPointer" (making the callable pointers); `calls` counts symbols.
+ */
+export const binding: Record<string, Acc> = {};
+/** Time spent inside C calls, per symbol. */
 export const ffiCalls: Record<string, Acc> = {};
 /** Time spent in file calls, per category (state, leases, networks, other). */
 export const fsCalls: Record<string, Acc> = {};
 
-/** Start and end of every instrumented call, to find where podplex's own JS time goes. */
-export const timeline: { t0: number; t1: number; what: string }[] = [];
-
-function add(table: Record<string, Acc>, key: string, ms: number): void {
-  const t1 = performance.now();
-  timeline.push({ t0: t1 - ms, t1, what: key });
+function add(table: Record<string, Acc>, key: string, ms: number, calls = 1): void {
   const a = table[key] ??= { ms: 0, calls: 0 };
   a.ms += ms;
-  a.calls++;
+  a.calls += calls;
 }
 
 // deno-lint-ignore no-explicit-any
@@ -66,27 +63,45 @@ function category(path: unknown): string {
   return dirs.find(([, d]) => p.startsWith(d))?.[0] ?? "other";
 }
 
+/** Symbol names by address, from the pointer statics dlopen returned. */
+const symbolAt = new Map<string, string>();
+
 function wrapDlopen(): void {
   const dlopen = Deno.dlopen;
   // deno-lint-ignore no-explicit-any
   (Deno as any).dlopen = (path: string, symbols: Record<string, unknown>) => {
     const t = performance.now();
     const lib = dlopen(path, symbols as Deno.ForeignLibraryInterface);
-    const b = binding[path] ??= { ms: 0, calls: 0, symbols: 0 };
-    b.ms += performance.now() - t;
-    b.calls++;
-    b.symbols += Object.keys(symbols).length;
+    add(binding, path, performance.now() - t, Object.keys(symbols).length);
     const wrapped: Record<string, unknown> = {};
-    for (const [name, fn] of Object.entries(lib.symbols)) {
-      wrapped[name] = typeof fn === "function"
-        ? timed(fn as Fn, (ms) => {
-          add(ffiCalls, name, ms);
-          timeline[timeline.length - 1].what = `ffi ${name}`;
-        })
-        : fn;
+    for (const [name, v] of Object.entries(lib.symbols)) {
+      if (typeof v === "function") {
+        wrapped[name] = timed(v as Fn, (ms) => add(ffiCalls, name, ms));
+      } else {
+        if (v !== null && typeof v === "object") {
+          symbolAt.set(String(Deno.UnsafePointer.value(v as Deno.PointerObject)), name);
+        }
+        wrapped[name] = v;
+      }
     }
     return { symbols: wrapped, close: () => lib.close() };
   };
+}
+
+function wrapFnPointer(): void {
+  const Original = Deno.UnsafeFnPointer;
+  class TimedFnPointer<D extends Deno.ForeignFunction> extends Original<D> {
+    constructor(pointer: Deno.PointerObject<NoInfer<D>>, definition: D) {
+      const t = performance.now();
+      super(pointer, definition);
+      const name = symbolAt.get(String(Deno.UnsafePointer.value(pointer))) ?? "(unnamed)";
+      const call = this.call.bind(this) as Fn;
+      this.call = timed(call, (ms) => add(ffiCalls, name, ms)) as typeof this.call;
+      add(binding, "UnsafeFnPointer", performance.now() - t);
+    }
+  }
+  // deno-lint-ignore no-explicit-any
+  (Deno as any).UnsafeFnPointer = TimedFnPointer;
 }
 
 const FS_PATH_FNS = [
@@ -148,7 +163,6 @@ function wrapFs(): void {
       const r = fn(path, ...rest);
       const done = (v: unknown) => {
         add(fsCalls, cat, performance.now() - t);
-        timeline[timeline.length - 1].what = `${name} ${String(path).split("/").pop()}`;
         if (v && typeof v === "object" && name.startsWith("open")) fileCategory.set(v, cat);
         return v;
       };
@@ -181,43 +195,21 @@ function lazyImport(name: string): Promise<unknown> {
   lazyImports.calls++;
   lazyImports.modules.push(name);
   return import(new URL(name, here).href).finally(() => {
-    if (--importDepth === 0) {
-      const t1 = performance.now();
-      lazyImports.ms += t1 - importStart;
-      timeline.push({ t0: importStart, t1, what: `import ${name}` });
-    }
+    if (--importDepth === 0) lazyImports.ms += performance.now() - importStart;
   });
 }
 
 // deno-lint-ignore no-explicit-any
 (globalThis as any).__ppImport = lazyImport;
 wrapDlopen();
+wrapFnPointer();
 wrapFs();
-
-/** The largest stretches of main() with no instrumented call running: podplex's own JS. */
-function gaps(from: number, to: number): { ms: number; after: string; before: string }[] {
-  const evs = [...timeline].sort((a, b) => a.t0 - b.t0);
-  const out: { ms: number; after: string; before: string }[] = [];
-  let t = from;
-  let last = "main() start";
-  for (const e of evs) {
-    if (e.t0 > t) out.push({ ms: e.t0 - t, after: last, before: e.what });
-    if (e.t1 > t) {
-      t = e.t1;
-      last = e.what;
-    }
-  }
-  if (to > t) out.push({ ms: to - t, after: last, before: "main() end" });
-  return out.sort((a, b) => b.ms - a.ms).slice(0, 6);
-}
 
 /** Writes the probe's report (JSON, one line) to `path`. */
 export function report(path: string, exitCode: number): void {
   marks.exit = now();
-  const origin = performance.timeOrigin;
-  const jsGaps = gaps(marks.loaded - origin, marks.done - origin);
   Deno.writeTextFileSync(
     path,
-    JSON.stringify({ exitCode, forkMs, marks, binding, ffiCalls, fsCalls, lazyImports, jsGaps }),
+    JSON.stringify({ exitCode, marks, binding, ffiCalls, fsCalls, lazyImports }),
   );
 }

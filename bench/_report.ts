@@ -1,14 +1,16 @@
 /**
  * The bench's output: the printed tables (medians with p10–p90, ratios, memory, bursts, the
- * ADD breakdown) and the JSON + SVG files under `bench/results/`.
+ * issue 7 targets, the startup path and the ADD/DEL breakdown by trace phase) and the JSON,
+ * SVG and text files under `bench/results/`.
  *
  * @module
  */
-import type { Breakdown, PhaseBreakdown } from "./_breakdown.ts";
+import type { Breakdown, ProbeBreakdown } from "./_breakdown.ts";
 import { type ContenderId, CONTENDERS } from "./_fixture.ts";
 import type { BurstSamples, PodSamples, ScenarioResult } from "./_scenarios.ts";
 import { pairSum, r2, summarize, type Summary } from "./_stats.ts";
 import { chart } from "./_svg.ts";
+import { describePhase, type TraceBreakdown } from "./_trace.ts";
 
 /** Everything one bench run measured. */
 export interface BenchResults {
@@ -125,17 +127,30 @@ function burstTable(results: BenchResults): string {
   );
 }
 
-function breakdownTable(title: string, p: PhaseBreakdown): string {
-  const rows = Object.entries(p.parts).map(([k, s]) => [k, f1(s.p50), `${f1(s.p10)}–${f1(s.p90)}`]);
-  const total = Object.values(p.parts).reduce((a, s) => a + s.p50, 0);
-  rows.push(["sum of medians", f1(total), ""]);
-  const ffi = p.topFfi.map((x) => `${x.symbol} ${x.ms.toFixed(2)} ms/${x.calls}x`).join(", ");
-  const bound = p.bound.map((b) => `${b.library}: ${b.symbols} symbols ${b.ms} ms`).join("; ");
-  return `${title}\n${table(["part", "p50 ms", "p10–p90"], rows)}\n` +
-    `  top FFI calls (mean per run): ${ffi}\n  bound: ${bound}\n` +
-    `  lazily imported: ${p.lazyModules.join(", ") || "none"}\n` +
-    `  longest stretches of podplex JS (median run):\n` +
-    p.jsGaps.map((g) => `    ${f1(g.ms)} ms between ${g.after} and ${g.before}`).join("\n");
+function traceTable(title: string, cmd: string, t: TraceBreakdown, empty: TraceBreakdown): string {
+  const rows = Object.entries(t.phases).map(([key, s]) => {
+    const [from, to] = key.split(" → ");
+    return [key, f1(s.p50), `${f1(s.p10)}–${f1(s.p90)}`, describePhase(cmd, from, to)];
+  });
+  const total = Object.values(t.phases).reduce((a, s) => a + s.p50, 0);
+  rows.push(["sum of medians", f1(total), "", `traced wall ${cell(t.wall)}`]);
+  const e = (key: string) => f1(empty.phases[key]?.p50 ?? NaN);
+  return `${title}\n${table(["phase", "p50 ms", "p10–p90", "what"], rows)}\n` +
+    `  for comparison, empty deno run: exec → entry ${e("exec → entry")} ms, ` +
+    `exit → reaped ${e("exit → reaped")} ms`;
+}
+
+function probeTable(add: ProbeBreakdown, del: ProbeBreakdown): string {
+  const rows = Object.keys(add.parts).map((k) => [k, cell(add.parts[k]), cell(del.parts[k])]);
+  const top = (p: ProbeBreakdown) =>
+    p.topFfi.map((x) => `${x.symbol} ${x.ms.toFixed(2)} ms/${x.calls}x`).join(", ");
+  return `${table(["part", "ADD p50 [p10–p90]", "DEL p50 [p10–p90]"], rows)}\n` +
+    `  C calls per run: ADD ${add.ffiCalls}, DEL ${del.ffiCalls}; ` +
+    `symbols bound: ADD ${add.symbols}, DEL ${del.symbols}\n` +
+    `  slowest C functions, ADD (mean per run): ${top(add) || "none"}\n` +
+    `  slowest C functions, DEL (mean per run): ${top(del) || "none"}\n` +
+    `  lazily imported: ADD ${add.lazyModules.join(", ") || "none"}; ` +
+    `DEL ${del.lazyModules.join(", ") || "none"}`;
 }
 
 function targets(results: BenchResults): string {
@@ -182,16 +197,23 @@ export function formatReport(r: BenchResults): string {
   if (b) {
     const walls = Object.entries(b.walls)
       .map(([k, s]) => [k, cell(s), mb(b.maxRssKb[k].max)]);
+    const runs = `${b.attachments} attachments, ${b.trace.add.runs} runs`;
     parts.push(
       `\nStartup path (${b.attachments} attachments, ${b.iterations} iterations): whole processes`,
       table(["process", "wall ms p50 [p10–p90]", "max RSS MB"], walls),
       "",
-      breakdownTable(
-        "One podplex ADD, by part (probe bundle: cli/main.ts behind timing wrappers)",
-        b.add,
+      traceTable(
+        `One podplex ADD by phase, from its PODPLEX_TRACE marks (bin/podplex, ${runs})`,
+        "ADD",
+        b.trace.add,
+        b.trace.empty,
       ),
       "",
-      breakdownTable("One podplex DEL, by part", b.del),
+      traceTable(`One podplex DEL by phase (${runs})`, "DEL", b.trace.del, b.trace.empty),
+      "",
+      "What the marks cannot split out of a phase (probe bundle: cli/main.ts behind timing " +
+        "wrappers; these overlap the phases above)",
+      probeTable(b.probe.add, b.probe.del),
     );
   }
   return parts.join("\n");

@@ -20,7 +20,7 @@ export interface ExecSpec {
   stdin?: string;
   /** A file the exec's stderr goes to (default: the runner's stderr). */
   stderr?: string;
-  /** Pass PP_FORK_REALTIME_US (the probe measures its startup from it). */
+  /** Pass PP_FORK_REALTIME_US (CLOCK_REALTIME µs at fork) and report it back. */
   stamp?: boolean;
 }
 
@@ -36,6 +36,8 @@ export interface ExecTiming {
   startMs: number;
   wallMs: number;
   maxRssKb: number;
+  /** The fork on CLOCK_REALTIME in epoch ms, for a stamped exec (NaN otherwise). */
+  forkEpochMs: number;
 }
 
 /** One pod's measurement: from its first fork to its last wait. */
@@ -99,6 +101,7 @@ function parse(pods: PodJob[], text: string): RunTiming {
         startMs: +f[4] / 1000,
         wallMs: +f[5] / 1000,
         maxRssKb: +f[6],
+        forkEpochMs: +f[7] ? +f[7] / 1000 : NaN,
       };
     } else if (f[0] === "P") {
       Object.assign(timings[+f[1]], {

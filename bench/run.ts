@@ -1,8 +1,9 @@
 /**
  * `deno task bench`: podplex against the reference CNI plugins and the kernel floor, for
  * pods with 1, 3 and 5 bridge + host-local attachments, ADD, DEL and ADD+DEL, pods one after
- * another and all at once; then the breakdown of one podplex ADD. Prints a table and writes
- * `bench/results/latest.json` and `bench/results/latest.svg`.
+ * another and all at once; then the startup path and the breakdown of one podplex ADD and DEL
+ * by the phases of its `PODPLEX_TRACE` marks. Prints the tables and writes
+ * `bench/results/latest.{json,svg,txt}`.
  *
  * Needs root (it creates `pp` netns, bridges and veths, all removed on exit and on Ctrl-C).
  *
@@ -72,7 +73,7 @@ async function bench(f: Fixture, opts: ReturnType<typeof options>): Promise<Benc
   }
   let breakdown: Breakdown | undefined;
   if (opts.breakdown) {
-    progress("breakdown of one podplex ADD");
+    progress("breakdown of one podplex ADD and DEL");
     breakdown = await measureBreakdown(f, jobDir, opts.breakdown);
   }
   return {

@@ -15,10 +15,12 @@
  *   S                also pass PP_FORK_REALTIME_US = CLOCK_REALTIME at fork, in µs
  *
  * Output on stdout, one line per record (each written with a single write(2)):
- *   R <pod> <exec> <exit> <start_us> <wall_us> <maxrss_kb>
+ *   R <pod> <exec> <exit> <start_us> <wall_us> <maxrss_kb> <fork_realtime_us>
  *   P <pod> <start_us> <wall_us> <ok>
  *   T <wall_us>
- * start_us is relative to the runner's start of timing. A failing exec's stdout is copied to
+ * start_us is relative to the runner's start of timing; fork_realtime_us is the value passed
+ * with S (0 without), so that marks the child takes on CLOCK_REALTIME can be put on the
+ * runner's timeline. A failing exec's stdout is copied to
  * stderr; a pod stops at its first failing exec; the runner then exits 1.
  */
 #define _GNU_SOURCE
@@ -185,9 +187,11 @@ static int run_exec(int pod, int idx, struct exec_spec *e) {
   int in[2], out[2];
   if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC)) die("pipe");
   char stamp[64];
+  int64_t fork_rt = 0;
   int64_t start = now_us(CLOCK_MONOTONIC);
   if (e->stamp) {
-    snprintf(stamp, sizeof(stamp), "PP_FORK_REALTIME_US=%lld", (long long)now_us(CLOCK_REALTIME));
+    fork_rt = now_us(CLOCK_REALTIME);
+    snprintf(stamp, sizeof(stamp), "PP_FORK_REALTIME_US=%lld", (long long)fork_rt);
     e->envp[e->nenv] = stamp;
   }
   pid_t pid = fork();
@@ -220,8 +224,8 @@ static int run_exec(int pod, int idx, struct exec_spec *e) {
   int64_t end = now_us(CLOCK_MONOTONIC);
   e->envp[e->nenv] = NULL;
   int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  emit("R %d %d %d %lld %lld %ld\n", pod, idx, code, (long long)(start - t_origin),
-       (long long)(end - start), ru.ru_maxrss);
+  emit("R %d %d %d %lld %lld %ld %lld\n", pod, idx, code, (long long)(start - t_origin),
+       (long long)(end - start), ru.ru_maxrss, (long long)fork_rt);
   if (code != 0) {
     outbuf[got] = 0;
     fprintf(stderr, "runner: pod %s exec %d (%s) exited %d; stdout: %s\n", pods[pod].label, idx,
