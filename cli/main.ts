@@ -40,6 +40,7 @@ function usage(): string {
   return `usage: podplex <command> [args...]   commands: ${names}\n` +
     `       podplex <command> --help   (pod up|down|check|list|exec, net list|show|validate,\n` +
     `       status, gc, graph, install: pods and networks on one machine without Kubernetes)\n` +
+    `       podplex serve [--socket PATH]   (resident daemon for .tools/podplex-client)\n` +
     `       CNI_COMMAND=ADD|DEL|CHECK|GC|STATUS|VERSION podplex < conf.json   (as a CNI plugin)\n`;
 }
 
@@ -54,6 +55,7 @@ export const SUBCOMMANDS: Record<string, () => Promise<Subcommand>> = {
   gc: () => import("./gc.ts"),
   graph: () => import("./graph.ts"),
   install: () => import("./install.ts"),
+  serve: () => import("./serve.ts"),
   version: () =>
     Promise.resolve({
       main(): Promise<number> {
