@@ -53,10 +53,14 @@ export async function metaAdd(call: MetaCall): Promise<Record<string, unknown>> 
 
   const state = newPodState(call);
   state.linkGroup = linkGroupFor(containerId, ifname);
+  state.attachments = plan.attachments.map((att) => recordFor(call, att));
+  // Written before any side effect: a podplex killed mid-ADD leaves a state from which the
+  // runtime's DEL releases whatever was made (DELs of attachments never made are no-ops).
+  await call.store.save(state);
   const results: CniResult[] = [];
   try {
     for (const [i, att] of plan.attachments.entries()) {
-      results.push(await addOne(call, state, att));
+      results.push(await addOne(call, state.attachments[i], att, state.linkGroup));
       if (tracing) mark(`att:${i}:end`);
     }
     // Updates the results in place: they are the objects the state records hold.
@@ -65,18 +69,7 @@ export async function metaAdd(call: MetaCall): Promise<Record<string, unknown>> 
     await call.store.save(state);
     mark("state");
   } catch (e) {
-    const err = CniError.wrap(e);
-    call.log.warning(`ADD of "${containerId}" failed, rolling back: ${err.message}`);
-    // A conf that cannot be parsed fails its DEL the same way; it made nothing to undo, so
-    // such errors would only repeat the ADD's.
-    const undo = (await delAttachments(call, state)).filter((u) =>
-      u.code !== Code.InvalidConfig && u.code !== Code.DecodeFailure
-    );
-    for (const u of undo) call.log.error(`Rollback of "${containerId}": ${u.message}`);
-    if (undo.length) {
-      throw new CniError(err.code, err.message, joinDetails(err.details, undo), { cause: e });
-    }
-    throw err;
+    throw await rollBack(call, state, results.length, e);
   }
   await publishNetworkStatus(call, state);
   const merged = mergeResults(
@@ -91,29 +84,37 @@ export async function metaAdd(call: MetaCall): Promise<Record<string, unknown>> 
   return convertResult(merged, conf.cniVersion);
 }
 
-/** Runs one attachment's chain; records it in `state` first so a failure rolls it back too. */
-async function addOne(call: MetaCall, state: PodState, att: PlannedAttachment): Promise<CniResult> {
-  const confText = withCniArgs(att.network.confText, att.selection?.cniArgs);
-  const capabilityArgs = capabilityArgsFor(att, call.runtimeArgs);
+/** What the state remembers of one attachment before it runs: its exact conf and args. */
+function recordFor(call: MetaCall, att: PlannedAttachment): AttachmentState {
   const record: AttachmentState = {
     network: att.network.statusName,
     ifname: att.ifname,
     isCluster: att.isCluster,
     isDefault: att.isDefault,
-    confText,
+    confText: withCniArgs(att.network.confText, att.selection?.cniArgs),
   };
   const cniArgs = cniArgsFor(att, call.env.args);
   if (cniArgs !== undefined) record.cniArgs = cniArgs;
+  const capabilityArgs = capabilityArgsFor(att, call.runtimeArgs);
   if (Object.keys(capabilityArgs).length) record.capabilityArgs = capabilityArgs;
-  state.attachments.push(record);
+  return record;
+}
+
+/** Runs one attachment's chain and keeps its result in `record`. */
+async function addOne(
+  call: MetaCall,
+  record: AttachmentState,
+  att: PlannedAttachment,
+  linkGroup?: number,
+): Promise<CniResult> {
   try {
-    const list = parseConfOrList(confText);
-    const env: PluginEnv = { ...call.env, ifname: att.ifname, args: cniArgs };
+    const list = parseConfOrList(record.confText);
+    const env: PluginEnv = { ...call.env, ifname: att.ifname, args: record.cniArgs };
     const { result } = await runChain(list, "ADD", {
       env,
       registry: call.registry,
-      capabilityArgs,
-      linkGroup: state.linkGroup,
+      capabilityArgs: record.capabilityArgs ?? {},
+      linkGroup,
     });
     record.result = result as unknown as Record<string, unknown>;
     return result!;
@@ -124,6 +125,35 @@ async function addOne(call: MetaCall, state: PodState, att: PlannedAttachment): 
       `Network "${att.network.statusName}" (interface "${att.ifname}") failed`,
     );
   }
+}
+
+/**
+ * Undoes a failed ADD: DELs the attachments that were tried (`done` finished, plus the one
+ * that failed) in reverse, then forgets the pod. Returns the error to throw: the ADD's,
+ * with whatever the rollback could not release in its details (the state then stays, so the
+ * runtime's DEL can finish the job).
+ */
+async function rollBack(
+  call: MetaCall,
+  state: PodState,
+  done: number,
+  e: unknown,
+): Promise<CniError> {
+  const err = CniError.wrap(e);
+  const { containerId, ifname } = state;
+  call.log.warning(`ADD of "${containerId}" failed, rolling back: ${err.message}`);
+  const tried = { ...state, attachments: state.attachments.slice(0, done + 1) };
+  // A conf that cannot be parsed fails its DEL the same way; it made nothing to undo, so
+  // such errors would only repeat the ADD's.
+  const undo = (await delAttachments(call, tried)).filter((u) =>
+    u.code !== Code.InvalidConfig && u.code !== Code.DecodeFailure
+  );
+  for (const u of undo) call.log.error(`Rollback of "${containerId}": ${u.message}`);
+  if (undo.length) {
+    return new CniError(err.code, err.message, joinDetails(err.details, undo), { cause: e });
+  }
+  await call.store.remove(containerId, ifname);
+  return err;
 }
 
 /** The pod's annotations: from the runtime (containerd), else the API server, else none. */
