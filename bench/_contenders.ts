@@ -3,6 +3,8 @@
  * region) that the pod really got its interfaces and really lost them.
  *
  * - podplex: `bin/podplex` once per pod, exactly as a runtime execs it (env + stdin).
+ * - serve: the same call through a resident `podplex serve`: the client with the launcher's
+ *   deno command after `--` (the sh launcher's ~1 ms is not included).
  * - reference: `/usr/lib/cni/bridge` (host-local IPAM) once per attachment, DEL in reverse.
  * - floor: the same kernel work by `ip -batch`: one process for the host side (veth pair with
  *   its peer born in the pod netns, bridge port, up) and one inside the pod netns (up,
@@ -16,11 +18,13 @@ import {
   type ContenderId,
   type Fixture,
   ifname,
+  isPodplex,
   leasesDir,
   netConfFile,
   netnsName,
   podplexConfFile,
   routeDst,
+  serveSocket,
   stateDir,
   subnet,
 } from "./_fixture.ts";
@@ -56,6 +60,22 @@ export function cniEnv(
 
 function podplexExec(f: Fixture, j: number, n: number, cmd: "ADD" | "DEL"): ExecSpec[] {
   return [{ path: f.build.bin, env: cniEnv(f, "podplex", j, cmd), stdin: podplexConfFile(f, n) }];
+}
+
+function serveExec(f: Fixture, j: number, n: number, cmd: "ADD" | "DEL"): ExecSpec[] {
+  const root = f.build.bin.replace(/\/bin\/podplex$/, "");
+  const deno = `${root}/.tools/node_modules/.bin/deno`;
+  const flags = ["--allow-all", "--no-config", "--no-prompt", "--cached-only", "--quiet"];
+  return [{
+    path: `${root}/.tools/podplex-client`,
+    args: ["--", deno, "run", ...flags, f.build.entry],
+    env: {
+      ...cniEnv(f, "serve", j, cmd),
+      PODPLEX_SOCKET: serveSocket(f),
+      PODPLEX_ARGV0: "podplex",
+    },
+    stdin: podplexConfFile(f, n, "serve"),
+  }];
 }
 
 function referenceExecs(f: Fixture, j: number, n: number, cmd: "ADD" | "DEL"): ExecSpec[] {
@@ -114,6 +134,8 @@ export async function podJob(
 ): Promise<PodJob> {
   const execs = c === "podplex"
     ? podplexExec(f, j, n, cmd)
+    : c === "serve"
+    ? serveExec(f, j, n, cmd)
     : c === "reference"
     ? referenceExecs(f, j, n, cmd)
     : await floorExecs(f, j, n, cmd);
@@ -183,7 +205,7 @@ async function filesUnder(dir: string, keep: (name: string) => boolean): Promise
 /** Checks that a contender holds no lease (and podplex no state) once all its pods are gone. */
 export async function verifyReleased(f: Fixture, c: ContenderId): Promise<void> {
   const leases = await filesUnder(leasesDir(f, c), (n) => /^[0-9.]+$/.test(n));
-  const state = c === "podplex" ? await filesUnder(stateDir(f), () => true) : [];
+  const state = isPodplex(c) ? await filesUnder(stateDir(f, c), () => true) : [];
   if (leases.length || state.length) {
     throw new Error(`${c}: DEL left ${[...leases, ...state].join(", ")} behind`);
   }

@@ -8,8 +8,11 @@
 
 import { type BuildInfo, snapshotBuild } from "./_build.ts";
 
-/** The three contenders, in the order of their address blocks. */
-export const CONTENDERS = ["podplex", "reference", "floor"] as const;
+/**
+ * The contenders, in the order of their address blocks. `serve` is podplex behind a resident
+ * `podplex serve` daemon, exec'd as the launcher would: `.tools/podplex-client -- deno ...`.
+ */
+export const CONTENDERS = ["podplex", "reference", "floor", "serve"] as const;
 /** A contender's name. */
 export type ContenderId = typeof CONTENDERS[number];
 
@@ -24,6 +27,8 @@ export interface Fixture {
   pods: number;
   /** The frozen copy of bin/podplex + dist/ that the bench execs. */
   build: BuildInfo;
+  /** The `podplex serve` daemon of the `serve` contender. */
+  daemon?: Deno.ChildProcess;
   cleanup(): Promise<void>;
 }
 
@@ -62,19 +67,29 @@ export function leasesDir(f: Fixture, c: ContenderId): string {
   return `${f.dir}/leases-${c}`;
 }
 
-/** podplex's stateDir. */
-export function stateDir(f: Fixture): string {
-  return `${f.dir}/podplex/state`;
+/** podplex's stateDir (`serve` has its own). */
+export function stateDir(f: Fixture, c: ContenderId = "podplex"): string {
+  return `${f.dir}/${c}/state`;
 }
 
-/** podplex's networksDir. */
-export function networksDir(f: Fixture): string {
-  return `${f.dir}/podplex/networks.d`;
+/** podplex's networksDir (`serve` has its own). */
+export function networksDir(f: Fixture, c: ContenderId = "podplex"): string {
+  return `${f.dir}/${c}/networks.d`;
+}
+
+/** Whether a contender is podplex (exec'd directly or through its daemon). */
+export function isPodplex(c: ContenderId): boolean {
+  return c === "podplex" || c === "serve";
+}
+
+/** The socket of the `serve` contender's daemon. */
+export function serveSocket(f: Fixture): string {
+  return `${f.dir}/serve/run/podplex.sock`;
 }
 
 /** The reference conf file of attachment `i` of contender `c` (stdin of a bridge exec). */
 export function netConfFile(f: Fixture, c: ContenderId, i: number): string {
-  return c === "podplex" ? `${networksDir(f)}/default/net${i}.json` : `${f.dir}/${c}/net${i}.json`;
+  return isPodplex(c) ? `${networksDir(f, c)}/default/net${i}.json` : `${f.dir}/${c}/net${i}.json`;
 }
 
 /** The same conf a user would write for the reference bridge: bridge + host-local + a route. */
@@ -94,19 +109,19 @@ function netConf(f: Fixture, c: ContenderId, i: number): Record<string, unknown>
 }
 
 /** podplex's conf for `n` attachments: the cluster network plus n-1 default networks. */
-export function podplexConfFile(f: Fixture, n: number): string {
-  return `${f.dir}/podplex/conf-${n}.json`;
+export function podplexConfFile(f: Fixture, n: number, c: ContenderId = "podplex"): string {
+  return `${f.dir}/${c}/conf-${n}.json`;
 }
 
-function podplexConf(f: Fixture, n: number): Record<string, unknown> {
+function podplexConf(f: Fixture, n: number, c: ContenderId): Record<string, unknown> {
   return {
     cniVersion: "1.0.0",
     name: "podplex",
     type: "podplex",
     clusterNetwork: "default/net0",
     defaultNetworks: Array.from({ length: n - 1 }, (_, i) => `default/net${i + 1}`),
-    networksDir: networksDir(f),
-    stateDir: stateDir(f),
+    networksDir: networksDir(f, c),
+    stateDir: stateDir(f, c),
   };
 }
 
@@ -130,6 +145,10 @@ async function writeJson(path: string, value: unknown): Promise<void> {
 
 /** Removes every netns and link whose name carries this run's id, then the temp dir. */
 async function removeAll(f: Fixture): Promise<void> {
+  if (f.daemon) {
+    f.daemon.kill("SIGTERM");
+    await f.daemon.status;
+  }
   const prefix = `pp${f.rid}`;
   const netns = await new Deno.Command("ip", { args: ["netns", "list"], stdout: "piped" })
     .output();
@@ -144,6 +163,25 @@ async function removeAll(f: Fixture): Promise<void> {
     if (ifname.startsWith(prefix)) await ip("link", "delete", ifname);
   }
   await Deno.remove(f.dir, { recursive: true }).catch(() => {});
+}
+
+/** Builds the client and starts `podplex serve` from the frozen build on serveSocket(f). */
+async function startDaemon(f: Fixture): Promise<Deno.ChildProcess> {
+  const root = new URL("..", import.meta.url).pathname;
+  const built = await new Deno.Command("sh", { args: [`${root}scripts/build-client.sh`] }).output();
+  if (!built.success) throw new Error("Cannot build .tools/podplex-client");
+  const daemon = new Deno.Command(f.build.bin, {
+    args: ["serve", "--socket", serveSocket(f)],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  for (let i = 0; i < 200; i++) {
+    if (await Deno.lstat(serveSocket(f)).then((s) => s.isSocket, () => false)) return daemon;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  daemon.kill("SIGKILL");
+  await daemon.status;
+  throw new Error(`podplex serve did not listen on "${serveSocket(f)}"`);
 }
 
 /**
@@ -166,8 +204,11 @@ export async function createFixture(pods: number): Promise<Fixture> {
       for (let j = 0; j < pods; j++) await ipOrThrow("netns", "add", netnsName(f, c, j));
     }
     for (let n = 1; n <= MAX_ATTACHMENTS; n++) {
-      await writeJson(podplexConfFile(f, n), podplexConf(f, n));
+      for (const c of ["podplex", "serve"] as const) {
+        await writeJson(podplexConfFile(f, n, c), podplexConf(f, n, c));
+      }
     }
+    f.daemon = await startDaemon(f);
     for (let i = 0; i < MAX_ATTACHMENTS; i++) {
       const br = bridgeName(f, "floor", i);
       await ipOrThrow("link", "add", br, "type", "bridge");

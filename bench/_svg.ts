@@ -13,6 +13,7 @@ const COLORS: Record<string, string> = {
   podplex: "#2b6cb0",
   reference: "#dd6b20",
   floor: "#718096",
+  serve: "#2f855a",
 };
 const PANEL_W = 300;
 const PANEL_H = 260;
