@@ -84,11 +84,18 @@ static void build_request(struct buf *req, const struct buf *in) {
   uint32_t count = 0;
   for (char **e = environ; *e; e++)
     if (!strncmp(*e, "CNI_", 4) || !strncmp(*e, "PODPLEX_ARGV0=", 14)) count++;
-  put32(&body, count);
+  /* The daemon runs the call in our cwd: relative paths must mean what they mean here. */
+  char cwd[4096 + 12] = "PODPLEX_CWD=";
+  int has_cwd = getcwd(cwd + 12, sizeof cwd - 12) != NULL;
+  put32(&body, count + has_cwd);
   for (char **e = environ; *e; e++) {
     if (strncmp(*e, "CNI_", 4) && strncmp(*e, "PODPLEX_ARGV0=", 14)) continue;
     put32(&body, (uint32_t)strlen(*e));
     put(&body, *e, strlen(*e));
+  }
+  if (has_cwd) {
+    put32(&body, (uint32_t)strlen(cwd));
+    put(&body, cwd, strlen(cwd));
   }
   put32(&body, (uint32_t)in->len);
   put(&body, in->p, in->len);

@@ -7,8 +7,8 @@
  *
  * Wire format (all integers big-endian; a frame is a u32 length, then that many bytes):
  * - request body: `PPQ1`, u64 netns inode, u64 mount-ns inode, u32 count, then per variable
- *   u32 length + `NAME=value` bytes (only CNI_* and PODPLEX_ARGV0 are kept), then u32
- *   length + the stdin bytes.
+ *   u32 length + `NAME=value` bytes (only CNI_*, PODPLEX_ARGV0 and PODPLEX_CWD, the client's
+ *   working directory, are kept), then u32 length + the stdin bytes.
  * - response body: `PPR1`, i32 status, u32 length + stdout bytes, u32 length + stderr bytes.
  *   status >= 0 is the exit code of a call that ran; {@link NOT_SERVED} means "not run"
  *   (other namespace, malformed request): the client runs podplex itself.
@@ -53,7 +53,7 @@ export interface ServeResponse {
 
 /** Whether the client may pass an environment variable to the daemon. */
 function forwarded(name: string): boolean {
-  return name.startsWith("CNI_") || name === "PODPLEX_ARGV0";
+  return name.startsWith("CNI_") || name === "PODPLEX_ARGV0" || name === "PODPLEX_CWD";
 }
 
 /**
@@ -135,12 +135,30 @@ export async function serveRequest(req: ServeRequest, own: NsIdentity): Promise<
   if (req.netns !== own.netns || req.mntns !== own.mntns) {
     return { status: NOT_SERVED, stdout: "", stderr: "wrong namespace" };
   }
+  const { PODPLEX_CWD: cwd, ...env } = req.env;
+  const home = Deno.cwd();
+  try {
+    // Relative paths (a conf's networksDir, CNI_NETNS) mean what they mean to the caller.
+    if (cwd) Deno.chdir(cwd);
+  } catch {
+    return { status: NOT_SERVED, stdout: "", stderr: `cannot enter the caller's cwd "${cwd}"` };
+  }
+  try {
+    return await runCaptured(env, req.stdin);
+  } finally {
+    try {
+      Deno.chdir(home);
+    } catch { /* the daemon's own cwd is gone; calls carry theirs */ }
+  }
+}
+
+async function runCaptured(env: Record<string, string>, stdin: Uint8Array): Promise<ServeResponse> {
   let stdout = "";
   let stderr = "";
-  const argv0 = req.env.PODPLEX_ARGV0;
+  const argv0 = env.PODPLEX_ARGV0;
   const io = {
-    env: req.env,
-    stdin: () => Promise.resolve(req.stdin),
+    env,
+    stdin: () => Promise.resolve(stdin),
     stdout: (s: string) => void (stdout += s),
     stderr: (s: string) => void (stderr += s),
     argv0,

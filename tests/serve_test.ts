@@ -104,12 +104,14 @@ async function call(
   env: Record<string, string>,
   stdin: string,
   inNs?: string,
+  cwd?: string,
 ): Promise<Outcome> {
   const argv = inNs ? ["ip", "netns", "exec", inNs, ...cmd] : cmd;
   const child = new Deno.Command(argv[0], {
     args: argv.slice(1),
     env: { PATH: Deno.env.get("PATH") ?? "/usr/sbin:/usr/bin:/sbin:/bin", ...env },
     clearEnv: true,
+    cwd,
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
@@ -315,6 +317,27 @@ Deno.test({
     assert.equal(err.code, 7);
     assert(err.msg.includes("clusterNetwrok"), err.msg);
     assert.equal(served(d, "ADD"), 1, d.log());
+  },
+});
+
+Deno.test({
+  name: "serve resolves a conf's relative paths against the caller's working directory",
+  ignore: !isRoot,
+  async fn() {
+    const { dir, launcher, socket } = await setup();
+    await using _dir = dir;
+    await using f = await fixture();
+    await using ns = await tempNetns();
+    await using d = await startDaemon(socket);
+    const rel = conf(f, { networksDir: "networks.d", stateDir: "state" });
+    const env = cniEnv("ADD", ns.path, "ppcwd", socket);
+    const add = await call([launcher], env, rel, undefined, f.dir);
+    assert.equal(add.code, 0, add.stdout + add.stderr);
+    assert.equal(served(d, "ADD"), 1, d.log());
+    assert.deepEqual(stateFiles(f.stateDir), ["ppcwd@eth0.json"]);
+    const del = await call([launcher], { ...env, CNI_COMMAND: "DEL" }, rel, undefined, f.dir);
+    assert.equal(del.code, 0, del.stdout + del.stderr);
+    assert.deepEqual(leaseFiles(f.dataDir), []);
   },
 });
 
