@@ -7,7 +7,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 DENO_VERSION=2.9.6
 
 pkgs=(libnl-3-200 libnl-route-3-200 iproute2 iputils-ping iptables nftables containernetworking-plugins
-  podman runc busybox-static)
+  podman runc busybox-static gcc libc6-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -33,3 +33,6 @@ fi
 # npm packages from deno.json's imports into Deno's cache: bin/podplex runs with
 # --cached-only (never the network at run time) and loads `yaml` from there on demand.
 (cd "$root" && "$deno_bin" install --quiet >/dev/null)
+
+# The C client of `podplex serve` (bin/podplex execs it only while a daemon's socket exists).
+sh "$root/scripts/build-client.sh"

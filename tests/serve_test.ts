@@ -1,7 +1,7 @@
 /**
  * `podplex serve` and `.tools/podplex-client` end to end, as root: a real daemon process on a
- * temp socket, a copy of `bin/podplex` with the proposed launcher change (LAUNCHER_PATCH, for
- * the lead to apply) that execs the client, real netns, bridges, leases and state on disk.
+ * temp socket, the real `bin/podplex` (which execs the client when the socket exists), real
+ * netns, bridges, leases and state on disk.
  * Every call goes through a process exactly as a runtime would make it; which path served a
  * call is read from the daemon's one log line per call.
  */
@@ -12,37 +12,6 @@ const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const CLIENT = `${ROOT}/.tools/podplex-client`;
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-
-/** The block proposed for bin/podplex, inserted before its `dist/main.js` exec. */
-export const LAUNCHER_PATCH =
-  `# A resident \`podplex serve\` takes CNI calls when its socket exists and the client is built
-# (scripts/build-client.sh); the client runs the usual command after \`--\` whenever the
-# daemon cannot take the call. Subcommands never go through it.
-if [ -n "\${CNI_COMMAND:-}" ] && [ $# -eq 0 ] && [ -x "$root/.tools/podplex-client" ] &&
-  [ -S "\${PODPLEX_SOCKET:-/run/podplex/podplex.sock}" ]; then
-  if [ -f "$root/dist/main.js" ]; then
-    exec "$root/.tools/podplex-client" -- "$deno" run --allow-all --no-config --no-prompt \\
-      --cached-only --quiet "$root/dist/main.js"
-  fi
-  exec "$root/.tools/podplex-client" -- "$deno" run --allow-all --no-check --no-prompt \\
-    --cached-only --quiet --config "$root/deno.json" "$root/cli/main.ts"
-fi
-
-`;
-
-/** Writes bin/podplex with LAUNCHER_PATCH into `dir`, its root pinned to this repo. */
-async function patchedLauncher(dir: string): Promise<string> {
-  const text = await Deno.readTextFile(`${ROOT}/bin/podplex`);
-  const anchor = 'if [ -f "$root/dist/main.js" ]; then\n  exec "$deno"';
-  assert(text.includes(anchor), "bin/podplex no longer has the dist/main.js exec to patch");
-  const rootLine = '[ "$root" = "$bindir" ] && root=$bindir/..\n';
-  assert(text.includes(rootLine), "bin/podplex no longer computes root as expected");
-  const out = text.replace(rootLine, `${rootLine}root=${ROOT}\n`)
-    .replace(anchor, LAUNCHER_PATCH + anchor);
-  const path = `${dir}/podplex`;
-  await Deno.writeTextFile(path, out, { mode: 0o755 });
-  return path;
-}
 
 /** A running `podplex serve`: its socket, log so far, and stop (SIGTERM) / crash (SIGKILL). */
 interface Daemon extends AsyncDisposable {
@@ -267,7 +236,7 @@ async function lifecycle(
 async function setup() {
   await run("sh", `${ROOT}/scripts/build-client.sh`);
   const dir = await tempDir("ppserve");
-  const launcher = await patchedLauncher(dir.path);
+  const launcher = `${ROOT}/bin/podplex`;
   return { dir, launcher, socket: `${dir.path}/run/podplex.sock` };
 }
 
