@@ -156,23 +156,31 @@ function probeTable(add: ProbeBreakdown, del: ProbeBreakdown): string {
 function targets(results: BenchResults): string {
   const at = (n: number) => results.sequential.find((s) => s.attachments === n);
   const out: string[] = [];
-  const three = at(3);
-  if (three) {
-    const [p, ref] = [phases(three.contenders.podplex), phases(three.contenders.reference)];
-    const ok = p.addDel.p50 < ref.addDel.p50;
-    out.push(
-      `3 attachments, podplex ADD+DEL faster than the reference: ${ok ? "yes" : "NO"} ` +
-        `(${f1(p.addDel.p50)} vs ${f1(ref.addDel.p50)} ms, ratio ${ratio(p.addDel, ref.addDel)})`,
-    );
-  }
-  const one = at(1);
-  if (one) {
-    const [p, ref] = [phases(one.contenders.podplex), phases(one.contenders.reference)];
-    const r = p.addDel.p50 / ref.addDel.p50;
-    out.push(
-      `1 attachment, podplex ADD+DEL within 2x of the reference bridge: ${r <= 2 ? "yes" : "NO"} ` +
-        `(ratio ${r.toFixed(2)}; ADD ${ratio(p.add, ref.add)}, DEL ${ratio(p.del, ref.del)})`,
-    );
+  // Both ways podplex can be run: a process per call, and behind `podplex serve`.
+  for (const name of ["podplex", "serve"] as const) {
+    const label = name === "podplex" ? "podplex" : "podplex serve";
+    const three = at(3);
+    const c3 = three?.contenders[name];
+    if (three && c3) {
+      const [p, ref] = [phases(c3), phases(three.contenders.reference)];
+      const ok = p.addDel.p50 < ref.addDel.p50;
+      out.push(
+        `3 attachments, ${label} ADD+DEL faster than the reference: ${ok ? "yes" : "NO"} ` +
+          `(${f1(p.addDel.p50)} vs ${f1(ref.addDel.p50)} ms, ratio ${ratio(p.addDel, ref.addDel)})`,
+      );
+    }
+    const one = at(1);
+    const c1 = one?.contenders[name];
+    if (one && c1) {
+      const [p, ref] = [phases(c1), phases(one.contenders.reference)];
+      const r = p.addDel.p50 / ref.addDel.p50;
+      out.push(
+        `1 attachment, ${label} ADD+DEL within 2x of the reference bridge: ${
+          r <= 2 ? "yes" : "NO"
+        } ` +
+          `(ratio ${r.toFixed(2)}; ADD ${ratio(p.add, ref.add)}, DEL ${ratio(p.del, ref.del)})`,
+      );
+    }
   }
   return out.join("\n");
 }
