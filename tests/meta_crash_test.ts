@@ -12,12 +12,13 @@ import { isRoot, linkExists, ppName, tempNetns, tryRun } from "./testutils.ts";
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const enc = new TextEncoder();
 
-/** A CNI plugin that, on ADD, signals `ready` and then blocks until killed; else succeeds. */
-function holdPlugin(ready: string): string {
+/** A CNI plugin that, on ADD, signals `ready` and then waits for `release`; else succeeds. */
+function holdPlugin(ready: string, release: string): string {
   return `#!/bin/sh
 if [ "$CNI_COMMAND" = ADD ]; then
   touch "${ready}"
-  exec sleep 60
+  while [ ! -e "${release}" ]; do sleep 0.05; done
+  exit 1
 fi
 [ "$CNI_COMMAND" = VERSION ] && echo '{"cniVersion":"1.0.0","supportedVersions":["1.0.0"]}'
 exit 0
@@ -44,6 +45,8 @@ function cni(command: string, netns: string, path: string): Deno.ChildProcess {
       CNI_NETNS: netns,
       CNI_IFNAME: "eth0",
       CNI_PATH: path,
+      // Always the per-call process (the one this test kills), even if a podplex serve runs.
+      PODPLEX_SOCKET: "/nonexistent/podplex.sock",
     },
     stdin: "piped",
     stdout: "piped",
@@ -66,12 +69,13 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "ppcrash" });
     const bridge = ppName("cb");
     const ready = `${dir}/ready`;
+    const release = `${dir}/release`;
     let child: Deno.ChildProcess | undefined;
     try {
       const bin = `${dir}/bin`;
       await Deno.mkdir(`${dir}/nets/default`, { recursive: true });
       await Deno.mkdir(bin);
-      await Deno.writeTextFile(`${bin}/pphold`, holdPlugin(ready), { mode: 0o755 });
+      await Deno.writeTextFile(`${bin}/pphold`, holdPlugin(ready, release), { mode: 0o755 });
       await Deno.writeTextFile(
         `${dir}/nets/default/first.json`,
         JSON.stringify({
@@ -121,7 +125,7 @@ Deno.test({
       child.kill("SIGKILL");
       await child.status;
       child = undefined;
-      await tryRun("pkill", "-f", `${bin}/pphold`);
+      await Deno.writeTextFile(release, "");
 
       const del = await run("DEL", delConf, ns.path, path);
       assert.equal(del.code, 0, new TextDecoder().decode(del.stdout));
@@ -133,7 +137,7 @@ Deno.test({
         child.kill("SIGKILL");
         await child.status;
       }
-      await tryRun("pkill", "-f", `${dir}/bin/pphold`);
+      await Deno.writeTextFile(release, "").catch(() => {});
       await tryRun("ip", "link", "del", bridge);
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     }
