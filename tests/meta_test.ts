@@ -9,7 +9,14 @@ import assert from "node:assert/strict";
 import { CniError } from "../conf/errors.ts";
 import type { PluginRequest } from "../delegates/types.ts";
 import { createMetaPlugin } from "../meta/plugin.ts";
-import { ipJson, isRoot, linkExists, ppName, tempNetns, tryRun } from "./testutils.ts";
+import {
+  type BridgeNetworks,
+  bridgeNetworks,
+  ipJson,
+  isRoot,
+  linkExists,
+  tempNetns,
+} from "./testutils.ts";
 import { startFakeKubeApi } from "./k8s_fake_server.ts";
 
 const enc = new TextEncoder();
@@ -25,47 +32,11 @@ async function rejectsCni(fn: () => Promise<unknown>): Promise<CniError> {
   throw new assert.AssertionError({ message: "expected a CniError, nothing was thrown" });
 }
 
-interface Fixture extends AsyncDisposable {
-  dir: string;
-  networksDir: string;
-  stateDir: string;
-  dataDir: string;
-  bridges: string[];
-}
+type Fixture = BridgeNetworks;
 
 /** A networks dir with `count` bridge networks `net-a`, `net-b`... in namespace `default`. */
-async function fixture(count = 3): Promise<Fixture> {
-  const dir = await Deno.makeTempDir({ prefix: "ppmeta" });
-  const networksDir = `${dir}/networks.d`;
-  const dataDir = `${dir}/leases`;
-  await Deno.mkdir(`${networksDir}/default`, { recursive: true });
-  const bridges: string[] = [];
-  for (let i = 0; i < count; i++) {
-    const name = `net-${String.fromCharCode(97 + i)}`;
-    const br = ppName("b");
-    bridges.push(br);
-    await Deno.writeTextFile(
-      `${networksDir}/default/${name}.json`,
-      JSON.stringify({
-        cniVersion: "1.0.0",
-        name,
-        type: "bridge",
-        bridge: br,
-        ipam: { type: "host-local", subnet: `10.77.${i}.0/24`, dataDir },
-      }),
-    );
-  }
-  return {
-    dir,
-    networksDir,
-    stateDir: `${dir}/state`,
-    dataDir,
-    bridges,
-    async [Symbol.asyncDispose]() {
-      for (const br of bridges) await tryRun("ip", "link", "del", br);
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
-    },
-  };
+function fixture(count = 3): Promise<Fixture> {
+  return bridgeNetworks(count, "10.77");
 }
 
 function podplexConf(f: Fixture, extra: Record<string, unknown> = {}): Uint8Array {

@@ -6,7 +6,16 @@
  * call is read from the daemon's one log line per call.
  */
 import assert from "node:assert/strict";
-import { ipJson, isRoot, ppName, run, tempDir, tempNetns, tryRun } from "./testutils.ts";
+import {
+  type BridgeNetworks,
+  bridgeNetworks,
+  ipJson,
+  isRoot,
+  run,
+  tempDir,
+  tempNetns,
+  tryRun,
+} from "./testutils.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const CLIENT = `${ROOT}/.tools/podplex-client`;
@@ -92,47 +101,11 @@ async function call(
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
-interface Fixture extends AsyncDisposable {
-  dir: string;
-  networksDir: string;
-  stateDir: string;
-  dataDir: string;
-  bridges: string[];
-}
+type Fixture = BridgeNetworks;
 
 /** Three bridge + host-local networks net-a, net-b, net-c (namespace default) in a temp dir. */
-async function fixture(): Promise<Fixture> {
-  const dir = await Deno.makeTempDir({ prefix: "ppserve" });
-  const networksDir = `${dir}/networks.d`;
-  const dataDir = `${dir}/leases`;
-  await Deno.mkdir(`${networksDir}/default`, { recursive: true });
-  const bridges: string[] = [];
-  for (let i = 0; i < 3; i++) {
-    const name = `net-${String.fromCharCode(97 + i)}`;
-    const br = ppName("b");
-    bridges.push(br);
-    await Deno.writeTextFile(
-      `${networksDir}/default/${name}.json`,
-      JSON.stringify({
-        cniVersion: "1.0.0",
-        name,
-        type: "bridge",
-        bridge: br,
-        ipam: { type: "host-local", subnet: `10.78.${i}.0/24`, dataDir },
-      }),
-    );
-  }
-  return {
-    dir,
-    networksDir,
-    stateDir: `${dir}/state`,
-    dataDir,
-    bridges,
-    async [Symbol.asyncDispose]() {
-      for (const br of bridges) await tryRun("ip", "link", "del", br);
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
-    },
-  };
+function fixture(): Promise<Fixture> {
+  return bridgeNetworks(3, "10.78");
 }
 
 function conf(f: Fixture, extra: Record<string, unknown> = {}): string {

@@ -82,3 +82,51 @@ export async function tempDir(prefix = "pp"): Promise<{ path: string } & AsyncDi
     },
   };
 }
+
+/** A temp networks dir of bridge + host-local networks, and where their state would go. */
+export interface BridgeNetworks extends AsyncDisposable {
+  dir: string;
+  networksDir: string;
+  stateDir: string;
+  dataDir: string;
+  /** The pp bridge of each network, in order (removed on dispose). */
+  bridges: string[];
+}
+
+/**
+ * Writes `count` bridge + host-local networks `net-a`, `net-b`... in namespace `default`,
+ * network i on subnet `<subnetPrefix>.<i>.0/24`, each on its own pp bridge.
+ */
+export async function bridgeNetworks(count: number, subnetPrefix: string): Promise<BridgeNetworks> {
+  const dir = await Deno.makeTempDir({ prefix: "ppnets" });
+  const networksDir = `${dir}/networks.d`;
+  const dataDir = `${dir}/leases`;
+  await Deno.mkdir(`${networksDir}/default`, { recursive: true });
+  const bridges: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const name = `net-${String.fromCharCode(97 + i)}`;
+    const br = ppName("b");
+    bridges.push(br);
+    await Deno.writeTextFile(
+      `${networksDir}/default/${name}.json`,
+      JSON.stringify({
+        cniVersion: "1.0.0",
+        name,
+        type: "bridge",
+        bridge: br,
+        ipam: { type: "host-local", subnet: `${subnetPrefix}.${i}.0/24`, dataDir },
+      }),
+    );
+  }
+  return {
+    dir,
+    networksDir,
+    stateDir: `${dir}/state`,
+    dataDir,
+    bridges,
+    async [Symbol.asyncDispose]() {
+      for (const br of bridges) await tryRun("ip", "link", "del", br);
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
+  };
+}
