@@ -10,6 +10,7 @@ import { parseConfOrList } from "../conf/netconf.ts";
 import { convertResult } from "../conf/result.ts";
 import type { CniResult } from "../conf/types.ts";
 import { runChain } from "../delegates/chain.ts";
+import { META_TYPE } from "../delegates/registry.ts";
 import type { PluginEnv } from "../delegates/types.ts";
 import {
   linkGroupFor,
@@ -109,6 +110,10 @@ async function addOne(
 ): Promise<CniResult> {
   try {
     const list = parseConfOrList(record.confText);
+    if (list.plugins.some((p) => p.type === META_TYPE)) {
+      // Exec'd from CNI_PATH it would be podplex again, ADDing the same pod forever.
+      throw new CniError(Code.InvalidConfig, `The network delegates to "${META_TYPE}" itself`);
+    }
     const env: PluginEnv = { ...call.env, ifname: att.ifname, args: record.cniArgs };
     const { result } = await runChain(list, "ADD", {
       env,

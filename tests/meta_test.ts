@@ -251,3 +251,24 @@ Deno.test({
     assert.deepEqual(await leaseFiles(f.dataDir), []);
   },
 });
+
+Deno.test({
+  name: "meta ADD refuses a network that delegates to podplex itself, leaving nothing",
+  ignore: !isRoot,
+  async fn() {
+    await using f = await fixture(1);
+    await Deno.writeTextFile(
+      `${f.networksDir}/default/loop.json`,
+      JSON.stringify({ cniVersion: "1.0.0", name: "loop", type: "podplex" }),
+    );
+    await using ns = await tempNetns();
+    const plugin = createMetaPlugin();
+    const conf = podplexConf(f, { defaultNetworks: ["default/loop"] });
+    const err = await rejectsCni(() => plugin.invoke(req("ADD", conf, ns.path)));
+    assert.equal(err.code, 7);
+    assert.match(err.message, /default\/loop.*delegates to "podplex" itself/);
+    assert.ok(!(await linkExists(ns.name, "eth0")));
+    assert.deepEqual(await leaseFiles(f.dataDir), []);
+    assert.deepEqual(stateFiles(f.stateDir), []);
+  },
+});
