@@ -29,6 +29,7 @@ export { Netlink } from "./netlink.ts";
 export type { LinkInfo, LinkRef } from "./link.ts";
 export type { IpvlanOptions, MacvlanOptions, VethOptions, VxlanOptions } from "./link_add.ts";
 export type { AddrInfo } from "./addr.ts";
+export type { BridgeVlanOptions } from "./bridge_vlan.ts";
 export { type AddRouteOptions, type RouteInfo, RT_TABLE_MAIN } from "./route.ts";
 export type { AddFdbOptions, FdbEntry } from "./neigh.ts";
 export { readSysctl, sysctlPath, writeSysctl } from "./sysctl.ts";

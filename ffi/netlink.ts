@@ -8,6 +8,7 @@
 import { NlSocket } from "./_socket.ts";
 import { ERRNO, NetlinkError, NLE } from "./errors.ts";
 import * as addr from "./addr.ts";
+import * as brvlan from "./bridge_vlan.ts";
 import * as link from "./link.ts";
 import * as add from "./link_add.ts";
 import * as neigh from "./neigh.ts";
@@ -173,6 +174,34 @@ export class Netlink implements Disposable {
   /** Sets hairpin / isolated on a bridge port. */
   setBridgePort(l: LinkRef, o: { hairpin?: boolean; isolated?: boolean }): void {
     link.setBridgePort(this.#sock, l, o);
+  }
+
+  /**
+   * Turns VLAN filtering on or off on an existing bridge.
+   *
+   * @throws {NetlinkError} kind "notsupported" when the kernel has no bridge VLAN filtering
+   */
+  setBridgeVlanFiltering(bridge: LinkRef, on: boolean): void {
+    brvlan.setBridgeVlanFiltering(this.#sock, bridge, on);
+  }
+
+  /**
+   * Adds a VLAN to a bridge port (`self`: to the bridge device itself).
+   *
+   * @throws {RangeError} for a VLAN id outside 1 to 4094
+   * @throws {NetlinkError} kind "notsupported" when the kernel has no bridge VLAN filtering
+   */
+  bridgeVlanAdd(port: LinkRef, o: brvlan.BridgeVlanOptions): void {
+    brvlan.bridgeVlanAdd(this.#sock, port, o);
+  }
+
+  /**
+   * Removes a VLAN from a bridge port (`self`: from the bridge device itself).
+   *
+   * @throws {RangeError} for a VLAN id outside 1 to 4094
+   */
+  bridgeVlanDel(port: LinkRef, vid: number, o?: { self?: boolean }): void {
+    brvlan.bridgeVlanDel(this.#sock, port, vid, o);
   }
 
   // ---- addresses
