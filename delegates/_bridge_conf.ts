@@ -22,8 +22,11 @@ export interface BridgeConf {
   ipMasq: boolean;
   hairpinMode: boolean;
   promiscMode: boolean;
+  /** Access VLAN of the host veth (PVID, untagged); 0 for none. */
   vlan: number;
+  /** Trunk VLAN ids of the host veth (tagged), sorted. */
   vlanTrunk: number[];
+  /** Keep VLAN 1 on the port besides `vlan`/`vlanTrunk` (default true, as the reference). */
   preserveDefaultVlan: boolean;
   enabledad: boolean;
   macspoofchk: boolean;
@@ -92,7 +95,9 @@ export function parseBridgeConf(raw: Obj, dfltBridge = "cni0"): BridgeConf {
     promiscMode: confBool(raw, "promiscMode"),
     vlan: confInt(raw, "vlan", 0, 4094) ?? 0,
     vlanTrunk: parseVlanTrunk(raw.vlanTrunk),
-    preserveDefaultVlan: confBool(raw, "preserveDefaultVlan"),
+    // The reference defaults it to true ("to maintain existing behavior"): the port keeps
+    // VLAN 1 besides its own unless the conf says false.
+    preserveDefaultVlan: confBool(raw, "preserveDefaultVlan", true),
     enabledad: confBool(raw, "enabledad"),
     macspoofchk: confBool(raw, "macspoofchk"),
     disableContainerInterface: confBool(raw, "disableContainerInterface"),
@@ -106,7 +111,7 @@ export function parseBridgeConf(raw: Obj, dfltBridge = "cni0"): BridgeConf {
 /**
  * Rejects combinations ADD cannot do (checked on ADD only, so DEL always works).
  *
- * @throws {CniError} code 7 for contradictory fields, 2 for fields this build does not do
+ * @throws {CniError} code 7 for contradictory fields
  */
 export function requireAddable(c: BridgeConf): void {
   const bad = (msg: string) => new CniError(Code.InvalidConfig, msg);
@@ -116,14 +121,9 @@ export function requireAddable(c: BridgeConf): void {
   if (c.ipamType && c.disableContainerInterface) {
     throw bad(`Invalid "disableContainerInterface": it cannot be used with "ipam"`);
   }
-  for (const f of ["vlan", "vlanTrunk"] as const) {
-    const set = f === "vlanTrunk" ? c.vlanTrunk.length > 0 : Boolean(c[f]);
-    if (set) {
-      throw new CniError(
-        Code.UnsupportedField,
-        `Field "${f}" is not supported by this podplex build`,
-        "bridge port VLANs need netlink bridge VLAN calls the ffi layer does not offer yet",
-      );
-    }
+  // A port is either an access port (untagged) or a trunk (tagged), as in the reference
+  // (which refuses this on every verb; here DEL still works, as for the checks above).
+  if (c.vlan && c.vlanTrunk.length) {
+    throw bad(`Invalid "vlan" with "vlanTrunk": they cannot be set at the same time`);
   }
 }

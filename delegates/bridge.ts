@@ -4,7 +4,10 @@
  *
  * ADD: ensure the bridge, create a veth with its container end directly in the container
  * netns, enslave the host end, run IPAM, configure the container side, put gateway addresses
- * on the bridge, masquerade. Any failure undoes what was done (veth, IPAM lease, rules).
+ * on the bridge, masquerade. Any failure undoes what was done (veth, IPAM lease, rules, and a
+ * bridge this ADD created when no port is left on it). With `vlan`/`vlanTrunk` the bridge gets
+ * VLAN filtering and the host veth its VLANs (`_bridge_vlan.ts`); a kernel without bridge VLAN
+ * filtering makes ADD fail with code 2.
  * With `macspoofchk`, nftables drops frames from the pod's host veth whose source MAC is not
  * the container's (`_spoofchk.ts`).
  * DEL: delete the container link (a missing netns or link is fine), release IPAM, remove the
@@ -22,6 +25,7 @@ import type { BuiltinDelegate, DelegateContext } from "./types.ts";
 import { type LinkInfo, Netlink } from "../ffi/mod.ts";
 import { type BridgeConf, parseBridgeConf, requireAddable } from "./_bridge_conf.ts";
 import { checkBridgeAttachment } from "./_bridge_check.ts";
+import { applyPortVlans, enableVlanFiltering, vlanField, vlanUnsupported } from "./_bridge_vlan.ts";
 import { type BridgeAdd, configureL3 } from "./_bridge_l3.ts";
 import { requestedMac } from "./_conf_read.ts";
 import {
@@ -42,22 +46,60 @@ import { createVeth } from "./_veth.ts";
 export { type BridgeConf, parseBridgeConf, parseVlanTrunk } from "./_bridge_conf.ts";
 export { calcGateways } from "./_bridge_l3.ts";
 export { checkBridgeAttachment } from "./_bridge_check.ts";
+export { portVlanPlan, type PortVlanStep } from "./_bridge_vlan.ts";
+
+/**
+ * Creates the bridge (with `mtu`, and with VLAN filtering when `vlan`/`vlanTrunk` asks for it)
+ * unless it exists. When `undo` is given, a bridge this call created is deleted on rollback if
+ * no port is left on it (another ADD may have joined it meanwhile).
+ *
+ * @returns the bridge, and whether this call created it
+ */
+function createBridge(
+  host: Netlink,
+  c: BridgeConf,
+  undo?: Rollback,
+): { br: LinkInfo; created: boolean } {
+  const vlanFiltering = vlanField(c) !== undefined;
+  let created = false;
+  try {
+    host.addBridge({ name: c.bridge, mtu: c.mtu, vlanFiltering: vlanFiltering || undefined });
+    created = true;
+  } catch (err) {
+    // The kernel refuses the whole creation then: nothing was made.
+    if (vlanFiltering && isKind(err, "notsupported")) throw vlanUnsupported(c, err);
+    if (!isKind(err, "exists")) throw kernelError(`Cannot create bridge "${c.bridge}"`, err);
+  }
+  const br = host.requireLink(c.bridge);
+  if (created && undo) undo.push(() => deleteBridgeIfUnused(host, br));
+  return { br, created };
+}
+
+/** Deletes a bridge this ADD created, unless some link is a port of it by now. */
+function deleteBridgeIfUnused(host: Netlink, br: LinkInfo): void {
+  if (host.listLinks().some((l) => l.master === br.index)) return;
+  deleteLinkIfExists(host, br.name);
+}
 
 /**
  * Ensures the bridge exists (created with `mtu` when missing), is a bridge, is up, with
- * promiscuous mode when asked and `accept_ra=0` (the plugin owns its routes).
+ * promiscuous mode when asked, `accept_ra=0` (the plugin owns its routes) and VLAN filtering
+ * when `vlan`/`vlanTrunk` is set (switched on when the bridge already existed).
  *
- * @throws {CniError} 105 when a link that is not a bridge has the name
+ * @param undo when given, a bridge created here is removed on rollback (if it has no port)
+ * @throws {CniError} 105 when a link that is not a bridge has the name; 2 when VLAN filtering
+ *   is needed and the kernel lacks it
  */
-export function ensureBridge(host: Netlink, c: BridgeConf, opts: HostOptions): LinkInfo {
+export function ensureBridge(
+  host: Netlink,
+  c: BridgeConf,
+  opts: HostOptions,
+  undo?: Rollback,
+): LinkInfo {
   let br = host.getLink(c.bridge);
+  let created = false;
   if (!br) {
-    try {
-      host.addBridge({ name: c.bridge, mtu: c.mtu });
-    } catch (err) {
-      if (!isKind(err, "exists")) throw kernelError(`Cannot create bridge "${c.bridge}"`, err);
-    }
-    br = host.requireLink(c.bridge);
+    ({ br, created } = createBridge(host, c, undo));
     // Pin the MAC: otherwise the bridge takes its lowest-numbered port's MAC, which changes
     // as pods come and go and breaks CHECK (the reference pins it only with isGateway).
     if (br.kind === "bridge") host.setMac(br.index, br.mac);
@@ -65,6 +107,7 @@ export function ensureBridge(host: Netlink, c: BridgeConf, opts: HostOptions): L
   if (br.kind !== "bridge") {
     throw new CniError(Code.AlreadyExists, `"${c.bridge}" already exists but is not a bridge`);
   }
+  if (!created && vlanField(c)) enableVlanFiltering(host, br, c);
   try {
     if (c.promiscMode) host.setPromisc(br.index, true);
     trySysctl(`net/ipv6/conf/${c.bridge}/accept_ra`, "0", opts.hostNs);
@@ -88,6 +131,12 @@ function setupHostPort(
     if (c.hairpinMode || c.portIsolation) {
       host.setBridgePort(veth.index, { hairpin: c.hairpinMode, isolated: c.portIsolation });
     }
+  } catch (err) {
+    throw kernelError(`Cannot attach "${veth.name}" to bridge "${br.name}"`, err);
+  }
+  // Before the port comes up, so no frame crosses it on the wrong VLAN.
+  applyPortVlans(host, veth, c);
+  try {
     host.setUp(veth.index);
   } catch (err) {
     throw kernelError(`Cannot attach "${veth.name}" to bridge "${br.name}"`, err);
@@ -153,7 +202,7 @@ export async function addBridgeAttachment(
   using cont = Netlink.open(contNs);
   const s: BridgeAdd = { c, ctx, opts, host, cont, contNs, undo: new Rollback() };
   try {
-    const br = ensureBridge(host, c, opts);
+    const br = ensureBridge(host, c, opts, s.undo);
     onBridge?.(host, br);
     const veth = attachVeth(s, br);
     if (c.macspoofchk) await spoofCheck(s, veth);

@@ -63,12 +63,19 @@ Deno.test("calcGateways() fills network+1 and adds one default route per family"
   assertEquals(r.routes, [{ dst: "0.0.0.0/0", gw: "10.1.2.1" }, { dst: "::/0", gw: "fd00::fe" }]);
 });
 
-Deno.test("bridge ADD rejects vlan with code 2 before touching anything", async () => {
+Deno.test("bridge ADD rejects vlan with vlanTrunk with code 7 before touching anything", async () => {
   const add = invoker(makeBridge());
-  const conf = { cniVersion: "1.0.0", name: "n", type: "bridge", bridge: "ppnever", vlan: 10 };
+  const conf = {
+    cniVersion: "1.0.0",
+    name: "n",
+    type: "bridge",
+    bridge: "ppnever",
+    vlan: 10,
+    vlanTrunk: [{ id: 20 }],
+  };
   await assert.rejects(
     add("ADD", conf, { containerId: "c", netns: "/nonexistent", ifname: "eth0" }),
-    isCode(2),
+    (e) => isCode(7)(e) && /"vlan" with "vlanTrunk"/.test((e as Error).message),
   );
 });
 
