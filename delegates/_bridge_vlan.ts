@@ -99,3 +99,22 @@ export function applyPortVlans(nl: VlanNetlink, port: LinkInfo, c: BridgeConf): 
     }
   }
 }
+
+/**
+ * The reference puts a `vlan` network's gateway address not on the bridge but on a veth
+ * `<bridge>.<vlan>` whose peer is an access port of that VLAN (ensureVlanInterface), and
+ * lists it in the result. podplex does not build that yet; putting the address on the bridge
+ * instead would give a gateway the pods cannot reach, so the combination is refused. Called
+ * after the bridge's VLAN filtering step, so a kernel without it still answers first.
+ *
+ * @throws {CniError} code 2 for `vlan` with `isGateway` and IPAM
+ */
+export function requireVlanGateway(c: BridgeConf): void {
+  if (c.vlan && c.isGateway && c.ipamType) {
+    throw new CniError(
+      Code.UnsupportedField,
+      `Field "vlan" with "isGateway" is not supported by this podplex build`,
+      `the reference's "${c.bridge}.${c.vlan}" gateway interface is not implemented`,
+    );
+  }
+}

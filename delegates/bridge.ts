@@ -25,7 +25,13 @@ import type { BuiltinDelegate, DelegateContext } from "./types.ts";
 import { type LinkInfo, Netlink } from "../ffi/mod.ts";
 import { type BridgeConf, parseBridgeConf, requireAddable } from "./_bridge_conf.ts";
 import { checkBridgeAttachment } from "./_bridge_check.ts";
-import { applyPortVlans, enableVlanFiltering, vlanField, vlanUnsupported } from "./_bridge_vlan.ts";
+import {
+  applyPortVlans,
+  enableVlanFiltering,
+  requireVlanGateway,
+  vlanField,
+  vlanUnsupported,
+} from "./_bridge_vlan.ts";
 import { type BridgeAdd, configureL3 } from "./_bridge_l3.ts";
 import { requestedMac } from "./_conf_read.ts";
 import {
@@ -203,6 +209,7 @@ export async function addBridgeAttachment(
   const s: BridgeAdd = { c, ctx, opts, host, cont, contNs, undo: new Rollback() };
   try {
     const br = ensureBridge(host, c, opts, s.undo);
+    requireVlanGateway(c);
     onBridge?.(host, br);
     const veth = attachVeth(s, br);
     if (c.macspoofchk) await spoofCheck(s, veth);

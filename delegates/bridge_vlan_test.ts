@@ -2,7 +2,12 @@ import assert from "node:assert/strict";
 import { CniError } from "../conf/errors.ts";
 import { type BridgeVlanOptions, type LinkInfo, type LinkRef, NetlinkError } from "../ffi/mod.ts";
 import { makeBridge, parseBridgeConf, portVlanPlan } from "./bridge.ts";
-import { applyPortVlans, enableVlanFiltering, type VlanNetlink } from "./_bridge_vlan.ts";
+import {
+  applyPortVlans,
+  enableVlanFiltering,
+  requireVlanGateway,
+  type VlanNetlink,
+} from "./_bridge_vlan.ts";
 import { ipJson, isRoot, linkExists, run } from "../tests/testutils.ts";
 import { type Any, isCode, rig } from "./_testing.ts";
 
@@ -119,6 +124,16 @@ Deno.test("other kernel failures of a VLAN step are code 101 naming the port", (
   );
 });
 
+Deno.test("vlan with isGateway is refused with code 2 until the VLAN gateway veth exists", () => {
+  const ipam = { type: "host-local" };
+  assert.throws(
+    () => requireVlanGateway(parseBridgeConf({ vlan: 5, isGateway: true, ipam })),
+    (e) => isCode(2)(e) && /"vlan" with "isGateway"/.test((e as Error).message),
+  );
+  requireVlanGateway(parseBridgeConf({ vlan: 5, ipam }));
+  requireVlanGateway(parseBridgeConf({ vlanTrunk: [{ id: 5 }], isGateway: true, ipam }));
+});
+
 /** Host links other than lo (the bridge included). */
 async function hostLinks(ns: string): Promise<string[]> {
   return (await ipJson(ns, "link", "show")).map((l) => l.ifname as string)
@@ -148,7 +163,7 @@ Deno.test({
   async fn(t) {
     await using r = await rig(makeBridge);
     const env = { containerId: "ctrv1", netns: r.pod.path, ifname: "eth0" };
-    const conf = vlanConf(r.data, { vlan: 100, preserveDefaultVlan: false });
+    const conf = vlanConf(r.data, { vlan: 100, preserveDefaultVlan: false, isGateway: false });
     let res: Any;
     try {
       res = await r.call("ADD", conf, env);
