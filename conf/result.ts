@@ -278,20 +278,19 @@ function withOptional(out: Obj, key: string, items: unknown[] | undefined): void
   if (items && items.length) out[key] = items;
 }
 
+/** One `ips[]` entry; 0.3.x/0.4.0 also carry `version` ("4"/"6"), first as libcni writes it. */
+function ipEntry(ip: CniIpConfig, withVersion: boolean): Obj {
+  const o: Obj = withVersion ? { version: String(ipFamily(ip.address)) } : {};
+  if (ip.interface !== undefined) o.interface = ip.interface;
+  o.address = ip.address;
+  if (ip.gateway) o.gateway = ip.gateway;
+  return o;
+}
+
 function to1x(r: CniResult, toVersion: string): Obj {
   const out: Obj = { cniVersion: toVersion };
   withOptional(out, "interfaces", r.interfaces?.map((i) => ({ ...i })));
-  withOptional(
-    out,
-    "ips",
-    r.ips?.map((ip) => {
-      const o: Obj = {};
-      if (ip.interface !== undefined) o.interface = ip.interface;
-      o.address = ip.address;
-      if (ip.gateway) o.gateway = ip.gateway;
-      return o;
-    }),
-  );
+  withOptional(out, "ips", r.ips?.map((ip) => ipEntry(ip, false)));
   withOptional(out, "routes", r.routes?.map(fullRoute));
   const dns = copyDns(r.dns);
   if (dns) out.dns = dns;
@@ -310,17 +309,7 @@ function to04x(r: CniResult, toVersion: string): Obj {
       return o;
     }),
   );
-  withOptional(
-    out,
-    "ips",
-    r.ips?.map((ip) => {
-      const o: Obj = { version: String(ipFamily(ip.address)) };
-      if (ip.interface !== undefined) o.interface = ip.interface;
-      o.address = ip.address;
-      if (ip.gateway) o.gateway = ip.gateway;
-      return o;
-    }),
-  );
+  withOptional(out, "ips", r.ips?.map((ip) => ipEntry(ip, true)));
   withOptional(out, "routes", r.routes?.map(basicRoute));
   const dns = copyDns(r.dns);
   if (dns) out.dns = dns;
