@@ -1,6 +1,8 @@
 /**
  * podplex as a library: the CNI dispatcher, the error type and codes, result types and
- * version conversions, conf parsing, the plugin registry and the chain runner.
+ * version conversions, conf parsing, the plugin registry and the chain runner; the
+ * meta-plugin with injectable edges, and the seams later backends plug into (the IPAM
+ * `Store`, the VXLAN `RemoteSource`, the `KubeClient`).
  *
  * Importing this module has no side effects.
  *
@@ -101,3 +103,16 @@ export {
   validateIfname,
   versionInfo,
 } from "./cli/cni.ts";
+export { createMetaPlugin, metaPlugin } from "./meta/plugin.ts";
+export type { MetaDeps } from "./meta/context.ts";
+export { parsePodplexConf, type PodplexConf } from "./meta/conf.ts";
+export {
+  type NetworkRef,
+  type NetworkSelection,
+  parseNetworksAnnotation,
+  planPodNetworks,
+} from "./meta/annotations.ts";
+export { createStateStore, type PodState, type StateStore } from "./meta/state.ts";
+export type { KubeClient } from "./meta/k8s.ts";
+export type { Store as IpamStore } from "./delegates/ipam/store.ts";
+export type { RemoteSource } from "./delegates/vxlan.ts";
