@@ -46,7 +46,9 @@ export function setLibraryPaths(p: { nl?: string; nlRoute?: string; libc?: strin
  * and 4.7 ms of its DEL, for a process that then makes ~300 calls. Asking for the symbols as
  * pointer statics (their addresses, no compilation) and calling them through
  * `Deno.UnsafeFnPointer` costs a few microseconds per call instead. Still synchronous, on the
- * calling thread, which netns windows need.
+ * calling thread, which netns windows need; except a symbol declared `nonblocking: true`,
+ * which UnsafeFnPointer runs on a worker thread (in the host netns) and which returns a
+ * Promise: only for calls on an fd already bound to its netns, never inside a netns window.
  */
 function bindByAddress<S extends Deno.ForeignLibraryInterface>(
   lib: LibName,

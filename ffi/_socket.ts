@@ -39,6 +39,20 @@ const nl = lazyGroup(
   } as const,
 );
 
+/**
+ * nl_sendto again, run on a Deno FFI worker thread (`nonblocking`): the kernel handles an
+ * rtnetlink request inside the sender's sendmsg, and a device unregistration waits there for
+ * an RCU grace period (~20 ms). Off the JS thread, several such waits overlap. Bound in its
+ * own group so that the synchronous path never pays for it.
+ */
+const nlAsync = lazyGroup(
+  "nl",
+  {
+    // int nl_sendto(struct nl_sock *sk, void *buf, size_t size);
+    nl_sendto: { parameters: ["pointer", "buffer", "usize"], result: "i32", nonblocking: true },
+  } as const,
+);
+
 const NETLINK_ROUTE = 0;
 const SOL_NETLINK = 270;
 const NETLINK_CAP_ACK = 10;
@@ -53,6 +67,9 @@ export class NlSocket {
   #seq = Math.floor(Date.now() / 1000) & 0xffffff;
   #nla = new Uint8Array(12);
   #bufp = new Uint8Array(8);
+  /** Set while a send runs on another thread: libnl's nl_sock is not thread-safe. */
+  #busy = false;
+  #closeWhenIdle = false;
 
   /**
    * Connects a socket in the calling thread's netns.
@@ -77,8 +94,15 @@ export class NlSocket {
     return this.#sk !== null;
   }
 
-  /** Frees the socket; calling it again does nothing. */
+  /**
+   * Frees the socket; calling it again does nothing. While an asynchronous request is in
+   * flight the socket is freed when it settles (its thread still uses the nl_sock).
+   */
   close(): void {
+    if (this.#busy) {
+      this.#closeWhenIdle = true;
+      return;
+    }
     if (this.#sk) {
       nl().nl_socket_free(this.#sk);
       this.#sk = null;
@@ -109,6 +133,32 @@ export class NlSocket {
   }
 
   /**
+   * Like {@linkcode NlSocket.request}, but the send (where the kernel does the work) runs on
+   * a worker thread and the acknowledgement is read after it returned, when the kernel has
+   * already queued it. The socket stays bound to its netns on any thread. The caller owns
+   * the socket until the promise settles: any other use meanwhile throws, and close() is
+   * deferred until then.
+   *
+   * @throws {NetlinkError} with the kernel's errno (and extended ack text)
+   */
+  async requestAsync(op: string, w: MsgWriter): Promise<NlMsg[]> {
+    const sk = this.#socket(op);
+    const seq = this.#nextSeq();
+    const msg = w.finish(seq);
+    this.#busy = true;
+    try {
+      const sent = await nlAsync().nl_sendto(sk, msg, BigInt(msg.length));
+      if (sent < 0) throw nlError(op, sent);
+      const r = this.#collect(op, sk, seq);
+      if (Array.isArray(r)) return r;
+      throw kernelError(op, r.errno, r.extack);
+    } finally {
+      this.#busy = false;
+      if (this.#closeWhenIdle) this.close();
+    }
+  }
+
+  /**
    * Sends a dump request (w's flags must include NLM_F_DUMP) and collects every message,
    * retrying when the kernel flags the dump as interrupted.
    */
@@ -123,12 +173,36 @@ export class NlSocket {
 
   /** One request and its answers; a kernel error is returned, not thrown. */
   #exchange(op: string, w: MsgWriter): NlMsg[] | { errno: number; extack?: string } {
-    const sk = this.#sk;
-    if (!sk) throw new Error(`Cannot ${op}: the netlink socket is closed`);
-    const seq = this.#seq = (this.#seq + 1) >>> 0;
+    const sk = this.#socket(op);
+    const seq = this.#nextSeq();
     const msg = w.finish(seq);
     const sent = nl().nl_sendto(sk, msg, BigInt(msg.length));
     if (sent < 0) throw nlError(op, sent);
+    return this.#collect(op, sk, seq);
+  }
+
+  /** The open, idle nl_sock. */
+  #socket(op: string): Deno.PointerObject {
+    const sk = this.#sk;
+    if (!sk || this.#closeWhenIdle) {
+      throw new Error(`Cannot ${op}: the netlink socket is closed`);
+    }
+    if (this.#busy) {
+      throw new Error(`Cannot ${op}: the netlink socket is busy with an asynchronous request`);
+    }
+    return sk;
+  }
+
+  #nextSeq(): number {
+    return this.#seq = (this.#seq + 1) >>> 0;
+  }
+
+  /** Reads the answers to request `seq` up to its acknowledgement or DONE. */
+  #collect(
+    op: string,
+    sk: Deno.PointerObject,
+    seq: number,
+  ): NlMsg[] | { errno: number; extack?: string } {
     const out: NlMsg[] = [];
     for (;;) {
       for (const m of splitMessages(this.#recv(op, sk))) {

@@ -168,11 +168,26 @@ export function deleteLink(sock: NlSocket, link: LinkRef): void {
  * @throws {NetlinkError} kind "notfound" when no link is in the group
  */
 export function deleteGroup(sock: NlSocket, group: number): void {
+  sock.request(`delete link group ${group}`, groupDelMsg(group));
+}
+
+/**
+ * {@linkcode deleteGroup} with the kernel's work (and its RCU wait) on a worker thread, so
+ * that concurrent teardowns overlap. The socket must not be used until the promise settles.
+ *
+ * @throws {RangeError} for group 0 (synchronously checked, rejected promise)
+ * @throws {NetlinkError} kind "notfound" when no link is in the group
+ */
+export async function deleteGroupAsync(sock: NlSocket, group: number): Promise<void> {
+  await sock.requestAsync(`delete link group ${group}`, groupDelMsg(group));
+}
+
+/** RTM_DELLINK for ifindex 0 + IFLA_GROUP `group`; groups 1 to 2^32-1 only. */
+function groupDelMsg(group: number): MsgWriter {
   if (!Number.isInteger(group) || group <= 0 || group > 0xffffffff) {
     throw new RangeError(`Cannot delete link group ${group}: only groups 1 to 4294967295`);
   }
-  const w = linkMsg(RTM.DELLINK, NLM_F.ACK, undefined).u32(IFLA.GROUP, group);
-  sock.request(`delete link group ${group}`, w);
+  return linkMsg(RTM.DELLINK, NLM_F.ACK, undefined).u32(IFLA.GROUP, group);
 }
 
 /** Sends an RTM_SETLINK for `link` with the attributes `fill` adds. */

@@ -126,6 +126,19 @@ export class Netlink implements Disposable {
     link.deleteGroup(this.#sock, group);
   }
 
+  /**
+   * {@linkcode Netlink.deleteGroup} whose kernel wait (~20 ms, an RCU grace period) runs on
+   * a worker thread, so that several teardowns overlap. The caller owns this socket until
+   * the promise settles: any other operation on it meanwhile throws (libnl's socket is not
+   * thread-safe), and close() is deferred until it settles.
+   *
+   * @throws {RangeError} for group 0
+   * @throws {NetlinkError} kind "notfound" when no link is in the group
+   */
+  deleteGroupAsync(group: number): Promise<void> {
+    return link.deleteGroupAsync(this.#sock, group);
+  }
+
   /** Brings a link up. */
   setUp(l: LinkRef): void {
     link.setUp(this.#sock, l);
