@@ -2,8 +2,8 @@
  * `podplex serve [--socket PATH]`: an optional resident podplex. It listens on a unix socket
  * and runs each CNI call that `bin/podplex-client.c` forwards through the same dispatcher a
  * process would (`runCni` with `defaultResolver`), so a call skips Deno's startup and cold
- * JS. Calls run one at a time: netns windows (setns around synchronous FFI on the main
- * thread), the host-local flock and the state files assume one call per process at a time.
+ * JS. DELs overlap (up to {@link MAX_CONCURRENT_DELS}), every other verb runs alone; see
+ * {@link callMode} for why that much is safe.
  *
  * Wire format (all integers big-endian; a frame is a u32 length, then that many bytes):
  * - request body: `PPQ1`, u64 netns inode, u64 mount-ns inode, u32 count, then per variable
@@ -21,12 +21,16 @@ import { CniError } from "../conf/errors.ts";
 import { CURRENT_VERSION } from "../conf/version.ts";
 import { runCni } from "./cni.ts";
 import { defaultResolver } from "./resolve.ts";
+import { CallGate, type CallMode } from "./serve_gate.ts";
 
 /** Where the daemon listens unless `--socket` (or the client's PODPLEX_SOCKET) says otherwise. */
 export const DEFAULT_SOCKET = "/run/podplex/podplex.sock";
 
 /** The response status of a request that was not run: the client falls back to exec. */
 export const NOT_SERVED = -1;
+
+/** How many DELs the daemon runs at once (their kernel waits overlap). */
+export const MAX_CONCURRENT_DELS = 8;
 
 /** The largest request or response body accepted (a conf on stdin is a few KiB). */
 export const MAX_FRAME = 16 << 20;
@@ -136,20 +140,39 @@ export async function serveRequest(req: ServeRequest, own: NsIdentity): Promise<
     return { status: NOT_SERVED, stdout: "", stderr: "wrong namespace" };
   }
   const { PODPLEX_CWD: cwd, ...env } = req.env;
-  const home = Deno.cwd();
   try {
     // Relative paths (a conf's networksDir, CNI_NETNS) mean what they mean to the caller.
-    if (cwd) Deno.chdir(cwd);
+    enterCwd(cwd);
   } catch {
     return { status: NOT_SERVED, stdout: "", stderr: `cannot enter the caller's cwd "${cwd}"` };
   }
   try {
     return await runCaptured(env, req.stdin);
   } finally {
-    try {
-      Deno.chdir(home);
-    } catch { /* the daemon's own cwd is gone; calls carry theirs */ }
+    leaveCwd();
   }
+}
+
+/**
+ * The process cwd is shared by the calls running at once, so it is entered by the first and
+ * left by the last. Correct only because calls that overlap carry the same PODPLEX_CWD (the
+ * gate keys shared calls by it, {@link callMode}).
+ */
+const cwdHold = { users: 0, home: "" };
+
+function enterCwd(cwd: string | undefined): void {
+  if (cwdHold.users === 0) {
+    cwdHold.home = Deno.cwd();
+    if (cwd) Deno.chdir(cwd);
+  }
+  cwdHold.users++;
+}
+
+function leaveCwd(): void {
+  if (--cwdHold.users > 0) return;
+  try {
+    Deno.chdir(cwdHold.home);
+  } catch { /* the daemon's own cwd is gone; calls carry theirs */ }
 }
 
 async function runCaptured(env: Record<string, string>, stdin: Uint8Array): Promise<ServeResponse> {
@@ -200,21 +223,16 @@ async function readRequest(conn: Deno.Conn): Promise<ServeRequest | ServeRespons
   }
 }
 
-/** Serves calls one at a time: each waits for the previous one to finish. */
-export class CallQueue {
-  #tail: Promise<unknown> = Promise.resolve();
-
-  /** Runs `fn` after every call queued before it. */
-  run<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.#tail.then(fn, fn);
-    this.#tail = next.catch(() => {});
-    return next;
-  }
-
-  /** Resolves when every queued call has finished. */
-  async drain(): Promise<void> {
-    await this.#tail;
-  }
+/**
+ * How a request may run next to others. Only DEL overlaps, with other DELs: each works on
+ * its own container's state file and netns; host-local serialises lease changes with an
+ * in-process per-directory lock plus flock (delegates/ipam/disk_store.ts); netns windows are
+ * synchronous, so no other call's JS runs inside one. Its long part, the group delete, waits
+ * on an FFI worker thread. ADD, CHECK, GC, STATUS and VERSION run alone. The working
+ * directory is process-wide, so DELs overlap only when their PODPLEX_CWD is the same.
+ */
+export function callMode(req: ServeRequest): CallMode {
+  return { shared: req.env.CNI_COMMAND === "DEL", key: req.env.PODPLEX_CWD ?? "" };
 }
 
 /** Serves one request and logs one line per call on the daemon's stderr (what ran, how). */
@@ -229,10 +247,10 @@ async function timed(req: ServeRequest, own: NsIdentity): Promise<ServeResponse>
   return res;
 }
 
-async function handle(conn: Deno.Conn, queue: CallQueue, own: NsIdentity): Promise<void> {
+async function handle(conn: Deno.Conn, gate: CallGate, own: NsIdentity): Promise<void> {
   try {
     const req = await readRequest(conn);
-    const res = "status" in req ? req : await queue.run(() => timed(req, own));
+    const res = "status" in req ? req : await gate.run(callMode(req), () => timed(req, own));
     await writeFull(conn, encodeResponse(res));
   } catch {
     // The client went away; it reports "did not answer" itself.
@@ -305,7 +323,8 @@ function parseArgs(argv: string[]): { socket: string } | { help: true } | { erro
 }
 
 const USAGE = "usage: podplex serve [--socket PATH]   (default " + DEFAULT_SOCKET + ")\n" +
-  "  serves CNI calls forwarded by .tools/podplex-client, one at a time, until SIGINT/SIGTERM\n";
+  "  serves CNI calls forwarded by .tools/podplex-client (DELs overlap, other verbs run\n" +
+  "  alone) until SIGINT/SIGTERM\n";
 
 function say(text: string): void {
   const bytes = enc.encode(text);
@@ -338,7 +357,7 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
   const own = ownNamespaces();
-  const queue = new CallQueue();
+  const gate = new CallGate(MAX_CONCURRENT_DELS);
   const stop = () => {
     try {
       listener.close();
@@ -349,7 +368,7 @@ export async function main(argv: string[]): Promise<number> {
   const pending = new Set<Promise<void>>();
   try {
     for await (const conn of listener) {
-      const p = handle(conn, queue, own).finally(() => pending.delete(p));
+      const p = handle(conn, gate, own).finally(() => pending.delete(p));
       pending.add(p);
     }
   } catch (e) {
@@ -360,7 +379,7 @@ export async function main(argv: string[]): Promise<number> {
     const grace = new Promise((r) => timer = setTimeout(r, 5000));
     await Promise.race([Promise.allSettled(pending), grace]);
     clearTimeout(timer);
-    await queue.drain();
+    await gate.drain();
     try {
       Deno.removeSync(args.socket); // Deno unlinks on close; this covers older behaviour
     } catch { /* gone already */ }

@@ -112,7 +112,7 @@ async function deleteLinkGroup(
     try {
       const nl = Netlink.open(ns);
       try {
-        nl.deleteGroup(group);
+        await nl.deleteGroupAsync(group);
       } finally {
         nl.close();
       }

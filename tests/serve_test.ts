@@ -11,6 +11,7 @@ import {
   bridgeNetworks,
   ipJson,
   isRoot,
+  linkExists,
   run,
   tempDir,
   tempNetns,
@@ -163,6 +164,17 @@ async function podAddrs(ns: string): Promise<string[]> {
       .filter((a) => a.family === "inet" && l.ifname !== "lo")
       .map((a) => `${l.ifname} ${a.local}/${a.prefixlen}`)
   ).sort();
+}
+
+/** The names of every link in netns `ns`. */
+async function linkNames(ns: string): Promise<string[]> {
+  return (await ipJson(ns, "link", "show")).map((l) => String(l.ifname)).sort();
+}
+
+/** The host links still enslaved to bridge `br` (none when it is gone). */
+async function bridgePorts(br: string): Promise<string[]> {
+  if (!(await linkExists(undefined, br))) return [];
+  return (await ipJson(undefined, "link", "show", "master", br)).map((l) => String(l.ifname));
 }
 
 /** A result with what differs between two identical pods (bridge names, MACs, veths) masked. */
@@ -340,7 +352,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "serve answers 10 concurrent clients one at a time, each correctly",
+  name: "serve answers 10 concurrent clients correctly, and 10 concurrent DELs release everything",
   ignore: !isRoot,
   async fn() {
     const { dir, launcher, socket } = await setup();
@@ -368,8 +380,12 @@ Deno.test({
         nss.map((ns, i) => call([launcher], cniEnv("DEL", ns.path, `ppcc${i}`, socket), conf(f))),
       );
       dels.forEach((r, i) => assert.equal(r.code, 0, `pod ${i}: ${r.stdout}${r.stderr}`));
+      // All ran in the daemon (DELs overlap there), none fell back to a process.
+      assert.equal(served(d, "DEL"), 10, d.log());
       assert.deepEqual(leaseFiles(f.dataDir), []);
       assert.deepEqual(stateFiles(f.stateDir), []);
+      for (const ns of nss) assert.deepEqual(await linkNames(ns.name), ["lo"], ns.name);
+      for (const br of f.bridges) assert.deepEqual(await bridgePorts(br), [], br);
     } finally {
       for (const ns of nss) await ns[Symbol.asyncDispose]();
     }
