@@ -7,7 +7,15 @@
 import assert from "node:assert/strict";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { isRoot, linkExists, ppName, tempNetns, tryRun } from "./testutils.ts";
+import {
+  isRoot,
+  leaseFiles,
+  linkExists,
+  ppName,
+  stateFiles,
+  tempNetns,
+  tryRun,
+} from "./testutils.ts";
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const enc = new TextEncoder();
@@ -23,18 +31,6 @@ fi
 [ "$CNI_COMMAND" = VERSION ] && echo '{"cniVersion":"1.0.0","supportedVersions":["1.0.0"]}'
 exit 0
 `;
-}
-
-async function leases(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  try {
-    for await (const e of Deno.readDir(dir)) {
-      if (/^\d+\.\d+\.\d+\.\d+$/.test(e.name)) out.push(e.name);
-    }
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-  }
-  return out;
 }
 
 function cni(command: string, netns: string, path: string): Deno.ChildProcess {
@@ -120,7 +116,7 @@ Deno.test({
         await new Promise((r) => setTimeout(r, 20));
       }
       assert.ok(await linkExists(ns.name, "net1"), "the first network was attached");
-      assert.equal((await leases(`${dir}/leases/first`)).length, 1);
+      assert.equal(leaseFiles(`${dir}/leases`).length, 1);
       // The launcher execs deno, so the child's pid is podplex's.
       child.kill("SIGKILL");
       await child.status;
@@ -130,8 +126,8 @@ Deno.test({
       const del = await run("DEL", delConf, ns.path, path);
       assert.equal(del.code, 0, new TextDecoder().decode(del.stdout));
       assert.equal(await linkExists(ns.name, "net1"), false);
-      assert.deepEqual(await leases(`${dir}/leases/first`), []);
-      assert.deepEqual(await Array.fromAsync(Deno.readDir(`${dir}/state`)), []);
+      assert.deepEqual(leaseFiles(`${dir}/leases`), []);
+      assert.deepEqual(stateFiles(`${dir}/state`), []);
     } finally {
       if (child) {
         child.kill("SIGKILL");

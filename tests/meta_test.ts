@@ -14,7 +14,9 @@ import {
   bridgeNetworks,
   ipJson,
   isRoot,
+  leaseFiles,
   linkExists,
+  stateFiles,
   tempNetns,
 } from "./testutils.ts";
 import { startFakeKubeApi } from "./k8s_fake_server.ts";
@@ -71,28 +73,6 @@ function req(
   };
 }
 
-async function leaseFiles(dataDir: string): Promise<string[]> {
-  const out: string[] = [];
-  try {
-    for await (const net of Deno.readDir(dataDir)) {
-      for await (const f of Deno.readDir(`${dataDir}/${net.name}`)) {
-        if (/^[0-9a-f.:]+$/.test(f.name)) out.push(`${net.name}/${f.name}`);
-      }
-    }
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-  }
-  return out.sort();
-}
-
-function stateFiles(stateDir: string): string[] {
-  try {
-    return Array.from(Deno.readDirSync(stateDir), (e) => e.name);
-  } catch {
-    return [];
-  }
-}
-
 async function addrsOf(ns: string, dev: string): Promise<string[]> {
   const [link] = await ipJson(ns, "addr", "show", "dev", dev);
   const infos = (link?.addr_info ?? []) as Array<
@@ -120,13 +100,13 @@ Deno.test({
       ["10.77.1.2/24", "net1"],
       ["10.77.2.2/24", "net2"],
     ]);
-    assert.deepEqual((await leaseFiles(f.dataDir)).length, 3);
+    assert.deepEqual(leaseFiles(f.dataDir).length, 3);
     assert.deepEqual(stateFiles(f.stateDir), ["ppcontainer1@eth0.json"]);
 
     await plugin.invoke(req("CHECK", conf, ns.path));
     await plugin.invoke(req("DEL", conf, ns.path));
     for (const dev of ["eth0", "net1", "net2"]) assert(!(await linkExists(ns.name, dev)), dev);
-    assert.deepEqual(await leaseFiles(f.dataDir), []);
+    assert.deepEqual(leaseFiles(f.dataDir), []);
     assert.deepEqual(stateFiles(f.stateDir), []);
     await plugin.invoke(req("DEL", conf, ns.path)); // a second DEL is fine
   },
@@ -161,7 +141,7 @@ Deno.test({
     const err = await rejectsCni(() => plugin.invoke(req("ADD", podplexConf(f), ns.path)));
     assert(err.message.includes("default/net-c"), err.message);
     for (const dev of ["eth0", "net1", "net2"]) assert(!(await linkExists(ns.name, dev)), dev);
-    assert.deepEqual(await leaseFiles(f.dataDir), ["net-c/10.77.2.9"]);
+    assert.deepEqual(leaseFiles(f.dataDir), ["net-c/10.77.2.9"]);
     assert.deepEqual(stateFiles(f.stateDir), []);
   },
 });
@@ -197,9 +177,9 @@ Deno.test({
       await ns[Symbol.asyncDispose]();
     }
     await api.stop();
-    assert.deepEqual((await leaseFiles(f.dataDir)).length, 2);
+    assert.deepEqual(leaseFiles(f.dataDir).length, 2);
     await plugin.invoke(req("DEL", conf, ns.path));
-    assert.deepEqual(await leaseFiles(f.dataDir), []);
+    assert.deepEqual(leaseFiles(f.dataDir), []);
     assert.deepEqual(stateFiles(f.stateDir), []);
   },
 });
@@ -215,7 +195,7 @@ Deno.test({
     await using stale = await tempNetns();
     await plugin.invoke(req("ADD", conf, keep.path, "ppkeep"));
     await plugin.invoke(req("ADD", conf, stale.path, "ppstale"));
-    assert.deepEqual((await leaseFiles(f.dataDir)).length, 4);
+    assert.deepEqual(leaseFiles(f.dataDir).length, 4);
     const gcConf = JSON.parse(new TextDecoder().decode(conf));
     gcConf["cni.dev/valid-attachments"] = [{ containerID: "ppkeep", ifname: "eth0" }];
     await plugin.invoke({
@@ -224,7 +204,7 @@ Deno.test({
       env: { path: ["/usr/lib/cni"] },
     });
     assert.deepEqual(stateFiles(f.stateDir), ["ppkeep@eth0.json"]);
-    const leases = await leaseFiles(f.dataDir);
+    const leases = leaseFiles(f.dataDir);
     assert.deepEqual(leases.length, 2);
     for (const l of leases) {
       assert.deepEqual((await Deno.readTextFile(`${f.dataDir}/${l}`)).split("\r\n")[0], "ppkeep");
@@ -232,7 +212,7 @@ Deno.test({
     assert(await linkExists(keep.name, "net1"));
     assert(!(await linkExists(stale.name, "eth0")));
     await plugin.invoke(req("DEL", conf, keep.path, "ppkeep"));
-    assert.deepEqual(await leaseFiles(f.dataDir), []);
+    assert.deepEqual(leaseFiles(f.dataDir), []);
   },
 });
 
@@ -248,7 +228,7 @@ Deno.test({
     assert.deepEqual(err.code, 100);
     assert(err.message.includes(`${f.networksDir}/default/nope.yaml`), err.message);
     assert(!(await linkExists(ns.name, "eth0")));
-    assert.deepEqual(await leaseFiles(f.dataDir), []);
+    assert.deepEqual(leaseFiles(f.dataDir), []);
   },
 });
 
@@ -268,7 +248,7 @@ Deno.test({
     assert.equal(err.code, 7);
     assert.match(err.message, /default\/loop.*delegates to "podplex" itself/);
     assert.ok(!(await linkExists(ns.name, "eth0")));
-    assert.deepEqual(await leaseFiles(f.dataDir), []);
+    assert.deepEqual(leaseFiles(f.dataDir), []);
     assert.deepEqual(stateFiles(f.stateDir), []);
   },
 });

@@ -11,8 +11,10 @@ import {
   bridgeNetworks,
   ipJson,
   isRoot,
+  leaseFiles,
   linkExists,
   run,
+  stateFiles,
   tempDir,
   tempNetns,
   tryRun,
@@ -132,28 +134,6 @@ function cniEnv(command: string, netns: string, id: string, socket: string) {
     CNI_ARGS: "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod1",
     PODPLEX_SOCKET: socket,
   };
-}
-
-function leaseFiles(dataDir: string): string[] {
-  const out: string[] = [];
-  try {
-    for (const net of Deno.readDirSync(dataDir)) {
-      for (const f of Deno.readDirSync(`${dataDir}/${net.name}`)) {
-        if (/^[0-9a-f.:]+$/.test(f.name)) out.push(`${net.name}/${f.name}`);
-      }
-    }
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-  }
-  return out.sort();
-}
-
-function stateFiles(stateDir: string): string[] {
-  try {
-    return Array.from(Deno.readDirSync(stateDir), (e) => e.name).sort();
-  } catch {
-    return [];
-  }
 }
 
 /** The pod's links and IPv4 addresses, as `name addr/len`. */

@@ -130,3 +130,28 @@ export async function bridgeNetworks(count: number, subnetPrefix: string): Promi
     },
   };
 }
+
+/** Every host-local lease under `dataDir`, as `<network>/<ip>` (bookkeeping files excluded). */
+export function leaseFiles(dataDir: string): string[] {
+  const out: string[] = [];
+  try {
+    for (const net of Deno.readDirSync(dataDir)) {
+      for (const f of Deno.readDirSync(`${dataDir}/${net.name}`)) {
+        if (/^[0-9a-f.:]+$/.test(f.name)) out.push(`${net.name}/${f.name}`);
+      }
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  return out.sort();
+}
+
+/** The file names in podplex's `stateDir` (none when it does not exist). */
+export function stateFiles(stateDir: string): string[] {
+  try {
+    return Array.from(Deno.readDirSync(stateDir), (e) => e.name).sort();
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return [];
+    throw e;
+  }
+}
