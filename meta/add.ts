@@ -24,7 +24,6 @@ import { buildNetworkStatus } from "./network_status.ts";
 import { NETWORK_STATUS_ANNOTATION } from "./annotations.ts";
 import { capabilityArgsFor, cniArgsFor, planAttachments, type PlannedAttachment } from "./plan.ts";
 import type { AttachmentState, PodState } from "./state.ts";
-import { applyDefaultRoutes } from "./routes.ts";
 import { delAttachments } from "./teardown.ts";
 
 /**
@@ -55,6 +54,7 @@ export async function metaAdd(call: MetaCall): Promise<Record<string, unknown>> 
   const state = newPodState(call);
   state.linkGroup = linkGroupFor(containerId, ifname);
   state.attachments = plan.attachments.map((att) => recordFor(call, att));
+  requireRunnable(state.attachments);
   // Written before any side effect: a podplex killed mid-ADD leaves a state from which the
   // runtime's DEL releases whatever was made (DELs of attachments never made are no-ops).
   await call.store.save(state);
@@ -64,8 +64,12 @@ export async function metaAdd(call: MetaCall): Promise<Record<string, unknown>> 
       results.push(await addOne(call, state.attachments[i], att, state.linkGroup));
       if (tracing) mark(`att:${i}:end`);
     }
-    // Updates the results in place: they are the objects the state records hold.
-    applyDefaultRoutes(env.netns!, plan.attachments, results);
+    if (plan.attachments.some((a) => a.selection?.defaultRoute?.length)) {
+      // Loaded only when asked: it brings the FFI layer into verbs that may not need it.
+      const { applyDefaultRoutes } = await import("./routes.ts");
+      // Updates the results in place: they are the objects the state records hold.
+      applyDefaultRoutes(env.netns!, plan.attachments, results);
+    }
     state.networkStatus = buildNetworkStatus(state.attachments);
     await call.store.save(state);
     mark("state");
@@ -85,8 +89,31 @@ export async function metaAdd(call: MetaCall): Promise<Record<string, unknown>> 
   return convertResult(merged, conf.cniVersion);
 }
 
+/**
+ * Refuses, before anything is made, a network whose conf does not parse or whose chain is
+ * podplex itself (exec'd from CNI_PATH it would be podplex again, ADDing the pod forever).
+ *
+ * @throws {CniError} code 6/7 naming the network
+ */
+function requireRunnable(records: AttachmentState[]): void {
+  for (const r of records) {
+    try {
+      const list = parseConfOrList(r.confText);
+      if (list.plugins.some((p) => p.type === META_TYPE)) {
+        throw new CniError(Code.InvalidConfig, `The network delegates to "${META_TYPE}" itself`);
+      }
+    } catch (e) {
+      throw CniError.wrap(
+        e,
+        Code.InvalidConfig,
+        `Network "${r.network}" (interface "${r.ifname}")`,
+      );
+    }
+  }
+}
+
 /** What the state remembers of one attachment before it runs: its exact conf and args. */
-function recordFor(call: MetaCall, att: PlannedAttachment): AttachmentState {
+export function recordFor(call: MetaCall, att: PlannedAttachment): AttachmentState {
   const record: AttachmentState = {
     network: att.network.statusName,
     ifname: att.ifname,
@@ -110,10 +137,6 @@ async function addOne(
 ): Promise<CniResult> {
   try {
     const list = parseConfOrList(record.confText);
-    if (list.plugins.some((p) => p.type === META_TYPE)) {
-      // Exec'd from CNI_PATH it would be podplex again, ADDing the same pod forever.
-      throw new CniError(Code.InvalidConfig, `The network delegates to "${META_TYPE}" itself`);
-    }
     const env: PluginEnv = { ...call.env, ifname: att.ifname, args: record.cniArgs };
     const { result } = await runChain(list, "ADD", {
       env,
@@ -148,11 +171,13 @@ async function rollBack(
   const { containerId, ifname } = state;
   call.log.warning(`ADD of "${containerId}" failed, rolling back: ${err.message}`);
   const tried = { ...state, attachments: state.attachments.slice(0, done + 1) };
-  // A conf that cannot be parsed fails its DEL the same way; it made nothing to undo, so
-  // such errors would only repeat the ADD's.
-  const undo = (await delAttachments(call, tried)).filter((u) =>
-    u.code !== Code.InvalidConfig && u.code !== Code.DecodeFailure
-  );
+  const failed = tried.attachments[done];
+  // The attachment whose ADD failed on its own conf (a delegate refusing a field) fails its
+  // DEL the same way and made nothing: only that repeat is not worth reporting.
+  const undo = (await delAttachments(call, tried)).filter((f) =>
+    !(f.att === failed &&
+      (f.error.code === Code.InvalidConfig || f.error.code === Code.DecodeFailure))
+  ).map((f) => f.error);
   for (const u of undo) call.log.error(`Rollback of "${containerId}": ${u.message}`);
   if (undo.length) {
     return new CniError(err.code, err.message, joinDetails(err.details, undo), { cause: e });

@@ -10,7 +10,7 @@ import { CniError, Code } from "../conf/errors.ts";
 import { createRegistry } from "../delegates/registry.ts";
 import type { PluginEnv, PluginRegistry, PluginRequest } from "../delegates/types.ts";
 import { parsePodplexConf, type PodplexConf } from "./conf.ts";
-import type { KubeClient } from "./k8s.ts";
+import type { ClosableKubeClient, KubeClient } from "./k8s.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { createResolver } from "./networks.ts";
 import type { PlanInput } from "./plan.ts";
@@ -50,6 +50,11 @@ export interface MetaCall {
   now: () => Date;
   /** The API client, created on first use. */
   kube(): Promise<KubeClient | undefined>;
+  /**
+   * Releases what the call opened (the API client's TLS client, when podplex created it):
+   * one process may serve many calls (`podplex serve`).
+   */
+  close(): Promise<void>;
 }
 
 const decoder = new TextDecoder();
@@ -73,6 +78,7 @@ export function openCall(req: PluginRequest, deps: MetaDeps = {}): MetaCall {
   mark("conf");
   const cniArgs = parseCniArgs(req.env.args);
   let kube: Promise<KubeClient | undefined> | undefined;
+  let owned: Promise<ClosableKubeClient | undefined> | undefined;
   return {
     req,
     conf,
@@ -89,13 +95,19 @@ export function openCall(req: PluginRequest, deps: MetaDeps = {}): MetaCall {
     log: deps.log?.(conf) ?? createLogger(conf.logLevel, conf.logFile),
     now: deps.now ?? (() => new Date()),
     kube() {
-      kube ??= deps.kube ? deps.kube(conf) : defaultKube(conf);
+      if (!kube) {
+        if (deps.kube) kube = deps.kube(conf);
+        else kube = owned = defaultKube(conf);
+      }
       return kube;
+    },
+    async close() {
+      (await owned?.catch(() => undefined))?.close();
     },
   };
 }
 
-async function defaultKube(conf: PodplexConf): Promise<KubeClient | undefined> {
+async function defaultKube(conf: PodplexConf): Promise<ClosableKubeClient | undefined> {
   if (!conf.kubeconfig) return undefined;
   const { createKubeClient } = await import("./k8s.ts");
   return createKubeClient({ kubeconfig: conf.kubeconfig });

@@ -12,7 +12,7 @@ import { toCanonical } from "../conf/result.ts";
 import type { Attachment } from "../conf/types.ts";
 import { runChain } from "../delegates/chain.ts";
 import type { Plugin, PluginRequest } from "../delegates/types.ts";
-import { metaAdd } from "./add.ts";
+import { metaAdd, recordFor } from "./add.ts";
 import {
   type MetaCall,
   type MetaDeps,
@@ -22,7 +22,7 @@ import {
   runtimeAnnotations,
 } from "./context.ts";
 import { createResolver, resolveClusterNetwork, type ResolvedNetwork } from "./networks.ts";
-import { cniArgsFor, planAttachments } from "./plan.ts";
+import { planAttachments } from "./plan.ts";
 import type { PodState } from "./state.ts";
 import { delAttachments } from "./teardown.ts";
 
@@ -47,21 +47,25 @@ export function createMetaPlugin(deps: MetaDeps = {}): Plugin {
           netns ?? ""
         }"`,
       );
-      switch (req.command) {
-        case "ADD":
-          return await metaAdd(call);
-        case "DEL":
-          await metaDel(call);
-          return undefined;
-        case "CHECK":
-          await metaCheck(call);
-          return undefined;
-        case "GC":
-          await metaGc(call);
-          return undefined;
-        case "STATUS":
-          await metaStatus(call);
-          return undefined;
+      try {
+        switch (req.command) {
+          case "ADD":
+            return await metaAdd(call);
+          case "DEL":
+            await metaDel(call);
+            return undefined;
+          case "CHECK":
+            await metaCheck(call);
+            return undefined;
+          case "GC":
+            await metaGc(call);
+            return undefined;
+          case "STATUS":
+            await metaStatus(call);
+            return undefined;
+        }
+      } finally {
+        await call.close();
       }
     },
   };
@@ -95,7 +99,7 @@ async function metaDel(call: MetaCall): Promise<void> {
   const state = await call.store.load(containerId, ifname);
   mark("state-loaded");
   if (!state) return await delWithoutState(call);
-  const errors = await delAttachments(call, withNetns(call, state));
+  const errors = (await delAttachments(call, withNetns(call, state))).map((f) => f.error);
   if (errors.length) {
     // The state stays so that the runtime's retry can finish the job.
     throw new CniError(
@@ -122,15 +126,9 @@ async function delWithoutState(call: MetaCall): Promise<void> {
     return;
   }
   const state = newPodState(call);
-  state.attachments = planned.attachments.map((a) => ({
-    network: a.network.statusName,
-    ifname: a.ifname,
-    isCluster: a.isCluster,
-    isDefault: a.isDefault,
-    confText: a.network.confText,
-    cniArgs: cniArgsFor(a, env.args),
-  }));
-  for (const e of await delAttachments(call, state)) call.log.warning(e.message);
+  // The same records ADD would have written: the conf DEL runs is the conf ADD ran.
+  state.attachments = planned.attachments.map((a) => recordFor(call, a));
+  for (const f of await delAttachments(call, state)) call.log.warning(f.error.message);
 }
 
 async function metaCheck(call: MetaCall): Promise<void> {
@@ -201,8 +199,8 @@ async function metaGc(call: MetaCall): Promise<void> {
       }
       continue;
     }
-    const errs = await delAttachments(call, state);
-    if (errs.length) errors.push(...errs);
+    const failures = await delAttachments(call, state);
+    if (failures.length) errors.push(...failures.map((f) => f.error));
     else await call.store.remove(state.containerId, state.ifname);
   }
   const cluster = await clusterNetwork(call).catch(() => undefined);

@@ -12,47 +12,68 @@
  */
 import { CniError, Code } from "../conf/errors.ts";
 import { mark, tracing } from "../conf/trace.ts";
-import { parseConfOrList } from "../conf/netconf.ts";
+import { type ConfList, parseConfOrList } from "../conf/netconf.ts";
 import { toCanonical } from "../conf/result.ts";
 import { runChain } from "../delegates/chain.ts";
 import { isBuiltin } from "../delegates/registry.ts";
 import type { MetaCall } from "./context.ts";
 import type { AttachmentState, PodState } from "./state.ts";
 
+/** One attachment that could not be released, and why. */
+export interface DelFailure {
+  att: AttachmentState;
+  error: CniError;
+}
+
 /**
  * DELs every attachment of `state` in reverse order, best-effort: each one is tried even
  * when another fails.
  *
- * @returns the errors (empty when everything was released)
+ * @returns what could not be released (empty when everything was)
  */
-export async function delAttachments(
-  call: MetaCall,
-  state: PodState,
-): Promise<CniError[]> {
-  const errors: CniError[] = [];
-  const order = [...state.attachments].reverse();
-  const needsLiveLink = order.filter((a) => !groupSafe(a, call));
-  const rest = order.filter((a) => groupSafe(a, call));
-  for (const att of needsLiveLink) await delOne(call, state, att, errors);
+export async function delAttachments(call: MetaCall, state: PodState): Promise<DelFailure[]> {
+  const failures: DelFailure[] = [];
+  const parsed = [...state.attachments].reverse().map((att) => parseAttachment(att, failures));
+  const needsLiveLink = parsed.filter((p) => p.list && !groupSafe(p.list, call));
+  const rest = parsed.filter((p) => p.list && groupSafe(p.list, call));
+  for (const p of needsLiveLink) await delOne(call, state, p, failures);
   if (rest.length && state.linkGroup && state.netns) {
     await deleteLinkGroup(state.netns, state.linkGroup, call);
     mark("group-del");
   }
-  for (const [i, att] of rest.entries()) {
-    await delOne(call, state, att, errors);
+  for (const [i, p] of rest.entries()) {
+    await delOne(call, state, p, failures);
     if (tracing) mark(`att:${i}:end`);
   }
-  return errors;
+  return failures;
+}
+
+interface ParsedAttachment {
+  att: AttachmentState;
+  list?: ConfList;
+}
+
+/** Parses an attachment's conf once; a conf that does not parse is a failure of its own. */
+function parseAttachment(att: AttachmentState, failures: DelFailure[]): ParsedAttachment {
+  try {
+    return { att, list: parseConfOrList(att.confText) };
+  } catch (e) {
+    failures.push({ att, error: delError(att, e) });
+    return { att };
+  }
+}
+
+function delError(att: AttachmentState, e: unknown): CniError {
+  return CniError.wrap(e, Code.DelegateFailed, `DEL of network "${att.network}" ("${att.ifname}")`);
 }
 
 async function delOne(
   call: MetaCall,
   state: PodState,
-  att: AttachmentState,
-  errors: CniError[],
+  { att, list }: ParsedAttachment,
+  failures: DelFailure[],
 ): Promise<void> {
   try {
-    const list = parseConfOrList(att.confText);
     const opts: Parameters<typeof runChain>[2] = {
       env: {
         ...call.env,
@@ -65,11 +86,9 @@ async function delOne(
       capabilityArgs: att.capabilityArgs,
     };
     if (att.result) opts.cachedResult = toCanonical(att.result, "1.1.0");
-    await runChain(list, "DEL", opts);
+    await runChain(list!, "DEL", opts);
   } catch (e) {
-    errors.push(
-      CniError.wrap(e, Code.DelegateFailed, `DEL of network "${att.network}" ("${att.ifname}")`),
-    );
+    failures.push({ att, error: delError(att, e) });
   }
 }
 
@@ -78,17 +97,12 @@ async function delOne(
  * plugin of its chain is a built-in (they put their container links in the group and treat
  * a missing link as done) and none releases an address over the link (DHCP).
  */
-function groupSafe(att: AttachmentState, call: MetaCall): boolean {
-  try {
-    const list = parseConfOrList(att.confText);
-    return list.plugins.every((p) => {
-      const ipam = (p.conf as { ipam?: { type?: string } }).ipam;
-      return isBuiltin(p.type) && !call.conf.preferExternal?.includes(p.type) &&
-        ipam?.type !== "dhcp";
-    });
-  } catch {
-    return false;
-  }
+function groupSafe(list: ConfList, call: MetaCall): boolean {
+  return list.plugins.every((p) => {
+    const ipam = (p.conf as { ipam?: { type?: string } }).ipam;
+    return isBuiltin(p.type) && !call.conf.preferExternal?.includes(p.type) &&
+      ipam?.type !== "dhcp";
+  });
 }
 
 async function deleteLinkGroup(
