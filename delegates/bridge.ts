@@ -202,6 +202,8 @@ export async function addBridgeAttachment(
   onBridge?: (host: Netlink, br: LinkInfo) => void,
 ): Promise<CniResult> {
   requireAddable(c);
+  // Before anything is touched: a refused conf must not create or change the bridge.
+  requireVlanGateway(c);
   const ifname = ctx.env.ifname!;
   using contNs = openContainerNs(ctx.env.netns);
   using host = openHost(opts);
@@ -209,7 +211,6 @@ export async function addBridgeAttachment(
   const s: BridgeAdd = { c, ctx, opts, host, cont, contNs, undo: new Rollback() };
   try {
     const br = ensureBridge(host, c, opts, s.undo);
-    requireVlanGateway(c);
     onBridge?.(host, br);
     const veth = attachVeth(s, br);
     if (c.macspoofchk) await spoofCheck(s, veth);

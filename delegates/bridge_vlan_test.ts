@@ -234,3 +234,21 @@ Deno.test({
     await r.call("DEL", good, holder);
   },
 });
+
+Deno.test({
+  name: "bridge ADD with vlan and isGateway is refused with code 2 before the bridge is touched",
+  ignore: !isRoot,
+  async fn() {
+    await using r = await rig(makeBridge);
+    const env = { containerId: "ctrv4", netns: r.pod.path, ifname: "eth0" };
+    const conf = vlanConf(r.data, { vlan: 100 });
+    const refused = (e: unknown) => isCode(2)(e) && /"vlan" with "isGateway"/.test(String(e));
+    await assert.rejects(r.call("ADD", conf, env), refused);
+    assert.deepEqual(await hostLinks(r.host.name), [], "no bridge was created");
+    await run("ip", "-n", r.host.name, "link", "add", "ppbr0", "type", "bridge");
+    await assert.rejects(r.call("ADD", conf, env), refused);
+    const br: Any = (await ipJson(r.host.name, "-d", "link", "show", "ppbr0"))[0];
+    assert.equal(br.linkinfo?.info_data?.vlan_filtering ?? 0, 0, "filtering left off");
+    assert.equal([...Deno.readDirSync(r.data)].length, 0);
+  },
+});
