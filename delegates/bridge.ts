@@ -191,7 +191,8 @@ function finishResult(s: BridgeAdd, result: CniResult, br: LinkInfo, hostVeth: L
 
 /**
  * Attaches a container to a bridge: the whole ADD after parsing. `onBridge` runs right after
- * the bridge is ensured (vxlan enslaves its tunnel device there).
+ * the bridge is ensured (vxlan enslaves its tunnel device there); what it pushes on `undo`
+ * runs on failure before the bridge's own undo.
  *
  * @returns the canonical result: interfaces [bridge, host veth, container]
  */
@@ -199,7 +200,7 @@ export async function addBridgeAttachment(
   c: BridgeConf,
   ctx: DelegateContext,
   opts: HostOptions,
-  onBridge?: (host: Netlink, br: LinkInfo) => void,
+  onBridge?: (host: Netlink, br: LinkInfo, undo: Rollback) => void,
 ): Promise<CniResult> {
   requireAddable(c);
   // Before anything is touched: a refused conf must not create or change the bridge.
@@ -211,7 +212,7 @@ export async function addBridgeAttachment(
   const s: BridgeAdd = { c, ctx, opts, host, cont, contNs, undo: new Rollback() };
   try {
     const br = ensureBridge(host, c, opts, s.undo);
-    onBridge?.(host, br);
+    onBridge?.(host, br, s.undo);
     const veth = attachVeth(s, br);
     if (c.macspoofchk) await spoofCheck(s, veth);
     const result: CniResult = {

@@ -22,7 +22,14 @@ import type { LinkInfo, Netlink } from "../ffi/mod.ts";
 import { checkFailed } from "./_check.ts";
 import { familyOf } from "./_cidr.ts";
 import { confInt, confString } from "./_conf_read.ts";
-import { defaultRouteInterface, type HostOptions, kernelError, openHost } from "./_link_common.ts";
+import {
+  defaultRouteInterface,
+  deleteLinkIfExists,
+  type HostOptions,
+  kernelError,
+  openHost,
+  type Rollback,
+} from "./_link_common.ts";
 import {
   addBridgeAttachment,
   type BridgeConf,
@@ -132,12 +139,17 @@ export function segmentMtu(underlayMtu: number, c: VxlanConf, remotes: string[])
   return c.mtuSet ?? max;
 }
 
-/** Creates the VXLAN device when missing, enslaves it to the bridge, brings it up. */
+/**
+ * Creates the VXLAN device when missing, enslaves it to the bridge, brings it up. A device
+ * created here is deleted on rollback (before the bridge's undo, which keeps a bridge with
+ * ports) unless another ADD's port joined the bridge meanwhile.
+ */
 function ensureVxlanDevice(
   host: Netlink,
   c: VxlanConf,
   underlay: LinkInfo,
   br: LinkInfo,
+  undo: Rollback,
 ): LinkInfo {
   let vx = host.getLink(c.vxlanName);
   try {
@@ -151,6 +163,7 @@ function ensureVxlanDevice(
         learning: false,
         mtu: c.mtu,
       });
+      undo.push(() => deleteVxlanIfAlone(host, c.vxlanName, br));
       vx = host.requireLink(c.vxlanName);
     }
     if (vx.kind !== "vxlan") {
@@ -165,6 +178,12 @@ function ensureVxlanDevice(
     throw kernelError(`Cannot set up vxlan device "${c.vxlanName}"`, err);
   }
   return vx;
+}
+
+/** Deletes the VXLAN device unless the bridge has a port besides it (another pod's). */
+function deleteVxlanIfAlone(host: Netlink, name: string, br: LinkInfo): void {
+  if (host.listLinks().some((l) => l.master === br.index && l.name !== name)) return;
+  deleteLinkIfExists(host, name);
 }
 
 /**
@@ -209,8 +228,8 @@ async function add(c: VxlanConf, ctx: DelegateContext, opts: HostOptions, src: R
     underlay = resolveUnderlay(host, c);
   }
   const conf: VxlanConf = { ...c, mtu: segmentMtu(underlay.mtu, c, remotes) };
-  return await addBridgeAttachment(conf, ctx, opts, (host, br) => {
-    const vx = ensureVxlanDevice(host, conf, underlay, br);
+  return await addBridgeAttachment(conf, ctx, opts, (host, br, undo) => {
+    const vx = ensureVxlanDevice(host, conf, underlay, br, undo);
     syncRemotes(host, vx, remotes);
   });
 }

@@ -68,3 +68,31 @@ Deno.test({
     assert.ok(await linkExists(host.name, "vx77"), "the segment stays for other pods");
   },
 });
+
+Deno.test({
+  name: "a failed vxlan ADD leaves neither the bridge nor the VXLAN device it created",
+  ignore: !isRoot,
+  async fn() {
+    const underlay = async (host: TestNetns) => {
+      await addVethPair(host.name, "ppu0", "ppu1");
+      await run("ip", "-n", host.name, "addr", "add", "10.250.2.1/24", "dev", "ppu0");
+      await run("ip", "-n", host.name, "link", "set", "ppu0", "up");
+    };
+    await using t = await rig((o) => makeVxlan(o), underlay);
+    const conf = {
+      cniVersion: "1.0.0",
+      name: "ppvx",
+      type: "vxlan",
+      vni: 78,
+      local: "10.250.2.1",
+      remotes: ["10.250.2.2"],
+      ipam: { type: "no-such-ipam" },
+    };
+    await assert.rejects(
+      t.call("ADD", conf, { containerId: "v9", netns: t.pod.path, ifname: "eth0" }),
+    );
+    assert.equal(await linkExists(t.host.name, "vxbr78"), false, "no bridge left");
+    assert.equal(await linkExists(t.host.name, "vx78"), false, "no vxlan device left");
+    assert.equal(await linkExists(t.pod.name, "eth0"), false);
+  },
+});
