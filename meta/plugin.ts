@@ -8,6 +8,7 @@
 import { CniError, Code } from "../conf/errors.ts";
 import { mark } from "../conf/trace.ts";
 import { parseConfOrList } from "../conf/netconf.ts";
+import { validAttachments } from "../conf/gc.ts";
 import { toCanonical } from "../conf/result.ts";
 import type { Attachment } from "../conf/types.ts";
 import { runChain } from "../delegates/chain.ts";
@@ -157,26 +158,6 @@ async function metaCheck(call: MetaCall): Promise<void> {
       );
     }
   }
-}
-
-function validAttachments(raw: Record<string, unknown>): Attachment[] {
-  const list = raw["cni.dev/valid-attachments"] ?? raw["cni.dev/attachments"];
-  if (list === undefined) return [];
-  if (!Array.isArray(list)) {
-    throw new CniError(Code.InvalidConfig, `Invalid "cni.dev/valid-attachments": not a list`);
-  }
-  return list.map((a, i) => {
-    const { containerID, ifname } = (a ?? {}) as Record<string, unknown>;
-    if (typeof containerID !== "string" || typeof ifname !== "string") {
-      throw new CniError(
-        Code.InvalidConfig,
-        `Invalid "cni.dev/valid-attachments[${i}]": ${
-          JSON.stringify(a)
-        } needs "containerID" and "ifname"`,
-      );
-    }
-    return { containerID, ifname };
-  });
 }
 
 /**

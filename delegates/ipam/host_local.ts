@@ -9,17 +9,16 @@
  * @module
  */
 import { CniError, Code } from "../../conf/errors.ts";
+import { validAttachments } from "../../conf/gc.ts";
 import { formatIp, type IP, parseCidr, tryParseIp } from "../../conf/ip.ts";
-import type { Attachment, CniDns, CniResult, CniRoute } from "../../conf/types.ts";
+import type { CniDns, CniResult, CniRoute } from "../../conf/types.ts";
 import type { BuiltinDelegate, DelegateContext } from "../types.ts";
 import { IpAllocator } from "./allocator.ts";
 import {
   checkPerFamily,
   confVersion,
-  field,
   ipamSection,
   ipList,
-  isObject,
   type Json,
   optArray,
   optObject,
@@ -259,27 +258,6 @@ export async function hostLocalCheck(
   if (held.length === 0) {
     throw new CniError(Code.UnknownContainer, `host-local: no address is leased to "${id}"`);
   }
-}
-
-/** Reads `cni.dev/valid-attachments` (or the older `cni.dev/attachments`) of a GC conf. */
-export function validAttachments(raw: Json): Attachment[] {
-  const list = raw["cni.dev/valid-attachments"] ?? raw["cni.dev/attachments"];
-  if (!Array.isArray(list)) {
-    throw new CniError(Code.InvalidConfig, `GC needs "cni.dev/valid-attachments" (a list)`);
-  }
-  return list.map((a, i) => {
-    const containerID = isObject(a) ? field(a, "containerID") : undefined;
-    const ifname = isObject(a) ? field(a, "ifname") : undefined;
-    if (typeof containerID !== "string" || typeof ifname !== "string") {
-      throw new CniError(
-        Code.InvalidConfig,
-        `Invalid "cni.dev/valid-attachments[${i}]": ${
-          JSON.stringify(a)
-        } needs containerID and ifname`,
-      );
-    }
-    return { containerID, ifname };
-  });
 }
 
 /** GC: releases every lease whose attachment is not valid (legacy ones by container id). */
