@@ -86,6 +86,9 @@ export function createRegistry(opts: RegistryOptions = {}): PluginRegistry {
       await findInPath(type, path);
       return execPlugin(type, opts.exec);
     },
+    inProcess(type: string): boolean {
+      return Object.hasOwn(table, type) && !external.has(type);
+    },
   };
   return registry;
 }

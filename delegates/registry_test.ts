@@ -1,7 +1,7 @@
 import { deepStrictEqual as assertEquals, ok, rejects } from "node:assert/strict";
 import type { CniError } from "../conf/errors.ts";
 import { tempDir } from "../tests/testutils.ts";
-import { BUILTIN_TYPES, createRegistry, isBuiltin } from "./registry.ts";
+import { createRegistry, isBuiltin } from "./registry.ts";
 import type { BuiltinDelegate } from "./types.ts";
 
 /** A delegate that does nothing (the registry only loads and wraps it). */
@@ -33,8 +33,16 @@ Deno.test("createRegistry() execs preferred-external and unknown types from CNI_
   await rejects(registry.get("ppmissing", [dir.path]), (e: CniError) => e.code === 7);
 });
 
-Deno.test("isBuiltin() and BUILTIN_TYPES agree on the table", () => {
-  for (const t of BUILTIN_TYPES) ok(isBuiltin(t));
+Deno.test("isBuiltin() refuses unknown types and names inherited from Object", () => {
+  ok(isBuiltin("bridge"));
   assertEquals(isBuiltin("ppnotatype"), false);
   assertEquals(isBuiltin("toString"), false);
+});
+
+Deno.test("inProcess() is true for built-ins only, and false once the conf prefers the binary", () => {
+  const registry = createRegistry({ preferExternal: ["macvlan"] });
+  ok(registry.inProcess!("bridge"));
+  assertEquals(registry.inProcess!("macvlan"), false);
+  assertEquals(registry.inProcess!("tuning"), false);
+  assertEquals(registry.inProcess!("toString"), false);
 });

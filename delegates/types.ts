@@ -63,6 +63,12 @@ export interface PluginRegistry {
    * @throws {CniError} when no built-in serves `type` and no binary of that name is in `path`
    */
   get(type: string, path: string[]): Promise<Plugin>;
+  /**
+   * Whether `type` runs in-process (a built-in the caller did not ask to exec). The
+   * meta-plugin group-deletes links only of chains made entirely of such plugins; a registry
+   * without this method is taken to exec everything.
+   */
+  inProcess?(type: string): boolean;
 }
 
 /** Everything a built-in delegate is given besides its parsed conf. */

@@ -15,7 +15,6 @@ import { mark, tracing } from "../conf/trace.ts";
 import { type ConfList, parseConfOrList } from "../conf/netconf.ts";
 import { toCanonical } from "../conf/result.ts";
 import { runChain } from "../delegates/chain.ts";
-import { isBuiltin } from "../delegates/registry.ts";
 import type { MetaCall } from "./context.ts";
 import type { AttachmentState, PodState } from "./state.ts";
 
@@ -100,8 +99,7 @@ async function delOne(
 function groupSafe(list: ConfList, call: MetaCall): boolean {
   return list.plugins.every((p) => {
     const ipam = (p.conf as { ipam?: { type?: string } }).ipam;
-    return isBuiltin(p.type) && !call.conf.preferExternal?.includes(p.type) &&
-      ipam?.type !== "dhcp";
+    return (call.registry.inProcess?.(p.type) ?? false) && ipam?.type !== "dhcp";
   });
 }
 
