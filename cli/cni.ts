@@ -118,7 +118,9 @@ function parseCommand(raw: string | undefined): Verb {
   if (!raw) {
     throw new CniError(Code.InvalidEnv, "Missing required environment variable CNI_COMMAND");
   }
-  if (!(raw in REQUIRED_ENV)) throw new CniError(Code.InvalidEnv, `Unknown CNI_COMMAND "${raw}"`);
+  if (!Object.hasOwn(REQUIRED_ENV, raw)) {
+    throw new CniError(Code.InvalidEnv, `Unknown CNI_COMMAND "${raw}"`);
+  }
   return raw as Verb;
 }
 

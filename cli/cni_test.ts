@@ -244,3 +244,18 @@ Deno.test("CNI_ARGS is passed on as received", async () => {
   const r = await call({ ...ENV, CNI_ARGS: "IgnoreUnknown=1;K8S_POD_NAME=p" });
   assertEquals(r.requests[0].env.args, "IgnoreUnknown=1;K8S_POD_NAME=p");
 });
+
+Deno.test("a CNI_COMMAND named like an Object method is an unknown verb (code 4)", async () => {
+  const out: string[] = [];
+  const code = await runCni(
+    {
+      env: { CNI_COMMAND: "toString" },
+      stdin: () => Promise.resolve(new Uint8Array()),
+      stdout: (s) => out.push(s),
+      stderr: () => {},
+    },
+    () => Promise.reject(new Error("must not resolve")),
+  );
+  assertEquals(code, 1);
+  assertEquals(JSON.parse(out.join("")).code, 4);
+});

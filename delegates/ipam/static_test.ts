@@ -98,8 +98,3 @@ Deno.test("static check() needs prevResult and compares gateways of found addres
   };
   await assert.rejects(staticIpam.check(conf, ctxFor(r, "c", "eth0", {}, wrong)), /10\.10\.0\.9/);
 });
-
-Deno.test("static del() succeeds with nothing to release", async () => {
-  const r = raw({ addresses });
-  await staticIpam.del(parseStaticConf(r), ctxFor(r));
-});
