@@ -215,6 +215,14 @@ async function up(cfg: StandaloneConfig, positionals: string[], f: UpFlags): Pro
   }
   const netns = f.netns ?? `/run/netns/${name}`;
   const ownsNetns = f.netns === undefined;
+  // Two pods in one netns would DEL each other's interfaces (eth0 is eth0 in both).
+  const sharer = (await records.list()).find((r) => r.netns === netns);
+  if (sharer) {
+    throw new CniError(
+      Code.AlreadyExists,
+      `The netns "${netns}" belongs to pod "${sharer.namespace}/${sharer.name}"; give this pod another name or --netns`,
+    );
+  }
   if (ownsNetns) await createNetns(name);
   else if (!(await pathExists(netns))) {
     throw new CniError(Code.InvalidEnv, `The netns "${netns}" given with --netns does not exist`);
@@ -281,7 +289,7 @@ async function createNetns(name: string): Promise<void> {
     if (e instanceof NetlinkError && e.kind === "exists") {
       throw new CniError(
         Code.AlreadyExists,
-        `The netns "/run/netns/${name}" exists already; pass --netns /run/netns/${name} to use it`,
+        `The netns "/run/netns/${name}" exists already (not made by 'pod up'); pass --netns /run/netns/${name} to use it`,
       );
     }
     await removeNetns(name);

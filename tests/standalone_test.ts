@@ -166,6 +166,21 @@ Deno.test({
     assert.notEqual(again.code, 0);
     assert.match(again.stderr, /already up/);
     assert.ok((await netnsNames()).includes(pod));
+    // The same name in another namespace may not take over the first pod's netns.
+    const other = await podplex(
+      "pod",
+      "up",
+      pod,
+      "--namespace",
+      "other",
+      "--config",
+      f.conf,
+      "--netns",
+      up.netns,
+    );
+    assert.notEqual(other.code, 0);
+    assert.match(other.stderr, /belongs to pod "default\//);
+    assert.deepEqual(await inet(pod, "eth0"), [`${up.interfaces[0].ips[0]}/24`]);
 
     assert.match(await ok("pod", "down", pod, "--config", f.conf), /is down/);
     assert.ok(!(await netnsNames()).includes(pod), "pod down removes the netns it made");
