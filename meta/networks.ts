@@ -104,18 +104,7 @@ function withName(text: string, name: string, where: string): string {
  * Finds the conf in `confDir` whose `name` is `name` (*.conf, *.conflist, *.json in name
  * order, as libcni lists them); null when none.
  */
-export function findConfByName(
-  confDir: string,
-  name: string,
-): Promise<{ path: string; text: string } | null> {
-  try {
-    return Promise.resolve(findConfByNameSync(confDir, name));
-  } catch (err) {
-    return Promise.reject(err);
-  }
-}
-
-function findConfByNameSync(confDir: string, name: string): { path: string; text: string } | null {
+function findConfByName(confDir: string, name: string): { path: string; text: string } | null {
   let entries: Deno.DirEntry[];
   try {
     entries = [...Deno.readDirSync(confDir)];
@@ -165,7 +154,7 @@ function nadConfText(
     throw bad(`Invalid "spec.config" in ${where}: must be a string holding a CNI conf`);
   }
   if (config && config.trim() !== "") return withName(config, ref.name, where);
-  const found = findConfByNameSync(confDir, ref.name);
+  const found = findConfByName(confDir, ref.name);
   if (!found) {
     throw new CniError(
       Code.NetworkNotFound,
@@ -329,7 +318,7 @@ export async function resolveClusterNetwork(
     if (!(err instanceof CniError) || err.code !== Code.NetworkNotFound || cn.includes("/")) {
       throw err;
     }
-    const found = findConfByNameSync(conf.confDir, cn);
+    const found = findConfByName(conf.confDir, cn);
     if (!found) {
       throw new CniError(
         Code.NetworkNotFound,
