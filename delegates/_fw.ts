@@ -16,7 +16,10 @@ export interface ToolOutput {
 
 const decoder = new TextDecoder();
 
-/** Runs `tool args...` in the host netns, feeding `input` on stdin when given. */
+/**
+ * Runs `tool args...` in the host netns, feeding `input` on stdin when given. A tool that is
+ * not installed gives a failed run with stderr "<tool> not found" (never a throw).
+ */
 export async function runTool(
   opts: HostOptions,
   tool: string,
@@ -24,12 +27,21 @@ export async function runTool(
   input?: string,
 ): Promise<ToolOutput> {
   const argv = opts.hostNs ? ["nsenter", `--net=${opts.hostNs}`, tool, ...args] : [tool, ...args];
-  const child = new Deno.Command(argv[0], {
-    args: argv.slice(1),
-    stdin: input === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(argv[0], {
+      args: argv.slice(1),
+      stdin: input === undefined ? "null" : "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+  } catch (err) {
+    // A tool that is not installed: a failed run, so `check=false` teardowns see no rules.
+    if (err instanceof Deno.errors.NotFound) {
+      return { success: false, stdout: "", stderr: `${argv[0]} not found` };
+    }
+    throw err;
+  }
   if (input !== undefined) {
     const w = child.stdin.getWriter();
     await w.write(new TextEncoder().encode(input));

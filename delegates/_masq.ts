@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { CniError, Code } from "../conf/errors.ts";
 import { canonicalNet, familyOf } from "./_cidr.ts";
 import { fw, runTool } from "./_fw.ts";
 import type { HostOptions } from "./_link_common.ts";
@@ -30,14 +31,37 @@ export function masqComment(network: string, containerId: string): string {
   return `name: ${JSON.stringify(network)} id: ${JSON.stringify(containerId)}`;
 }
 
-/** iptables when installed (as the reference), else nftables. */
-export function detectMasqBackend(): MasqBackend {
+/** Whether `tool` is a file in a `PATH` directory. */
+function installed(tool: string): boolean {
   for (const dir of (Deno.env.get("PATH") ?? "/usr/sbin:/sbin").split(":")) {
     try {
-      if (Deno.statSync(`${dir}/iptables`).isFile) return "iptables";
+      if (dir && Deno.statSync(`${dir}/${tool}`).isFile) return true;
     } catch { /* not in this directory */ }
   }
-  return "nftables";
+  return false;
+}
+
+/** iptables when installed (as the reference), else nftables when nft is; else undefined. */
+export function findMasqBackend(): MasqBackend | undefined {
+  if (installed("iptables")) return "iptables";
+  if (installed("nft")) return "nftables";
+  return undefined;
+}
+
+/**
+ * The backend ADD masquerades with: iptables when installed (as the reference), else nftables.
+ *
+ * @throws {CniError} code 2 when neither iptables nor nft is installed
+ */
+export function detectMasqBackend(): MasqBackend {
+  const backend = findMasqBackend();
+  if (!backend) {
+    throw new CniError(
+      Code.UnsupportedField,
+      `Field "ipMasq" needs iptables or nft, and neither is installed`,
+    );
+  }
+  return backend;
 }
 
 async function ipt(opts: HostOptions, fam: 4 | 6, args: string[], check = true): Promise<string> {

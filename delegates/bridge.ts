@@ -45,7 +45,7 @@ import {
   tryOpenNs,
   trySysctl,
 } from "./_link_common.ts";
-import { detectMasqBackend, masqChain, teardownMasq } from "./_masq.ts";
+import { findMasqBackend, masqChain, teardownMasq } from "./_masq.ts";
 import { setupSpoofchk, spoofchkNames, teardownSpoofchk } from "./_spoofchk.ts";
 import { createVeth } from "./_veth.ts";
 
@@ -257,7 +257,9 @@ export async function delBridgeAttachment(
     if (c.ipamType) await ctx.ipam("DEL");
     if (c.ipamType && c.ipMasq) {
       const chain = await masqChain(c.name, ctx.env.containerId ?? "");
-      await teardownMasq(opts, detectMasqBackend(), chain);
+      // Neither iptables nor nft installed: no rule can exist.
+      const backend = findMasqBackend();
+      if (backend) await teardownMasq(opts, backend, chain);
     }
   } catch (err) {
     first ??= err;
