@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { POD_ANNOTATIONS_ARG } from "../meta/context.ts";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { CniError, Code } from "../conf/errors.ts";
 import { loadConfFile, parseConfOrList } from "../conf/netconf.ts";
@@ -26,7 +27,7 @@ export const DEFAULT_CNI_PATH = "/opt/cni/bin:/usr/lib/cni";
 
 /** The capabilities podplex declares (what a runtime must pass it). */
 export const PODPLEX_CAPABILITIES: Readonly<Record<string, boolean>> = {
-  "io.kubernetes.cri.pod-annotations": true,
+  [POD_ANNOTATIONS_ARG]: true,
   portMappings: true,
   bandwidth: true,
   ips: true,

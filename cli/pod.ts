@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { POD_ANNOTATIONS_ARG } from "../meta/context.ts";
 import { CniError, Code } from "../conf/errors.ts";
 import { parseYaml } from "../conf/yaml.ts";
 import type { PluginEnv } from "../delegates/types.ts";
@@ -31,7 +32,6 @@ import {
 } from "./_standalone.ts";
 
 /** The runtimeConfig key containerd passes the pod's annotations under. */
-export const POD_ANNOTATIONS_CAP = "io.kubernetes.cri.pod-annotations";
 const IFNAME = "eth0";
 const DEFAULT_NAMESPACE = "default";
 
@@ -57,7 +57,7 @@ ${CONFIG_HELP}
   --json             JSON output (up, list)
 
 The pod's annotations reach podplex as containerd sends them (runtimeConfig
-"${POD_ANNOTATIONS_CAP}"); CNI_CONTAINERID is podplex-<namespace>-<name>,
+"${POD_ANNOTATIONS_ARG}"); CNI_CONTAINERID is podplex-<namespace>-<name>,
 CNI_IFNAME eth0, CNI_PATH from the environment or /opt/cni/bin:/usr/lib/cni.
 `;
 
@@ -177,10 +177,10 @@ interface UpFlags {
 /** The pod's annotations must reach podplex: its conf must declare the capability. */
 function requireAnnotationsCapability(cfg: StandaloneConfig, annotations: Record<string, string>) {
   if (!Object.keys(annotations).length) return;
-  if (cfg.list.plugins[0].conf.capabilities?.[POD_ANNOTATIONS_CAP] === true) return;
+  if (cfg.list.plugins[0].conf.capabilities?.[POD_ANNOTATIONS_ARG] === true) return;
   throw new CniError(
     Code.InvalidConfig,
-    `The podplex conf ${cfg.source} does not declare the capability "${POD_ANNOTATIONS_CAP}", ` +
+    `The podplex conf ${cfg.source} does not declare the capability "${POD_ANNOTATIONS_ARG}", ` +
       `so the pod's annotations (and --networks) cannot reach it`,
   );
 }
@@ -236,7 +236,7 @@ async function up(cfg: StandaloneConfig, positionals: string[], f: UpFlags): Pro
     ownsNetns,
     ifname: IFNAME,
     cniArgs: cniArgsFor(namespace, name),
-    capabilityArgs: { [POD_ANNOTATIONS_CAP]: annotations },
+    capabilityArgs: { [POD_ANNOTATIONS_ARG]: annotations },
     result: {},
     createdAt: new Date().toISOString(),
   };
