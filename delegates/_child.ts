@@ -42,7 +42,10 @@ export interface ChildConf {
 /** What creates one kind of child link (the rest of the flow is shared). */
 export interface ChildKind<C extends ChildConf> {
   kind: "macvlan" | "ipvlan";
-  /** Creates the link `name` on `master` (in `ns` when given, else in `nl`'s netns). */
+  /**
+   * Creates the link `name` on `master` (in `ns` when given, else in `nl`'s netns), in
+   * `ctx.linkGroup` from the start (no separate step that could fail after the rename).
+   */
   create(nl: Netlink, c: C, ctx: DelegateContext, name: string, master: number, ns?: NetNs): void;
   /** The L3 config to apply, or undefined for an L2-only link (pushes its own undo steps). */
   l3(c: C, ctx: DelegateContext, undo: Rollback): Promise<CniResult | undefined>;
@@ -115,9 +118,7 @@ function createChild<C extends ChildConf>(
     throw kernelError(`Cannot create ${k.kind} on "${master.name}"`, err);
   }
   try {
-    const link = renameInContainer(nls.cont, tmp, ctx.env.ifname!);
-    if (ctx.linkGroup !== undefined) nls.cont.setGroup(link.index, ctx.linkGroup);
-    return link;
+    return renameInContainer(nls.cont, tmp, ctx.env.ifname!);
   } catch (err) {
     deleteLinkIfExists(nls.cont, tmp);
     throw err;

@@ -41,8 +41,8 @@ export function chainedMaster(c: IpvlanConf, ctx: DelegateContext): IpvlanConf {
 
 const ipvlanKind: ChildKind<IpvlanConf> = {
   kind: "ipvlan",
-  create(nl, c, _ctx, name, master, ns) {
-    nl.addIpvlan({ name, master, mode: c.mode, mtu: c.mtu, ns });
+  create(nl, c, ctx, name, master, ns) {
+    nl.addIpvlan({ name, master, mode: c.mode, mtu: c.mtu, group: ctx.linkGroup, ns });
   },
   async l3(c, ctx, undo) {
     // Chained without an IPAM block: apply the previous plugin's addresses (reference).

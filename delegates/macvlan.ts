@@ -22,7 +22,7 @@ const macvlanKind: ChildKind<MacvlanConf> = {
   kind: "macvlan",
   create(nl, c, ctx, name, master, ns) {
     const mac = requestedMac(c.raw, ctx, "mac");
-    nl.addMacvlan({ name, master, mode: c.mode, mtu: c.mtu, mac, ns });
+    nl.addMacvlan({ name, master, mode: c.mode, mtu: c.mtu, mac, group: ctx.linkGroup, ns });
   },
   async l3(c, ctx, undo) {
     if (!c.ipamType) return undefined;

@@ -147,6 +147,8 @@ export interface MacvlanOptions {
   mode: "bridge" | "private" | "vepa" | "passthru";
   mtu?: number;
   mac?: string;
+  /** Link group (IFLA_GROUP), set at creation. */
+  group?: number;
   /** Create it directly in this netns. */
   ns?: NetNs;
 }
@@ -167,6 +169,8 @@ export interface IpvlanOptions {
   master: number;
   mode: "l2" | "l3" | "l3s";
   mtu?: number;
+  /** Link group (IFLA_GROUP), set at creation. */
+  group?: number;
   /** Create it directly in this netns. */
   ns?: NetNs;
 }

@@ -71,3 +71,15 @@ Deno.test('addMacvlan() asks for kind "macvlan" with the mode\'s kernel value', 
   assert.equal(attrU32(attrs, IFLA.LINK), 3);
   assert.equal(attrU32(data!, 1 /* IFLA_MACVLAN_MODE */), 2 /* MACVLAN_MODE_VEPA */);
 });
+
+Deno.test("addMacvlan() and addIpvlan() send the link group at creation, and none when unset", () => {
+  const { sock, sent } = recorder();
+  addMacvlan(sock, { name: "ppmv0", master: 7, mode: "bridge", group: 4242 });
+  addIpvlan(sock, { name: "ppiv0", master: 7, mode: "l2", group: 4243 });
+  addMacvlan(sock, { name: "ppmv1", master: 7, mode: "bridge" });
+  assert.deepEqual(sent.map((m) => attrU32(linkInfo(m).attrs, IFLA.GROUP)), [
+    4242,
+    4243,
+    undefined,
+  ]);
+});
