@@ -90,10 +90,8 @@ export function trySysctl(key: string, value: string, ns?: NetNs | string): void
  */
 export function deleteLinkIfExists(nl: Netlink, name: string): boolean {
   try {
-    nl.deleteLink(name);
-    return true;
+    return nl.deleteLinkIfExists(name);
   } catch (err) {
-    if (isKind(err, "notfound")) return false;
     throw kernelError(`Cannot delete "${name}"`, err);
   }
 }

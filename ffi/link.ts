@@ -161,6 +161,21 @@ export function deleteLink(sock: NlSocket, link: LinkRef): void {
 }
 
 /**
+ * Deletes one link when it exists, without building an error for a missing one (the common
+ * case after a group delete).
+ *
+ * @returns whether a link was deleted
+ * @throws {NetlinkError} for failures other than "no such device"
+ */
+export function deleteLinkIfExists(sock: NlSocket, link: LinkRef): boolean {
+  const op = `delete link ${refText(link)}`;
+  const r = sock.requestOrErrno(op, linkMsg(RTM.DELLINK, NLM_F.ACK, link));
+  if (typeof r !== "number") return true;
+  if (r === ERRNO.ENODEV || r === ERRNO.ENOENT) return false;
+  throw kernelError(op, r);
+}
+
+/**
  * Deletes every link of an IFLA_GROUP in ONE RTM_DELLINK (ifindex 0 + IFLA_GROUP): the kernel
  * then waits for one RCU grace period for all of them instead of one per link.
  *

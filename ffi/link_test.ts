@@ -170,6 +170,21 @@ Deno.test(
   },
 );
 
+Deno.test(
+  "deleteLinkIfExists() deletes a link and answers false for a missing one",
+  opts,
+  async () => {
+    await using ns = await tempNetns();
+    using nl = Netlink.open(ns.path);
+    const [a, b] = [ppName("a"), ppName("b")];
+    nl.addVeth({ name: a, peerName: b });
+    assert.equal(nl.deleteLinkIfExists(a), true);
+    assert.equal(await linkExists(ns.name, b), false);
+    assert.equal(nl.deleteLinkIfExists(a), false);
+    assert.equal(nl.deleteLinkIfExists(4242), false);
+  },
+);
+
 Deno.test("deleteGroup() deletes exactly the links of that group", opts, async () => {
   await using ns = await tempNetns();
   using nl = Netlink.open(ns.path);

@@ -121,6 +121,11 @@ export class Netlink implements Disposable {
     link.deleteLink(this.#sock, nameOrIndex);
   }
 
+  /** Deletes a link when it exists (a missing one costs no error object); whether it did. */
+  deleteLinkIfExists(nameOrIndex: LinkRef): boolean {
+    return link.deleteLinkIfExists(this.#sock, nameOrIndex);
+  }
+
   /** Deletes every link of IFLA_GROUP `group` with ONE request; "notfound" when none. */
   deleteGroup(group: number): void {
     link.deleteGroup(this.#sock, group);
