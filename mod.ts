@@ -73,13 +73,13 @@ export type {
   PluginRegistry,
   PluginRequest,
 } from "./delegates/types.ts";
-export { builtinPlugin } from "./delegates/builtin.ts";
+export { builtinPlugin } from "./delegates/runner/builtin.ts";
 export {
   DEFAULT_EXEC_TIMEOUT_MS,
   type ExecOptions,
   execPlugin,
   findInPath,
-} from "./delegates/exec.ts";
+} from "./delegates/runner/exec.ts";
 export {
   BUILTIN_TYPES,
   type BuiltinLoader,
@@ -87,13 +87,13 @@ export {
   createRegistry,
   isBuiltin,
   type RegistryOptions,
-} from "./delegates/registry.ts";
+} from "./delegates/runner/registry.ts";
 export {
   type ChainOptions,
   type ChainOutcome,
   runChain,
   runtimeConfigFor,
-} from "./delegates/chain.ts";
+} from "./delegates/runner/chain.ts";
 export {
   type CniIo,
   readEnv,
@@ -114,5 +114,5 @@ export {
 } from "./meta/annotations.ts";
 export { createStateStore, type PodState, type StateStore } from "./meta/state.ts";
 export type { KubeClient } from "./meta/k8s.ts";
-export type { Store as IpamStore } from "./delegates/ipam/store.ts";
-export type { RemoteSource } from "./delegates/vxlan.ts";
+export type { Store as IpamStore } from "./delegates/ipam/host_local/store.ts";
+export type { RemoteSource } from "./delegates/main/vxlan.ts";

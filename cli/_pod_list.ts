@@ -9,13 +9,8 @@ import type { PluginEnv } from "../delegates/types.ts";
 import { createStateStore, type PodState } from "../meta/state.ts";
 import { interfacesOf, type PodView } from "./_pod_view.ts";
 import { type PodRecord, podRecords } from "./_pods.ts";
-import {
-  cniPath,
-  pathExists,
-  podplexViaRunCni,
-  runVerb,
-  type StandaloneConfig,
-} from "./_standalone.ts";
+import { cniPath, pathExists, type StandaloneConfig } from "./_config.ts";
+import { podplexViaRunCni, runVerb } from "./_local_runtime.ts";
 
 function messageOf(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
@@ -96,27 +91,4 @@ export async function listPods(cfg: StandaloneConfig, health = true): Promise<Po
     });
   }
   return pods;
-}
-
-/**
- * Runs `cmd` inside a netns, stdio inherited. A named netns goes through `ip netns exec`,
- * which also mounts a /sys of that netns (tools reading /sys/class/net see the pod's
- * links); any other path through `nsenter --net`. Not setns in-process: setns moves only the
- * calling thread and Deno spawns children from another thread, which stays in the host netns.
- *
- * @returns the command's exit code
- */
-export async function podExec(netns: string, cmd: string[]): Promise<number> {
-  const named = /^\/run\/netns\/([^/]+)$/.exec(netns);
-  const [bin, ...args] = named
-    ? ["ip", "netns", "exec", named[1], ...cmd]
-    : ["nsenter", `--net=${netns}`, "--", ...cmd];
-  const child = new Deno.Command(bin, {
-    args,
-    stdin: "inherit",
-    stdout: "inherit",
-    stderr: "inherit",
-  });
-  const { code } = await child.output();
-  return code;
 }

@@ -6,7 +6,7 @@
  */
 import type { NetworkStatusEntry } from "../meta/network_status.ts";
 import type { PodState } from "../meta/state.ts";
-import { table } from "./_standalone.ts";
+import { table } from "./_output.ts";
 
 /** One interface of a pod as the standalone commands print it. */
 export interface PodInterface {

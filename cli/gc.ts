@@ -9,17 +9,10 @@
 import type { Attachment } from "../conf/types.ts";
 import { createStateStore } from "../meta/state.ts";
 import { podRecords } from "./_pods.ts";
-import {
-  cniPath,
-  CONFIG_HELP,
-  guard,
-  noArgCommand,
-  out,
-  pathExists,
-  printJson,
-  runVerb,
-  type StandaloneConfig,
-} from "./_standalone.ts";
+import { cniPath, CONFIG_HELP, pathExists, type StandaloneConfig } from "./_config.ts";
+import { guard, noArgCommand } from "./_args.ts";
+import { out, printJson } from "./_output.ts";
+import { runVerb } from "./_local_runtime.ts";
 
 const HELP = `usage: podplex gc [flags]
 

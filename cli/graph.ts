@@ -6,15 +6,10 @@
  */
 import { listPods } from "./_pod_list.ts";
 import type { PodView } from "./_pod_view.ts";
-import { definitionFiles, definitionName } from "./_validate.ts";
-import {
-  CONFIG_HELP,
-  guard,
-  loadStandaloneConfig,
-  out,
-  parseFlags,
-  UsageError,
-} from "./_standalone.ts";
+import { definitionFiles, definitionName } from "./_definitions.ts";
+import { CONFIG_HELP, loadStandaloneConfig } from "./_config.ts";
+import { guard, parseFlags, UsageError } from "./_args.ts";
+import { out } from "./_output.ts";
 
 const HELP = `usage: podplex graph [--format mermaid|dot] [flags]
 

@@ -9,16 +9,11 @@
  */
 import { fileURLToPath } from "node:url";
 import { CniError, Code } from "../conf/errors.ts";
-import { BUILTIN_TYPES } from "../delegates/registry.ts";
+import { BUILTIN_TYPES } from "../delegates/runner/registry.ts";
 import { parsePodplexConf } from "../meta/conf.ts";
-import {
-  guard,
-  out,
-  parseFlags,
-  PODPLEX_CAPABILITIES,
-  printJson,
-  UsageError,
-} from "./_standalone.ts";
+import { guard, parseFlags, UsageError } from "./_args.ts";
+import { out, printJson } from "./_output.ts";
+import { PODPLEX_CAPABILITIES } from "./_config.ts";
 
 const HELP = `usage: podplex install [flags]
 

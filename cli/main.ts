@@ -9,6 +9,7 @@ import { flushTrace, mark } from "../conf/trace.ts";
 import { CURRENT_VERSION, SUPPORTED_VERSIONS } from "../conf/version.ts";
 import { type CniIo, runCni } from "./cni.ts";
 import { defaultResolver } from "./resolve.ts";
+import { err, out } from "./_output.ts";
 
 export { defaultResolver };
 
@@ -19,16 +20,6 @@ export const PODPLEX_VERSION = "0.1.0";
 export interface Subcommand {
   main(argv: string[]): Promise<number>;
 }
-
-const encoder = new TextEncoder();
-
-function writeAll(file: { writeSync(p: Uint8Array): number }, text: string): void {
-  const bytes = encoder.encode(text);
-  for (let off = 0; off < bytes.length;) off += file.writeSync(bytes.subarray(off));
-}
-
-const out = (s: string) => writeAll(Deno.stdout, s);
-const err = (s: string) => writeAll(Deno.stderr, s);
 
 function about(): string {
   return `podplex ${PODPLEX_VERSION}: a CNI meta-plugin ` +

@@ -1,7 +1,7 @@
 import { deepStrictEqual as assertEquals, rejects } from "node:assert/strict";
 import type { CniError } from "../conf/errors.ts";
 import type { Plugin, PluginRegistry } from "../delegates/types.ts";
-import { BUILTIN_TYPES } from "../delegates/registry.ts";
+import { BUILTIN_TYPES } from "../delegates/runner/registry.ts";
 import { defaultResolver, main, SUBCOMMANDS } from "./main.ts";
 
 /** A registry that answers with a stub plugin named after the type asked for. */

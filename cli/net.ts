@@ -13,22 +13,16 @@ import {
   definitionName,
   type Problem,
   validateDefinition,
-} from "./_validate.ts";
+} from "./_definitions.ts";
 import {
   CONFIG_HELP,
-  CONFIG_JSON_FLAGS,
-  guard,
   loadStandaloneConfig,
   localResolver,
-  out,
-  parseFlags,
   pathExists,
-  printJson,
   type StandaloneConfig,
-  subcommandHelp,
-  table,
-  UsageError,
-} from "./_standalone.ts";
+} from "./_config.ts";
+import { CONFIG_JSON_FLAGS, guard, parseFlags, subcommandHelp, UsageError } from "./_args.ts";
+import { out, printJson, table } from "./_output.ts";
 
 const HELP = `usage: podplex net <command> [flags]
 

@@ -14,22 +14,18 @@ import { createStateStore } from "../meta/state.ts";
 import { podTable, type PodView } from "./_pod_view.ts";
 import { interfacesOf } from "./_pod_view.ts";
 import { checkPodName, cniArgsFor, containerIdFor, type PodRecord, podRecords } from "./_pods.ts";
-import { listPods, podExec } from "./_pod_list.ts";
+import { listPods } from "./_pod_list.ts";
+import { podExec } from "./_pod_exec.ts";
 import {
   cniPath,
   CONFIG_HELP,
-  err,
-  guard,
   loadStandaloneConfig,
-  out,
-  parseFlags,
   pathExists,
-  printJson,
-  runVerb,
   type StandaloneConfig,
-  subcommandHelp,
-  UsageError,
-} from "./_standalone.ts";
+} from "./_config.ts";
+import { err, out, printJson } from "./_output.ts";
+import { guard, parseFlags, subcommandHelp, UsageError } from "./_args.ts";
+import { runVerb } from "./_local_runtime.ts";
 
 /** The runtimeConfig key containerd passes the pod's annotations under. */
 const IFNAME = "eth0";

@@ -5,7 +5,12 @@
  * @module
  */
 import { CniError, Code } from "../conf/errors.ts";
-import { createRegistry, isBuiltin, loadMetaPlugin, META_TYPE } from "../delegates/registry.ts";
+import {
+  createRegistry,
+  isBuiltin,
+  loadMetaPlugin,
+  META_TYPE,
+} from "../delegates/runner/registry.ts";
 import type { Plugin, PluginRegistry } from "../delegates/types.ts";
 import type { Resolver } from "./cni.ts";
 

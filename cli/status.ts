@@ -7,19 +7,11 @@
  */
 import { parseConfOrList } from "../conf/netconf.ts";
 import { createStateStore } from "../meta/state.ts";
-import { definitionFiles, definitionName } from "./_validate.ts";
-import {
-  cniPath,
-  CONFIG_HELP,
-  guard,
-  localResolver,
-  noArgCommand,
-  out,
-  printJson,
-  runVerb,
-  type StandaloneConfig,
-  table,
-} from "./_standalone.ts";
+import { definitionFiles, definitionName } from "./_definitions.ts";
+import { cniPath, CONFIG_HELP, localResolver, type StandaloneConfig } from "./_config.ts";
+import { guard, noArgCommand } from "./_args.ts";
+import { out, printJson, table } from "./_output.ts";
+import { runVerb } from "./_local_runtime.ts";
 
 const HELP = `usage: podplex status [flags]
 

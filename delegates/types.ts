@@ -7,7 +7,7 @@
  * libcni's contract, so a built-in and an exec'd binary are interchangeable.
  *
  * Built-in delegates are written against {@linkcode BuiltinDelegate} (parsed conf in,
- * canonical result out) and adapted to `Plugin` by `delegates/builtin.ts`.
+ * canonical result out) and adapted to `Plugin` by `delegates/runner/builtin.ts`.
  *
  * @module
  */

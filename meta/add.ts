@@ -9,8 +9,8 @@ import { mark, tracing } from "../conf/trace.ts";
 import { parseConfOrList } from "../conf/netconf.ts";
 import { convertResult } from "../conf/result.ts";
 import type { CniResult } from "../conf/types.ts";
-import { runChain } from "../delegates/chain.ts";
-import { META_TYPE } from "../delegates/registry.ts";
+import { runChain } from "../delegates/runner/chain.ts";
+import { META_TYPE } from "../delegates/runner/registry.ts";
 import type { PluginEnv } from "../delegates/types.ts";
 import {
   linkGroupFor,

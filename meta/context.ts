@@ -7,7 +7,7 @@
 import { parseCniArgs } from "../conf/cni_args.ts";
 import { mark } from "../conf/trace.ts";
 import { CniError, Code } from "../conf/errors.ts";
-import { createRegistry } from "../delegates/registry.ts";
+import { createRegistry } from "../delegates/runner/registry.ts";
 import type { PluginEnv, PluginRegistry, PluginRequest } from "../delegates/types.ts";
 import { parsePodplexConf, type PodplexConf } from "./conf.ts";
 import type { ClosableKubeClient, KubeClient } from "./k8s.ts";

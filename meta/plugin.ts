@@ -11,7 +11,7 @@ import { parseConfOrList } from "../conf/netconf.ts";
 import { validAttachments } from "../conf/gc.ts";
 import { toCanonical } from "../conf/result.ts";
 import type { Attachment } from "../conf/types.ts";
-import { runChain } from "../delegates/chain.ts";
+import { runChain } from "../delegates/runner/chain.ts";
 import type { Plugin, PluginRequest } from "../delegates/types.ts";
 import { metaAdd, recordFor } from "./add.ts";
 import {

@@ -14,7 +14,7 @@ import { CniError, Code } from "../conf/errors.ts";
 import { mark, tracing } from "../conf/trace.ts";
 import { type ConfList, parseConfOrList } from "../conf/netconf.ts";
 import { toCanonical } from "../conf/result.ts";
-import { runChain } from "../delegates/chain.ts";
+import { runChain } from "../delegates/runner/chain.ts";
 import type { MetaCall } from "./context.ts";
 import type { AttachmentState, PodState } from "./state.ts";
 

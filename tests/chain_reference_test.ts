@@ -11,8 +11,8 @@
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
 import { parseConfList } from "../conf/netconf.ts";
 import type { CniResult } from "../conf/types.ts";
-import { runChain } from "../delegates/chain.ts";
-import { createRegistry } from "../delegates/registry.ts";
+import { runChain } from "../delegates/runner/chain.ts";
+import { createRegistry } from "../delegates/runner/registry.ts";
 import type { PluginEnv } from "../delegates/types.ts";
 import { ipJson, isRoot, linkExists, tempDir, tempNetns, type TestNetns } from "./testutils.ts";
 

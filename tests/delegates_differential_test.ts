@@ -7,9 +7,9 @@
  * bridge's addresses and the NAT table.
  */
 import assert from "node:assert/strict";
-import { BUILTINS, createRegistry } from "../delegates/registry.ts";
-import { makeBridge } from "../delegates/bridge.ts";
-import { makeMacvlan } from "../delegates/macvlan.ts";
+import { BUILTINS, createRegistry } from "../delegates/runner/registry.ts";
+import { makeBridge } from "../delegates/main/bridge.ts";
+import { makeMacvlan } from "../delegates/main/macvlan.ts";
 import type { BuiltinDelegate } from "../delegates/types.ts";
 import { ipJson, isRoot, run, tempDir, tempNetns, type TestNetns } from "./testutils.ts";
 

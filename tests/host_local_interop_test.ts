@@ -10,8 +10,8 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { DiskStore } from "../delegates/ipam/disk_store.ts";
-import { hostLocal } from "../delegates/ipam/host_local.ts";
+import { DiskStore } from "../delegates/ipam/host_local/disk_store.ts";
+import { hostLocal } from "../delegates/ipam/host_local/host_local.ts";
 import type { DelegateContext } from "../delegates/types.ts";
 import { tempDir, tryRun } from "./testutils.ts";
 

@@ -7,8 +7,8 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { builtinPlugin } from "../delegates/builtin.ts";
-import { hostLocal } from "../delegates/ipam/host_local.ts";
+import { builtinPlugin } from "../delegates/runner/builtin.ts";
+import { hostLocal } from "../delegates/ipam/host_local/host_local.ts";
 import { staticIpam } from "../delegates/ipam/static.ts";
 import type { PluginRegistry } from "../delegates/types.ts";
 import { tempDir } from "./testutils.ts";

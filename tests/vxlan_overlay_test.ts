@@ -4,9 +4,9 @@
  * each other across the overlay, and the overlay MTU must be the underlay's minus 50.
  */
 import assert from "node:assert/strict";
-import { builtinPlugin } from "../delegates/builtin.ts";
-import { createRegistry } from "../delegates/registry.ts";
-import { makeVxlan } from "../delegates/vxlan.ts";
+import { builtinPlugin } from "../delegates/runner/builtin.ts";
+import { createRegistry } from "../delegates/runner/registry.ts";
+import { makeVxlan } from "../delegates/main/vxlan.ts";
 import { ipJson, isRoot, run, tempDir, tempNetns, tryRun } from "./testutils.ts";
 
 // deno-lint-ignore no-explicit-any

@@ -33,7 +33,7 @@ import {
   optString,
   parseDns,
   parseRoutes,
-} from "./conf_util.ts";
+} from "./_conf.ts";
 
 /** One static address: the CIDR as given (host bits kept) and an optional gateway. */
 export interface StaticAddress {

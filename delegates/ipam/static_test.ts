@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { CniError } from "../../conf/errors.ts";
-import { ctxFor } from "./_testutil.ts";
+import { ctxFor } from "./host_local/_testutil.ts";
 import { parseStaticConf, staticIpam } from "./static.ts";
 
 function raw(ipam: Record<string, unknown>, extra: Record<string, unknown> = {}) {
