@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { parseCniArgs, validateCniArgs } from "../conf/cni_args.ts";
 import { CniError, Code } from "../conf/errors.ts";
 import { mark } from "../conf/trace.ts";
 import { parseNetConf } from "../conf/netconf.ts";
@@ -50,13 +51,23 @@ export function versionInfo(): { cniVersion: string; supportedVersions: string[]
 }
 
 /**
+ * What a plugin run without CNI_COMMAND prints on stderr (skel's about string and its
+ * "CNI protocol versions supported" line).
+ */
+export function aboutText(): string {
+  return `podplex: a CNI meta-plugin (CNI spec ${CURRENT_VERSION})\n` +
+    `CNI protocol versions supported: ${SUPPORTED_VERSIONS.join(", ")}\n`;
+}
+
+/**
  * Checks CNI_CONTAINERID as libcni does.
  *
- * @throws {CniError} 3 when empty; 4 when it has characters outside `[a-zA-Z0-9_.-]`
+ * @throws {CniError} 4 when empty (skel: a missing variable) or when it has characters
+ *   outside `[a-zA-Z0-9_.-]`
  */
 export function validateContainerId(id: string): string {
   if (id === "") {
-    throw new CniError(Code.UnknownContainer, "Missing container ID (CNI_CONTAINERID)");
+    throw new CniError(Code.InvalidEnv, "Missing required environment variable CNI_CONTAINERID");
   }
   if (!CONTAINER_ID.test(id)) {
     throw new CniError(
@@ -83,16 +94,16 @@ export function validateIfname(name: string): string {
 }
 
 /**
- * Reads and validates the CNI_* environment for `command`.
+ * Reads and validates the CNI_* environment for `command`: the variables the verb needs (an
+ * empty one is missing, as in skel), CNI_CONTAINERID and CNI_IFNAME by libcni's rules, and
+ * CNI_ARGS by skel's LoadArgs rules (pairs of exactly one `=`, unknown keys refused unless
+ * `IgnoreUnknown` is 1/true).
  *
- * @throws {CniError} 4 naming every missing variable or the bad one; 3 for an empty
- *   CNI_CONTAINERID
+ * @throws {CniError} 4 naming every missing variable or the bad one
  */
 export function readEnv(command: Verb, env: CniIo["env"]): PluginEnv {
   const required = REQUIRED_ENV[command];
-  const missing = required.filter((k) =>
-    env[k] === undefined || (env[k] === "" && k !== "CNI_CONTAINERID")
-  );
+  const missing = required.filter((k) => env[k] === undefined || env[k] === "");
   if (missing.length) {
     throw new CniError(
       Code.InvalidEnv,
@@ -110,14 +121,50 @@ export function readEnv(command: Verb, env: CniIo["env"]): PluginEnv {
   if (env.CNI_NETNS !== undefined && command !== "GC" && command !== "STATUS") {
     out.netns = env.CNI_NETNS;
   }
-  if (env.CNI_ARGS) out.args = env.CNI_ARGS;
+  if (env.CNI_ARGS) {
+    // GC and STATUS carry no container, so their CNI_ARGS is not read (skel passes it on
+    // unparsed; no plugin's GC loads it).
+    if (command !== "GC" && command !== "STATUS") validateCniArgs(parseCniArgs(env.CNI_ARGS));
+    out.args = env.CNI_ARGS;
+  }
   return out;
 }
 
-function parseCommand(raw: string | undefined): Verb {
-  if (!raw) {
-    throw new CniError(Code.InvalidEnv, "Missing required environment variable CNI_COMMAND");
+/** CNI_NETNS_OVERRIDE as skel reads it: "1" or "true" in any case. */
+function netnsOverridden(env: CniIo["env"]): boolean {
+  const v = env.CNI_NETNS_OVERRIDE ?? "";
+  return v === "1" || v.toUpperCase() === "TRUE";
+}
+
+/**
+ * Refuses a CNI_NETNS that is podplex's own network namespace (skel's check, for ADD and
+ * DEL): configuring it as the container's would rename or delete the host's own links. A
+ * path that cannot be opened is not refused here (DEL of a netns already gone is fine; ADD
+ * fails later naming it). Same namespace = same nsfs device and inode.
+ *
+ * @throws {CniError} 8 naming CNI_NETNS and the override
+ */
+export function checkNotOwnNetns(command: Verb, env: CniIo["env"]): void {
+  if ((command !== "ADD" && command !== "DEL") || !env.CNI_NETNS || netnsOverridden(env)) return;
+  let same = false;
+  try {
+    const target = Deno.statSync(env.CNI_NETNS);
+    // Synchronous file calls run on the main thread, the one whose netns podplex works from.
+    const own = Deno.statSync("/proc/thread-self/ns/net");
+    same = target.dev === own.dev && target.ino === own.ino;
+  } catch {
+    return;
   }
+  if (same) {
+    throw new CniError(
+      Code.InvalidNetNS,
+      `Invalid CNI_NETNS "${env.CNI_NETNS}": it is podplex's own network namespace`,
+      "set CNI_NETNS_OVERRIDE=1 to configure it anyway",
+    );
+  }
+}
+
+function parseCommand(raw: string): Verb {
   if (!Object.hasOwn(REQUIRED_ENV, raw)) {
     throw new CniError(Code.InvalidEnv, `Unknown CNI_COMMAND "${raw}"`);
   }
@@ -153,12 +200,18 @@ interface Call {
 }
 
 async function dispatch(io: CniIo, resolve: Resolver, call: Call): Promise<number> {
+  if (!io.env.CNI_COMMAND) {
+    // skel: no command is not an error for a plugin with an about string; it says what it is.
+    io.stderr(aboutText());
+    return 0;
+  }
   const command = parseCommand(io.env.CNI_COMMAND);
   if (command === "VERSION") {
     print(io, versionInfo());
     return 0;
   }
   const env = readEnv(command, io.env);
+  checkNotOwnNetns(command, io.env);
   const bytes = await readStdin(io);
   const parsed = parseNetConf(bytes);
   call.version = parsed.cniVersion;

@@ -18,6 +18,7 @@ interface Run {
   requests: PluginRequest[];
   stdinRead: boolean;
   resolved: string[];
+  stderr: string;
 }
 
 async function call(
@@ -26,7 +27,14 @@ async function call(
   behaviour: (req: PluginRequest) => Promise<Record<string, unknown> | undefined> = () =>
     Promise.resolve({ cniVersion: "1.0.0", ips: [{ address: "10.0.0.2/24" }] }),
 ): Promise<Run> {
-  const run: Run = { code: -1, out: {}, requests: [], stdinRead: false, resolved: [] };
+  const run: Run = {
+    code: -1,
+    out: {},
+    requests: [],
+    stdinRead: false,
+    resolved: [],
+    stderr: "",
+  };
   let text = "";
   const plugin: Plugin = {
     type: "fake",
@@ -45,7 +53,7 @@ async function call(
         : Promise.resolve(new TextEncoder().encode(stdin));
     },
     stdout: (s) => (text += s),
-    stderr: () => {},
+    stderr: (s) => (run.stderr += s),
   }, (type) => {
     run.resolved.push(type);
     return Promise.resolve(plugin);
@@ -84,11 +92,15 @@ Deno.test("ADD runs the plugin for the conf's type and prints its result", async
   assertEquals(new TextDecoder().decode(r.requests[0].conf), CONF);
 });
 
-Deno.test("a missing CNI_COMMAND is code 4", async () => {
-  const r = await call({ ...ENV, CNI_COMMAND: undefined });
-  assertEquals(r.code, 1);
-  assertEquals(r.out.code, 4);
-  match(r.out.msg as string, /CNI_COMMAND/);
+Deno.test("no CNI_COMMAND prints the about text and supported versions on stderr, exit 0", async () => {
+  for (const cmd of [undefined, ""]) {
+    const r = await call({ ...ENV, CNI_COMMAND: cmd });
+    assertEquals(r.code, 0);
+    assertEquals(r.out, {});
+    assertEquals(r.requests.length, 0);
+    match(r.stderr, /podplex/);
+    match(r.stderr, /CNI protocol versions supported: 0\.1\.0, .*1\.1\.0/);
+  }
 });
 
 Deno.test("an unknown verb is code 4 naming it", async () => {
@@ -155,8 +167,12 @@ Deno.test("CHECK below 0.4.0 is code 1", async () => {
   assertEquals((await call({ ...ENV, CNI_COMMAND: "CHECK" })).code, 0);
 });
 
-Deno.test("an empty CNI_CONTAINERID is code 3, a bad one code 4", async () => {
-  assertEquals((await call({ ...ENV, CNI_CONTAINERID: "" })).out.code, 3);
+Deno.test("an empty CNI_CONTAINERID is missing (code 4 naming it), a bad one code 4", async () => {
+  for (const verb of ["ADD", "DEL", "CHECK"]) {
+    const empty = await call({ ...ENV, CNI_COMMAND: verb, CNI_CONTAINERID: "" });
+    assertEquals(empty.out.code, 4);
+    match(empty.out.msg as string, /Missing .*CNI_CONTAINERID/);
+  }
   const bad = await call({ ...ENV, CNI_CONTAINERID: "-abc" });
   assertEquals(bad.out.code, 4);
   match(bad.out.msg as string, /"-abc"/);
@@ -258,4 +274,63 @@ Deno.test("a CNI_COMMAND named like an Object method is an unknown verb (code 4)
   );
   assertEquals(code, 1);
   assertEquals(JSON.parse(out.join("")).code, 4);
+});
+
+Deno.test("ADD and DEL refuse podplex's own netns with code 8 unless CNI_NETNS_OVERRIDE", async () => {
+  for (const netns of ["/proc/self/ns/net", "/proc/thread-self/ns/net"]) {
+    for (const verb of ["ADD", "DEL"]) {
+      const r = await call({ ...ENV, CNI_COMMAND: verb, CNI_NETNS: netns });
+      assertEquals(r.out.code, 8, `${verb} ${netns}`);
+      match(r.out.msg as string, new RegExp(`"${netns}".*own network namespace`));
+      assertEquals(r.requests.length, 0, "the plugin must not run");
+    }
+  }
+  for (const override of ["1", "true", "TRUE", "True"]) {
+    const r = await call({ ...ENV, CNI_NETNS: "/proc/self/ns/net", CNI_NETNS_OVERRIDE: override });
+    assertEquals(r.code, 0, `override ${override}`);
+  }
+  for (const notOverride of ["0", "yes", ""]) {
+    const r = await call({
+      ...ENV,
+      CNI_NETNS: "/proc/self/ns/net",
+      CNI_NETNS_OVERRIDE: notOverride,
+    });
+    assertEquals(r.out.code, 8, `override ${JSON.stringify(notOverride)}`);
+  }
+  // CHECK is not refused (skel checks ADD and DEL), nor a netns that cannot be opened.
+  assertEquals(
+    (await call({ ...ENV, CNI_COMMAND: "CHECK", CNI_NETNS: "/proc/self/ns/net" })).code,
+    0,
+  );
+  assertEquals((await call({ ...ENV, CNI_NETNS: "/run/netns/ppr-none" })).code, 0);
+});
+
+Deno.test("CNI_ARGS follows skel's LoadArgs: unknown keys are code 4 unless IgnoreUnknown", async () => {
+  const bad = await call({ ...ENV, CNI_ARGS: "K8S_POD_NAME=web;FOO=bar" });
+  assertEquals(bad.out.code, 4);
+  match(bad.out.msg as string, /"FOO=bar"/);
+  assertEquals(bad.requests.length, 0);
+  for (
+    const ok of ["IgnoreUnknown=1;FOO=bar", "FOO=bar;IgnoreUnknown=true", "IgnoreUnknown=TRUE;X="]
+  ) {
+    const r = await call({ ...ENV, CNI_ARGS: ok });
+    assertEquals(r.code, 0, ok);
+    assertEquals(r.requests[0].env.args, ok);
+  }
+  for (const no of ["IgnoreUnknown=0;FOO=bar", "IgnoreUnknown=false;FOO=bar"]) {
+    assertEquals((await call({ ...ENV, CNI_ARGS: no })).out.code, 4, no);
+  }
+  const yes = await call({ ...ENV, CNI_ARGS: "IgnoreUnknown=yes;FOO=bar" });
+  assertEquals(yes.out.code, 4);
+  match(yes.out.msg as string, /"IgnoreUnknown=yes"/);
+  for (const broken of ["K8S_POD_NAME", "A=1=2", "K8S_POD_NAME=web;", ";"]) {
+    const r = await call({ ...ENV, CNI_COMMAND: "DEL", CNI_ARGS: broken });
+    assertEquals(r.out.code, 4, broken);
+  }
+  // GC carries no container: its CNI_ARGS is not read.
+  const gc = await call(
+    { CNI_COMMAND: "GC", CNI_PATH: "/x", CNI_ARGS: "FOO=bar" },
+    `{"cniVersion":"1.1.0","name":"n","type":"fake"}`,
+  );
+  assertEquals(gc.code, 0);
 });

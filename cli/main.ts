@@ -1,6 +1,7 @@
 /**
  * The program entry (`bin/podplex` runs it): a subcommand when argv names one, else the CNI
- * dispatcher when CNI_COMMAND is set, else an about line and usage on stderr (exit 1).
+ * dispatcher when CNI_COMMAND is set, else an about line and usage on stderr (exit 0, as skel
+ * answers a plugin run without CNI_COMMAND).
  *
  * @module
  */
@@ -113,8 +114,9 @@ export async function main(
     const io: CniIo = { env, stdin: readStdin, stdout: out, stderr: err, argv0: env.PODPLEX_ARGV0 };
     return await runCni(io, defaultResolver(io.argv0));
   }
+  // skel prints its about string on stderr and succeeds; a person gets the usage with it.
   err(about() + usage());
-  return 1;
+  return 0;
 }
 
 if (import.meta.main) {

@@ -352,8 +352,11 @@ async function listCmd(
 
 async function execCmd(argv: string[]): Promise<number> {
   const dash = argv.indexOf("--");
+  const own = dash < 0 ? argv : argv.slice(0, dash);
+  // `--help` before any "--" is for podplex; after it, for the command run in the pod.
+  if (own.includes("--help") || own.includes("-h")) return (out(HELP), 0);
   if (dash < 0) throw new UsageError(`"pod exec" needs "--" before the command`);
-  const { values: f, positionals } = parseFlags(argv.slice(0, dash), {
+  const { values: f, positionals } = parseFlags(own, {
     config: FLAGS.config,
     namespace: FLAGS.namespace,
   });

@@ -20,6 +20,8 @@ export const Code = {
   DecodeFailure: 6,
   /** Invalid network config. */
   InvalidConfig: 7,
+  /** Invalid network namespace: CNI_NETNS is the plugin's own (Go's ErrInvalidNetNS). */
+  InvalidNetNS: 8,
   /** Try again later: a transient condition (a lock held, a store unreachable). */
   TryAgainLater: 11,
   /** STATUS: the plugin is not available for ADD. */

@@ -87,9 +87,11 @@ Deno.test("bin/podplex refuses a type it cannot serve with code 7", async () => 
   match(String(out.json.msg), /"ppnosuchplugin"/);
 });
 
-Deno.test("bin/podplex without CNI_COMMAND or arguments prints usage and exits 1", async () => {
+Deno.test("bin/podplex without CNI_COMMAND or arguments prints about and usage and exits 0", async () => {
   const out = await podplex(BASE);
-  assertEquals(out.code, 1);
+  assertEquals(out.code, 0);
+  assertEquals(out.json, {});
+  match(out.stderr, /supports 0\.1\.0, .*1\.1\.0/);
   match(out.stderr, /usage: podplex/);
 });
 

@@ -358,6 +358,11 @@ Deno.test("every standalone command has help and rejects an unknown flag by name
     assert.equal(help.code, 0, `${cmd} --help: ${help.stderr}`);
     assert.match(help.stdout, new RegExp(`usage: podplex ${cmd}`));
   }
+  for (const sub of ["up", "down", "check", "list", "exec"]) {
+    const help = await podplex("pod", sub, "--help");
+    assert.equal(help.code, 0, `pod ${sub} --help: ${help.stderr}`);
+    assert.match(help.stdout, /usage: podplex pod/);
+  }
   const o = await podplex("pod", "up", "ppx", "--bogus");
   assert.equal(o.code, 2);
   assert.match(o.stderr, /--bogus/);
