@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { DENO_FLAGS } from "./_build.ts";
 import { BASE_ENV, cniEnv, verifyAdded, verifyDeleted } from "./_contenders.ts";
 import { type Fixture, leasesDir, networksDir, podplexConfFile, stateDir } from "./_fixture.ts";
 import { BUILD_DIR, type ExecSpec, runPods } from "./_runner.ts";
@@ -26,15 +27,6 @@ import {
 
 const root = new URL("..", import.meta.url).pathname;
 const DENO = `${root}.tools/node_modules/.bin/deno`;
-/** The flags `bin/podplex` runs the bundle with. */
-export const DENO_FLAGS = [
-  "run",
-  "--allow-all",
-  "--no-config",
-  "--no-prompt",
-  "--cached-only",
-  "--quiet",
-];
 const N = 3;
 
 /** What the probe saw in one ADD or DEL: medians over the runs, in ms. */
@@ -72,8 +64,8 @@ async function timeLazyImports(dir: string): Promise<void> {
   }
 }
 
-/** Bundles `entry` (relative to the repo) like `deno task build` does for `kind`. */
-async function bundle(entry: string, name: string, kind: "code-split" | "single"): Promise<string> {
+/** Bundles `entry` (relative to the repo) like `scripts/artifact.sh` does. */
+async function bundle(entry: string, name: string, kind: "code-split"): Promise<string> {
   const split = kind === "code-split";
   const outDir = `${BUILD_DIR}/${name}`;
   await Deno.remove(outDir, { recursive: true }).catch(() => {});
@@ -81,7 +73,7 @@ async function bundle(entry: string, name: string, kind: "code-split" | "single"
   const out = split ? `${outDir}/${base}` : `${outDir}.js`;
   const to = split ? ["--code-splitting", "--outdir", outDir] : ["-o", out];
   const res = await new Deno.Command(DENO, {
-    args: ["bundle", "--quiet", "--platform=deno", ...to, `${root}${entry}`],
+    args: ["bundle", "--quiet", "--platform=browser", ...to, `${root}${entry}`],
     cwd: root,
     stderr: "piped",
   }).output();

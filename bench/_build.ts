@@ -1,80 +1,97 @@
 /**
  * What `bin/podplex` runs, frozen for the run. Other engineers rebuild `dist/` while they work
- * (`deno task test` starts with `rm -rf dist`), and a bench whose samples mix two builds, or
- * fall back to the sources mid-run, would lie. So the bench copies the launcher and the build
- * into its temp dir (`<tmp>/podplex/bin/podplex`, `<tmp>/podplex/dist/`, `.tools` linked):
- * the launcher finds its root from its own path, so this copy is exec'd exactly as a runtime
- * execs an installed `bin/podplex`.
+ * (`deno task build` replaces `dist/node/`), and a bench whose samples mix two builds would
+ * lie. So the bench copies the launcher and the node artifact into its temp dir
+ * (`<tmp>/podplex/bin/podplex`, `<tmp>/podplex/dist/node/`): the launcher finds its root from
+ * its own path, so this copy is exec'd exactly as a runtime execs `bin/podplex` of a checkout.
  *
  * @module
  */
 
 const root = new URL("..", import.meta.url).pathname;
 
+/** The flags the artifact's entry (bin/node-launcher.sh) runs the bundle with. */
+export const DENO_FLAGS = [
+  "run",
+  "--allow-all",
+  "--no-config",
+  "--no-prompt",
+  "--cached-only",
+  "--no-remote",
+  "--no-npm",
+  "--quiet",
+];
+
 /** The frozen build the bench execs. */
 export interface BuildInfo {
-  /** The launcher copy runtimes' execs go to. */
+  /** The launcher copy runtimes' execs go to (`bin/podplex`, which execs the artifact). */
   bin: string;
-  /** The entry the launcher runs (absolute). */
+  /** The artifact's own entry (`dist/node/podplex`), what a node's runtime execs. */
+  artifact: string;
+  /** The artifact's payload dir (`dist/node/podplex.d/<version>`). */
+  payload: string;
+  /** The entry the artifact runs (absolute): `<payload>/main.js`. */
   entry: string;
-  /** "code-split" (dist/main.js + chunks) or "single" (dist/podplex.js), as bin/podplex prefers. */
-  kind: "code-split" | "single";
+  /** The Deno binary the artifact ships. */
+  deno: string;
+  /** Always "code-split" (main.js + chunks), as `scripts/artifact.sh` bundles. */
+  kind: "code-split";
   /** Total bytes of the JS files of the build. */
   bytes: number;
   files: number;
+  /** Total bytes of the artifact (runtime, bundle, libnl copies, client). */
+  artifactBytes: number;
 }
 
-// The launcher's order of preference (bin/podplex).
-const ENTRIES: [string, BuildInfo["kind"]][] = [["main.js", "code-split"], [
-  "podplex.js",
-  "single",
-]];
-
-function distState(): { entry: string; kind: BuildInfo["kind"]; stamp: string } | undefined {
-  for (const [file, kind] of ENTRIES) {
-    try {
-      const names = Array.from(Deno.readDirSync(`${root}dist`), (e) => e.name).sort();
-      if (!names.includes(file)) continue;
-      const stamp = names.map((n) => `${n}:${Deno.statSync(`${root}dist/${n}`).mtime?.getTime()}`)
-        .join();
-      return { entry: file, kind, stamp };
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-    }
+/** The payload version named in the artifact's entry, or undefined when there is none. */
+async function version(dir: string): Promise<string | undefined> {
+  try {
+    const text = await Deno.readTextFile(`${dir}/podplex`);
+    return text.match(/^lib=\$dir\/podplex\.d\/([0-9a-f]+)$/m)?.[1];
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
   }
-  return undefined;
 }
 
 async function copyOnce(dest: string): Promise<BuildInfo | undefined> {
-  const before = distState();
+  const before = await version(`${root}dist/node`);
   if (!before) return undefined;
   await Deno.remove(dest, { recursive: true }).catch(() => {});
   await Deno.mkdir(`${dest}/bin`, { recursive: true });
   await Deno.mkdir(`${dest}/dist`);
   await Deno.copyFile(`${root}bin/podplex`, `${dest}/bin/podplex`);
   await Deno.chmod(`${dest}/bin/podplex`, 0o755);
-  await Deno.symlink(`${root}.tools`, `${dest}/.tools`);
+  const cp = await new Deno.Command("cp", { args: ["-a", `${root}dist/node`, `${dest}/dist/`] })
+    .output();
+  if (!cp.success || (await version(`${dest}/dist/node`)) !== before) return undefined;
+  if ((await version(`${root}dist/node`)) !== before) return undefined; // rebuilt meanwhile
+  const payload = `${dest}/dist/node/podplex.d/${before}`;
   let bytes = 0;
   let files = 0;
-  for (const e of Deno.readDirSync(`${root}dist`)) {
-    await Deno.copyFile(`${root}dist/${e.name}`, `${dest}/dist/${e.name}`);
-    bytes += e.name.endsWith(".js") ? (await Deno.stat(`${dest}/dist/${e.name}`)).size : 0;
-    files++;
+  let artifactBytes = (await Deno.stat(`${dest}/dist/node/podplex`)).size;
+  for (const e of Deno.readDirSync(payload)) {
+    const size = (await Deno.stat(`${payload}/${e.name}`)).size;
+    artifactBytes += size;
+    if (e.name.endsWith(".js")) (bytes += size, files++);
   }
-  if (distState()?.stamp !== before.stamp) return undefined; // rebuilt while we copied
   return {
     bin: `${dest}/bin/podplex`,
-    entry: `${dest}/dist/${before.entry}`,
-    kind: before.kind,
+    artifact: `${dest}/dist/node/podplex`,
+    payload,
+    entry: `${payload}/main.js`,
+    deno: `${payload}/deno`,
+    kind: "code-split",
     bytes,
     files,
+    artifactBytes,
   };
 }
 
 /**
  * Copies the current build to `dest`, retrying while someone is rebuilding it.
  *
- * @throws {Error} when there is no build in dist/ (bin/podplex would run the sources)
+ * @throws {Error} when there is no artifact in dist/node/
  */
 export async function snapshotBuild(dest: string): Promise<BuildInfo> {
   for (let attempt = 0; attempt < 10; attempt++) {
@@ -82,7 +99,5 @@ export async function snapshotBuild(dest: string): Promise<BuildInfo> {
     if (info) return info;
     await new Promise((r) => setTimeout(r, 1500));
   }
-  throw new Error(
-    "No stable build in dist/ (bin/podplex would run the sources): run `deno task build`",
-  );
+  throw new Error("No stable artifact in dist/node/: run `deno task build`");
 }

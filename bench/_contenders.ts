@@ -13,6 +13,7 @@
  * @module
  */
 import type { ExecSpec, PodJob } from "./_runner.ts";
+import { DENO_FLAGS } from "./_build.ts";
 import {
   bridgeName,
   type ContenderId,
@@ -63,12 +64,9 @@ function podplexExec(f: Fixture, j: number, n: number, cmd: "ADD" | "DEL"): Exec
 }
 
 function serveExec(f: Fixture, j: number, n: number, cmd: "ADD" | "DEL"): ExecSpec[] {
-  const root = f.build.bin.replace(/\/bin\/podplex$/, "");
-  const deno = `${root}/.tools/node_modules/.bin/deno`;
-  const flags = ["--allow-all", "--no-config", "--no-prompt", "--cached-only", "--quiet"];
   return [{
-    path: `${root}/.tools/podplex-client`,
-    args: ["--", deno, "run", ...flags, f.build.entry],
+    path: `${f.build.payload}/podplex-client`,
+    args: ["--", f.build.deno, ...DENO_FLAGS, f.build.entry],
     env: {
       ...cniEnv(f, "serve", j, cmd),
       PODPLEX_SOCKET: serveSocket(f),

@@ -165,11 +165,8 @@ async function removeAll(f: Fixture): Promise<void> {
   await Deno.remove(f.dir, { recursive: true }).catch(() => {});
 }
 
-/** Builds the client and starts `podplex serve` from the frozen build on serveSocket(f). */
+/** Starts `podplex serve` from the frozen build on serveSocket(f) (its client is the artifact's). */
 async function startDaemon(f: Fixture): Promise<Deno.ChildProcess> {
-  const root = new URL("..", import.meta.url).pathname;
-  const built = await new Deno.Command("sh", { args: [`${root}scripts/build-client.sh`] }).output();
-  if (!built.success) throw new Error("Cannot build .tools/podplex-client");
   const daemon = new Deno.Command(f.build.bin, {
     args: ["serve", "--socket", serveSocket(f)],
     stdout: "null",

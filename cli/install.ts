@@ -73,9 +73,13 @@ export interface Action {
   how: "write" | "skip" | "overwrite";
 }
 
-/** The launcher: bin/podplex beside this file's folder (cli/ or dist/). */
+/**
+ * The entry to link: the node artifact's own (`<artifact>/podplex`, two levels above its
+ * payload `podplex.d/<version>/`) when running from it, else bin/podplex of the checkout.
+ */
 export function launcherPath(): string {
-  return fileURLToPath(new URL("../bin/podplex", import.meta.url));
+  const bundled = /\/podplex\.d\/[0-9a-f]+\/[^/]+$/.test(import.meta.url);
+  return fileURLToPath(new URL(bundled ? "../../podplex" : "../bin/podplex", import.meta.url));
 }
 
 async function lstat(path: string): Promise<Deno.FileInfo | null> {

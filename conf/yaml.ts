@@ -1,16 +1,14 @@
 /**
  * YAML parsing, loaded only when a YAML file is actually read.
  *
- * The `yaml` package ships CommonJS for Deno's "node" condition; bundled, it would pull
- * Deno's Node compatibility layer (`node:module`, ~27 ms) into the start of EVERY CNI call.
- * So it stays out of the bundle (`deno task build` marks it external) and is imported
- * from the npm cache the first time a YAML file is parsed.
+ * The import is a literal dynamic `import("yaml")`, so the bundler inlines the package into a
+ * chunk of its own that only a YAML read loads: nothing is resolved from a registry or a Deno
+ * cache at run time. The bundle is built for the package's ESM ("browser"/default) export:
+ * its "node" export is CommonJS, and inlining that pulls Deno's Node compatibility layer
+ * (`node:module`, ~27 ms) into the start of EVERY CNI call (`scripts/artifact.sh`).
  *
  * @module
  */
-
-/** The pinned package; keep in step with the `yaml` entry of deno.json's imports. */
-const YAML_PACKAGE = "npm:yaml@2.9.1";
 
 let loaded: Promise<{ parse: (text: string) => unknown }> | undefined;
 
@@ -20,6 +18,6 @@ let loaded: Promise<{ parse: (text: string) => unknown }> | undefined;
  * @throws {Error} the parser's error for malformed YAML
  */
 export async function parseYaml(text: string): Promise<unknown> {
-  loaded ??= import(YAML_PACKAGE);
+  loaded ??= import("yaml");
   return (await loaded).parse(text);
 }

@@ -18,6 +18,46 @@ export type LibName = keyof typeof paths;
 
 let used = false;
 
+/**
+ * The libraries the node artifact ships beside its bundle (`deno task artifact`): hosts such
+ * as Flatcar or Talos have no libnl. libc is always the host's.
+ */
+const SHIPPED = new Set<LibName>(["nl", "nlRoute"]);
+
+/** The path each library is opened by, decided once (see {@linkcode libraryPath}). */
+const chosen: Partial<Record<LibName, string>> = {};
+
+/** Keeps the shipped libnl-3 loaded, so libnl-route-3's DT_NEEDED entry resolves to it. */
+let shippedNl: Deno.DynamicLibrary<Record<string, never>> | undefined;
+
+/**
+ * The copy beside this module (in the artifact: beside the bundle's chunks), else the
+ * soname or the path set by {@linkcode setLibraryPaths}. glibc matches a DT_NEEDED soname
+ * against objects already loaded, so opening the shipped libnl-3 before libnl-route-3 makes
+ * the latter use it instead of looking for the system's.
+ */
+function libraryPath(lib: LibName): string {
+  const known = chosen[lib];
+  if (known) return known;
+  let path = paths[lib];
+  const copy = SHIPPED.has(lib) && !path.includes("/") ? shippedCopy(path) : undefined;
+  if (copy) {
+    if (lib === "nlRoute") shippedNl ??= Deno.dlopen(libraryPath("nl"), {});
+    path = copy;
+  }
+  return (chosen[lib] = path);
+}
+
+function shippedCopy(soname: string): string | undefined {
+  const url = new URL(`./${soname}`, import.meta.url);
+  if (url.protocol !== "file:") return undefined;
+  try {
+    return Deno.statSync(url).isFile ? decodeURIComponent(url.pathname) : undefined;
+  } catch {
+    return undefined; // a checkout (ffi/ has no copies): the system's, by soname
+  }
+}
+
 /** What has been bound so far: for the benchmark and for startup budgeting. */
 const stats = { groups: 0, symbols: 0, ms: 0 };
 
@@ -30,7 +70,8 @@ export function bindStats(): { groups: number; symbols: number; ms: number } {
  * Overrides where the C libraries are loaded from. Call before the first netlink, netns or
  * sysctl operation; later calls would leave already bound groups on the old libraries.
  *
- * @param p a path (or soname) per library; missing keys keep their default
+ * @param p a path (or soname) per library; missing keys keep their default (a path, with a
+ *   "/", is used as given; a soname is looked for beside the bundle first)
  * @throws {Error} when a library has already been loaded
  */
 export function setLibraryPaths(p: { nl?: string; nlRoute?: string; libc?: string }): void {
@@ -56,11 +97,12 @@ function bindByAddress<S extends Deno.ForeignLibraryInterface>(
 ): Deno.DynamicLibrary<S>["symbols"] {
   const names = Object.keys(symbols);
   const statics = Object.fromEntries(names.map((k) => [k, { type: "pointer" as const }]));
-  const addrs = Deno.dlopen(paths[lib], statics).symbols as Record<string, Deno.PointerValue>;
+  const path = libraryPath(lib);
+  const addrs = Deno.dlopen(path, statics).symbols as Record<string, Deno.PointerValue>;
   const out: Record<string, unknown> = {};
   for (const k of names) {
     const addr = addrs[k];
-    if (addr === null) throw new Error(`Cannot bind "${k}" of ${paths[lib]}: a null address`);
+    if (addr === null) throw new Error(`Cannot bind "${k}" of ${path}: a null address`);
     const def = symbols[k] as Deno.ForeignFunction;
     const fn = new Deno.UnsafeFnPointer(addr as Deno.PointerObject<typeof def>, def);
     out[k] = (...args: Parameters<typeof fn.call>) => fn.call(...args);

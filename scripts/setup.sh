@@ -30,9 +30,9 @@ if ! [ -x "$deno_bin" ] || ! "$deno_bin" --version 2>/dev/null | grep -q "^deno 
   npm install --silent --no-audit --no-fund --prefix "$root/.tools" "deno@$DENO_VERSION" >/dev/null
 fi
 
-# npm packages from deno.json's imports into Deno's cache: bin/podplex runs with
-# --cached-only (never the network at run time) and loads `yaml` from there on demand.
+# npm packages from deno.json's imports into Deno's cache, for `deno bundle` (the node
+# artifact inlines them: it never reads this cache) and for the tests that run the sources.
 (cd "$root" && "$deno_bin" install --quiet >/dev/null)
 
-# The C client of `podplex serve` (bin/podplex execs it only while a daemon's socket exists).
+# The C client of `podplex serve` (tests/serve_test.ts runs it; the artifact has its own copy).
 sh "$root/scripts/build-client.sh"

@@ -1,6 +1,6 @@
 /**
- * The real launcher (`bin/podplex`) as a subprocess: what a runtime sees. It runs the bundle
- * in dist/ when `deno task build` made one, else the sources.
+ * The real launcher (`bin/podplex`) as a subprocess: what a runtime sees. It execs the node
+ * artifact `deno task build` makes in dist/node/.
  */
 import { deepStrictEqual as assertEquals, match } from "node:assert/strict";
 

@@ -330,8 +330,8 @@ Deno.test({
       assert.equal(conf.plugins[0].clusterNetwork, "kube-system/lan");
       assert.equal(conf.plugins[0].capabilities["io.kubernetes.cri.pod-annotations"], true);
       assert.equal(conf.plugins[0].capabilities.portMappings, true);
-      assert.equal(await Deno.readLink(`${dir}/bin/podplex`), `${ROOT}bin/podplex`);
-      assert.equal(await Deno.readLink(`${dir}/bin/host-local`), `${ROOT}bin/podplex`);
+      assert.equal(await Deno.readLink(`${dir}/bin/podplex`), `${ROOT}dist/node/podplex`);
+      assert.equal(await Deno.readLink(`${dir}/bin/host-local`), `${ROOT}dist/node/podplex`);
       // The link works: VERSION through it.
       const v = await new Deno.Command(`${dir}/bin/podplex`, {
         env: { CNI_COMMAND: "VERSION" },

@@ -41,20 +41,20 @@ export async function podmanMissing(): Promise<string | undefined> {
 }
 
 /**
- * A warning when `dist/podplex.js` (which bin/podplex prefers over the sources) is older than
- * a source file: podman would then exercise stale code. `deno task test` builds it first.
+ * A warning when the node artifact (`dist/node/`, which bin/podplex execs) is older than a
+ * source file: podman would then exercise stale code. `deno task test` builds it first.
  */
 export async function staleBuildWarning(): Promise<string | undefined> {
   let built: number;
   try {
-    built = (await Deno.stat(`${REPO_ROOT}/dist/podplex.js`)).mtime?.getTime() ?? 0;
+    built = (await Deno.stat(`${REPO_ROOT}/dist/node/podplex`)).mtime?.getTime() ?? 0;
   } catch {
-    return undefined; // no bundle: bin/podplex runs the sources
+    return 'there is no dist/node/ (bin/podplex fails): run "deno task build" first';
   }
   for (const dir of ["cli", "conf", "delegates", "ffi", "meta"]) {
     const newer = await newestTs(`${REPO_ROOT}/${dir}`);
     if (newer && newer.mtime > built) {
-      return `dist/podplex.js is older than ${newer.path}: run "deno task build" first`;
+      return `dist/node/ is older than ${newer.path}: run "deno task build" first`;
     }
   }
   return undefined;

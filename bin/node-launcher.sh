@@ -1,0 +1,36 @@
+#!/bin/sh
+# podplex @VERSION@: the entry of the node artifact (`deno task artifact` writes it as
+# dist/node/podplex; `podplex install` copies it into a host's CNI bin dir). kubelet's runtime,
+# podman or a user execs it, also through a symlink named after a built-in delegate type
+# (/opt/cni/bin/bridge -> podplex). It runs the bundle in podplex.d/@VERSION@/ beside it with
+# the Deno binary shipped there: no Deno, npm cache, checkout or libnl needed on the host, and
+# never the network (--cached-only, no remote or npm modules). The version is in the path, so
+# an install adds the new payload beside the old one and renames this file over the previous
+# launcher: a call that already started keeps its own payload.
+# Every CNI call starts here, so it forks nothing: parameter expansion, no dirname/basename.
+self=$0
+while [ -L "$self" ]; do
+  link=$(readlink "$self")
+  case $link in /*) self=$link ;; *) self=${self%/*}/$link ;; esac
+done
+case $self in */*) dir=${self%/*} ;; *) dir=. ;; esac
+lib=$dir/podplex.d/@VERSION@
+
+# The name the delegate was called by; bin/podplex of a checkout hands its own over once.
+PODPLEX_ARGV0=${PODPLEX_ENTRY_NAME:-${0##*/}}
+export PODPLEX_ARGV0
+unset PODPLEX_ENTRY_NAME
+
+nargs=$#
+set -- "$lib/deno" run --allow-all --no-config --no-prompt --cached-only --no-remote --no-npm \
+  --quiet "$lib/main.js" "$@"
+
+# A resident `podplex serve` takes CNI calls when its socket exists: a warm process answers in
+# a few ms instead of a Deno start. The client runs the command above itself whenever the
+# daemon cannot have started the call (no daemon, another netns or mount namespace).
+# Subcommands never go through it.
+if [ -n "${CNI_COMMAND:-}" ] && [ "$nargs" -eq 0 ] && [ -x "$lib/podplex-client" ] &&
+  [ -S "${PODPLEX_SOCKET:-/run/podplex/podplex.sock}" ]; then
+  exec "$lib/podplex-client" -- "$@"
+fi
+exec "$@"

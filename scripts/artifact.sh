@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Builds the self-contained node artifact (`deno task artifact`, also `deno task build`) into
+# dist/node/, or into the directory given as $1:
+#
+#   podplex                 the entry (bin/node-launcher.sh with the version filled in)
+#   podplex.d/<version>/    main.js + chunks   one bundle, every npm package inlined
+#                           deno               the pinned runtime, copied from .tools/
+#                           libnl-3.so.200, libnl-route-3.so.200   copied from the system;
+#                                              ffi/ opens these before the system's
+#                           podplex-client     the `podplex serve` client (bin/podplex-client.c)
+#
+# <version> is a hash of the payload, so the same sources give the same artifact and an
+# install of an unchanged one changes nothing. bin/podplex, the demo and the tests run this.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+out=${1:-$root/dist/node}
+deno=$root/.tools/node_modules/.bin/deno
+[ -x "$deno" ] || { echo "artifact: no Deno at $deno (run bash scripts/setup.sh)" >&2; exit 1; }
+
+mkdir -p "$(dirname "$out")"
+stage=$(mktemp -d "$(dirname "$out")/.artifact.XXXXXX")
+trap 'rm -rf "$stage"' EXIT
+payload=$stage/payload
+mkdir "$payload"
+
+# --platform=browser picks each package's ESM export: yaml's "node" export is CommonJS, whose
+# inlined form imports node:module at the start of every call (conf/yaml.ts).
+(cd "$root" && "$deno" bundle --quiet --platform=browser --code-splitting --outdir "$payload" \
+  cli/main.ts)
+if leftovers=$(grep -l -E '"npm:|"jsr:|"https?:|from "node:module"' "$payload"/*.js); then
+  echo "artifact: the bundle still resolves modules at run time: $leftovers" >&2
+  exit 1
+fi
+
+cp -L "$deno" "$payload/deno"
+for so in libnl-3.so.200 libnl-route-3.so.200; do
+  src=$(/sbin/ldconfig -p | awk -v so="$so" '$1 == so { print $NF; exit }')
+  [ -n "$src" ] || { echo "artifact: $so not found (apt-get install libnl-3-200 libnl-route-3-200)" >&2; exit 1; }
+  cp -L "$src" "$payload/$so"
+done
+sh "$root/scripts/build-client.sh" "$payload/podplex-client"
+
+version=$(cd "$payload" && find . -type f | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-12)
+mkdir -p "$stage/node/podplex.d"
+mv "$payload" "$stage/node/podplex.d/$version"
+sed "s/@VERSION@/$version/g" "$root/bin/node-launcher.sh" > "$stage/node/podplex"
+chmod 755 "$stage/node/podplex"
+rm -rf "$out"
+mv "$stage/node" "$out"
