@@ -8,12 +8,12 @@
  *
  * @example
  * ```ts
- * import { createRegistry, parseConfList, runChain } from "@podplex/podplex";
+ * import { BUILTINS, createRegistry, parseConfList, runChain } from "@podplex/podplex";
  *
  * const list = parseConfList(await Deno.readFile("/etc/cni/net.d/10-bridge.conflist"));
- * const registry = createRegistry();
+ * const registry = createRegistry({ builtins: BUILTINS });
  * const env = { containerId: "c1", netns: "/run/netns/c1", ifname: "eth0", path: ["/opt/cni/bin"] };
- * const { json } = await runChain(list, "ADD", { env, registry });
+ * const { result } = await runChain(list, "ADD", { env, registry });
  * ```
  *
  * @module
@@ -67,7 +67,10 @@ export {
 } from "./conf/cni_args.ts";
 export type {
   BuiltinDelegate,
+  BuiltinLoader,
   DelegateContext,
+  DelegateTraits,
+  InProcessRequest,
   Plugin,
   PluginEnv,
   PluginRegistry,
@@ -80,14 +83,8 @@ export {
   execPlugin,
   findInPath,
 } from "./delegates/runner/exec.ts";
-export {
-  BUILTIN_TYPES,
-  type BuiltinLoader,
-  BUILTINS,
-  createRegistry,
-  isBuiltin,
-  type RegistryOptions,
-} from "./delegates/runner/registry.ts";
+export { BUILTIN_TYPES, BUILTINS } from "./delegates/catalog.ts";
+export { createRegistry, type RegistryOptions } from "./delegates/runner/registry.ts";
 export {
   type ChainOptions,
   type ChainOutcome,
@@ -103,7 +100,7 @@ export {
   validateIfname,
   versionInfo,
 } from "./cli/cni.ts";
-export { createMetaPlugin, metaPlugin } from "./meta/plugin.ts";
+export { createMetaPlugin } from "./meta/plugin.ts";
 export type { MetaDeps } from "./meta/context.ts";
 export { parsePodplexConf, type PodplexConf } from "./meta/conf.ts";
 export {

@@ -8,7 +8,7 @@
 import { POD_ANNOTATIONS_ARG } from "../meta/context.ts";
 import { CniError, Code } from "../conf/errors.ts";
 import { type ConfList, loadConfFile, parseConfOrList } from "../conf/netconf.ts";
-import { META_TYPE } from "../delegates/runner/registry.ts";
+import { META_TYPE } from "../meta/conf.ts";
 import { parsePodplexConf, type PodplexConf } from "../meta/conf.ts";
 import { createResolver, type NetworkResolver } from "../meta/networks.ts";
 

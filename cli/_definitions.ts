@@ -8,7 +8,7 @@
  */
 import { parseConfOrList } from "../conf/netconf.ts";
 import { parseYaml } from "../conf/yaml.ts";
-import { BUILTINS } from "../delegates/runner/registry.ts";
+import { BUILTINS } from "../delegates/catalog.ts";
 
 /** One problem in one file. */
 export interface Problem {

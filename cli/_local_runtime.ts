@@ -8,10 +8,11 @@
 import { CniError, Code } from "../conf/errors.ts";
 import type { Attachment, CniResult, Verb } from "../conf/types.ts";
 import { runChain } from "../delegates/runner/chain.ts";
-import { createRegistry, META_TYPE } from "../delegates/runner/registry.ts";
+import { createRegistry } from "../delegates/runner/registry.ts";
 import type { Plugin, PluginEnv, PluginRegistry, PluginRequest } from "../delegates/types.ts";
+import { META_TYPE } from "../meta/conf.ts";
 import { runCni } from "./cni.ts";
-import { defaultResolver } from "./resolve.ts";
+import type { Root } from "./root.ts";
 import type { StandaloneConfig } from "./_config.ts";
 import { err } from "./_output.ts";
 
@@ -30,10 +31,11 @@ function errorFromJson(text: string): CniError {
  * stdin bytes, handed to `runCni` (the same dispatcher `bin/podplex` runs), and its stdout
  * read back. No exec, but no other code path either.
  */
-export function podplexViaRunCni(stderr: (s: string) => void = err): Plugin {
+export function podplexViaRunCni(root: Root, stderr: (s: string) => void = err): Plugin {
   return {
     type: META_TYPE,
     builtin: true,
+    traits: TRAITS,
     async invoke(req: PluginRequest) {
       let stdout = "";
       const env: Record<string, string | undefined> = {
@@ -50,20 +52,22 @@ export function podplexViaRunCni(stderr: (s: string) => void = err): Plugin {
         stdout: (s: string) => void (stdout += s),
         stderr,
       };
-      const code = await runCni(io, defaultResolver(undefined));
+      const code = await runCni(io, root.resolver(undefined));
       if (code !== 0) throw errorFromJson(stdout);
       return req.command === "ADD" ? JSON.parse(stdout) : undefined;
     },
   };
 }
 
+/** Its errors are the meta-plugin's, which name the network and interface at fault. */
+const TRAITS = Object.freeze({ namesItsErrors: true });
+
 /** A registry where `podplex` goes through `runCni` and every other type as usual. */
-export function standaloneRegistry(): PluginRegistry {
-  const rest = createRegistry();
-  const meta = podplexViaRunCni();
-  return {
-    get: (type, path) => type === META_TYPE ? Promise.resolve(meta) : rest.get(type, path),
-  };
+export function standaloneRegistry(root: Root): PluginRegistry {
+  return createRegistry({
+    builtins: root.builtins,
+    plugins: { [META_TYPE]: podplexViaRunCni(root) },
+  });
 }
 
 /** What one verb over the podplex conflist needs besides the verb. */
@@ -78,13 +82,14 @@ export interface VerbOptions {
  * Runs `verb` over the podplex conflist as libcni does (runtimeConfig from capabilities,
  * name/cniVersion injected, DEL in reverse, prevResult from the cached ADD result).
  *
- * @returns for ADD the canonical result and the JSON in the list's version
+ * @returns for ADD the canonical result
  * @throws {CniError} the failing plugin's error
  */
 export async function runVerb(
+  root: Root,
   cfg: StandaloneConfig,
   verb: Exclude<Verb, "VERSION">,
   opts: VerbOptions,
-): Promise<{ result?: CniResult; json?: Record<string, unknown> }> {
-  return await runChain(cfg.list, verb, { ...opts, registry: standaloneRegistry() });
+): Promise<{ result?: CniResult }> {
+  return await runChain(cfg.list, verb, { ...opts, registry: standaloneRegistry(root) });
 }

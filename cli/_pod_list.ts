@@ -11,6 +11,7 @@ import { interfacesOf, type PodView } from "./_pod_view.ts";
 import { type PodRecord, podRecords } from "./_pods.ts";
 import { cniPath, pathExists, type StandaloneConfig } from "./_config.ts";
 import { podplexViaRunCni, runVerb } from "./_local_runtime.ts";
+import type { Root } from "./root.ts";
 
 function messageOf(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
@@ -21,7 +22,12 @@ function messageOf(e: unknown): string {
  * runtime does); for a pod a runtime made, the meta-plugin's own CHECK, which works from
  * its state.
  */
-async function checkOne(cfg: StandaloneConfig, state: PodState, rec?: PodRecord): Promise<void> {
+async function checkOne(
+  root: Root,
+  cfg: StandaloneConfig,
+  state: PodState,
+  rec?: PodRecord,
+): Promise<void> {
   const env: PluginEnv = {
     containerId: state.containerId,
     netns: state.netns,
@@ -30,7 +36,7 @@ async function checkOne(cfg: StandaloneConfig, state: PodState, rec?: PodRecord)
   };
   if (rec) {
     env.args = rec.cniArgs;
-    await runVerb(cfg, "CHECK", {
+    await runVerb(root, cfg, "CHECK", {
       env,
       capabilityArgs: rec.capabilityArgs,
       cachedResult: toCanonical(rec.result, cfg.list.cniVersion),
@@ -39,16 +45,21 @@ async function checkOne(cfg: StandaloneConfig, state: PodState, rec?: PodRecord)
   }
   const first = cfg.list.plugins[0];
   const conf = injectConf(first.bytes, { name: cfg.list.name, cniVersion: cfg.list.cniVersion });
-  await podplexViaRunCni(() => {}).invoke({ command: "CHECK", conf, env });
+  await podplexViaRunCni(root, () => {}).invoke({ command: "CHECK", conf, env });
 }
 
 /** Health of a pod: its netns exists and CHECK passes. */
-async function healthOf(cfg: StandaloneConfig, state: PodState, rec?: PodRecord): Promise<string> {
+async function healthOf(
+  root: Root,
+  cfg: StandaloneConfig,
+  state: PodState,
+  rec?: PodRecord,
+): Promise<string> {
   if (!state.netns || !(await pathExists(state.netns))) {
     return `netns "${state.netns}" is gone`;
   }
   try {
-    await checkOne(cfg, state, rec);
+    await checkOne(root, cfg, state, rec);
     return "ok";
   } catch (e) {
     return `CHECK failed: ${messageOf(e)}`;
@@ -59,7 +70,11 @@ async function healthOf(cfg: StandaloneConfig, state: PodState, rec?: PodRecord)
  * Every pod of the state dir: those `pod up` made and those a runtime made, with their
  * interfaces and health.
  */
-export async function listPods(cfg: StandaloneConfig, health = true): Promise<PodView[]> {
+export async function listPods(
+  root: Root,
+  cfg: StandaloneConfig,
+  health = true,
+): Promise<PodView[]> {
   const records = await podRecords(cfg.conf.stateDir).list();
   const byId = new Map(records.map((r) => [r.containerId, r]));
   const states = await createStateStore(cfg.conf.stateDir, { warn: () => {} }).list();
@@ -73,7 +88,7 @@ export async function listPods(cfg: StandaloneConfig, health = true): Promise<Po
       containerId: state.containerId,
       netns: state.netns,
       interfaces: interfacesOf(state, rec?.result),
-      health: health ? await healthOf(cfg, state, rec) : undefined,
+      health: health ? await healthOf(root, cfg, state, rec) : undefined,
       standalone: !!rec,
     });
   }

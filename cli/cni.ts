@@ -7,9 +7,12 @@
  */
 import { parseCniArgs, validateCniArgs } from "../conf/cni_args.ts";
 import { CniError, Code } from "../conf/errors.ts";
-import { mark } from "../conf/trace.ts";
+import { NO_TRACE, type Trace } from "../conf/trace.ts";
 import { parseNetConf } from "../conf/netconf.ts";
-import type { Verb } from "../conf/types.ts";
+import { resolveIn } from "../conf/paths.ts";
+import { convertResult } from "../conf/result.ts";
+import type { CniResult, Verb } from "../conf/types.ts";
+import { inProcessRequest } from "../delegates/runner/builtin.ts";
 import { atLeast, CURRENT_VERSION, SUPPORTED_VERSIONS } from "../conf/version.ts";
 import type { Plugin, PluginEnv, PluginRequest } from "../delegates/types.ts";
 
@@ -21,6 +24,13 @@ export interface CniIo {
   stderr: (s: string) => void;
   /** The name the program was run as (a symlink named after a built-in type). */
   argv0?: string;
+  /** The call's timing marks (default: none). */
+  trace?: Trace;
+  /**
+   * The caller's working directory, when it is not this process's (`podplex serve`):
+   * relative paths of the call are resolved against it.
+   */
+  cwd?: string;
 }
 
 /** Finds the plugin for a conf's `type`. */
@@ -101,7 +111,7 @@ export function validateIfname(name: string): string {
  *
  * @throws {CniError} 4 naming every missing variable or the bad one
  */
-export function readEnv(command: Verb, env: CniIo["env"]): PluginEnv {
+export function readEnv(command: Verb, env: CniIo["env"], cwd?: string): PluginEnv {
   const required = REQUIRED_ENV[command];
   const missing = required.filter((k) => env[k] === undefined || env[k] === "");
   if (missing.length) {
@@ -112,14 +122,17 @@ export function readEnv(command: Verb, env: CniIo["env"]): PluginEnv {
       } for ${command}`,
     );
   }
-  const out: PluginEnv = { path: (env.CNI_PATH ?? "").split(":").filter((p) => p !== "") };
+  const out: PluginEnv = {
+    path: (env.CNI_PATH ?? "").split(":").filter((p) => p !== "").map((p) => resolveIn(cwd, p)),
+  };
+  if (cwd) out.cwd = cwd;
   if (required.includes("CNI_CONTAINERID")) {
     out.containerId = validateContainerId(env.CNI_CONTAINERID!);
   } else if (env.CNI_CONTAINERID) out.containerId = env.CNI_CONTAINERID;
   if (required.includes("CNI_IFNAME")) out.ifname = validateIfname(env.CNI_IFNAME!);
   else if (env.CNI_IFNAME) out.ifname = env.CNI_IFNAME;
   if (env.CNI_NETNS !== undefined && command !== "GC" && command !== "STATUS") {
-    out.netns = env.CNI_NETNS;
+    out.netns = resolveIn(cwd, env.CNI_NETNS);
   }
   if (env.CNI_ARGS) {
     // GC and STATUS carry no container, so their CNI_ARGS is not read (skel passes it on
@@ -210,23 +223,27 @@ async function dispatch(io: CniIo, resolve: Resolver, call: Call): Promise<numbe
     print(io, versionInfo());
     return 0;
   }
-  const env = readEnv(command, io.env);
+  const env = readEnv(command, io.env, io.cwd);
   checkNotOwnNetns(command, io.env);
   const bytes = await readStdin(io);
   const parsed = parseNetConf(bytes);
   call.version = parsed.cniVersion;
   checkVersionGate(command, parsed.cniVersion);
-  mark("dispatch");
+  const trace = io.trace ?? NO_TRACE;
+  trace.mark("dispatch");
   const plugin = await resolve(parsed.conf.type);
-  mark("resolved");
+  trace.mark("resolved");
   const req: PluginRequest = { command: command as Command, conf: bytes, env };
-  const result = await plugin.invoke(req);
+  // In-process plugins get the conf parsed above; the result is converted once, here.
+  const result = plugin.call
+    ? await plugin.call({ ...inProcessRequest(req, parsed), trace })
+    : await plugin.invoke(req);
   if (command === "ADD") {
     if (!result) {
       throw new CniError(Code.DelegateFailed, `Plugin "${plugin.type}" returned no result`);
     }
-    print(io, result);
-    mark("result");
+    print(io, plugin.call ? convertResult(result as CniResult, parsed.cniVersion) : result);
+    trace.mark("result");
   }
   return 0;
 }

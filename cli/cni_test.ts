@@ -1,6 +1,7 @@
 import { deepStrictEqual as assertEquals, match } from "node:assert/strict";
 import { CniError } from "../conf/errors.ts";
-import type { Plugin, PluginRequest } from "../delegates/types.ts";
+import type { PluginRequest } from "../delegates/types.ts";
+import { fakePlugin } from "../delegates/runner/testing.ts";
 import { runCni, validateContainerId, validateIfname } from "./cni.ts";
 
 const CONF = `{"cniVersion":"1.0.0","name":"net1","type":"fake"}`;
@@ -36,14 +37,10 @@ async function call(
     stderr: "",
   };
   let text = "";
-  const plugin: Plugin = {
-    type: "fake",
-    builtin: true,
-    invoke(req) {
-      run.requests.push(req);
-      return behaviour(req);
-    },
-  };
+  const plugin = fakePlugin("fake", (req) => {
+    run.requests.push(req);
+    return behaviour(req);
+  });
   run.code = await runCni({
     env,
     stdin: () => {

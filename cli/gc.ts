@@ -13,6 +13,7 @@ import { cniPath, CONFIG_HELP, pathExists, type StandaloneConfig } from "./_conf
 import { guard, noArgCommand } from "./_args.ts";
 import { out, printJson } from "./_output.ts";
 import { runVerb } from "./_local_runtime.ts";
+import type { Root } from "./root.ts";
 
 const HELP = `usage: podplex gc [flags]
 
@@ -35,14 +36,14 @@ export interface GcReport {
  * Sorts the state dir's attachments by whether their netns still exists, runs GC with the
  * kept ones as valid, and drops the standalone records of pods whose netns is gone.
  */
-export async function collectGarbage(cfg: StandaloneConfig): Promise<GcReport> {
+export async function collectGarbage(root: Root, cfg: StandaloneConfig): Promise<GcReport> {
   const store = createStateStore(cfg.conf.stateDir, { warn: () => {} });
   const report: GcReport = { kept: [], removed: [] };
   for (const s of await store.list()) {
     const a = { containerID: s.containerId, ifname: s.ifname };
     (s.netns && await pathExists(s.netns) ? report.kept : report.removed).push(a);
   }
-  await runVerb(cfg, "GC", { env: { path: cniPath() }, validAttachments: report.kept });
+  await runVerb(root, cfg, "GC", { env: { path: cniPath() }, validAttachments: report.kept });
   const records = podRecords(cfg.conf.stateDir);
   for (const r of await records.list()) {
     if (!(await pathExists(r.netns))) await records.remove(r.containerId);
@@ -51,11 +52,11 @@ export async function collectGarbage(cfg: StandaloneConfig): Promise<GcReport> {
 }
 
 /** Entry of `podplex gc`. */
-export function main(argv: string[]): Promise<number> {
+export function main(argv: string[], root: Root): Promise<number> {
   return guard("podplex gc", async () => {
     const cmd = await noArgCommand(argv, "gc", HELP);
     if (!cmd) return 0;
-    const report = await collectGarbage(cmd.cfg);
+    const report = await collectGarbage(root, cmd.cfg);
     if (cmd.json) printJson(report);
     else {
       for (const a of report.removed) out(`released ${a.containerID} (${a.ifname}): netns gone\n`);

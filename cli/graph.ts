@@ -5,6 +5,7 @@
  * @module
  */
 import { listPods } from "./_pod_list.ts";
+import type { Root } from "./root.ts";
 import type { PodView } from "./_pod_view.ts";
 import { definitionFiles, definitionName } from "./_definitions.ts";
 import { CONFIG_HELP, loadStandaloneConfig } from "./_config.ts";
@@ -81,7 +82,7 @@ export function renderGraph(
 }
 
 /** Entry of `podplex graph`. */
-export function main(argv: string[]): Promise<number> {
+export function main(argv: string[], root: Root): Promise<number> {
   return guard("podplex graph", async () => {
     const { values: f, positionals } = parseFlags(argv, {
       config: { type: "string" },
@@ -99,7 +100,7 @@ export function main(argv: string[]): Promise<number> {
       const { namespace, name } = definitionName(file);
       return `${namespace}/${name}`;
     });
-    out(renderGraph(await listPods(cfg, false), networks, format));
+    out(renderGraph(await listPods(root, cfg, false), networks, format));
     return 0;
   });
 }

@@ -9,7 +9,7 @@
  */
 import { fileURLToPath } from "node:url";
 import { CniError, Code } from "../conf/errors.ts";
-import { BUILTIN_TYPES } from "../delegates/runner/registry.ts";
+import { BUILTIN_TYPES } from "../delegates/catalog.ts";
 import { parsePodplexConf } from "../meta/conf.ts";
 import { guard, parseFlags, UsageError } from "./_args.ts";
 import { out, printJson } from "./_output.ts";

@@ -6,20 +6,22 @@
  * @module
  */
 // First import: its evaluation is the "entry" mark of a traced call.
-import { flushTrace, mark } from "../conf/trace.ts";
+import { ENTERED_AT } from "./_entered.ts";
+import { createTrace, NO_TRACE, type Trace } from "../conf/trace.ts";
 import { CURRENT_VERSION, SUPPORTED_VERSIONS } from "../conf/version.ts";
 import { type CniIo, runCni } from "./cni.ts";
-import { defaultResolver } from "./resolve.ts";
+import { createRoot, type Root } from "./root.ts";
 import { err, out } from "./_output.ts";
-
-export { defaultResolver };
 
 /** podplex's own version. */
 export const PODPLEX_VERSION = "0.1.0";
 
-/** A subcommand module: `main(argv)` gets the arguments after the subcommand's name. */
+/**
+ * A subcommand module: `main(argv, root)` gets the arguments after the subcommand's name and
+ * the composition root.
+ */
 export interface Subcommand {
-  main(argv: string[]): Promise<number>;
+  main(argv: string[], root: Root): Promise<number>;
 }
 
 function about(): string {
@@ -40,7 +42,7 @@ function usage(): string {
  * The subcommands, each a lazy import so a CNI call loads none of them. Others add
  * `pod`, `net`, `status`, `gc`, `graph`, `install`.
  */
-export const SUBCOMMANDS: Record<string, () => Promise<Subcommand>> = {
+export const SUBCOMMANDS: Readonly<Record<string, () => Promise<Subcommand>>> = Object.freeze({
   pod: () => import("./pod.ts"),
   net: () => import("./net.ts"),
   status: () => import("./status.ts"),
@@ -62,15 +64,19 @@ export const SUBCOMMANDS: Record<string, () => Promise<Subcommand>> = {
         return Promise.resolve(0);
       },
     }),
-};
+});
 
-const ALIASES: Record<string, string> = { "--version": "version", "-h": "help", "--help": "help" };
+const ALIASES: Readonly<Record<string, string>> = {
+  "--version": "version",
+  "-h": "help",
+  "--help": "help",
+};
 
 /**
  * Reads all of stdin synchronously: a plugin's stdin is a small pipe, and the stream API
  * (`new Response(Deno.stdin.readable)`) costs milliseconds of setup on every CNI call.
  */
-function readStdin(): Promise<Uint8Array> {
+function readStdin(trace: Trace): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
   let total = 0;
   for (;;) {
@@ -80,7 +86,7 @@ function readStdin(): Promise<Uint8Array> {
     chunks.push(buf.subarray(0, n));
     total += n;
   }
-  mark("stdin");
+  trace.mark("stdin");
   if (chunks.length === 1) return Promise.resolve(chunks[0]);
   const out = new Uint8Array(total);
   let off = 0;
@@ -91,6 +97,14 @@ function readStdin(): Promise<Uint8Array> {
   return Promise.resolve(out);
 }
 
+/** Options of {@linkcode main}. */
+export interface MainOptions {
+  /** The timing marks of this run (default: none). */
+  trace?: Trace;
+  /** The subcommand table (default: {@linkcode SUBCOMMANDS}). */
+  subcommands?: Readonly<Record<string, () => Promise<Subcommand>>>;
+}
+
 /**
  * Runs podplex with `argv` (without the program name) and `env`.
  *
@@ -99,28 +113,44 @@ function readStdin(): Promise<Uint8Array> {
 export async function main(
   argv: string[],
   env: Record<string, string | undefined> = Deno.env.toObject(),
+  opts: MainOptions = {},
 ): Promise<number> {
-  mark("main");
+  const trace = opts.trace ?? NO_TRACE;
+  const subcommands = opts.subcommands ?? SUBCOMMANDS;
+  trace.mark("main");
   const name = argv.length ? (ALIASES[argv[0]] ?? argv[0]) : undefined;
-  if (name !== undefined) {
-    const load = Object.hasOwn(SUBCOMMANDS, name) ? SUBCOMMANDS[name] : undefined;
-    if (!load) {
-      err(`podplex: unknown command "${argv[0]}"\n` + usage());
-      return 2;
+  const root = createRoot();
+  try {
+    if (name !== undefined) {
+      const load = Object.hasOwn(subcommands, name) ? subcommands[name] : undefined;
+      if (!load) {
+        err(`podplex: unknown command "${argv[0]}"\n` + usage());
+        return 2;
+      }
+      return await (await load()).main(argv.slice(1), root);
     }
-    return await (await load()).main(argv.slice(1));
+    if (env.CNI_COMMAND) {
+      const io: CniIo = {
+        env,
+        stdin: () => readStdin(trace),
+        stdout: out,
+        stderr: err,
+        argv0: env.PODPLEX_ARGV0,
+        trace,
+      };
+      return await runCni(io, root.resolver(io.argv0));
+    }
+    // skel prints its about string on stderr and succeeds; a person gets the usage with it.
+    err(about() + usage());
+    return 0;
+  } finally {
+    root.close();
   }
-  if (env.CNI_COMMAND) {
-    const io: CniIo = { env, stdin: readStdin, stdout: out, stderr: err, argv0: env.PODPLEX_ARGV0 };
-    return await runCni(io, defaultResolver(io.argv0));
-  }
-  // skel prints its about string on stderr and succeeds; a person gets the usage with it.
-  err(about() + usage());
-  return 0;
 }
 
 if (import.meta.main) {
-  const code = await main(Deno.args);
-  flushTrace();
+  const trace = Deno.env.get("PODPLEX_TRACE") === "1" ? createTrace(ENTERED_AT) : NO_TRACE;
+  const code = await main(Deno.args, Deno.env.toObject(), { trace });
+  trace.flush((line) => err(line));
   Deno.exit(code);
 }

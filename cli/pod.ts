@@ -7,6 +7,7 @@
  */
 import { POD_ANNOTATIONS_ARG } from "../meta/context.ts";
 import { CniError, Code } from "../conf/errors.ts";
+import { convertResult, toCanonical } from "../conf/result.ts";
 import { parseYaml } from "../conf/yaml.ts";
 import type { PluginEnv } from "../delegates/types.ts";
 import { NETWORKS_ANNOTATION } from "../meta/annotations.ts";
@@ -26,6 +27,7 @@ import {
 import { err, out, printJson } from "./_output.ts";
 import { guard, parseFlags, subcommandHelp, UsageError } from "./_args.ts";
 import { runVerb } from "./_local_runtime.ts";
+import type { Root } from "./root.ts";
 
 /** The runtimeConfig key containerd passes the pod's annotations under. */
 const IFNAME = "eth0";
@@ -68,7 +70,7 @@ const FLAGS = {
 } as const;
 
 /** Entry of `podplex pod`. */
-export function main(argv: string[]): Promise<number> {
+export function main(argv: string[], root: Root): Promise<number> {
   return guard("podplex pod", async () => {
     const [cmd, ...rest] = argv;
     const helped = subcommandHelp(cmd, HELP);
@@ -89,12 +91,12 @@ export function main(argv: string[]): Promise<number> {
       }
     }
     const cfg = await loadStandaloneConfig(f.config);
-    if (cmd === "list") return await listCmd(cfg, positionals, !!f.json);
-    if (cmd === "up") return await up(cfg, positionals, f);
+    if (cmd === "list") return await listCmd(root, cfg, positionals, !!f.json);
+    if (cmd === "up") return await up(root, cfg, positionals, f);
     const name = onePositional(positionals, cmd);
     const namespace = checkPodName("namespace", f.namespace ?? DEFAULT_NAMESPACE);
     const rec = await requireRecord(cfg, namespace, name);
-    return cmd === "down" ? await down(cfg, rec) : await check(cfg, rec);
+    return cmd === "down" ? await down(root, cfg, rec) : await check(root, cfg, rec);
   });
 }
 
@@ -181,7 +183,12 @@ function requireAnnotationsCapability(cfg: StandaloneConfig, annotations: Record
   );
 }
 
-async function up(cfg: StandaloneConfig, positionals: string[], f: UpFlags): Promise<number> {
+async function up(
+  root: Root,
+  cfg: StandaloneConfig,
+  positionals: string[],
+  f: UpFlags,
+): Promise<number> {
   const manifest = f.annotations
     ? await readManifest(f.annotations)
     : { annotations: {} } as Manifest;
@@ -237,14 +244,14 @@ async function up(cfg: StandaloneConfig, positionals: string[], f: UpFlags): Pro
     createdAt: new Date().toISOString(),
   };
   try {
-    const { json } = await runVerb(cfg, "ADD", {
+    const { result } = await runVerb(root, cfg, "ADD", {
       env: envOf(rec),
       capabilityArgs: rec.capabilityArgs,
     });
-    rec.result = json ?? {};
+    rec.result = result ? convertResult(result, cfg.list.cniVersion) : {};
     await records.save(rec);
   } catch (e) {
-    await undoUp(cfg, rec);
+    await undoUp(root, cfg, rec);
     throw e;
   }
   const view = await viewOf(cfg, rec);
@@ -254,9 +261,9 @@ async function up(cfg: StandaloneConfig, positionals: string[], f: UpFlags): Pro
 }
 
 /** After a failed ADD: DEL (as runtimes do after a failed ADD) and remove what was made. */
-async function undoUp(cfg: StandaloneConfig, rec: PodRecord): Promise<void> {
+async function undoUp(root: Root, cfg: StandaloneConfig, rec: PodRecord): Promise<void> {
   try {
-    await runVerb(cfg, "DEL", { env: envOf(rec), capabilityArgs: rec.capabilityArgs });
+    await runVerb(root, cfg, "DEL", { env: envOf(rec), capabilityArgs: rec.capabilityArgs });
   } catch (e) {
     err(`podplex pod: cleanup DEL after the failed ADD: ${(e as Error).message}\n`);
   }
@@ -315,36 +322,41 @@ async function viewOf(cfg: StandaloneConfig, rec: PodRecord): Promise<PodView> {
 }
 
 /** Runs DEL or CHECK for an up pod, with its ADD result as the cached result. */
-async function runForRecord(cfg: StandaloneConfig, rec: PodRecord, verb: "DEL" | "CHECK") {
-  const { toCanonical } = await import("../conf/result.ts");
-  await runVerb(cfg, verb, {
+async function runForRecord(
+  root: Root,
+  cfg: StandaloneConfig,
+  rec: PodRecord,
+  verb: "DEL" | "CHECK",
+) {
+  await runVerb(root, cfg, verb, {
     env: envOf(rec),
     capabilityArgs: rec.capabilityArgs,
     cachedResult: toCanonical(rec.result, cfg.list.cniVersion),
   });
 }
 
-async function down(cfg: StandaloneConfig, rec: PodRecord): Promise<number> {
-  await runForRecord(cfg, rec, "DEL");
+async function down(root: Root, cfg: StandaloneConfig, rec: PodRecord): Promise<number> {
+  await runForRecord(root, cfg, rec, "DEL");
   if (rec.ownsNetns) await removeNetns(rec.name);
   await podRecords(cfg.conf.stateDir).remove(rec.containerId);
   out(`pod "${rec.namespace}/${rec.name}" is down\n`);
   return 0;
 }
 
-async function check(cfg: StandaloneConfig, rec: PodRecord): Promise<number> {
-  await runForRecord(cfg, rec, "CHECK");
+async function check(root: Root, cfg: StandaloneConfig, rec: PodRecord): Promise<number> {
+  await runForRecord(root, cfg, rec, "CHECK");
   out(`pod "${rec.namespace}/${rec.name}" is ok\n`);
   return 0;
 }
 
 async function listCmd(
+  root: Root,
   cfg: StandaloneConfig,
   positionals: string[],
   json: boolean,
 ): Promise<number> {
   if (positionals.length) throw new UsageError(`"pod list" takes no arguments`);
-  const pods = await listPods(cfg);
+  const pods = await listPods(root, cfg);
   if (json) printJson(pods);
   else out(podTable(pods, true));
   return 0;

@@ -1,8 +1,9 @@
 /**
  * `podplex serve [--socket PATH]`: an optional resident podplex. It listens on a unix socket
  * and runs each CNI call that `bin/podplex-client.c` forwards through the same dispatcher a
- * process would (`runCni` with `defaultResolver`), so a call skips Deno's startup and cold
- * JS. DELs overlap (up to {@link MAX_CONCURRENT_DELS}), every other verb runs alone; see
+ * process would (`runCni` with the composition root's resolver, kept for the daemon's life),
+ * so a call skips Deno's startup and cold JS. The caller's working directory travels with the
+ * call and its relative paths are resolved against it; the daemon never changes its own. DELs overlap (up to {@link MAX_CONCURRENT_DELS}), every other verb runs alone; see
  * {@link callMode} for why that much is safe.
  *
  * Wire format (all integers big-endian; a frame is a u32 length, then that many bytes):
@@ -19,8 +20,8 @@
  */
 import { CniError } from "../conf/errors.ts";
 import { CURRENT_VERSION } from "../conf/version.ts";
-import { runCni } from "./cni.ts";
-import { defaultResolver } from "./resolve.ts";
+import { type CniIo, runCni } from "./cni.ts";
+import type { Root } from "./root.ts";
 import { CallGate, type CallMode } from "./serve_gate.ts";
 
 /** Where the daemon listens unless `--socket` (or the client's PODPLEX_SOCKET) says otherwise. */
@@ -135,59 +136,41 @@ export function ownNamespaces(): NsIdentity {
  * A request from another netns or mount namespace is not run: paths like CNI_NETNS and the
  * conf's files mean something else there, so the client runs podplex itself.
  */
-export async function serveRequest(req: ServeRequest, own: NsIdentity): Promise<ServeResponse> {
+export async function serveRequest(
+  req: ServeRequest,
+  own: NsIdentity,
+  root: Root,
+): Promise<ServeResponse> {
   if (req.netns !== own.netns || req.mntns !== own.mntns) {
     return { status: NOT_SERVED, stdout: "", stderr: "wrong namespace" };
   }
   const { PODPLEX_CWD: cwd, ...env } = req.env;
-  try {
-    // Relative paths (a conf's networksDir, CNI_NETNS) mean what they mean to the caller.
-    enterCwd(cwd);
-  } catch {
-    return { status: NOT_SERVED, stdout: "", stderr: `cannot enter the caller's cwd "${cwd}"` };
+  if (cwd !== undefined && !cwd.startsWith("/")) {
+    return { status: NOT_SERVED, stdout: "", stderr: `the caller's cwd "${cwd}" is not absolute` };
   }
-  try {
-    return await runCaptured(env, req.stdin);
-  } finally {
-    leaveCwd();
-  }
+  return await runCaptured(env, req.stdin, cwd, root);
 }
 
-/**
- * The process cwd is shared by the calls running at once, so it is entered by the first and
- * left by the last. Correct only because calls that overlap carry the same PODPLEX_CWD (the
- * gate keys shared calls by it, {@link callMode}).
- */
-const cwdHold = { users: 0, home: "" };
-
-function enterCwd(cwd: string | undefined): void {
-  if (cwdHold.users === 0) {
-    cwdHold.home = Deno.cwd();
-    if (cwd) Deno.chdir(cwd);
-  }
-  cwdHold.users++;
-}
-
-function leaveCwd(): void {
-  if (--cwdHold.users > 0) return;
-  try {
-    Deno.chdir(cwdHold.home);
-  } catch { /* the daemon's own cwd is gone; calls carry theirs */ }
-}
-
-async function runCaptured(env: Record<string, string>, stdin: Uint8Array): Promise<ServeResponse> {
+async function runCaptured(
+  env: Record<string, string>,
+  stdin: Uint8Array,
+  cwd: string | undefined,
+  root: Root,
+): Promise<ServeResponse> {
   let stdout = "";
   let stderr = "";
   const argv0 = env.PODPLEX_ARGV0;
-  const io = {
+  const io: CniIo = {
     env,
     stdin: () => Promise.resolve(stdin),
     stdout: (s: string) => void (stdout += s),
     stderr: (s: string) => void (stderr += s),
     argv0,
   };
+  // Relative paths (a conf's networksDir, CNI_NETNS) mean what they mean to the caller.
+  if (cwd) io.cwd = cwd;
   try {
-    const status = await runCni(io, defaultResolver(argv0));
+    const status = await runCni(io, root.resolver(argv0));
     return { status, stdout, stderr };
   } catch (e) {
     // runCni wraps errors itself; this is a last guard so the daemon never dies on a call.
@@ -228,17 +211,16 @@ async function readRequest(conn: Deno.Conn): Promise<ServeRequest | ServeRespons
  * its own container's state file and netns; host-local serialises lease changes with an
  * in-process per-directory lock plus flock (delegates/ipam/disk_store.ts); netns windows are
  * synchronous, so no other call's JS runs inside one. Its long part, the group delete, waits
- * on an FFI worker thread. ADD, CHECK, GC, STATUS and VERSION run alone. The working
- * directory is process-wide, so DELs overlap only when their PODPLEX_CWD is the same.
+ * on an FFI worker thread. ADD, CHECK, GC, STATUS and VERSION run alone.
  */
 export function callMode(req: ServeRequest): CallMode {
-  return { shared: req.env.CNI_COMMAND === "DEL", key: req.env.PODPLEX_CWD ?? "" };
+  return { shared: req.env.CNI_COMMAND === "DEL", key: "" };
 }
 
 /** Serves one request and logs one line per call on the daemon's stderr (what ran, how). */
-async function timed(req: ServeRequest, own: NsIdentity): Promise<ServeResponse> {
+async function timed(req: ServeRequest, own: NsIdentity, root: Root): Promise<ServeResponse> {
   const t0 = performance.now();
-  const res = await serveRequest(req, own);
+  const res = await serveRequest(req, own, root);
   const what = res.status === NOT_SERVED
     ? `not served (${res.stderr})`
     : `exit ${res.status} in ${(performance.now() - t0).toFixed(1)} ms`;
@@ -247,10 +229,15 @@ async function timed(req: ServeRequest, own: NsIdentity): Promise<ServeResponse>
   return res;
 }
 
-async function handle(conn: Deno.Conn, gate: CallGate, own: NsIdentity): Promise<void> {
+async function handle(
+  conn: Deno.Conn,
+  gate: CallGate,
+  own: NsIdentity,
+  root: Root,
+): Promise<void> {
   try {
     const req = await readRequest(conn);
-    const res = "status" in req ? req : await gate.run(callMode(req), () => timed(req, own));
+    const res = "status" in req ? req : await gate.run(callMode(req), () => timed(req, own, root));
     await writeFull(conn, encodeResponse(res));
   } catch {
     // The client went away; it reports "did not answer" itself.
@@ -338,7 +325,7 @@ function say(text: string): void {
  * @param argv the arguments after `serve`
  * @returns the exit code (2 for bad arguments, 1 when the socket cannot be set up)
  */
-export async function main(argv: string[]): Promise<number> {
+export async function main(argv: string[], root: Root): Promise<number> {
   const args = parseArgs(argv);
   if ("help" in args) {
     say(USAGE);
@@ -368,7 +355,7 @@ export async function main(argv: string[]): Promise<number> {
   const pending = new Set<Promise<void>>();
   try {
     for await (const conn of listener) {
-      const p = handle(conn, gate, own).finally(() => pending.delete(p));
+      const p = handle(conn, gate, own, root).finally(() => pending.delete(p));
       pending.add(p);
     }
   } catch (e) {

@@ -12,6 +12,7 @@ import { cniPath, CONFIG_HELP, localResolver, type StandaloneConfig } from "./_c
 import { guard, noArgCommand } from "./_args.ts";
 import { out, printJson, table } from "./_output.ts";
 import { runVerb } from "./_local_runtime.ts";
+import type { Root } from "./root.ts";
 
 const HELP = `usage: podplex status [flags]
 
@@ -88,7 +89,7 @@ async function knownNetworks(cfg: StandaloneConfig, statusConfs: Map<string, str
 }
 
 /** Builds the status report. */
-export async function statusReport(cfg: StandaloneConfig): Promise<StatusReport> {
+export async function statusReport(root: Root, cfg: StandaloneConfig): Promise<StatusReport> {
   const report: StatusReport = {
     ready: true,
     config: cfg.source,
@@ -98,7 +99,7 @@ export async function statusReport(cfg: StandaloneConfig): Promise<StatusReport>
     networks: [],
   };
   try {
-    await runVerb(cfg, "STATUS", { env: { path: cniPath() } });
+    await runVerb(root, cfg, "STATUS", { env: { path: cniPath() } });
   } catch (e) {
     report.ready = false;
     report.reason = (e as Error).message;
@@ -132,11 +133,11 @@ export async function statusReport(cfg: StandaloneConfig): Promise<StatusReport>
 }
 
 /** Entry of `podplex status`. */
-export function main(argv: string[]): Promise<number> {
+export function main(argv: string[], root: Root): Promise<number> {
   return guard("podplex status", async () => {
     const cmd = await noArgCommand(argv, "status", HELP);
     if (!cmd) return 0;
-    const report = await statusReport(cmd.cfg);
+    const report = await statusReport(root, cmd.cfg);
     if (cmd.json) printJson(report);
     else {
       out(`ready:     ${report.ready ? "yes" : `no: ${report.reason}`}\n`);

@@ -105,3 +105,27 @@ export class CniError extends Error {
     });
   }
 }
+
+/** One error's text with its details, as a joined error lists it. */
+function describeError(e: CniError): string {
+  return e.details ? `${e.message} (${e.details})` : e.message;
+}
+
+/**
+ * Joins the errors of steps that were all tried (GC of every plugin, DEL of every
+ * attachment): one error is returned as it is; several become one with the first one's code,
+ * `summary` as the message and every error's text in the details.
+ *
+ * @example
+ * ```ts
+ * if (errors.length) throw joinErrors(errors, `GC of network "lan" failed`);
+ * ```
+ */
+export function joinErrors(errors: readonly CniError[], summary: string): CniError {
+  if (errors.length === 1) return errors[0];
+  return new CniError(
+    errors[0].code,
+    `${summary} (${errors.length} errors)`,
+    errors.map(describeError).join("; "),
+  );
+}

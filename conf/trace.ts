@@ -1,31 +1,54 @@
 /**
- * Timing marks for the benchmark's breakdown of one CNI call (`PODPLEX_TRACE=1`).
+ * Timing marks of one CNI call, for the benchmark's breakdown (`PODPLEX_TRACE=1`).
  *
- * Off, a mark costs one boolean test: no allocation, no string building (names are
- * literals or built only when on). On, `flushTrace()` writes one line to stderr,
- * `PODPLEX_TRACE {"marks":[[name, epochMs], ...]}`, right before the process exits;
- * stdout (the CNI result) is untouched.
+ * The entry decides whether a call is traced and hands its {@linkcode Trace} down with the
+ * call; nothing here reads the environment or keeps state of its own. Off ({@linkcode
+ * NO_TRACE}), a mark costs one call of an empty function (names built only when `on`). On,
+ * `flush()` writes one line to stderr, `PODPLEX_TRACE {"marks":[[name, epochMs], ...]}`,
+ * right before the process exits; stdout (the CNI result) is untouched.
  *
  * @module
  */
 
-const on = Deno.env.get("PODPLEX_TRACE") === "1";
-const marks: [string, number][] = [];
-
-/** Whether tracing is on (to skip building a mark's name when it is not). */
-export const tracing = on;
-
-/** Records a named mark (epoch ms, sub-ms precision). */
-export function mark(name: string): void {
-  if (on) marks.push([name, performance.timeOrigin + performance.now()]);
+/** The marks of one call. */
+export interface Trace {
+  /** Whether marks are recorded (to skip building a mark's name when they are not). */
+  readonly on: boolean;
+  /** Records a named mark (epoch ms, sub-ms precision). */
+  mark(name: string): void;
+  /** Writes the marks as one line through `write`; a no-op when off. */
+  flush(write: (line: string) => void): void;
 }
 
-/** Writes the marks as one stderr line; a no-op when tracing is off. */
-export function flushTrace(): void {
-  if (!on) return;
-  mark("exit");
-  const line = `PODPLEX_TRACE ${JSON.stringify({ marks })}\n`;
-  Deno.stderr.writeSync(new TextEncoder().encode(line));
-}
+/** A trace that records nothing. */
+export const NO_TRACE: Trace = Object.freeze({
+  on: false,
+  mark() {},
+  flush() {},
+});
 
-mark("entry");
+/**
+ * A recording trace.
+ *
+ * @param startedAt `performance.now()` of the first mark (`entry`), when taken earlier
+ * @example
+ * ```ts
+ * const trace = createTrace();
+ * trace.mark("plan");
+ * trace.flush((line) => console.error(line));
+ * ```
+ */
+export function createTrace(startedAt = performance.now()): Trace {
+  const at = (ms: number) => performance.timeOrigin + ms;
+  const marks: [string, number][] = [["entry", at(startedAt)]];
+  return {
+    on: true,
+    mark(name) {
+      marks.push([name, at(performance.now())]);
+    },
+    flush(write) {
+      marks.push(["exit", at(performance.now())]);
+      write(`PODPLEX_TRACE ${JSON.stringify({ marks })}\n`);
+    },
+  };
+}

@@ -6,11 +6,17 @@
  * answers with a result object (in the conf's `cniVersion`) or throws a `CniError`. That is
  * libcni's contract, so a built-in and an exec'd binary are interchangeable.
  *
- * Built-in delegates are written against {@linkcode BuiltinDelegate} (parsed conf in,
- * canonical result out) and adapted to `Plugin` by `delegates/runner/builtin.ts`.
+ * In-process plugins also offer {@linkcode Plugin.call}: the conf already parsed in, the
+ * canonical result out, so a chain of built-ins parses each conf once and converts the result
+ * to a version once, when it is printed. Built-in delegates are written against
+ * {@linkcode BuiltinDelegate} and adapted to both by `delegates/runner/builtin.ts`.
+ *
+ * What callers must know about a delegate is data on it ({@linkcode DelegateTraits}): no
+ * module tests a type name.
  *
  * @module
  */
+import type { Trace } from "../conf/trace.ts";
 import type { CniResult, Verb } from "../conf/types.ts";
 
 /** The CNI_* environment of one invocation, already validated. */
@@ -25,6 +31,11 @@ export interface PluginEnv {
   args?: string;
   /** CNI_PATH split on `:`. */
   path: string[];
+  /**
+   * The caller's working directory when it is not this process's (`podplex serve`): relative
+   * paths of the call are resolved against it (`conf/paths.ts`), external plugins run in it.
+   */
+  cwd?: string;
 }
 
 /** One call of a plugin. */
@@ -42,19 +53,68 @@ export interface PluginRequest {
   linkGroup?: number;
 }
 
+/**
+ * One call of an in-process plugin: the same call as a {@linkcode PluginRequest}, with the
+ * conf already parsed and prevResult in canonical form.
+ */
+export interface InProcessRequest {
+  command: Exclude<Verb, "VERSION">;
+  /**
+   * The plugin's conf object with `name`, `cniVersion` and `runtimeConfig` set as a runtime
+   * would inject them (prevResult is {@linkcode InProcessRequest.prevResult}).
+   */
+  conf: Record<string, unknown>;
+  /** The effective version of the conf (what a result printed for it must be in). */
+  cniVersion: string;
+  /** ADD: the previous plugin's result; DEL and CHECK: the cached final ADD result. */
+  prevResult?: CniResult;
+  env: PluginEnv;
+  /** The same conf as the bytes an external plugin would read (built when first asked). */
+  bytes(): Uint8Array;
+  timeoutMs?: number;
+  /** See {@linkcode PluginRequest.linkGroup}. */
+  linkGroup?: number;
+  /** The call's timing marks (the top-level call only). */
+  trace?: Trace;
+}
+
+/** What callers must know about a delegate, declared by the delegate itself. */
+export interface DelegateTraits {
+  /**
+   * Its DEL needs the container's link to still exist (a DHCP release goes out over it): the
+   * meta-plugin then DELs the attachment before the pod's link group goes, and a main plugin
+   * releases such an IPAM before deleting its link.
+   */
+  readonly delNeedsLink?: boolean;
+  /**
+   * Its errors already name the network and interface they are about (the meta-plugin), so
+   * the chain runner passes them on without prefixing the plugin's name.
+   */
+  readonly namesItsErrors?: boolean;
+}
+
 /** A delegate as the chain runner sees it. */
 export interface Plugin {
   /** The `type` it serves. */
   readonly type: string;
   /** Whether it runs in-process (false: an external binary). */
   readonly builtin: boolean;
+  /** What callers must know about it (empty for an external binary). */
+  readonly traits: DelegateTraits;
   /**
-   * Runs one verb.
+   * Runs one verb from the conf's bytes (libcni's contract: what a binary gets).
    *
    * @returns the parsed result JSON for ADD (in the conf's version), else undefined
    * @throws {CniError} the plugin's error
    */
   invoke(req: PluginRequest): Promise<Record<string, unknown> | undefined>;
+  /**
+   * In-process plugins only: runs one verb from the parsed conf.
+   *
+   * @returns the canonical result for ADD, else undefined
+   * @throws {CniError} the plugin's error
+   */
+  call?(req: InProcessRequest): Promise<CniResult | undefined>;
 }
 
 /** Finds the plugin for a `type`: a built-in, else an external binary in CNI_PATH. */
@@ -65,10 +125,9 @@ export interface PluginRegistry {
   get(type: string, path: string[]): Promise<Plugin>;
   /**
    * Whether `type` runs in-process (a built-in the caller did not ask to exec). The
-   * meta-plugin group-deletes links only of chains made entirely of such plugins; a registry
-   * without this method is taken to exec everything.
+   * meta-plugin group-deletes links only of chains made entirely of such plugins.
    */
-  inProcess?(type: string): boolean;
+  inProcess(type: string): boolean;
 }
 
 /** Everything a built-in delegate is given besides its parsed conf. */
@@ -76,30 +135,33 @@ export interface DelegateContext {
   env: PluginEnv;
   /** CNI_ARGS parsed to key/value pairs, in order. */
   cniArgs: Map<string, string>;
-  /** The raw config bytes (to pass on to an IPAM plugin unchanged, as the reference plugins do). */
-  confBytes: Uint8Array;
-  /** The config object parsed from `confBytes`. */
+  /** The conf object the delegate was called with (unknown keys included). */
   raw: Record<string, unknown>;
   /** The previous plugin's result (canonical), when chained. */
   prevResult?: CniResult;
   /** Runs the IPAM plugin named by `ipam.type` (built in or external) with the same conf. */
   ipam(command: "ADD" | "DEL" | "CHECK" | "GC" | "STATUS"): Promise<CniResult | undefined>;
+  /** The traits of the IPAM plugin named by `ipam.type` (empty when there is none). */
+  ipamTraits(): Promise<DelegateTraits>;
   /** See {@linkcode PluginRequest.linkGroup}. */
   linkGroup?: number;
 }
 
 /**
- * A built-in delegate: the shape of every file under `delegates/`.
+ * A built-in delegate: the shape of every plugin file under `delegates/main/` and
+ * `delegates/ipam/`.
  * `add` returns the canonical result; the adapter converts it to the conf's version.
  */
 export interface BuiltinDelegate<C> {
   readonly type: string;
+  /** What callers must know about it (default: nothing). */
+  readonly traits?: DelegateTraits;
   /**
    * Validates and defaults a config object.
    *
    * @throws {CniError} code 7 naming the field and value
    */
-  parseConf(raw: Record<string, unknown>): C;
+  parseConf(raw: Record<string, unknown>, env?: PluginEnv): C;
   add(conf: C, ctx: DelegateContext): Promise<CniResult>;
   /** Idempotent and best-effort: a missing netns or link is success. */
   del(conf: C, ctx: DelegateContext): Promise<void>;
@@ -110,3 +172,7 @@ export interface BuiltinDelegate<C> {
   /** GC: releases what is not in `cni.dev/valid-attachments`. */
   gc?(conf: C, ctx: DelegateContext): Promise<void>;
 }
+
+/** Loads one built-in delegate module (lazily: only the delegates a call uses are loaded). */
+// deno-lint-ignore no-explicit-any
+export type BuiltinLoader = () => Promise<BuiltinDelegate<any>>;

@@ -5,13 +5,11 @@
  * @module
  */
 import { CniError, Code } from "../conf/errors.ts";
-import { mark, tracing } from "../conf/trace.ts";
-import { parseConfOrList } from "../conf/netconf.ts";
-import { convertResult } from "../conf/result.ts";
+import { type ConfList, parseConfOrList } from "../conf/netconf.ts";
 import type { CniResult } from "../conf/types.ts";
 import { runChain } from "../delegates/runner/chain.ts";
-import { META_TYPE } from "../delegates/runner/registry.ts";
 import type { PluginEnv } from "../delegates/types.ts";
+import { META_TYPE } from "./conf.ts";
 import {
   linkGroupFor,
   type MetaCall,
@@ -29,11 +27,12 @@ import { delAttachments } from "./teardown.ts";
 /**
  * Runs ADD for a pod.
  *
- * @returns the merged (or cluster) result in the podplex conf's cniVersion
+ * @returns the merged (or cluster) result, canonical (the caller prints it in the podplex
+ *   conf's cniVersion)
  * @throws {CniError} the failing network's error, named, after every attachment made so far
  *   was rolled back
  */
-export async function metaAdd(call: MetaCall): Promise<Record<string, unknown>> {
+export async function metaAdd(call: MetaCall): Promise<CniResult> {
   const { conf, env } = call;
   const containerId = env.containerId!;
   const ifname = env.ifname!;
@@ -45,7 +44,7 @@ export async function metaAdd(call: MetaCall): Promise<Record<string, unknown>> 
   }
   const annotations = await podAnnotations(call);
   const plan = await planAttachments(planInput(call, annotations, await call.kube()));
-  mark("plan");
+  call.trace.mark("plan");
   for (const w of plan.warnings) call.log.warning(w);
   call.log.debug(
     `Plan: ${plan.attachments.map((a) => `${a.network.statusName}@${a.ifname}`).join(", ")}`,
@@ -54,30 +53,28 @@ export async function metaAdd(call: MetaCall): Promise<Record<string, unknown>> 
   const state = newPodState(call);
   state.linkGroup = linkGroupFor(containerId, ifname);
   state.attachments = plan.attachments.map((att) => recordFor(call, att));
-  requireRunnable(state.attachments);
+  const lists = state.attachments.map(runnableList);
   // Written before any side effect: a podplex killed mid-ADD leaves a state from which the
   // runtime's DEL releases whatever was made (DELs of attachments never made are no-ops).
   await call.store.save(state);
   const results: CniResult[] = [];
   try {
     for (const [i, att] of plan.attachments.entries()) {
-      results.push(await addOne(call, state.attachments[i], att, state.linkGroup));
-      if (tracing) mark(`att:${i}:end`);
+      results.push(await addOne(call, state.attachments[i], lists[i], att, state.linkGroup));
+      if (call.trace.on) call.trace.mark(`att:${i}:end`);
     }
     if (plan.attachments.some((a) => a.selection?.defaultRoute?.length)) {
-      // Loaded only when asked: it brings the FFI layer into verbs that may not need it.
-      const { applyDefaultRoutes } = await import("./routes.ts");
       // Updates the results in place: they are the objects the state records hold.
-      applyDefaultRoutes(env.netns!, plan.attachments, results);
+      await call.kernel.applyDefaultRoutes(env.netns!, plan.attachments, results);
     }
     state.networkStatus = buildNetworkStatus(state.attachments);
     await call.store.save(state);
-    mark("state");
+    call.trace.mark("state");
   } catch (e) {
     throw await rollBack(call, state, results.length, e);
   }
   await publishNetworkStatus(call, state);
-  const merged = mergeResults(
+  return mergeResults(
     plan.attachments.map((a, i) => ({
       isCluster: a.isCluster,
       isDefault: a.isDefault,
@@ -86,29 +83,24 @@ export async function metaAdd(call: MetaCall): Promise<Record<string, unknown>> 
     conf.resultMode,
     conf.cniVersion,
   );
-  return convertResult(merged, conf.cniVersion);
 }
 
 /**
- * Refuses, before anything is made, a network whose conf does not parse or whose chain is
- * podplex itself (exec'd from CNI_PATH it would be podplex again, ADDing the pod forever).
+ * An attachment's conf, parsed once for the whole ADD; refused, before anything is made,
+ * when it does not parse or when its chain is podplex itself (exec'd from CNI_PATH it would
+ * be podplex again, ADDing the pod forever).
  *
  * @throws {CniError} code 6/7 naming the network
  */
-function requireRunnable(records: AttachmentState[]): void {
-  for (const r of records) {
-    try {
-      const list = parseConfOrList(r.confText);
-      if (list.plugins.some((p) => p.type === META_TYPE)) {
-        throw new CniError(Code.InvalidConfig, `The network delegates to "${META_TYPE}" itself`);
-      }
-    } catch (e) {
-      throw CniError.wrap(
-        e,
-        Code.InvalidConfig,
-        `Network "${r.network}" (interface "${r.ifname}")`,
-      );
+function runnableList(r: AttachmentState): ConfList {
+  try {
+    const list = parseConfOrList(r.confText);
+    if (list.plugins.some((p) => p.type === META_TYPE)) {
+      throw new CniError(Code.InvalidConfig, `The network delegates to "${META_TYPE}" itself`);
     }
+    return list;
+  } catch (e) {
+    throw CniError.wrap(e, Code.InvalidConfig, `Network "${r.network}" (interface "${r.ifname}")`);
   }
 }
 
@@ -132,11 +124,11 @@ export function recordFor(call: MetaCall, att: PlannedAttachment): AttachmentSta
 async function addOne(
   call: MetaCall,
   record: AttachmentState,
+  list: ConfList,
   att: PlannedAttachment,
   linkGroup?: number,
 ): Promise<CniResult> {
   try {
-    const list = parseConfOrList(record.confText);
     const env: PluginEnv = { ...call.env, ifname: att.ifname, args: record.cniArgs };
     const { result } = await runChain(list, "ADD", {
       env,

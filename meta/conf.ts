@@ -6,12 +6,16 @@
  * @module
  */
 import { CniError, Code } from "../conf/errors.ts";
+import { resolveIn } from "../conf/paths.ts";
 import {
   compareVersions,
   IMPLICIT_VERSION,
   isSupported,
   requireSupported,
 } from "../conf/version.ts";
+
+/** The `type` of podplex's own conf entry (the meta-plugin). */
+export const META_TYPE = "podplex";
 
 /** The parsed podplex conf with defaults applied. */
 export interface PodplexConf {
@@ -228,11 +232,11 @@ function clusterNetworkOf(
  * @throws {CniError} code 7 naming the field at fault (unknown fields included); code 1 for
  *   an unsupported cniVersion
  */
-export function parsePodplexConf(raw: Record<string, unknown>): PodplexConf {
+export function parsePodplexConf(raw: Record<string, unknown>, cwd?: string): PodplexConf {
   if (!isObject(raw)) throw bad("The podplex conf is not a JSON object");
   const entry = entryOf(raw);
-  if (entry.type !== "podplex") {
-    throw bad(`Invalid "type": ${JSON.stringify(entry.type)}, expected "podplex"`);
+  if (entry.type !== META_TYPE) {
+    throw bad(`Invalid "type": ${JSON.stringify(entry.type)}, expected "${META_TYPE}"`);
   }
   rejectUnknown(entry);
   const name = entry.name;
@@ -242,24 +246,24 @@ export function parsePodplexConf(raw: Record<string, unknown>): PodplexConf {
   const conf: PodplexConf = {
     cniVersion: pickVersion(entry),
     name,
-    type: "podplex",
+    type: META_TYPE,
     clusterNetwork: clusterNetworkOf(entry),
     defaultNetworkNamespace: str(entry, "defaultNetworkNamespace") ??
       CONF_DEFAULTS.defaultNetworkNamespace,
     defaultNetworks: strList(entry, "defaultNetworks") ?? [],
-    networksDir: str(entry, "networksDir") ?? CONF_DEFAULTS.networksDir,
-    stateDir: str(entry, "stateDir") ?? CONF_DEFAULTS.stateDir,
-    confDir: str(entry, "confDir") ?? CONF_DEFAULTS.confDir,
-    kubeconfig: str(entry, "kubeconfig"),
+    networksDir: path(entry, "networksDir", cwd) ?? CONF_DEFAULTS.networksDir,
+    stateDir: path(entry, "stateDir", cwd) ?? CONF_DEFAULTS.stateDir,
+    confDir: path(entry, "confDir", cwd) ?? CONF_DEFAULTS.confDir,
+    kubeconfig: path(entry, "kubeconfig", cwd),
     namespaceIsolation: bool(entry, "namespaceIsolation") ?? false,
     globalNamespaces: strList(entry, "globalNamespaces") ?? [],
     systemNamespaces: strList(entry, "systemNamespaces") ?? [...CONF_DEFAULTS.systemNamespaces],
-    readinessIndicatorFile: str(entry, "readinessIndicatorFile"),
+    readinessIndicatorFile: path(entry, "readinessIndicatorFile", cwd),
     resultMode: oneOf(entry, "resultMode", ["merged", "cluster"] as const) ??
       CONF_DEFAULTS.resultMode,
     logLevel: oneOf(entry, "logLevel", ["error", "warning", "info", "debug"] as const) ??
       CONF_DEFAULTS.logLevel,
-    logFile: str(entry, "logFile"),
+    logFile: path(entry, "logFile", cwd),
     capabilities: capabilitiesOf(entry),
     preferExternal: strList(entry, "preferExternal"),
     runtimeConfig: obj(entry, "runtimeConfig"),
@@ -268,6 +272,12 @@ export function parsePodplexConf(raw: Record<string, unknown>): PodplexConf {
     raw: entry,
   };
   return dropUndefined(conf);
+}
+
+/** A path field, resolved against the caller's working directory when one is given. */
+function path(entry: Record<string, unknown>, key: string, cwd?: string): string | undefined {
+  const p = str(entry, key);
+  return p === undefined ? undefined : resolveIn(cwd, p);
 }
 
 function dropUndefined<T extends object>(o: T): T {

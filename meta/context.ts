@@ -1,31 +1,53 @@
 /**
  * One call of the meta-plugin: its conf, environment, pod identity and the injected edges
- * (registry, Kubernetes client, state store, clock, log).
+ * (registry, Kubernetes client, state store, clock, log, kernel).
  *
  * @module
  */
 import { parseCniArgs } from "../conf/cni_args.ts";
-import { mark } from "../conf/trace.ts";
-import { CniError, Code } from "../conf/errors.ts";
-import { createRegistry } from "../delegates/runner/registry.ts";
-import type { PluginEnv, PluginRegistry, PluginRequest } from "../delegates/types.ts";
+import { NO_TRACE, type Trace } from "../conf/trace.ts";
+import type { CniResult } from "../conf/types.ts";
+import type { InProcessRequest, PluginEnv, PluginRegistry } from "../delegates/types.ts";
 import { parsePodplexConf, type PodplexConf } from "./conf.ts";
-import type { ClosableKubeClient, KubeClient } from "./k8s.ts";
+import type { KubeClient } from "./k8s.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { createResolver } from "./networks.ts";
-import type { PlanInput } from "./plan.ts";
+import type { PlanInput, PlannedAttachment } from "./plan.ts";
 import { createStateStore, type PodState, type StateStore } from "./state.ts";
 
-/** The edges of the meta-plugin, injectable for tests and embedding. */
+/**
+ * The kernel work the meta-plugin does itself (the delegates do the rest), behind an
+ * interface so its logic is tested without root.
+ */
+export interface MetaKernel {
+  /**
+   * Deletes every link of link group `group` in the netns at `netns` with one RTM_DELLINK
+   * (one RCU grace period for the whole pod). A netns that is gone is done.
+   */
+  deleteLinkGroup(netns: string, group: number): Promise<void>;
+  /**
+   * Makes the pod's default routes what its `default-route` requests say, updating the
+   * results in place.
+   */
+  applyDefaultRoutes(
+    netns: string,
+    attachments: PlannedAttachment[],
+    results: CniResult[],
+  ): Promise<void>;
+}
+
+/** The edges of the meta-plugin, given by the composition root (`cli/`) or a test. */
 export interface MetaDeps {
-  /** Serves delegate types (default: built-ins, else binaries in CNI_PATH). */
-  registry?: (conf: PodplexConf) => PluginRegistry;
-  /** The API client (default: one from `kubeconfig` when the conf sets it, else none). */
+  /** Serves delegate types (built-ins, else binaries in CNI_PATH), per podplex conf. */
+  registry: (conf: PodplexConf) => PluginRegistry;
+  /** The API client for this conf (none when absent or when it gives undefined). */
   kube?: (conf: PodplexConf) => Promise<KubeClient | undefined>;
   /** The state store (default: files in `stateDir`). */
   store?: (conf: PodplexConf) => StateStore;
   log?: (conf: PodplexConf) => Logger;
   now?: () => Date;
+  /** Default: netlink through `ffi/`, loaded when first used. */
+  kernel?: MetaKernel;
 }
 
 /** The pod a call is for, from CNI_ARGS (Kubernetes runtimes) or podman's pod name. */
@@ -37,7 +59,7 @@ export interface PodIdentity {
 
 /** Everything one meta-plugin verb works with. */
 export interface MetaCall {
-  req: PluginRequest;
+  req: InProcessRequest;
   conf: PodplexConf;
   env: PluginEnv;
   cniArgs: Map<string, string>;
@@ -48,37 +70,34 @@ export interface MetaCall {
   store: StateStore;
   log: Logger;
   now: () => Date;
+  kernel: MetaKernel;
+  /** The call's timing marks. */
+  trace: Trace;
   /** The API client, created on first use. */
   kube(): Promise<KubeClient | undefined>;
-  /**
-   * Releases what the call opened (the API client's TLS client, when podplex created it):
-   * one process may serve many calls (`podplex serve`).
-   */
-  close(): Promise<void>;
 }
 
-const decoder = new TextDecoder();
+/** The default kernel edge: netlink through `ffi/`, imported only when a verb needs it. */
+const ffiKernel: MetaKernel = {
+  async deleteLinkGroup(netns, group) {
+    await (await import("./kernel.ts")).deleteLinkGroup(netns, group);
+  },
+  async applyDefaultRoutes(netns, attachments, results) {
+    (await import("./routes.ts")).applyDefaultRoutes(netns, attachments, results);
+  },
+};
 
 /**
- * Parses a request to the meta-plugin into a {@linkcode MetaCall}.
+ * Opens one call of the meta-plugin on an already parsed conf.
  *
- * @throws {CniError} 6 when the conf is not JSON, 7 when it is not a valid podplex conf
+ * @throws {CniError} 7 when it is not a valid podplex conf
  */
-export function openCall(req: PluginRequest, deps: MetaDeps = {}): MetaCall {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(decoder.decode(req.conf));
-  } catch (e) {
-    throw new CniError(Code.DecodeFailure, "The podplex conf is not JSON", String(e));
-  }
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
-    throw new CniError(Code.InvalidConfig, "The podplex conf is not a JSON object");
-  }
-  const conf = parsePodplexConf(raw as Record<string, unknown>);
-  mark("conf");
+export function openCall(req: InProcessRequest, deps: MetaDeps): MetaCall {
+  const trace = req.trace ?? NO_TRACE;
+  const conf = parsePodplexConf(req.conf, req.env.cwd);
+  trace.mark("conf");
   const cniArgs = parseCniArgs(req.env.args);
   let kube: Promise<KubeClient | undefined> | undefined;
-  let owned: Promise<ClosableKubeClient | undefined> | undefined;
   return {
     req,
     conf,
@@ -90,27 +109,16 @@ export function openCall(req: PluginRequest, deps: MetaDeps = {}): MetaCall {
       uid: cniArgs.get("K8S_POD_UID") || undefined,
     },
     runtimeArgs: conf.runtimeConfig ?? {},
-    registry: deps.registry?.(conf) ?? createRegistry({ preferExternal: conf.preferExternal }),
+    registry: deps.registry(conf),
     store: deps.store?.(conf) ?? createStateStore(conf.stateDir),
     log: deps.log?.(conf) ?? createLogger(conf.logLevel, conf.logFile),
     now: deps.now ?? (() => new Date()),
+    kernel: deps.kernel ?? ffiKernel,
+    trace,
     kube() {
-      if (!kube) {
-        if (deps.kube) kube = deps.kube(conf);
-        else kube = owned = defaultKube(conf);
-      }
-      return kube;
-    },
-    async close() {
-      (await owned?.catch(() => undefined))?.close();
+      return kube ??= deps.kube?.(conf) ?? Promise.resolve(undefined);
     },
   };
-}
-
-async function defaultKube(conf: PodplexConf): Promise<ClosableKubeClient | undefined> {
-  if (!conf.kubeconfig) return undefined;
-  const { createKubeClient } = await import("./k8s.ts");
-  return createKubeClient({ kubeconfig: conf.kubeconfig });
 }
 
 /**

@@ -5,14 +5,15 @@
  *
  * @module
  */
-import { CniError, Code } from "../conf/errors.ts";
-import { mark } from "../conf/trace.ts";
+import { CniError, Code, joinErrors } from "../conf/errors.ts";
 import { parseConfOrList } from "../conf/netconf.ts";
 import { validAttachments } from "../conf/gc.ts";
-import { toCanonical } from "../conf/result.ts";
-import type { Attachment } from "../conf/types.ts";
+import { convertResult, toCanonical } from "../conf/result.ts";
+import type { Attachment, CniResult } from "../conf/types.ts";
+import { inProcessRequest } from "../delegates/runner/builtin.ts";
 import { runChain } from "../delegates/runner/chain.ts";
-import type { Plugin, PluginRequest } from "../delegates/types.ts";
+import type { InProcessRequest, Plugin, PluginRequest } from "../delegates/types.ts";
+import { META_TYPE } from "./conf.ts";
 import { metaAdd, recordFor } from "./add.ts";
 import {
   type MetaCall,
@@ -28,52 +29,51 @@ import type { PodState } from "./state.ts";
 import { delAttachments } from "./teardown.ts";
 
 /**
- * Creates the meta-plugin with injected edges (tests, the standalone mode).
+ * Creates the meta-plugin (the plugin for `type: "podplex"`) with its edges.
  *
  * @example
  * ```ts
- * const plugin = createMetaPlugin({ store: () => createStateStore("/tmp/state") });
+ * const plugin = createMetaPlugin({ registry: () => createRegistry({ builtins: BUILTINS }) });
  * const result = await plugin.invoke({ command: "ADD", conf, env });
  * ```
  */
-export function createMetaPlugin(deps: MetaDeps = {}): Plugin {
+export function createMetaPlugin(deps: MetaDeps): Plugin {
+  async function call(req: InProcessRequest): Promise<CniResult | undefined> {
+    const call = openCall(req, deps);
+    const { containerId, ifname, netns } = req.env;
+    call.log.debug(
+      `${req.command} container="${containerId ?? ""}" ifname="${ifname ?? ""}" netns="${
+        netns ?? ""
+      }"`,
+    );
+    switch (req.command) {
+      case "ADD":
+        return await metaAdd(call);
+      case "DEL":
+        return void await metaDel(call);
+      case "CHECK":
+        return void await metaCheck(call);
+      case "GC":
+        return void await metaGc(call);
+      case "STATUS":
+        return void await metaStatus(call);
+    }
+  }
   return {
-    type: "podplex",
+    type: META_TYPE,
     builtin: true,
+    traits: TRAITS,
+    call,
     async invoke(req: PluginRequest) {
-      const call = openCall(req, deps);
-      const { containerId, ifname, netns } = req.env;
-      call.log.debug(
-        `${req.command} container="${containerId ?? ""}" ifname="${ifname ?? ""}" netns="${
-          netns ?? ""
-        }"`,
-      );
-      try {
-        switch (req.command) {
-          case "ADD":
-            return await metaAdd(call);
-          case "DEL":
-            await metaDel(call);
-            return undefined;
-          case "CHECK":
-            await metaCheck(call);
-            return undefined;
-          case "GC":
-            await metaGc(call);
-            return undefined;
-          case "STATUS":
-            await metaStatus(call);
-            return undefined;
-        }
-      } finally {
-        await call.close();
-      }
+      const inner = inProcessRequest(req);
+      const result = await call(inner);
+      return result && convertResult(result, inner.cniVersion);
     },
   };
 }
 
-/** The meta-plugin with its default edges (files, the API server from `kubeconfig`). */
-export const metaPlugin: Plugin = createMetaPlugin();
+/** Its errors name the network and interface at fault: the chain runner keeps them as is. */
+const TRAITS = Object.freeze({ namesItsErrors: true });
 
 /** The netns to use on DEL: the runtime's when given, else the one ADD recorded. */
 function withNetns(call: MetaCall, state: PodState): PodState {
@@ -98,19 +98,15 @@ function clusterNetwork(call: MetaCall): Promise<ResolvedNetwork | undefined> {
 async function metaDel(call: MetaCall): Promise<void> {
   const { containerId, ifname } = call.env as { containerId: string; ifname: string };
   const state = await call.store.load(containerId, ifname);
-  mark("state-loaded");
+  call.trace.mark("state-loaded");
   if (!state) return await delWithoutState(call);
   const errors = (await delAttachments(call, withNetns(call, state))).map((f) => f.error);
+  // The state stays so that the runtime's retry can finish the job.
   if (errors.length) {
-    // The state stays so that the runtime's retry can finish the job.
-    throw new CniError(
-      errors[0].code,
-      `DEL of container "${containerId}" left ${errors.length} attachment(s) behind`,
-      errors.map((e) => e.message + (e.details ? ` (${e.details})` : "")).join("; "),
-    );
+    throw joinErrors(errors, `DEL of container "${containerId}" left attachments behind`);
   }
   await call.store.remove(containerId, ifname);
-  mark("state-removed");
+  call.trace.mark("state-removed");
 }
 
 /**
@@ -197,13 +193,7 @@ async function metaGc(call: MetaCall): Promise<void> {
       errors.push(CniError.wrap(e, Code.DelegateFailed, `GC of network "${name}"`));
     }
   }
-  if (errors.length) {
-    throw new CniError(
-      errors[0].code,
-      `GC failed for ${errors.length} item(s)`,
-      errors.map((e) => e.message).join("; "),
-    );
-  }
+  if (errors.length) throw joinErrors(errors, "GC failed");
 }
 
 /** STATUS: the readiness indicator file exists, and the cluster network's plugins are ready. */

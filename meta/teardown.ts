@@ -11,7 +11,6 @@
  * @module
  */
 import { CniError, Code } from "../conf/errors.ts";
-import { mark, tracing } from "../conf/trace.ts";
 import { type ConfList, parseConfOrList } from "../conf/netconf.ts";
 import { toCanonical } from "../conf/result.ts";
 import { runChain } from "../delegates/runner/chain.ts";
@@ -33,16 +32,22 @@ export interface DelFailure {
 export async function delAttachments(call: MetaCall, state: PodState): Promise<DelFailure[]> {
   const failures: DelFailure[] = [];
   const parsed = [...state.attachments].reverse().map((att) => parseAttachment(att, failures));
-  const needsLiveLink = parsed.filter((p) => p.list && !groupSafe(p.list, call));
-  const rest = parsed.filter((p) => p.list && groupSafe(p.list, call));
+  const safe = await Promise.all(parsed.map((p) => p.list ? groupSafe(p.list, call) : false));
+  const needsLiveLink = parsed.filter((p, i) => p.list && !safe[i]);
+  const rest = parsed.filter((_, i) => safe[i]);
   for (const p of needsLiveLink) await delOne(call, state, p, failures);
   if (rest.length && state.linkGroup && state.netns) {
-    await deleteLinkGroup(state.netns, state.linkGroup, call);
-    mark("group-del");
+    try {
+      await call.kernel.deleteLinkGroup(state.netns, state.linkGroup);
+    } catch (e) {
+      // Not fatal: each delegate's DEL still deletes its own link.
+      call.log.debug(`Group delete of ${state.linkGroup} in "${state.netns}" failed: ${e}`);
+    }
+    call.trace.mark("group-del");
   }
   for (const [i, p] of rest.entries()) {
     await delOne(call, state, p, failures);
-    if (tracing) mark(`att:${i}:end`);
+    if (call.trace.on) call.trace.mark(`att:${i}:end`);
   }
   return failures;
 }
@@ -93,46 +98,20 @@ async function delOne(
 
 /**
  * Whether an attachment's links may go with the group delete before its DEL runs: every
- * plugin of its chain is a built-in (they put their container links in the group and treat
- * a missing link as done) and none releases an address over the link (DHCP).
+ * plugin of its chain runs in-process (built-ins put their container links in the group and
+ * treat a missing link as done) and neither a plugin nor its IPAM needs the link on DEL.
+ * A type that cannot be resolved is not safe: its DEL then runs first and reports why.
  */
-function groupSafe(list: ConfList, call: MetaCall): boolean {
-  return list.plugins.every((p) => {
-    const ipam = (p.conf as { ipam?: { type?: string } }).ipam;
-    return (call.registry.inProcess?.(p.type) ?? false) && ipam?.type !== "dhcp";
+async function groupSafe(list: ConfList, call: MetaCall): Promise<boolean> {
+  const types = list.plugins.flatMap((p) => {
+    const ipam = (p.conf as { ipam?: { type?: unknown } }).ipam?.type;
+    return typeof ipam === "string" && ipam ? [p.type, ipam] : [p.type];
   });
-}
-
-async function deleteLinkGroup(
-  netns: string,
-  group: number,
-  call: MetaCall,
-): Promise<void> {
+  if (!types.every((t) => call.registry.inProcess(t))) return false;
   try {
-    await Deno.lstat(netns);
+    const plugins = await Promise.all(types.map((t) => call.registry.get(t, call.env.path)));
+    return plugins.every((p) => !p.traits.delNeedsLink);
   } catch {
-    return; // the netns is gone, and its links with it
-  }
-  try {
-    const { NetNs, Netlink } = await import("../ffi/mod.ts");
-    let ns;
-    try {
-      ns = NetNs.open(netns);
-    } catch {
-      return;
-    }
-    try {
-      const nl = Netlink.open(ns);
-      try {
-        await nl.deleteGroupAsync(group);
-      } finally {
-        nl.close();
-      }
-    } finally {
-      ns.close();
-    }
-  } catch (e) {
-    // Not fatal: each delegate's DEL still deletes its own link.
-    call.log.debug(`Group delete of ${group} in "${netns}" failed: ${e}`);
+    return false;
   }
 }

@@ -10,6 +10,7 @@
  */
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
 import { parseConfList } from "../conf/netconf.ts";
+import { convertResult } from "../conf/result.ts";
 import type { CniResult } from "../conf/types.ts";
 import { runChain } from "../delegates/runner/chain.ts";
 import { createRegistry } from "../delegates/runner/registry.ts";
@@ -150,8 +151,9 @@ Deno.test({
     const capabilityArgs = { Mac: MAC, portMappings: [{ HostPort: 80 }] };
     const opts = { env: envOf(a), registry, capabilityArgs };
 
-    const { result, json } = await runChain(list, "ADD", opts);
-    ok(result && json);
+    const { result } = await runChain(list, "ADD", opts);
+    ok(result);
+    const json = convertResult(result, list.cniVersion);
     assertEquals(json.cniVersion, "1.0.0");
     assertEquals((json.interfaces as Array<Record<string, unknown>>)[2].mac, MAC);
     assertEquals(await reservations(a.dataDir), ["10.88.7.2"]);

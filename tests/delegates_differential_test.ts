@@ -7,7 +7,8 @@
  * bridge's addresses and the NAT table.
  */
 import assert from "node:assert/strict";
-import { BUILTINS, createRegistry } from "../delegates/runner/registry.ts";
+import { BUILTINS } from "../delegates/catalog.ts";
+import { createRegistry } from "../delegates/runner/registry.ts";
 import { makeBridge } from "../delegates/main/bridge.ts";
 import { makeMacvlan } from "../delegates/main/macvlan.ts";
 import type { BuiltinDelegate } from "../delegates/types.ts";

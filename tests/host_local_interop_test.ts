@@ -36,9 +36,9 @@ function ctx(raw: Record<string, unknown>, id: string, ifname = "eth0"): Delegat
   return {
     env: { containerId: id, ifname, netns: "", path: [] },
     cniArgs: new Map(),
-    confBytes: new TextEncoder().encode(JSON.stringify(raw)),
     raw,
     ipam: () => Promise.reject(new Error("unused")),
+    ipamTraits: () => Promise.resolve({}),
   };
 }
 

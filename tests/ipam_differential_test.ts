@@ -10,15 +10,13 @@ import assert from "node:assert/strict";
 import { builtinPlugin } from "../delegates/runner/builtin.ts";
 import { hostLocal } from "../delegates/ipam/host_local/host_local.ts";
 import { staticIpam } from "../delegates/ipam/static.ts";
-import type { PluginRegistry } from "../delegates/types.ts";
+import { fakeRegistry } from "../delegates/runner/testing.ts";
 import { tempDir } from "./testutils.ts";
 
 const REFERENCE = "/usr/lib/cni/host-local";
 const haveReference = await Deno.stat(REFERENCE).then(() => true, () => false);
 
-const noRegistry: PluginRegistry = {
-  get: () => Promise.reject(new Error("host-local needs no registry")),
-};
+const noRegistry = fakeRegistry({});
 const podplex = builtinPlugin(hostLocal, () => noRegistry);
 const podplexStatic = builtinPlugin(staticIpam, () => noRegistry);
 

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { CniError } from "../conf/errors.ts";
 import type { PluginRequest } from "../delegates/types.ts";
-import { createMetaPlugin } from "../meta/plugin.ts";
+import { createRoot } from "../cli/root.ts";
 import {
   type BridgeNetworks,
   bridgeNetworks,
@@ -87,7 +87,7 @@ Deno.test({
   async fn() {
     await using f = await fixture();
     await using ns = await tempNetns();
-    const plugin = createMetaPlugin();
+    const plugin = await createRoot().meta();
     const conf = podplexConf(f);
     const result = await plugin.invoke(req("ADD", conf, ns.path));
     assert.deepEqual(await addrsOf(ns.name, "eth0"), ["10.77.0.2/24"]);
@@ -137,7 +137,7 @@ Deno.test({
     await Deno.mkdir(`${f.dataDir}/net-c`, { recursive: true });
     await Deno.writeTextFile(`${f.dataDir}/net-c/10.77.2.9`, "someoneelse\r\neth0");
     await using ns = await tempNetns();
-    const plugin = createMetaPlugin();
+    const plugin = await createRoot().meta();
     const err = await rejectsCni(() => plugin.invoke(req("ADD", podplexConf(f), ns.path)));
     assert(err.message.includes("default/net-c"), err.message);
     for (const dev of ["eth0", "net1", "net2"]) assert(!(await linkExists(ns.name, dev)), dev);
@@ -166,7 +166,7 @@ Deno.test({
       ].join("\n"),
     );
     const conf = podplexConf(f, { defaultNetworks: [], kubeconfig });
-    const plugin = createMetaPlugin();
+    const plugin = await createRoot().meta();
     const ns = await tempNetns();
     try {
       await plugin.invoke(req("ADD", conf, ns.path));
@@ -190,7 +190,7 @@ Deno.test({
   async fn() {
     await using f = await fixture(2);
     const conf = podplexConf(f, { defaultNetworks: ["default/net-b"] });
-    const plugin = createMetaPlugin();
+    const plugin = await createRoot().meta();
     await using keep = await tempNetns();
     await using stale = await tempNetns();
     await plugin.invoke(req("ADD", conf, keep.path, "ppkeep"));
@@ -222,7 +222,7 @@ Deno.test({
   async fn() {
     await using f = await fixture(1);
     await using ns = await tempNetns();
-    const plugin = createMetaPlugin();
+    const plugin = await createRoot().meta();
     const conf = podplexConf(f, { defaultNetworks: ["default/nope"] });
     const err = await rejectsCni(() => plugin.invoke(req("ADD", conf, ns.path)));
     assert.deepEqual(err.code, 100);
@@ -242,7 +242,7 @@ Deno.test({
       JSON.stringify({ cniVersion: "1.0.0", name: "loop", type: "podplex" }),
     );
     await using ns = await tempNetns();
-    const plugin = createMetaPlugin();
+    const plugin = await createRoot().meta();
     const conf = podplexConf(f, { defaultNetworks: ["default/loop"] });
     const err = await rejectsCni(() => plugin.invoke(req("ADD", conf, ns.path)));
     assert.equal(err.code, 7);

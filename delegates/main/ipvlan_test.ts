@@ -9,10 +9,10 @@ function ctxWith(prevResult?: DelegateContext["prevResult"]): DelegateContext {
   return {
     env: { path: [] },
     cniArgs: new Map(),
-    confBytes: new Uint8Array(),
     raw: {},
     prevResult,
     ipam: () => Promise.resolve(undefined),
+    ipamTraits: () => Promise.resolve({}),
   };
 }
 

@@ -1,18 +1,21 @@
 /**
- * The adapter from a {@linkcode BuiltinDelegate} (parsed conf in, canonical result out) to
- * a {@linkcode Plugin} (conf bytes in, result JSON in the conf's version out), so built-in
- * delegates and external binaries are interchangeable in chains.
+ * The adapter from a {@linkcode BuiltinDelegate} (parsed conf in, canonical result out) to a
+ * {@linkcode Plugin}: `call` for chains of in-process plugins (no bytes, no version
+ * conversion), `invoke` for the bytes contract of libcni (the conf parsed here, the result
+ * converted to the conf's version), so built-ins and external binaries are interchangeable.
  *
  * @module
  */
 import { CniError, Code } from "../../conf/errors.ts";
 import { parseCniArgs } from "../../conf/cni_args.ts";
-import { parseNetConf } from "../../conf/netconf.ts";
+import { type ParsedNetConf, parseNetConf } from "../../conf/netconf.ts";
 import { convertResult, toCanonical } from "../../conf/result.ts";
 import type { CniResult } from "../../conf/types.ts";
 import type {
   BuiltinDelegate,
   DelegateContext,
+  DelegateTraits,
+  InProcessRequest,
   Plugin,
   PluginRegistry,
   PluginRequest,
@@ -20,17 +23,24 @@ import type {
 
 type IpamCommand = Parameters<DelegateContext["ipam"]>[0];
 
+const encoder = new TextEncoder();
+
+/** The IPAM type a conf names (`ipam.type`), if any. */
+function ipamTypeOf(raw: Record<string, unknown>): string | undefined {
+  const ipam = raw.ipam as { type?: unknown } | undefined;
+  return typeof ipam?.type === "string" && ipam.type !== "" ? ipam.type : undefined;
+}
+
 /**
- * Runs the IPAM plugin named by the conf's `ipam.type` with the same conf bytes and env, as
- * the reference plugins do, and reads its ADD result into the canonical shape.
+ * Runs the IPAM plugin named by the conf's `ipam.type` with the same conf and env, as the
+ * reference plugins do: in-process with the parsed conf, else exec'd with its bytes.
  */
 function ipamRunner(
-  req: PluginRequest,
-  ipamType: string | undefined,
-  version: string,
+  req: InProcessRequest,
   registry: () => PluginRegistry,
 ): DelegateContext["ipam"] {
   return async (command: IpamCommand): Promise<CniResult | undefined> => {
+    const ipamType = ipamTypeOf(req.conf);
     if (!ipamType) {
       throw new CniError(
         Code.InvalidConfig,
@@ -38,41 +48,88 @@ function ipamRunner(
       );
     }
     const plugin = await registry().get(ipamType, req.env.path);
-    const out = await plugin.invoke({ ...req, command });
+    const sub: InProcessRequest = { ...req, command };
+    if (plugin.call) {
+      const result = await plugin.call(sub);
+      if (command === "ADD" && !result) {
+        throw new CniError(Code.DelegateFailed, `IPAM plugin "${ipamType}" returned no result`);
+      }
+      return result;
+    }
+    const out = await plugin.invoke(bytesRequest(sub));
     if (command !== "ADD") return undefined;
     if (!out) {
       throw new CniError(Code.DelegateFailed, `IPAM plugin "${ipamType}" returned no result`);
     }
-    return toCanonical(out, version);
+    return toCanonical(out, req.cniVersion);
   };
 }
 
-/** Builds the context a delegate gets from a request and its parsed conf. */
+/** The bytes form of an in-process request (for an exec'd plugin). */
+export function bytesRequest(req: InProcessRequest): PluginRequest {
+  const out: PluginRequest = { command: req.command, conf: req.bytes(), env: req.env };
+  if (req.timeoutMs !== undefined) out.timeoutMs = req.timeoutMs;
+  if (req.linkGroup !== undefined) out.linkGroup = req.linkGroup;
+  return out;
+}
+
+/** Builds the context a delegate gets from an in-process request. */
 export function delegateContext(
-  req: PluginRequest,
-  raw: Record<string, unknown>,
-  version: string,
+  req: InProcessRequest,
   registry: () => PluginRegistry,
 ): DelegateContext {
-  const ipam = raw.ipam as { type?: string } | undefined;
   const ctx: DelegateContext = {
     env: req.env,
     cniArgs: parseCniArgs(req.env.args),
-    confBytes: req.conf,
-    raw,
-    ipam: ipamRunner(req, ipam?.type || undefined, version, registry),
+    raw: req.conf,
+    ipam: ipamRunner(req, registry),
+    async ipamTraits(): Promise<DelegateTraits> {
+      const type = ipamTypeOf(req.conf);
+      return type ? (await registry().get(type, req.env.path)).traits : {};
+    },
   };
-  if (raw.prevResult !== undefined) {
-    ctx.prevResult = toCanonical(raw.prevResult, version, Code.InvalidConfig);
-  }
+  if (req.prevResult !== undefined) ctx.prevResult = req.prevResult;
   if (req.linkGroup !== undefined) ctx.linkGroup = req.linkGroup;
   return ctx;
 }
 
 /**
- * Adapts a built-in delegate to the {@linkcode Plugin} contract: parses the conf bytes,
- * calls `d.parseConf`, builds the {@linkcode DelegateContext} (CNI_ARGS parsed, prevResult in
- * canonical form, an `ipam()` runner through `registry`), calls the verb, and converts ADD's
+ * The in-process form of a bytes request: the conf parsed once (name not required: chained
+ * entries get it injected) unless the caller already did, prevResult read into canonical
+ * form.
+ *
+ * @throws {CniError} 6, 7 or 1 from parsing
+ */
+export function inProcessRequest(
+  req: PluginRequest,
+  parsed: ParsedNetConf = parseNetConf(req.conf, { requireName: false }),
+): InProcessRequest {
+  const conf = parsed.conf as Record<string, unknown>;
+  const out: InProcessRequest = {
+    command: req.command,
+    conf,
+    cniVersion: parsed.cniVersion,
+    env: req.env,
+    bytes: () => req.conf,
+  };
+  if (conf.prevResult !== undefined) {
+    out.prevResult = toCanonical(conf.prevResult, parsed.cniVersion, Code.InvalidConfig);
+  }
+  if (req.timeoutMs !== undefined) out.timeoutMs = req.timeoutMs;
+  if (req.linkGroup !== undefined) out.linkGroup = req.linkGroup;
+  return out;
+}
+
+/** An in-process request's `bytes()` for a conf object: serialised when first asked. */
+export function lazyBytes(conf: Record<string, unknown>): () => Uint8Array {
+  let bytes: Uint8Array | undefined;
+  return () => bytes ??= encoder.encode(JSON.stringify(conf));
+}
+
+/**
+ * Adapts a built-in delegate to the {@linkcode Plugin} contract: `call` runs `d.parseConf`
+ * on the conf object and the verb with a {@linkcode DelegateContext} (CNI_ARGS parsed, an
+ * `ipam()` runner through `registry`); `invoke` parses the bytes first and converts ADD's
  * canonical result to the conf's `cniVersion`. STATUS and GC without a handler succeed.
  *
  * @param d the delegate
@@ -91,30 +148,32 @@ export function builtinPlugin<C = any>(
   d: BuiltinDelegate<C>,
   registry: () => PluginRegistry,
 ): Plugin {
+  const traits: DelegateTraits = Object.freeze({ ...d.traits });
+  async function call(req: InProcessRequest): Promise<CniResult | undefined> {
+    const conf = d.parseConf(req.conf, req.env);
+    const ctx = delegateContext(req, registry);
+    switch (req.command) {
+      case "ADD":
+        return await d.add(conf, ctx);
+      case "DEL":
+        return void await d.del(conf, ctx);
+      case "CHECK":
+        return void await d.check(conf, ctx);
+      case "STATUS":
+        return void await d.status?.(conf, ctx);
+      case "GC":
+        return void await d.gc?.(conf, ctx);
+    }
+  }
   return {
     type: d.type,
     builtin: true,
+    traits,
+    call,
     async invoke(req: PluginRequest) {
-      const parsed = parseNetConf(req.conf, { requireName: false });
-      const raw = parsed.conf as Record<string, unknown>;
-      const conf = d.parseConf(raw);
-      const ctx = delegateContext(req, raw, parsed.cniVersion, registry);
-      switch (req.command) {
-        case "ADD":
-          return convertResult(await d.add(conf, ctx), parsed.cniVersion);
-        case "DEL":
-          await d.del(conf, ctx);
-          return undefined;
-        case "CHECK":
-          await d.check(conf, ctx);
-          return undefined;
-        case "STATUS":
-          await d.status?.(conf, ctx);
-          return undefined;
-        case "GC":
-          await d.gc?.(conf, ctx);
-          return undefined;
-      }
+      const inner = inProcessRequest(req);
+      const result = await call(inner);
+      return result && req.command === "ADD" ? convertResult(result, inner.cniVersion) : undefined;
     },
   };
 }

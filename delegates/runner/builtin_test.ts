@@ -2,7 +2,8 @@ import { deepStrictEqual as assertEquals, rejects } from "node:assert/strict";
 import { CniError } from "../../conf/errors.ts";
 import type { CniResult } from "../../conf/types.ts";
 import { builtinPlugin } from "./builtin.ts";
-import type { BuiltinDelegate, DelegateContext, Plugin, PluginRegistry } from "../types.ts";
+import type { BuiltinDelegate, DelegateContext, PluginRegistry } from "../types.ts";
+import { fakePlugin, fakeRegistry } from "./testing.ts";
 
 const enc = (o: unknown) => new TextEncoder().encode(JSON.stringify(o));
 const env = {
@@ -49,24 +50,17 @@ function recorder() {
 
 /** A registry whose IPAM type `fakeipam` answers with a 0.2.0-style or 1.x result. */
 function ipamRegistry(calls: string[]): PluginRegistry {
-  const ipam: Plugin = {
-    type: "fakeipam",
-    builtin: true,
-    invoke(req) {
-      const conf = JSON.parse(new TextDecoder().decode(req.conf));
-      calls.push(`${req.command}:${conf.type}`);
-      if (req.command !== "ADD") return Promise.resolve(undefined);
-      return Promise.resolve(
-        conf.cniVersion === "0.2.0"
-          ? { cniVersion: "0.2.0", ip4: { ip: "10.0.0.2/24", gateway: "10.0.0.1" } }
-          : { cniVersion: conf.cniVersion, ips: [{ address: "10.0.0.2/24", gateway: "10.0.0.1" }] },
-      );
-    },
-  };
-  return {
-    get: (type) =>
-      type === "fakeipam" ? Promise.resolve(ipam) : Promise.reject(new CniError(7, type)),
-  };
+  const ipam = fakePlugin("fakeipam", (req) => {
+    const conf = JSON.parse(new TextDecoder().decode(req.conf));
+    calls.push(`${req.command}:${conf.type}`);
+    if (req.command !== "ADD") return Promise.resolve(undefined);
+    return Promise.resolve(
+      conf.cniVersion === "0.2.0"
+        ? { cniVersion: "0.2.0", ip4: { ip: "10.0.0.2/24", gateway: "10.0.0.1" } }
+        : { cniVersion: conf.cniVersion, ips: [{ address: "10.0.0.2/24", gateway: "10.0.0.1" }] },
+    );
+  });
+  return fakeRegistry({ fakeipam: ipam });
 }
 
 const conf = (version: string, extra: Record<string, unknown> = {}) =>

@@ -15,12 +15,18 @@
  *
  * @module
  */
-import { CniError, Code } from "../../conf/errors.ts";
+import { CniError, Code, joinErrors } from "../../conf/errors.ts";
 import { type ConfList, injectConf, type PluginEntry } from "../../conf/netconf.ts";
 import { convertResult, toCanonical } from "../../conf/result.ts";
 import type { Attachment, CniResult, Verb } from "../../conf/types.ts";
 import { atLeast } from "../../conf/version.ts";
-import type { PluginEnv, PluginRegistry, PluginRequest } from "../types.ts";
+import type {
+  InProcessRequest,
+  Plugin,
+  PluginEnv,
+  PluginRegistry,
+  PluginRequest,
+} from "../types.ts";
 
 /** Options of {@linkcode runChain}. */
 export interface ChainOptions {
@@ -41,10 +47,8 @@ export interface ChainOptions {
 
 /** What a chain produced. */
 export interface ChainOutcome {
-  /** ADD: the final result in canonical form. */
+  /** ADD: the final result in canonical form (convert it once, when it is printed). */
   result?: CniResult;
-  /** ADD: the final result in the list's `cniVersion`. */
-  json?: Record<string, unknown>;
 }
 
 /**
@@ -97,70 +101,104 @@ function describe(list: ConfList, p: PluginEntry, verb: string): string {
   return `Plugin "${p.type}" of network "${list.name}" failed (${verb})`;
 }
 
+/** What one plugin of the list is given besides the verb. */
 interface Step {
   list: ConfList;
   plugin: PluginEntry;
   command: Exclude<Verb, "VERSION">;
-  conf: Uint8Array;
+  /** Keys a runtime injects into the plugin's conf (undefined values are not set). */
+  inject: Record<string, unknown>;
+  /** ADD: the previous plugin's result; DEL, CHECK: the cached ADD result. */
+  prev?: CniResult;
   env: PluginEnv;
   opts: ChainOptions;
 }
 
-async function invoke(step: Step): Promise<Record<string, unknown> | undefined> {
+/**
+ * Runs one plugin: in-process plugins get the parsed conf and canonical prevResult and give
+ * a canonical result; external ones get bytes and their result is read once into canonical
+ * form.
+ */
+async function invoke(step: Step): Promise<CniResult | undefined> {
   const { list, plugin, command, opts } = step;
-  const req: PluginRequest = { command, conf: step.conf, env: step.env };
-  if (opts.timeoutMs !== undefined) req.timeoutMs = opts.timeoutMs;
-  if (opts.linkGroup !== undefined) req.linkGroup = opts.linkGroup;
+  let impl: Plugin | undefined;
   try {
-    const impl = await opts.registry.get(plugin.type, step.env.path);
-    return await impl.invoke(req);
+    impl = await opts.registry.get(plugin.type, step.env.path);
+    const result = impl.call ? await impl.call(inProcessStep(step)) : await execStep(impl, step);
+    if (command === "ADD" && !result) {
+      throw new CniError(Code.DelegateFailed, `${describe(list, plugin, "ADD")}: no result`);
+    }
+    return result;
   } catch (e) {
-    // The meta-plugin's errors already name the network and interface that failed.
-    if (plugin.type === "podplex" && e instanceof CniError) throw e;
+    if (impl?.traits.namesItsErrors && e instanceof CniError) throw e;
     throw CniError.wrap(e, Code.Internal, describe(list, plugin, command));
   }
 }
 
-/** The plugin's conf for ADD/DEL/CHECK: name, version, prevResult and runtimeConfig injected. */
-function buildConf(
-  list: ConfList,
-  plugin: PluginEntry,
-  prev: Record<string, unknown> | undefined,
-  opts: ChainOptions,
-): Uint8Array {
-  return injectConf(plugin.bytes, {
+function conf(step: Step): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...step.plugin.conf };
+  for (const [k, v] of Object.entries(step.inject)) if (v !== undefined) out[k] = v;
+  return out;
+}
+
+/** The versioned prevResult an external plugin (or an exec'd IPAM) reads from its stdin. */
+function stdinBytes(step: Step): Uint8Array {
+  const prevResult = step.prev ? convertResult(step.prev, step.list.cniVersion) : undefined;
+  return injectConf(step.plugin.bytes, { ...step.inject, prevResult });
+}
+
+function inProcessStep(step: Step): InProcessRequest {
+  const req: InProcessRequest = {
+    command: step.command,
+    conf: conf(step),
+    cniVersion: step.list.cniVersion,
+    env: step.env,
+    bytes: () => stdinBytes(step),
+  };
+  if (step.prev) req.prevResult = step.prev;
+  if (step.opts.timeoutMs !== undefined) req.timeoutMs = step.opts.timeoutMs;
+  if (step.opts.linkGroup !== undefined) req.linkGroup = step.opts.linkGroup;
+  return req;
+}
+
+async function execStep(impl: Plugin, step: Step): Promise<CniResult | undefined> {
+  const req: PluginRequest = { command: step.command, conf: stdinBytes(step), env: step.env };
+  if (step.opts.timeoutMs !== undefined) req.timeoutMs = step.opts.timeoutMs;
+  if (step.opts.linkGroup !== undefined) req.linkGroup = step.opts.linkGroup;
+  const out = await impl.invoke(req);
+  if (!out) return undefined;
+  try {
+    return toCanonical(out, step.list.cniVersion);
+  } catch (e) {
+    throw CniError.wrap(e, Code.DecodeFailure, `Unreadable result`);
+  }
+}
+
+/** The keys injected into each plugin's conf for ADD/DEL/CHECK. */
+function injected(list: ConfList, plugin: PluginEntry, opts: ChainOptions) {
+  return {
     name: list.name,
     cniVersion: list.cniVersion,
-    prevResult: prev,
     runtimeConfig: runtimeConfigFor(plugin.conf.capabilities, opts.capabilityArgs),
-  });
+  };
 }
 
 async function add(list: ConfList, opts: ChainOptions): Promise<ChainOutcome> {
-  let prev = opts.prevResult ? convertResult(opts.prevResult, list.cniVersion) : undefined;
+  let prev = opts.prevResult;
   for (const plugin of list.plugins) {
-    const conf = buildConf(list, plugin, prev, opts);
-    const out = await invoke({ list, plugin, command: "ADD", conf, env: opts.env, opts });
-    if (!out) {
-      throw new CniError(Code.DelegateFailed, `${describe(list, plugin, "ADD")}: no result`);
-    }
-    try {
-      prev = convertResult(toCanonical(out, list.cniVersion), list.cniVersion);
-    } catch (e) {
-      throw CniError.wrap(e, Code.DecodeFailure, describe(list, plugin, "ADD"));
-    }
+    const inject = injected(list, plugin, opts);
+    prev = await invoke({ list, plugin, command: "ADD", inject, prev, env: opts.env, opts });
   }
-  const result = toCanonical(prev, list.cniVersion);
-  return { result, json: prev };
+  return { result: prev };
 }
 
 async function del(list: ConfList, opts: ChainOptions): Promise<ChainOutcome> {
-  const cached = opts.cachedResult && atLeast(list.cniVersion, "0.4.0")
-    ? convertResult(opts.cachedResult, list.cniVersion)
+  const prev = opts.cachedResult && atLeast(list.cniVersion, "0.4.0")
+    ? opts.cachedResult
     : undefined;
   for (const plugin of [...list.plugins].reverse()) {
-    const conf = buildConf(list, plugin, cached, opts);
-    await invoke({ list, plugin, command: "DEL", conf, env: opts.env, opts });
+    const inject = injected(list, plugin, opts);
+    await invoke({ list, plugin, command: "DEL", inject, prev, env: opts.env, opts });
   }
   return {};
 }
@@ -179,10 +217,10 @@ async function check(list: ConfList, opts: ChainOptions): Promise<ChainOutcome> 
       `No result of an ADD of network "${list.name}" to CHECK against`,
     );
   }
-  const cached = convertResult(opts.cachedResult, list.cniVersion);
+  const prev = opts.cachedResult;
   for (const plugin of list.plugins) {
-    const conf = buildConf(list, plugin, cached, opts);
-    await invoke({ list, plugin, command: "CHECK", conf, env: opts.env, opts });
+    const inject = injected(list, plugin, opts);
+    await invoke({ list, plugin, command: "CHECK", inject, prev, env: opts.env, opts });
   }
   return {};
 }
@@ -193,36 +231,29 @@ async function gc(list: ConfList, opts: ChainOptions): Promise<ChainOutcome> {
     containerID: a.containerID,
     ifname: a.ifname,
   }));
+  const inject = {
+    name: list.name,
+    cniVersion: list.cniVersion,
+    "cni.dev/valid-attachments": valid,
+    "cni.dev/attachments": valid,
+  };
   const errors: CniError[] = [];
   for (const plugin of list.plugins) {
     try {
-      const conf = injectConf(plugin.bytes, {
-        name: list.name,
-        cniVersion: list.cniVersion,
-        "cni.dev/valid-attachments": valid,
-        "cni.dev/attachments": valid,
-      });
-      await invoke({ list, plugin, command: "GC", conf, env: { path: opts.env.path }, opts });
+      await invoke({ list, plugin, command: "GC", inject, env: { path: opts.env.path }, opts });
     } catch (e) {
       errors.push(CniError.wrap(e));
     }
   }
-  if (errors.length === 1) throw errors[0];
-  if (errors.length > 1) {
-    throw new CniError(
-      errors[0].code,
-      `GC of network "${list.name}" failed in ${errors.length} plugins`,
-      errors.map((e) => e.message + (e.details ? ` (${e.details})` : "")).join("; "),
-    );
-  }
+  if (errors.length) throw joinErrors(errors, `GC of network "${list.name}" failed`);
   return {};
 }
 
 async function status(list: ConfList, opts: ChainOptions): Promise<ChainOutcome> {
   if (!atLeast(list.cniVersion, "1.1.0")) return {};
+  const inject = { name: list.name, cniVersion: list.cniVersion };
   for (const plugin of list.plugins) {
-    const conf = injectConf(plugin.bytes, { name: list.name, cniVersion: list.cniVersion });
-    await invoke({ list, plugin, command: "STATUS", conf, env: { path: opts.env.path }, opts });
+    await invoke({ list, plugin, command: "STATUS", inject, env: { path: opts.env.path }, opts });
   }
   return {};
 }
@@ -230,13 +261,14 @@ async function status(list: ConfList, opts: ChainOptions): Promise<ChainOutcome>
 /**
  * Runs one verb over a conflist, as libcni does (see the module doc for each verb).
  *
- * @returns for ADD the final result, canonical and in the list's version; else `{}`
+ * @returns for ADD the final result in canonical form; else `{}`
  * @throws {CniError} the failing plugin's error (its code kept), prefixed with the plugin
  *   and network; for GC every plugin's error joined
  *
  * @example
  * ```ts
  * const { result } = await runChain(list, "ADD", { env, registry, capabilityArgs });
+ * print(convertResult(result!, list.cniVersion));
  * await runChain(list, "DEL", { env, registry, cachedResult: result });
  * ```
  */

@@ -1,9 +1,11 @@
 import { deepStrictEqual as assertEquals, match, ok, rejects } from "node:assert/strict";
 import { CniError } from "../../conf/errors.ts";
 import { parseConfList } from "../../conf/netconf.ts";
+import { convertResult } from "../../conf/result.ts";
 import type { CniResult } from "../../conf/types.ts";
 import { runChain, runtimeConfigFor } from "./chain.ts";
-import type { Plugin, PluginRegistry, PluginRequest } from "../types.ts";
+import type { PluginRequest } from "../types.ts";
+import { fakePlugin, fakeRegistry } from "./testing.ts";
 
 interface Call {
   type: string;
@@ -15,31 +17,25 @@ interface Call {
 /** A registry of fake plugins that record their calls; `fail` makes a type throw. */
 function fakes(fail: Record<string, CniError> = {}) {
   const calls: Call[] = [];
-  const registry: PluginRegistry = {
-    get(type: string): Promise<Plugin> {
+  const registry = fakeRegistry((type) =>
+    fakePlugin(type, (req: PluginRequest) => {
+      const conf = JSON.parse(new TextDecoder().decode(req.conf));
+      calls.push({ type, command: req.command, conf, env: req.env });
+      if (fail[type]) return Promise.reject(fail[type]);
+      if (req.command !== "ADD") return Promise.resolve(undefined);
+      const prev = (conf.prevResult ?? { cniVersion: conf.cniVersion }) as Record<
+        string,
+        unknown
+      >;
+      const interfaces = [...((prev.interfaces as unknown[]) ?? []), { name: `${type}0` }];
       return Promise.resolve({
-        type,
-        builtin: true,
-        invoke(req: PluginRequest) {
-          const conf = JSON.parse(new TextDecoder().decode(req.conf));
-          calls.push({ type, command: req.command, conf, env: req.env });
-          if (fail[type]) return Promise.reject(fail[type]);
-          if (req.command !== "ADD") return Promise.resolve(undefined);
-          const prev = (conf.prevResult ?? { cniVersion: conf.cniVersion }) as Record<
-            string,
-            unknown
-          >;
-          const interfaces = [...((prev.interfaces as unknown[]) ?? []), { name: `${type}0` }];
-          return Promise.resolve({
-            ...prev,
-            cniVersion: conf.cniVersion,
-            interfaces,
-            ips: [{ address: "10.0.0.2/24", interface: 0 }],
-          });
-        },
+        ...prev,
+        cniVersion: conf.cniVersion,
+        interfaces,
+        ips: [{ address: "10.0.0.2/24", interface: 0 }],
       });
-    },
-  };
+    })
+  );
   return { calls, registry };
 }
 
@@ -66,7 +62,7 @@ Deno.test("ADD runs plugins in order, injecting name, version and the previous r
     name: "a0",
   }]);
   assertEquals(out.result?.interfaces, [{ name: "a0" }, { name: "b0" }]);
-  assertEquals(out.json?.cniVersion, "1.1.0");
+  assertEquals(out.result?.cniVersion, "1.1.0");
 });
 
 Deno.test("ADD gives prevResult in the list's version", async () => {
@@ -74,7 +70,9 @@ Deno.test("ADD gives prevResult in the list's version", async () => {
   const out = await runChain(parseConfList(LIST("0.4.0")), "ADD", { env, registry });
   const prev = calls[1].conf.prevResult as { cniVersion: string; ips: Array<{ version: string }> };
   assertEquals([prev.cniVersion, prev.ips[0].version], ["0.4.0", "4"]);
-  assertEquals((out.json?.ips as Array<{ version: string }>)[0].version, "4");
+  // The runner keeps the result canonical: the version appears when it is printed.
+  const printed = convertResult(out.result!, "0.4.0");
+  assertEquals((printed.ips as Array<{ version: string }>)[0].version, "4");
 });
 
 Deno.test("ADD stops at the first error and keeps its code, naming the plugin", async () => {
@@ -151,7 +149,7 @@ Deno.test("GC sends valid attachments under both keys to every plugin and joins 
   const validAttachments = [{ containerID: "c1", ifname: "eth0" }];
   await rejects(
     runChain(parseConfList(LIST()), "GC", { env, registry, validAttachments }),
-    (e: CniError) => e.code === 7 && /2 plugins/.test(e.message) && /bad a.*bad b/.test(e.details!),
+    (e: CniError) => e.code === 7 && /2 errors/.test(e.message) && /bad a.*bad b/.test(e.details!),
   );
   assertEquals(calls.length, 2);
   assertEquals(calls[0].conf["cni.dev/valid-attachments"], validAttachments);

@@ -32,6 +32,9 @@ export interface ExecOptions {
 
 const decoder = new TextDecoder();
 
+/** An external binary declares nothing: callers assume the most careful case. */
+const NO_TRAITS = Object.freeze({});
+
 /**
  * Finds plugin `type` in the CNI_PATH directories, as libcni's FindInPath does.
  *
@@ -77,19 +80,24 @@ function isTextBusy(e: unknown): boolean {
   return e instanceof Error && /text file busy|ETXTBSY|os error 26/i.test(e.message);
 }
 
-function spawn(bin: string, env: Record<string, string>): Deno.ChildProcess {
+function spawn(bin: string, env: Record<string, string>, cwd?: string): Deno.ChildProcess {
   return new Deno.Command(bin, {
     env,
+    cwd,
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
   }).spawn();
 }
 
-async function spawnRetrying(bin: string, env: Record<string, string>): Promise<Deno.ChildProcess> {
+async function spawnRetrying(
+  bin: string,
+  env: Record<string, string>,
+  cwd?: string,
+): Promise<Deno.ChildProcess> {
   for (let attempt = 0;; attempt++) {
     try {
-      return spawn(bin, env);
+      return spawn(bin, env, cwd);
     } catch (e) {
       if (!isTextBusy(e) || attempt >= ETXTBSY_RETRIES) {
         throw new CniError(Code.DelegateFailed, `Cannot run plugin "${bin}"`, String(e));
@@ -185,7 +193,7 @@ async function runOnce(
   opts: ExecOptions,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const bin = await findInPath(type, req.env.path);
-  const child = await spawnRetrying(bin, pluginEnv(req));
+  const child = await spawnRetrying(bin, pluginEnv(req), req.env.cwd);
   const timeoutMs = req.timeoutMs ?? opts.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS;
   let timedOut = false;
   const timer = setTimeout(() => {
@@ -233,6 +241,7 @@ export function execPlugin(type: string, opts: ExecOptions = {}): Plugin {
   return {
     type,
     builtin: false,
+    traits: NO_TRAITS,
     async invoke(req: PluginRequest) {
       const out = await runOnce(type, req, opts);
       if (out.code !== 0) {

@@ -1,7 +1,8 @@
 import { deepStrictEqual as assertEquals, ok, rejects } from "node:assert/strict";
 import type { CniError } from "../../conf/errors.ts";
 import { tempDir } from "../../tests/testutils.ts";
-import { createRegistry, isBuiltin } from "./registry.ts";
+import { BUILTINS } from "../catalog.ts";
+import { createRegistry } from "./registry.ts";
 import type { BuiltinDelegate } from "../types.ts";
 
 /** A delegate that does nothing (the registry only loads and wraps it). */
@@ -33,16 +34,30 @@ Deno.test("createRegistry() execs preferred-external and unknown types from CNI_
   await rejects(registry.get("ppmissing", [dir.path]), (e: CniError) => e.code === 7);
 });
 
-Deno.test("isBuiltin() refuses unknown types and names inherited from Object", () => {
-  ok(isBuiltin("bridge"));
-  assertEquals(isBuiltin("ppnotatype"), false);
-  assertEquals(isBuiltin("toString"), false);
-});
-
 Deno.test("inProcess() is true for built-ins only, and false once the conf prefers the binary", () => {
-  const registry = createRegistry({ preferExternal: ["macvlan"] });
+  const registry = createRegistry({ builtins: BUILTINS, preferExternal: ["macvlan"] });
   ok(registry.inProcess!("bridge"));
   assertEquals(registry.inProcess!("macvlan"), false);
   assertEquals(registry.inProcess!("tuning"), false);
   assertEquals(registry.inProcess!("toString"), false);
+});
+
+Deno.test("a ready-made plugin wins over a built-in of the same type and runs in-process", async () => {
+  const ready = {
+    type: "rec",
+    builtin: true,
+    traits: {},
+    invoke: () => Promise.resolve(undefined),
+  };
+  const registry = createRegistry({
+    builtins: { rec: () => Promise.resolve(d) },
+    plugins: { rec: ready },
+  });
+  assertEquals(await registry.get("rec", []), ready);
+  ok(registry.inProcess("rec"));
+});
+
+Deno.test("the built-in catalog is frozen", () => {
+  ok(Object.isFrozen(BUILTINS));
+  ok(Object.hasOwn(BUILTINS, "bridge") && !Object.hasOwn(BUILTINS, "toString"));
 });

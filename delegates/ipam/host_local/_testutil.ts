@@ -14,13 +14,12 @@ export function ctxFor(
   cniArgs: Record<string, string> = {},
   prevResult?: CniResult,
 ): DelegateContext {
-  const confBytes = new TextEncoder().encode(JSON.stringify(raw));
   const ctx: DelegateContext = {
     env: { containerId, ifname, netns: "", path: [] },
     cniArgs: new Map(Object.entries(cniArgs)),
-    confBytes,
     raw,
     ipam: () => Promise.reject(new Error("not used by IPAM tests")),
+    ipamTraits: () => Promise.resolve({}),
   };
   if (prevResult) ctx.prevResult = prevResult;
   return ctx;

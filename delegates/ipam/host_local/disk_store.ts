@@ -95,6 +95,11 @@ export class DiskStore implements Store {
     return Promise.resolve();
   }
 
+  /** STATUS: writes and removes a probe file (its empty content matches no lease). */
+  async probeWrite(): Promise<void> {
+    await Deno.remove(await Deno.makeTempFile({ dir: this.dir, prefix: ".status-" }));
+  }
+
   close(): Promise<void> {
     if (!this.#closed) {
       this.#closed = true;

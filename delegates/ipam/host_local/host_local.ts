@@ -12,7 +12,8 @@ import { CniError, Code } from "../../../conf/errors.ts";
 import { validAttachments } from "../../../conf/gc.ts";
 import { formatIp, type IP, parseCidr, tryParseIp } from "../../../conf/ip.ts";
 import type { CniDns, CniResult, CniRoute } from "../../../conf/types.ts";
-import type { BuiltinDelegate, DelegateContext } from "../../types.ts";
+import { resolveIn } from "../../../conf/paths.ts";
+import type { BuiltinDelegate, DelegateContext, PluginEnv } from "../../types.ts";
 import { IpAllocator } from "./allocator.ts";
 import {
   checkPerFamily,
@@ -55,7 +56,7 @@ const diskStore: StoreFactory = (conf) => DiskStore.open(conf.name, conf.dataDir
  *
  * @throws {CniError} code 7 naming the field at fault
  */
-export function parseHostLocalConf(raw: Json): HostLocalConf {
+export function parseHostLocalConf(raw: Json, env?: PluginEnv): HostLocalConf {
   const ipam = ipamSection(raw);
   const runtime = optObject(raw, "runtimeConfig", "runtimeConfig");
   const args = optObject(optObject(raw, "args", "args"), "cni", "args.cni");
@@ -69,13 +70,13 @@ export function parseHostLocalConf(raw: Json): HostLocalConf {
     name: optString(raw, "name", "name") ?? "",
     cniVersion: confVersion(raw),
     ranges,
-    dataDir: optString(ipam, "dataDir", "ipam.dataDir") ?? "",
+    dataDir: resolveIn(env?.cwd, optString(ipam, "dataDir", "ipam.dataDir") ?? ""),
     requestedIps: requested,
   };
   const routes = parseRoutes(optArray(ipam, "routes", "ipam.routes"), "ipam.routes");
   if (routes) conf.routes = routes;
   const resolvConf = optString(ipam, "resolvConf", "ipam.resolvConf");
-  if (resolvConf) conf.resolvConf = resolvConf;
+  if (resolvConf) conf.resolvConf = resolveIn(env?.cwd, resolvConf);
   return conf;
 }
 
@@ -297,10 +298,7 @@ export async function hostLocalStatus(
     await withStore(conf, open, async (store) => {
       await store.lock();
       await store.unlock();
-      if (store instanceof DiskStore) {
-        // A probe file matches no lease: its content is empty.
-        await Deno.remove(await Deno.makeTempFile({ dir: store.dir, prefix: ".status-" }));
-      }
+      await store.probeWrite?.();
     });
   } catch (err) {
     const text = err instanceof Error ? err.message : String(err);

@@ -46,6 +46,8 @@ export interface Store {
   list(): Promise<Lease[]>;
   /** Releases one address (GC); a missing lease is not an error. */
   release(ip: IP): Promise<void>;
+  /** STATUS: proves a lease could be written now (stores without a medium omit it). */
+  probeWrite?(): Promise<void>;
 }
 
 /**

@@ -1,0 +1,125 @@
+/**
+ * The composition root: the one place that builds podplex's object graph. The registry
+ * (the built-in table plus exec), the meta-plugin with its edges (registry, Kubernetes
+ * client, clock), and the resolver of a CNI call's top-level `type` are made here and passed
+ * down; nothing below `cli/` builds them. One root lives as long as its process: a
+ * per-call run makes it once, `podplex serve` keeps it for every call, so the loaded
+ * delegates, the registries and the API client stay warm.
+ *
+ * @module
+ */
+import { CniError, Code } from "../conf/errors.ts";
+import { BUILTINS } from "../delegates/catalog.ts";
+import { createRegistry } from "../delegates/runner/registry.ts";
+import type { BuiltinLoader, Plugin, PluginRegistry } from "../delegates/types.ts";
+import { META_TYPE, type PodplexConf } from "../meta/conf.ts";
+import type { MetaDeps } from "../meta/context.ts";
+import type { ClosableKubeClient, KubeClient } from "../meta/k8s.ts";
+import type { Resolver } from "./cni.ts";
+
+/** What the rest of `cli/` is given. */
+export interface Root {
+  /** The built-in delegates by type. */
+  readonly builtins: Readonly<Record<string, BuiltinLoader>>;
+  /** The meta-plugin (`type: "podplex"`), loaded when first asked for. */
+  meta(): Promise<Plugin>;
+  /** The registry delegates are served from (one per `preferExternal` set, kept). */
+  registry(preferExternal?: readonly string[]): PluginRegistry;
+  /**
+   * The plugin of a CNI call's top-level `type`: the meta-plugin for `podplex`; when run
+   * through a symlink named after a built-in (`argv0`), that built-in whatever the conf's
+   * type (an IPAM plugin gets its parent's conf); else the built-in of that type. podplex
+   * never execs another binary for the top-level type.
+   */
+  resolver(argv0?: string): Resolver;
+  /** Closes what the root holds open (the API clients). */
+  close(): void;
+}
+
+/** Options of {@linkcode createRoot}; tests replace the edges. */
+export interface RootOptions {
+  builtins?: Readonly<Record<string, BuiltinLoader>>;
+  /** The meta-plugin's edges other than the registry (default: files, API from kubeconfig). */
+  meta?: Omit<MetaDeps, "registry">;
+}
+
+/**
+ * Builds the object graph.
+ *
+ * @example
+ * ```ts
+ * const root = createRoot();
+ * const code = await runCni(io, root.resolver(io.argv0));
+ * ```
+ */
+export function createRoot(opts: RootOptions = {}): Root {
+  const builtins = opts.builtins ?? BUILTINS;
+  const registries = new Map<string, PluginRegistry>();
+  const registry = (preferExternal: readonly string[] = []): PluginRegistry => {
+    const key = [...preferExternal].sort().join("\u0000");
+    let r = registries.get(key);
+    if (!r) registries.set(key, r = createRegistry({ builtins, preferExternal }));
+    return r;
+  };
+  const kube = kubeClients();
+  let meta: Promise<Plugin> | undefined;
+  // Loaded lazily: a VERSION probe or a built-in's own call does not pay for the meta-plugin.
+  const loadMeta = () =>
+    meta ??= import("../meta/plugin.ts").then((m) =>
+      m.createMetaPlugin({
+        kube: kube.get,
+        ...opts.meta,
+        registry: (conf: PodplexConf) => registry(conf.preferExternal),
+      })
+    );
+  const isBuiltin = (type: string) => Object.hasOwn(builtins, type);
+  return {
+    builtins,
+    meta: loadMeta,
+    registry,
+    resolver(argv0?: string): Resolver {
+      return async (type: string): Promise<Plugin> => {
+        if (argv0 && argv0 !== META_TYPE && isBuiltin(argv0)) {
+          return await registry().get(argv0, []);
+        }
+        if (type === META_TYPE) return await loadMeta();
+        if (isBuiltin(type)) return await registry().get(type, []);
+        throw new CniError(Code.InvalidConfig, `podplex cannot serve plugin type "${type}"`);
+      };
+    },
+    close: kube.close,
+  };
+}
+
+/** How long a replaced API client stays open for the calls still using it (ms). */
+const RETIRE_AFTER_MS = 30_000;
+
+/**
+ * The Kubernetes client of a conf's `kubeconfig`: one per file, kept while the file is
+ * unchanged, so a resident process reuses its connection; a rewritten kubeconfig (a
+ * rotated token) gets a new client, and the old one is closed once its calls are done.
+ */
+function kubeClients(): {
+  get: (conf: PodplexConf) => Promise<KubeClient | undefined>;
+  close: () => void;
+} {
+  const clients = new Map<string, { stamp: string; client: ClosableKubeClient }>();
+  const close = () => {
+    for (const { client } of clients.values()) client.close();
+    clients.clear();
+  };
+  const get = async (conf: PodplexConf): Promise<KubeClient | undefined> => {
+    const path = conf.kubeconfig;
+    if (!path) return undefined;
+    const info = await Deno.stat(path).catch(() => undefined);
+    const stamp = `${info?.mtime?.getTime()}:${info?.ino}:${info?.size}`;
+    const held = clients.get(path);
+    if (held?.stamp === stamp) return held.client;
+    if (held) Deno.unrefTimer(setTimeout(() => held.client.close(), RETIRE_AFTER_MS));
+    const { createKubeClient } = await import("../meta/k8s.ts");
+    const client = createKubeClient({ kubeconfig: path });
+    clients.set(path, { stamp, client });
+    return client;
+  };
+  return { get, close };
+}
