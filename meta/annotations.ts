@@ -12,6 +12,16 @@
  * @module
  */
 import { CniError, Code } from "../conf/errors.ts";
+import { tryParseCidr, tryParseIp } from "../conf/ip.ts";
+import { parseMac } from "../conf/mac.ts";
+import {
+  type Decoder,
+  decodeStruct,
+  LIMITS,
+  parseJsonWithNumbers,
+  quote,
+  SELECTION_SPEC,
+} from "./_selection_json.ts";
 
 /** The Multus (NPWG) annotation listing a pod's secondary networks. */
 export const NETWORKS_ANNOTATION = "k8s.v1.cni.cncf.io/networks";
@@ -71,10 +81,6 @@ export interface PodNetworkPlan {
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const JSON_MARKERS = /[[{"]/;
-const MAC = /^([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}$/;
-// Multus validates infiniband-guid with Go's net.ParseMAC, which accepts 6, 8 or 20 octets.
-const HW_ADDR =
-  /^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}$|^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){7}$|^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){19}$/;
 
 /** Whether `name` is a valid CNI_IFNAME (1–15 bytes, not `.`/`..`, no `/`, `:` or space). */
 export function isValidIfname(name: string): boolean {
@@ -91,135 +97,106 @@ function checkLabel(key: string, what: string, value: string): void {
   if (!DNS_LABEL.test(value)) {
     throw invalid(
       key,
-      `${what} "${value}" is not a DNS-1123 label (lower case alphanumerics and "-", ` +
+      `${what} ${quote(value)} is not a DNS-1123 label (lower case alphanumerics and "-", ` +
         `starting and ending alphanumerically)`,
     );
   }
 }
 
 /**
- * Parses `name` or `ns/name`; a name without a namespace is looked up in `defaultNamespace`.
+ * Parses `name` or `ns/name`; a name without a namespace, or with an empty one (`/name`, as
+ * Multus reads it), is looked up in `defaultNamespace`.
  *
  * @param what where the value came from, quoted in errors (an annotation key or a conf field)
  * @throws {CniError} code 7 when the value is not a valid reference
  */
 export function parseNetworkRef(value: string, defaultNamespace: string, what: string): NetworkRef {
   const parts = value.trim().split("/");
-  if (parts.length > 2) throw invalid(what, `"${value}" has more than one "/"`);
+  if (parts.length > 2) throw invalid(what, `${quote(value)} has more than one "/"`);
   const name = parts[parts.length - 1].trim();
-  const namespace = parts.length === 2 ? parts[0].trim() : defaultNamespace;
+  const namespace = parts.length === 2 && parts[0].trim() !== ""
+    ? parts[0].trim()
+    : defaultNamespace;
   checkLabel(what, "namespace", namespace);
   checkLabel(what, "network name", name);
   return { namespace, name };
 }
 
-/** One short-form item: `[ns/]name[@ifname]`. */
+/**
+ * One `[ns/]name[@ifname]` item, split as Multus's parsePodNetworkObjectName does: an empty
+ * `@ifname` (`net@`) asks for no name, an empty namespace (`/net`) is the default one.
+ */
 function parseShortItem(item: string, podNamespace: string, key: string): NetworkSelection {
   if (item === "") throw invalid(key, "empty network name in the comma separated list");
   const at = item.split("@");
-  if (at.length > 2) throw invalid(key, `"${item}" has more than one "@"`);
+  if (at.length > 2) throw invalid(key, `${quote(item)} has more than one "@"`);
   const ref = parseNetworkRef(at[0], podNamespace, key);
-  if (at.length === 1) return ref;
-  const ifname = at[1].trim();
+  const ifname = at.length === 2 ? at[1].trim() : "";
+  if (ifname === "") return ref;
   if (!isValidIfname(ifname)) {
-    throw invalid(key, `interface name "${ifname}" in "${item}" is not a valid CNI_IFNAME`);
+    throw invalid(
+      key,
+      `interface name ${quote(ifname)} in ${quote(item)} is not a valid CNI_IFNAME`,
+    );
   }
   return { ...ref, interface: ifname };
 }
 
-const STRING_KEYS = {
+/** JSON field → NetworkSelection field; the rest of the element's fields are not kept. */
+const SELECTION_FIELDS = {
   name: "name",
   namespace: "namespace",
   interface: "interface",
-  interfaceRequest: "interface",
   mac: "mac",
   "infiniband-guid": "infinibandGuid",
   deviceID: "deviceId",
+  ips: "ips",
+  "default-route": "defaultRoute",
+  portMappings: "portMappings",
+  bandwidth: "bandwidth",
+  "cni-args": "cniArgs",
 } as const;
-const STRING_LIST_KEYS = { ips: "ips", "default-route": "defaultRoute" } as const;
-const OBJECT_KEYS = { bandwidth: "bandwidth", "cni-args": "cniArgs" } as const;
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
-/** Reads one JSON element's fields into a plain record, checking each type. */
-function readJsonFields(
-  el: Record<string, unknown>,
-  key: string,
-  warnings: string[],
-): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(el)) {
-    if (v === null || v === undefined) continue; // Go's json leaves a null field unset
-    if (k in STRING_KEYS) {
-      if (typeof v !== "string") {
-        throw invalid(key, `"${k}" must be a string, got ${JSON.stringify(v)}`);
-      }
-      const field = STRING_KEYS[k as keyof typeof STRING_KEYS];
-      // The old `interfaceRequest` only counts when `interface` is absent (Multus pre-3.2 rule).
-      if (k === "interfaceRequest" && typeof el.interface === "string") continue;
-      out[field] = v;
-    } else if (k in STRING_LIST_KEYS) {
-      if (!Array.isArray(v) || v.some((s) => typeof s !== "string")) {
-        throw invalid(key, `"${k}" must be a list of strings, got ${JSON.stringify(v)}`);
-      }
-      out[STRING_LIST_KEYS[k as keyof typeof STRING_LIST_KEYS]] = v;
-    } else if (k in OBJECT_KEYS) {
-      if (!isPlainObject(v)) {
-        throw invalid(key, `"${k}" must be an object, got ${JSON.stringify(v)}`);
-      }
-      out[OBJECT_KEYS[k as keyof typeof OBJECT_KEYS]] = v;
-    } else if (k === "portMappings") {
-      if (!Array.isArray(v)) {
-        throw invalid(key, `"portMappings" must be a list, got ${JSON.stringify(v)}`);
-      }
-      out.portMappings = v;
-    } else {
-      // Multus (Go's encoding/json) ignores unknown keys; keep that, but say so.
-      warnings.push(`Annotation "${key}": unknown key "${k}" ignored`);
-    }
+/** An element's decoded fields as a selection; empty strings are absent, as in Multus. */
+function toSelection(fields: Record<string, unknown>, podNamespace: string): NetworkSelection {
+  // The old `interfaceRequest` only counts when `interface` is empty (Multus pre-3.2 rule).
+  if (!fields.interface && fields.interfaceRequest) fields.interface = fields.interfaceRequest;
+  const sel: Record<string, unknown> = {};
+  for (const [from, to] of Object.entries(SELECTION_FIELDS)) {
+    const v = fields[from];
+    if (v !== undefined && v !== "") sel[to] = v;
   }
-  return out;
+  sel.namespace ??= podNamespace;
+  return sel as unknown as NetworkSelection;
 }
 
-function isIp(s: string): boolean {
-  if (/^\d{1,3}(\.\d{1,3}){3}$/.test(s)) return s.split(".").every((o) => Number(o) <= 255);
-  if (!s.includes(":") || !/^[0-9a-fA-F:.]+$/.test(s)) return false;
-  try {
-    new URL(`http://[${s}]/`);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function isIpOrCidr(s: string): boolean {
-  const [ip, prefix, ...rest] = s.split("/");
-  if (rest.length > 0 || !isIp(ip)) return false;
-  if (prefix === undefined) return true;
-  const max = ip.includes(":") ? 128 : 32;
-  return /^\d{1,3}$/.test(prefix) && Number(prefix) <= max;
-}
-
-/** Checks the values Multus checks (mac, infiniband-guid, ips) plus names and ifname. */
+/**
+ * Checks the values Multus checks (mac and infiniband-guid with Go's ParseMAC, ips and
+ * default-route with Go's ParseIP/ParseCIDR: no leading zeros) plus names and ifname, and
+ * normalises the MAC once, to lower-case colon form.
+ */
 function validateSelection(sel: NetworkSelection, key: string): void {
   checkLabel(key, "namespace", sel.namespace);
   checkLabel(key, "network name", sel.name);
   if (sel.interface !== undefined && !isValidIfname(sel.interface)) {
-    throw invalid(key, `interface name "${sel.interface}" is not a valid CNI_IFNAME`);
+    throw invalid(key, `interface name ${quote(sel.interface)} is not a valid CNI_IFNAME`);
   }
-  if (sel.mac !== undefined && !MAC.test(sel.mac)) {
-    throw invalid(key, `"mac" "${sel.mac}" is not a MAC address`);
+  if (sel.mac !== undefined) {
+    const mac = parseMac(sel.mac);
+    if (!mac) throw invalid(key, `"mac" ${quote(sel.mac)} is not a MAC address`);
+    sel.mac = mac.text;
   }
-  if (sel.infinibandGuid !== undefined && !HW_ADDR.test(sel.infinibandGuid)) {
-    throw invalid(key, `"infiniband-guid" "${sel.infinibandGuid}" is not a hardware address`);
+  if (sel.infinibandGuid !== undefined && !parseMac(sel.infinibandGuid)) {
+    throw invalid(key, `"infiniband-guid" ${quote(sel.infinibandGuid)} is not a hardware address`);
   }
   for (const ip of sel.ips ?? []) {
-    if (!isIpOrCidr(ip)) throw invalid(key, `"ips" entry "${ip}" is not an IP address or CIDR`);
+    const ok = ip.includes("/") ? tryParseCidr(ip) : tryParseIp(ip);
+    if (!ok) throw invalid(key, `"ips" entry ${quote(ip)} is not an IP address or CIDR`);
   }
   for (const gw of sel.defaultRoute ?? []) {
-    if (!isIp(gw)) throw invalid(key, `"default-route" entry "${gw}" is not an IP address`);
+    if (!tryParseIp(gw)) {
+      throw invalid(key, `"default-route" entry ${quote(gw)} is not an IP address`);
+    }
   }
 }
 
@@ -229,30 +206,44 @@ function parseJsonForm(
   key: string,
   warnings: string[],
 ): NetworkSelection[] {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(value);
-  } catch (err) {
-    throw invalid(key, `${JSON.stringify(value)} is not valid JSON (${(err as Error).message})`);
-  }
+  const bad = (msg: string) => invalid(key, msg);
+  const json = parseJsonWithNumbers(value, bad);
+  const parsed = json.value;
   if (!Array.isArray(parsed)) {
-    throw invalid(key, `the JSON form must be a list of objects, got ${JSON.stringify(parsed)}`);
+    throw invalid(key, `the JSON form must be a list of objects, got ${quote(parsed)}`);
   }
-  return parsed.map((el) => {
-    if (!isPlainObject(el)) {
-      throw invalid(key, `list element ${JSON.stringify(el)} is not an object`);
+  checkCount(key, parsed.length);
+  const decoder: Decoder = { json, bad, warnings, where: key };
+  return parsed.map((el, i) => {
+    if (typeof el !== "object" || el === null || Array.isArray(el)) {
+      throw invalid(key, `list element ${i} ${quote(el)} is not an object`);
     }
-    const fields = readJsonFields(el, key, warnings);
+    const fields = decodeStruct(decoder, SELECTION_SPEC, el as Record<string, unknown>, "");
     if (typeof fields.name !== "string" || fields.name === "") {
-      throw invalid(key, `list element ${JSON.stringify(el)} has no "name"`);
+      throw invalid(key, `list element ${i} ${quote(el)} has no "name"`);
     }
-    const ns = typeof fields.namespace === "string" && fields.namespace !== ""
-      ? fields.namespace
-      : podNamespace;
-    const sel = { ...fields, namespace: ns } as unknown as NetworkSelection;
+    const sel = toSelection(fields, podNamespace);
     validateSelection(sel, key);
     return sel;
   });
+}
+
+function checkCount(key: string, n: number): void {
+  if (n > LIMITS.networks) {
+    throw invalid(key, `${n} networks requested; at most ${LIMITS.networks} are allowed`);
+  }
+}
+
+/** An annotation's value: a string (or absent) of bounded size. */
+function annotationText(annotations: Record<string, unknown>, key: string): string | undefined {
+  const v = annotations[key];
+  if (v === undefined) return undefined;
+  if (typeof v !== "string") throw invalid(key, `the value must be a string, got ${quote(v)}`);
+  const bytes = new TextEncoder().encode(v).length;
+  if (bytes > LIMITS.bytes) {
+    throw invalid(key, `the value is ${bytes} bytes; at most ${LIMITS.bytes} are read`);
+  }
+  return v;
 }
 
 function parseAnnotationValue(
@@ -263,7 +254,9 @@ function parseAnnotationValue(
 ): NetworkSelection[] {
   if (value.trim() === "") return [];
   if (JSON_MARKERS.test(value)) return parseJsonForm(value, podNamespace, key, warnings);
-  return value.split(",").map((item) => parseShortItem(item.trim(), podNamespace, key));
+  const items = value.split(",");
+  checkCount(key, items.length);
+  return items.map((item) => parseShortItem(item.trim(), podNamespace, key));
 }
 
 /**
@@ -294,7 +287,7 @@ function parseDefaultNetwork(
     warnings.push(`Annotation "${key}" is empty; the cluster network is kept`);
     return undefined;
   }
-  if (sels.length > 1) throw invalid(key, `more than one default network in "${value}"`);
+  if (sels.length > 1) throw invalid(key, `more than one default network in ${quote(value)}`);
   const { namespace, name, ...rest } = sels[0];
   if (Object.keys(rest).length > 0) {
     warnings.push(
@@ -304,19 +297,69 @@ function parseDefaultNetwork(
   return { namespace, name };
 }
 
-function parseGenie(value: string, podNamespace: string): NetworkRef[] {
+/** One Genie item: `name`, `ns/name` or `name@ifname` (CNI-Genie's IfNameDelimiter). */
+interface GenieItem {
+  ref: NetworkRef;
+  interface?: string;
+}
+
+function parseGenie(value: string, podNamespace: string): GenieItem[] {
   const key = GENIE_ANNOTATION;
   if (JSON_MARKERS.test(value)) {
-    throw invalid(key, `"${value}" must be a comma separated list of names`);
+    throw invalid(key, `${quote(value)} must be a comma separated list of names`);
   }
-  return value.split(",").map((item) => {
-    const t = item.trim();
-    if (t === "") throw invalid(key, "empty network name in the comma separated list");
-    if (t.includes("@")) {
-      throw invalid(key, `"${t}": Genie networks take eth0, eth1... in order, no "@ifname"`);
-    }
-    return parseNetworkRef(t, podNamespace, key);
+  const items = value.split(",");
+  checkCount(key, items.length);
+  return items.map((item) => {
+    const sel = parseShortItem(item.trim(), podNamespace, key);
+    const ref = { namespace: sel.namespace, name: sel.name };
+    return sel.interface ? { ref, interface: sel.interface } : { ref };
   });
+}
+
+/**
+ * Genie's interface names: requested ones as asked (twice the same is an error), the others
+ * `eth0`, `eth1`... in order, skipping the `ethN` names requested (Genie's getIntfName).
+ * The network that gets `eth0` is the runtime's interface: it replaces the cluster network.
+ */
+function genieInterfaces(items: GenieItem[]): string[] {
+  const key = GENIE_ANNOTATION;
+  const requested = new Set<string>();
+  for (const it of items) {
+    if (!it.interface) continue;
+    if (requested.has(it.interface)) {
+      throw invalid(key, `interface ${quote(it.interface)} is requested twice`);
+    }
+    requested.add(it.interface);
+  }
+  let next = 0;
+  return items.map((it) => {
+    if (it.interface) return it.interface;
+    while (requested.has(`eth${next}`)) next++;
+    return `eth${next++}`;
+  });
+}
+
+function planGenie(value: string, podNamespace: string, warnings: string[]): PodNetworkPlan {
+  const items = parseGenie(value, podNamespace);
+  const names = genieInterfaces(items);
+  const first = names.indexOf("eth0");
+  if (first < 0) {
+    throw invalid(
+      GENIE_ANNOTATION,
+      `no network is on eth0 (the runtime's interface) in ${quote(value)}: leave one without ` +
+        `"@ifname" or ask for "@eth0"`,
+    );
+  }
+  const secondary = items
+    .map((it, i) => ({ ...it.ref, interface: names[i] }))
+    .filter((_, i) => i !== first);
+  return {
+    clusterOverride: items[first].ref,
+    secondary,
+    genie: items.map((it) => it.ref),
+    warnings,
+  };
 }
 
 /**
@@ -325,28 +368,28 @@ function parseGenie(value: string, podNamespace: string): NetworkRef[] {
  *
  * Precedence: Multus's annotations win over Genie's `cni` (with a warning). The
  * default-network annotation's names without a namespace are in `defaultNetworkNamespace`
- * (Multus's multusNamespace); the other annotations' in the pod's namespace.
+ * (Multus's multusNamespace); the other annotations' in the pod's namespace. The values
+ * read must be strings of at most {@linkcode LIMITS}.bytes bytes naming at most
+ * {@linkcode LIMITS}.networks networks.
  *
- * @throws {CniError} code 7 for any malformed annotation
+ * @throws {CniError} code 7 for any malformed annotation, naming it
  */
 export function planPodNetworks(
-  annotations: Record<string, string>,
+  annotations: Readonly<Record<string, unknown>>,
   podNamespace: string,
   opts: { defaultNetworkNamespace: string },
 ): PodNetworkPlan {
   const warnings: string[] = [];
-  const networks = annotations[NETWORKS_ANNOTATION];
-  const defaultNet = annotations[DEFAULT_NETWORK_ANNOTATION];
-  const genie = annotations[GENIE_ANNOTATION];
+  const networks = annotationText(annotations, NETWORKS_ANNOTATION);
+  const defaultNet = annotationText(annotations, DEFAULT_NETWORK_ANNOTATION);
+  const genie = annotationText(annotations, GENIE_ANNOTATION);
   const hasMultus = networks !== undefined || defaultNet !== undefined;
   if (genie !== undefined && hasMultus) {
     const which = networks !== undefined ? NETWORKS_ANNOTATION : DEFAULT_NETWORK_ANNOTATION;
     warnings.push(`Annotation "${GENIE_ANNOTATION}" ignored: "${which}" takes precedence`);
   }
   if (!hasMultus && genie !== undefined && genie.trim() !== "") {
-    const refs = parseGenie(genie, podNamespace);
-    const secondary = refs.slice(1).map((r, i) => ({ ...r, interface: `eth${i + 1}` }));
-    return { clusterOverride: refs[0], secondary, genie: refs, warnings };
+    return planGenie(genie, podNamespace, warnings);
   }
   const plan: PodNetworkPlan = { secondary: [], warnings };
   if (defaultNet !== undefined) {

@@ -171,13 +171,29 @@ export function newPodState(call: MetaCall): PodState {
 /** The runtimeConfig key under which containerd passes the pod's annotations. */
 export const POD_ANNOTATIONS_ARG = "io.kubernetes.cri.pod-annotations";
 
-/** The pod's annotations when the runtime passed them (containerd), else undefined. */
+/**
+ * The pod's annotations when the runtime passed them (containerd), else undefined.
+ *
+ * containerd passes the sandbox's annotations as a Go `map[string]string`, so the value is a
+ * JSON object, or `null` for a pod without annotations (a nil map): null means "not given".
+ * Anything else (a string holding JSON, a list) is not what any runtime sends; ignoring it
+ * would silently drop the pod's networks, so it is refused. The values are checked where
+ * they are read (`planPodNetworks`, code 7 naming the annotation).
+ *
+ * @throws {CniError} code 7 naming the capability when the value is not an object
+ */
 export function runtimeAnnotations(call: MetaCall): Record<string, string> | undefined {
   const given = runtimeArg(call.runtimeArgs, POD_ANNOTATIONS_ARG);
-  if (given && typeof given === "object" && !Array.isArray(given)) {
-    return given as Record<string, string>;
+  if (given === undefined || given === null) return undefined;
+  if (typeof given !== "object" || Array.isArray(given)) {
+    const got = Array.isArray(given) ? "a list" : `a ${typeof given}`;
+    throw new CniError(
+      Code.InvalidConfig,
+      `Invalid runtimeConfig "${POD_ANNOTATIONS_ARG}": must be an object of annotation names ` +
+        `to values (containerd passes the pod's annotations map), got ${got}`,
+    );
   }
-  return undefined;
+  return given as Record<string, string>;
 }
 
 /** A runtimeConfig value by key, matched case-insensitively (containerd's Go structs). */

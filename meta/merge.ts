@@ -14,7 +14,8 @@ export interface AttachmentOutcome {
 
 /**
  * `merged` (podplex's default): every interface of every attachment, IPs re-indexed to them,
- * routes and DNS of the attachment that carries the default route.
+ * the routes of the attachments that carry a default route (several when a pod asks for
+ * its IPv4 and IPv6 default routes over different networks), DNS of the first of them.
  * `cluster` (Multus's behaviour): the cluster network's result alone (else the first's).
  */
 export function mergeResults(
@@ -39,7 +40,9 @@ export function mergeResults(
       );
     }
   }
-  if (main.result.routes?.length) merged.routes = main.result.routes.map((r) => ({ ...r }));
+  const carriers = outcomes.filter((o) => o.isDefault);
+  const routes = (carriers.length ? carriers : [main]).flatMap((o) => o.result.routes ?? []);
+  if (routes.length) merged.routes = routes.map((r) => ({ ...r }));
   if (main.result.dns && Object.keys(main.result.dns).length) merged.dns = main.result.dns;
   return merged;
 }

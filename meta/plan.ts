@@ -5,8 +5,10 @@
  * @module
  */
 import { CniError, Code } from "../conf/errors.ts";
+import { tryParseIp } from "../conf/ip.ts";
 import {
   type NetworkRef,
+  NETWORKS_ANNOTATION,
   type NetworkSelection,
   parseNetworkRef,
   planPodNetworks,
@@ -108,6 +110,7 @@ export async function planAttachments(input: PlanInput): Promise<AttachmentPlan>
     attachments.push(att);
   }
   requireDistinctIfnames(attachments);
+  requireOneDefaultGatewayPerFamily(attachments);
   return { attachments, warnings: [...plan.warnings, ...warnings] };
 }
 
@@ -122,6 +125,30 @@ function requireDistinctIfnames(atts: PlannedAttachment[]): void {
       );
     }
     seen.set(a.ifname, a.network.statusName);
+  }
+}
+
+/**
+ * A pod has one default route per family. Multus adds each `default-route` gateway with
+ * its own route add, so a second gateway of a family fails in the kernel after the first
+ * attachments were made; refusing it here fails the ADD before anything is made.
+ */
+function requireOneDefaultGatewayPerFamily(atts: PlannedAttachment[]): void {
+  const seen = new Map<number, { gw: string; network: string }>();
+  for (const a of atts) {
+    for (const gw of a.selection?.defaultRoute ?? []) {
+      const family = tryParseIp(gw)?.family ?? 4;
+      const other = seen.get(family);
+      if (other) {
+        throw new CniError(
+          Code.InvalidConfig,
+          `Invalid annotation "${NETWORKS_ANNOTATION}": "default-route" asks for two IPv${family} ` +
+            `default gateways, "${other.gw}" on network "${other.network}" and "${gw}" on ` +
+            `network "${a.network.statusName}"`,
+        );
+      }
+      seen.set(family, { gw, network: a.network.statusName });
+    }
   }
 }
 

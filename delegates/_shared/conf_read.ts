@@ -6,6 +6,7 @@
  * @module
  */
 import { CniError, Code } from "../../conf/errors.ts";
+import { parseMac } from "../../conf/mac.ts";
 import type { CniDns } from "../../conf/types.ts";
 import type { DelegateContext } from "../types.ts";
 
@@ -64,13 +65,13 @@ export function confDns(raw: Obj): CniDns | undefined {
   return set ? d : undefined;
 }
 
-const MAC = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
-
 /**
  * The MAC requested for the container interface: `runtimeConfig.mac` over `args.cni.mac` over
- * CNI_ARGS `MAC=` over the conf's own `field` (macvlan's `mac`), lower-cased.
+ * CNI_ARGS `MAC=` over the conf's own `field` (macvlan's `mac`), in any form Go's
+ * `net.ParseMAC` reads (colon, hyphen, dotted), normalised to lower-case colon form.
  *
- * @throws {CniError} code 7 when the value is not a MAC address
+ * @throws {CniError} code 7 when the value is not a MAC address, or is one of 8 or 20 octets
+ *   (an Ethernet link takes 6)
  */
 export function requestedMac(raw: Obj, ctx: DelegateContext, field?: string): string | undefined {
   const rc = (raw.runtimeConfig ?? {}) as Obj;
@@ -78,8 +79,14 @@ export function requestedMac(raw: Obj, ctx: DelegateContext, field?: string): st
   const mac =
     (rc.mac || cni?.mac || ctx.cniArgs.get("MAC") || (field ? raw[field] : undefined)) as unknown;
   if (mac === undefined || mac === "") return undefined;
-  if (typeof mac !== "string" || !MAC.test(mac)) {
-    throw badField(field ?? "mac", mac, "a MAC address");
+  const hw = parseMac(mac);
+  if (!hw) throw badField(field ?? "mac", mac, "a MAC address");
+  if (hw.octets !== 6) {
+    throw new CniError(
+      Code.InvalidConfig,
+      `Invalid "${field ?? "mac"}": ${JSON.stringify(mac)} is a ${hw.octets}-octet hardware ` +
+        `address; an Ethernet link takes a 6-octet MAC`,
+    );
   }
-  return mac.toLowerCase();
+  return hw.text;
 }

@@ -303,3 +303,33 @@ Deno.test({
     assertEquals(await linkExists(t.pod.name, "eth0"), false);
   },
 });
+
+Deno.test({
+  name: "bridge ADD takes a MAC in each net.ParseMAC form, normalised; 20 octets is code 7",
+  ignore: !isRoot,
+  async fn() {
+    await using t = await rig(makeBridge);
+    const { pod, call } = t;
+    const forms = [["02-00-00-AA-BB-01", "02:00:00:aa:bb:01"], [
+      "0200.00aa.bb02",
+      "02:00:00:aa:bb:02",
+    ]];
+    for (const [i, [mac, want]] of forms.entries()) {
+      const env = { containerId: `ctrmac${i}`, netns: pod.path, ifname: `eth${i}` };
+      const conf = baseConf(t.data, { runtimeConfig: { mac }, capabilities: { mac: true } });
+      const res = await call("ADD", conf, env) as Any;
+      assertEquals(res.interfaces[2].mac, want);
+      const [link] = await ipJson(pod.name, "link", "show", "dev", `eth${i}`);
+      assertEquals(link.address, want);
+      await call("DEL", conf, env);
+    }
+    const ib = "00:00:00:00:fe:80:00:00:00:00:00:00:02:00:5e:10:00:00:00:01";
+    const env = { containerId: "ctrmacib", netns: pod.path, ifname: "eth9" };
+    await assert.rejects(
+      call("ADD", baseConf(t.data, { runtimeConfig: { mac: ib } }), env),
+      (e) => isCode(7)(e) && /"mac".*20-octet/.test((e as Error).message),
+    );
+    assertEquals(await linkExists(pod.name, "eth9"), false);
+    assertEquals(await exists(`${t.data}/ppnet/10.250.7.4`), false);
+  },
+});
