@@ -7,6 +7,7 @@
  */
 import { parseCniArgs, validateCniArgs } from "../conf/cni_args.ts";
 import { CniError, Code } from "../conf/errors.ts";
+import { ifnameProblem } from "../conf/ifname.ts";
 import { NO_TRACE, type Trace } from "../conf/trace.ts";
 import { parseNetConf } from "../conf/netconf.ts";
 import { resolveIn } from "../conf/paths.ts";
@@ -52,8 +53,6 @@ export const REQUIRED_ENV: Record<Verb, readonly string[]> = {
 const MIN_VERSION: Partial<Record<Verb, string>> = { CHECK: "0.4.0", GC: "1.1.0", STATUS: "1.1.0" };
 
 const CONTAINER_ID = /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/;
-// Go's unicode.IsSpace: ASCII and Latin-1 spaces plus the Unicode White_Space set.
-const IFNAME_BAD = /[/:\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]/;
 
 /** The VERSION answer (spec: the newest version and every supported one). */
 export function versionInfo(): { cniVersion: string; supportedVersions: string[] } {
@@ -94,12 +93,8 @@ export function validateContainerId(id: string): string {
  * @throws {CniError} code 4 naming the rule broken
  */
 export function validateIfname(name: string): string {
-  const bad = (why: string) =>
-    new CniError(Code.InvalidEnv, `Invalid CNI_IFNAME "${name}": ${why}`);
-  if (name === "") throw bad("the name is empty");
-  if (new TextEncoder().encode(name).length > 15) throw bad("longer than 15 bytes");
-  if (name === "." || name === "..") throw bad(`"." and ".." are not interface names`);
-  if (IFNAME_BAD.test(name)) throw bad(`contains "/", ":" or whitespace`);
+  const why = ifnameProblem(name);
+  if (why) throw new CniError(Code.InvalidEnv, `Invalid CNI_IFNAME "${name}": ${why}`);
   return name;
 }
 

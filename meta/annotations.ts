@@ -12,6 +12,7 @@
  * @module
  */
 import { CniError, Code } from "../conf/errors.ts";
+import { ifnameProblem } from "../conf/ifname.ts";
 import { tryParseCidr, tryParseIp } from "../conf/ip.ts";
 import { parseMac } from "../conf/mac.ts";
 import {
@@ -84,9 +85,7 @@ const JSON_MARKERS = /[[{"]/;
 
 /** Whether `name` is a valid CNI_IFNAME (1–15 bytes, not `.`/`..`, no `/`, `:` or space). */
 export function isValidIfname(name: string): boolean {
-  const bytes = new TextEncoder().encode(name).length;
-  if (bytes < 1 || bytes > 15 || name === "." || name === "..") return false;
-  return !/[/:\s]/.test(name);
+  return ifnameProblem(name) === undefined;
 }
 
 function invalid(key: string, msg: string): CniError {

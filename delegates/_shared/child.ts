@@ -10,7 +10,7 @@ import type { CniDns, CniResult } from "../../conf/types.ts";
 import type { BuiltinDelegate, DelegateContext } from "../types.ts";
 import { type LinkInfo, Netlink, type NetNs } from "../../ffi/mod.ts";
 import { beginCheck, checkFailed, checkL3 } from "./check.ts";
-import { confBool, confDns, confInt, confString, ipamType } from "./conf_read.ts";
+import { confBool, confDns, confInt, confLinkName, confString, ipamType } from "./conf_read.ts";
 import { configureIface } from "./iface.ts";
 import {
   defaultRouteInterface,
@@ -58,7 +58,7 @@ export interface ChildKind<C extends ChildConf> {
  */
 export function parseChildConf(raw: Obj): ChildConf {
   return {
-    master: confString(raw, "master"),
+    master: confLinkName(raw, "master"),
     mtu: confInt(raw, "mtu", 0, 65535) || undefined,
     linkInContainer: confBool(raw, "linkInContainer"),
     ipamType: ipamType(raw),

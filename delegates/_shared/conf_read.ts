@@ -6,6 +6,7 @@
  * @module
  */
 import { CniError, Code } from "../../conf/errors.ts";
+import { ifnameProblem } from "../../conf/ifname.ts";
 import { parseMac } from "../../conf/mac.ts";
 import type { CniDns } from "../../conf/types.ts";
 import type { DelegateContext } from "../types.ts";
@@ -46,6 +47,25 @@ export function confString(raw: Obj, key: string): string | undefined {
   const v = raw[key];
   if (v === undefined || v === null || v === "") return undefined;
   if (typeof v !== "string") throw badField(key, v, "a string");
+  return v;
+}
+
+/**
+ * A link-name field (a bridge, a master, an underlay, a vxlan device): a string the kernel
+ * takes as a link name (missing or empty → undefined).
+ *
+ * @throws {CniError} code 7 naming the field, the value and the rule broken
+ */
+export function confLinkName(raw: Obj, key: string): string | undefined {
+  const v = confString(raw, key);
+  if (v === undefined) return undefined;
+  const why = ifnameProblem(v);
+  if (why) {
+    throw new CniError(
+      Code.InvalidConfig,
+      `Invalid "${key}": ${JSON.stringify(v)} is not a link name (${why})`,
+    );
+  }
   return v;
 }
 

@@ -6,7 +6,14 @@
  */
 import { CniError, Code } from "../../conf/errors.ts";
 import type { CniDns } from "../../conf/types.ts";
-import { confBool, confDns, confInt, confString, ipamType } from "../_shared/conf_read.ts";
+import {
+  confBool,
+  confDns,
+  confInt,
+  confLinkName,
+  confString,
+  ipamType,
+} from "../_shared/conf_read.ts";
 
 type Obj = Record<string, unknown>;
 
@@ -84,7 +91,7 @@ export function parseBridgeConf(raw: Obj, dfltBridge = "cni0"): BridgeConf {
   const isDefaultGateway = confBool(raw, "isDefaultGateway");
   return {
     name: confString(raw, "name") ?? "",
-    bridge: confString(raw, "bridge") ?? dfltBridge,
+    bridge: confLinkName(raw, "bridge") ?? dfltBridge,
     mtu: confInt(raw, "mtu", 0, 65535) || undefined,
     // isDefaultGateway implies isGateway (reference cmdAdd).
     isGateway: confBool(raw, "isGateway") || isDefaultGateway,

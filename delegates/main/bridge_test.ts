@@ -333,3 +333,29 @@ Deno.test({
     assertEquals(await exists(`${t.data}/ppnet/10.250.7.4`), false);
   },
 });
+
+Deno.test("every link-name field longer than 15 bytes or not a link name is code 7 naming it", async () => {
+  const { parseVxlanConf } = await import("./vxlan.ts");
+  const { macvlan } = await import("./macvlan.ts");
+  const { ipvlan } = await import("./ipvlan.ts");
+  const bad = ["a-very-long-bridge", "br/0", "br:0", "br 0", "..", "ünïcödé-brïdge"];
+  for (const v of bad) {
+    const cases: Array<[string, () => unknown]> = [
+      ["bridge", () => parseBridgeConf({ bridge: v })],
+      ["bridge", () => parseVxlanConf({ vni: 5, bridge: v })],
+      ["vxlanName", () => parseVxlanConf({ vni: 5, vxlanName: v })],
+      ["dev", () => parseVxlanConf({ vni: 5, dev: v })],
+      ["master", () => macvlan.parseConf({ master: v })],
+      ["master", () => ipvlan.parseConf({ master: v })],
+    ];
+    for (const [field, parse] of cases) {
+      assert.throws(parse, (e) => {
+        assert.ok(e instanceof CniError, `${field}=${v}: ${e}`);
+        assertEquals(e.code, 7);
+        assert.ok(e.message.includes(`"${field}": ${JSON.stringify(v)}`), e.message);
+        return true;
+      });
+    }
+  }
+  assertEquals(parseBridgeConf({ bridge: "exactly15bytes_" }).bridge, "exactly15bytes_");
+});

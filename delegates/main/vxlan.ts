@@ -21,7 +21,7 @@ import type { BuiltinDelegate, DelegateContext } from "../types.ts";
 import type { LinkInfo, Netlink } from "../../ffi/mod.ts";
 import { checkFailed } from "../_shared/check.ts";
 import { familyOf } from "../_shared/cidr.ts";
-import { confInt, confString } from "../_shared/conf_read.ts";
+import { confInt, confLinkName, confString } from "../_shared/conf_read.ts";
 import {
   defaultRouteInterface,
   deleteLinkIfExists,
@@ -91,9 +91,9 @@ export function parseVxlanConf(raw: Obj): VxlanConf {
   return {
     ...b,
     vni,
-    vxlanName: confString(raw, "vxlanName") ?? `vx${vni}`,
+    vxlanName: confLinkName(raw, "vxlanName") ?? `vx${vni}`,
     port: confInt(raw, "port", 1, 65535) ?? 4789,
-    dev: confString(raw, "dev"),
+    dev: confLinkName(raw, "dev"),
     local,
     remotes: remotes as string[],
     mtuSet: b.mtu,
