@@ -5,6 +5,7 @@
  * @module
  */
 import { parseCniArgs } from "../conf/cni_args.ts";
+import { CniError, Code } from "../conf/errors.ts";
 import { NO_TRACE, type Trace } from "../conf/trace.ts";
 import type { CniResult } from "../conf/types.ts";
 import type { InProcessRequest, PluginEnv, PluginRegistry } from "../delegates/types.ts";
