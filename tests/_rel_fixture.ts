@@ -7,7 +7,7 @@
  * @module
  */
 import { type CniIo, runCni } from "../cli/cni.ts";
-import { defaultResolver } from "../cli/resolve.ts";
+import { createRoot, type Root } from "../cli/root.ts";
 import { ipJson, tempNetns, type TestNetns, tryRun } from "./testutils.ts";
 
 const enc = new TextEncoder();
@@ -29,12 +29,14 @@ export function pprName(tag: string): string {
 }
 
 /**
- * Runs one CNI call through `runCni` and podplex's own resolver, with `env` as the whole
- * environment and `stdin` as the conf.
+ * Runs one CNI call through `runCni` and podplex's own composition root (a fresh one per
+ * call, as a per-call process has), with `env` as the whole environment and `stdin` as the
+ * conf.
  */
 export async function callCni(
   env: Record<string, string | undefined>,
   stdin: string | Uint8Array,
+  root: Root = createRoot(),
 ): Promise<CallOut> {
   let stdout = "", stderr = "";
   const io: CniIo = {
@@ -43,7 +45,12 @@ export async function callCni(
     stdout: (s) => (stdout += s),
     stderr: (s) => (stderr += s),
   };
-  const code = await runCni(io, defaultResolver(undefined));
+  let code: number;
+  try {
+    code = await runCni(io, root.resolver(undefined));
+  } finally {
+    root.close();
+  }
   let json: Record<string, unknown> = {};
   try {
     json = stdout.trim() ? JSON.parse(stdout) : {};
