@@ -1,179 +1,298 @@
 /**
- * `podplex install`: writes the podplex conflist runtimes read (`00-podplex.conflist`, so it
- * sorts first in the conf dir, with podplex as its only plugin) and links the launcher into
- * the CNI bin dir as `podplex` (and, with `--builtins`, under each built-in delegate's type).
- * Nothing existing is overwritten without `--force`, and nothing is written when any target
- * is in the way.
+ * `podplex install`: the DaemonSet's entrypoint, doing what Multus's thin entrypoint does.
+ * It copies the node artifact it runs from into the host's CNI bin dir atomically
+ * (`_install_artifact.ts`), waits for the node's default network conf and writes
+ * `00-podplex.conflist` wrapping it as the cluster network, and writes a kubeconfig from the
+ * pod's service account (`_install_conf.ts`). With `--watch` it keeps both current (token or
+ * CA rotation, a changed or new default conf) and, with `--cleanup-config-on-exit`, removes
+ * what it wrote on SIGTERM so the node falls back to its default network.
  *
  * @module
  */
-import { fileURLToPath } from "node:url";
 import { CniError, Code } from "../conf/errors.ts";
+import { parseYaml } from "../conf/yaml.ts";
 import { BUILTIN_TYPES } from "../delegates/catalog.ts";
-import { parsePodplexConf } from "../meta/conf.ts";
+import { SA_DIR } from "../meta/k8s.ts";
 import { guard, parseFlags, UsageError } from "./_args.ts";
-import { out, printJson } from "./_output.ts";
-import { PODPLEX_CAPABILITIES } from "./_config.ts";
+import { out } from "./_output.ts";
+import { installArtifact, runningArtifact } from "./_install_artifact.ts";
+import {
+  buildConflist,
+  CONFLIST_NAME,
+  type DefaultConf,
+  findDefaultConf,
+  KUBECONFIG_HOST_PATH,
+  KUBECONFIG_SUBPATH,
+  kubeconfigText,
+  writeAtomic,
+} from "./_install_conf.ts";
+
+/** How often `--watch` looks at the token, the CA and the default conf. */
+export const POLL_MS = 1000;
+
+/** The flags, by name: what deploy/ may pass (the drift test reads this table). */
+export const INSTALL_FLAGS = {
+  "conf-dir": { type: "string" },
+  "bin-dir": { type: "string" },
+  "default-network-file": { type: "string" },
+  "podplex-conf": { type: "string" },
+  "service-account-dir": { type: "string" },
+  "kubeconfig-file-host": { type: "string" },
+  kubeconfig: { type: "string" },
+  "cluster-network": { type: "string" },
+  "default-network": { type: "string", multiple: true },
+  "networks-dir": { type: "string" },
+  "state-dir": { type: "string" },
+  "namespace-isolation": { type: "boolean" },
+  "global-namespaces": { type: "string" },
+  "readiness-indicator-file": { type: "string" },
+  "log-level": { type: "string" },
+  "log-file": { type: "string" },
+  builtins: { type: "boolean" },
+  watch: { type: "boolean" },
+  "cleanup-config-on-exit": { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
 
 const HELP = `usage: podplex install [flags]
 
-Writes <conf-dir>/00-podplex.conflist (podplex as the only plugin, declaring the
-capabilities ${Object.keys(PODPLEX_CAPABILITIES).join(", ")})
-and links bin/podplex into <bin-dir> as "podplex". Existing files are left alone unless
---force; when one is in the way nothing is written.
+Copies the podplex artifact this runs from into <bin-dir> (podplex + podplex.d/<version>/,
+atomically), waits for the node's default network conf (the alphabetically first .conf or
+.conflist in <conf-dir> other than ${CONFLIST_NAME}) and writes <conf-dir>/${CONFLIST_NAME}
+with it as the cluster network (its bytes and cniVersion kept). When the service account's
+token is mounted, writes <conf-dir>/${KUBECONFIG_SUBPATH} (0600) from it and
+KUBERNETES_SERVICE_HOST/PORT. Without --watch it exits once both are written.
 
 Flags:
-  --conf-dir DIR           where runtimes read CNI confs (default /etc/cni/net.d)
-  --bin-dir DIR            the CNI plugin dir (default /opt/cni/bin)
-  --cluster-network X      the cluster network: "ns/name", a conf file name, or a path
-  --default-network NS/N   a network every pod gets (repeatable)
-  --networks-dir DIR       local network definitions (default /etc/cni/podplex/networks.d)
-  --state-dir DIR          attachment state (default /var/lib/cni/podplex)
-  --kubeconfig FILE        the API server's kubeconfig (NADs, pod annotations)
-  --builtins               also link podplex as ${BUILTIN_TYPES.join(", ")}
-  --force                  overwrite existing files and links
-  --dry-run                print what would be written, write nothing
-  --json                   print the actions as JSON
+  --conf-dir DIR                 the CNI conf dir as mounted (default /etc/cni/net.d)
+  --bin-dir DIR                  the CNI bin dir as mounted (default /opt/cni/bin)
+  --default-network-file NAME    the default network conf's file name in --conf-dir
+  --podplex-conf FILE            podplex conf fields (JSON or YAML, e.g. a ConfigMap's file);
+                                 the flags below override them
+  --service-account-dir DIR      default ${SA_DIR}
+  --kubeconfig-file-host PATH    the kubeconfig's path on the host, named in the conflist
+                                 (default ${KUBECONFIG_HOST_PATH})
+  --kubeconfig FILE              use this kubeconfig instead of the service account's
+  --cluster-network X            an explicit cluster network ("ns/name", a conf file name):
+                                 no waiting for, nor embedding of, the default conf
+  --default-network NS/N         a network every pod gets (repeatable)
+  --networks-dir DIR, --state-dir DIR
+  --namespace-isolation          pods use only networks of their namespace (and global ones)
+  --global-namespaces A,B        namespaces whose networks every pod may use
+  --readiness-indicator-file F   ADD waits for this file (the default network's readiness)
+  --log-level LEVEL, --log-file FILE
+  --builtins                     also link ${BUILTIN_TYPES.join(", ")} to podplex
+  --watch                        keep running: rewrite the kubeconfig on token/CA change
+                                 and the conflist when the default conf changes
+  --cleanup-config-on-exit       with --watch: on SIGTERM remove the conflist and kubeconfig
 `;
 
-/** Inputs of {@linkcode buildInstallConf}. */
-export interface InstallOptions {
-  clusterNetwork?: string;
-  defaultNetworks?: string[];
-  networksDir?: string;
-  stateDir?: string;
-  kubeconfig?: string;
+type Flags = ReturnType<typeof parseFlags<typeof INSTALL_FLAGS>>["values"];
+
+/** The podplex conf fields: the --podplex-conf file's, then the flags'. */
+async function podplexFields(f: Flags): Promise<Record<string, unknown>> {
+  let fields: Record<string, unknown> = {};
+  if (f["podplex-conf"]) fields = await readFieldsFile(f["podplex-conf"]);
+  const set = (k: string, v: unknown) => {
+    if (v !== undefined) fields[k] = v;
+  };
+  set("clusterNetwork", f["cluster-network"]);
+  set("defaultNetworks", f["default-network"]);
+  set("networksDir", f["networks-dir"]);
+  set("stateDir", f["state-dir"]);
+  set("kubeconfig", f.kubeconfig);
+  set("namespaceIsolation", f["namespace-isolation"]);
+  set("globalNamespaces", f["global-namespaces"]?.split(",").map((s) => s.trim()).filter(Boolean));
+  set("readinessIndicatorFile", f["readiness-indicator-file"]);
+  set("logLevel", f["log-level"]);
+  set("logFile", f["log-file"]);
+  return fields;
 }
 
-/**
- * The conflist `install` writes, validated by the same parser the meta-plugin uses.
- *
- * @throws {CniError} code 7 when an option makes an invalid podplex conf
- */
-export function buildInstallConf(opts: InstallOptions): Record<string, unknown> {
-  const entry: Record<string, unknown> = { type: "podplex" };
-  if (opts.clusterNetwork) entry.clusterNetwork = opts.clusterNetwork;
-  if (opts.defaultNetworks?.length) entry.defaultNetworks = opts.defaultNetworks;
-  if (opts.networksDir) entry.networksDir = opts.networksDir;
-  if (opts.stateDir) entry.stateDir = opts.stateDir;
-  if (opts.kubeconfig) entry.kubeconfig = opts.kubeconfig;
-  entry.capabilities = { ...PODPLEX_CAPABILITIES };
-  const list = { cniVersion: "1.1.0", name: "podplex", plugins: [entry] };
-  parsePodplexConf(list);
-  return list;
-}
-
-/** One file `install` writes. */
-export interface Action {
-  path: string;
-  kind: "conf" | "symlink";
-  /** The symlink's target. */
-  target?: string;
-  /** "write", "skip" (already as wanted), "overwrite" (--force). */
-  how: "write" | "skip" | "overwrite";
-}
-
-/**
- * The entry to link: the node artifact's own (`<artifact>/podplex`, two levels above its
- * payload `podplex.d/<version>/`) when running from it, else bin/podplex of the checkout.
- */
-export function launcherPath(): string {
-  const bundled = /\/podplex\.d\/[0-9a-f]+\/[^/]+$/.test(import.meta.url);
-  return fileURLToPath(new URL(bundled ? "../../podplex" : "../bin/podplex", import.meta.url));
-}
-
-async function lstat(path: string): Promise<Deno.FileInfo | null> {
+/** A conf file's podplex fields: a bare object, a podplex conf, or a conflist's first plugin. */
+async function readFieldsFile(path: string): Promise<Record<string, unknown>> {
+  const text = await Deno.readTextFile(path);
+  let doc: unknown;
   try {
-    return await Deno.lstat(path);
+    doc = JSON.parse(text);
+  } catch {
+    doc = await parseYaml(text);
+  }
+  const obj = doc as Record<string, unknown> | null;
+  const entry = Array.isArray(obj?.plugins) ? obj.plugins[0] : obj;
+  if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
+    throw new CniError(Code.InvalidConfig, `Invalid podplex conf "${path}": not an object`);
+  }
+  const { cniVersion: _v, name: _n, type: _t, capabilities: _c, ...fields } = entry as Record<
+    string,
+    unknown
+  >;
+  return fields;
+}
+
+/** What one pass wants on disk, and the files it owns. */
+interface Paths {
+  confDir: string;
+  conflist: string;
+  kubeconfig: string;
+  saDir: string;
+  defaultFile?: string;
+  /** Whether the kubeconfig is podplex's to write (a service account token is mounted). */
+  ownKubeconfig: boolean;
+}
+
+async function readOrNull(path: string): Promise<string | null> {
+  try {
+    return await Deno.readTextFile(path);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return null;
     throw e;
   }
 }
 
-/** Decides each action; throws when something is in the way and --force is not given. */
-async function plan(actions: Omit<Action, "how">[], text: string, force: boolean) {
-  const out: Action[] = [];
-  const blocked: string[] = [];
-  for (const a of actions) {
-    const st = await lstat(a.path);
-    if (!st) {
-      out.push({ ...a, how: "write" });
-      continue;
-    }
-    const same = a.kind === "symlink"
-      ? st.isSymlink && (await Deno.readLink(a.path)) === a.target
-      : st.isFile && (await Deno.readTextFile(a.path)) === text;
-    if (same) out.push({ ...a, how: "skip" });
-    else if (force) out.push({ ...a, how: "overwrite" });
-    else blocked.push(a.path);
-  }
-  if (blocked.length) {
-    throw new CniError(
-      Code.AlreadyExists,
-      `Not installing: ${blocked.map((p) => `"${p}"`).join(", ")} exist(s) already and differ ` +
-        `(--force overwrites)`,
-    );
-  }
-  return out;
+/** Rewrites `path` when its content differs from `text`; says whether it did. */
+async function sync(path: string, text: string, mode: number): Promise<boolean> {
+  if ((await readOrNull(path)) === text) return false;
+  await writeAtomic(path, text, mode);
+  return true;
 }
 
-async function apply(a: Action, text: string): Promise<void> {
-  if (a.how === "skip") return;
-  const dir = a.path.slice(0, a.path.lastIndexOf("/")) || "/";
-  await Deno.mkdir(dir, { recursive: true });
-  const tmp = `${a.path}.podplex-tmp`;
-  await Deno.remove(tmp).catch(() => {});
-  if (a.kind === "conf") await Deno.writeTextFile(tmp, text, { mode: 0o644 });
-  else await Deno.symlink(a.target!, tmp);
-  await Deno.rename(tmp, a.path); // atomic replace: a runtime never sees half a conf
+/** The service account's kubeconfig, or undefined when no token is mounted. */
+async function wantedKubeconfig(p: Paths): Promise<string | undefined> {
+  const token = await readOrNull(`${p.saDir}/token`);
+  if (token === null) return undefined;
+  const ca = (await readOrNull(`${p.saDir}/ca.crt`)) ?? "";
+  return kubeconfigText({ token, ca }, Deno.env.toObject());
+}
+
+/** One pass: writes what changed; says whether the conflist is in place. */
+async function pass(p: Paths, fields: Record<string, unknown>, log: Logger): Promise<boolean> {
+  const kube = p.ownKubeconfig ? await wantedKubeconfig(p) : undefined;
+  if (kube !== undefined && await sync(p.kubeconfig, kube, 0o600)) log(`wrote ${p.kubeconfig}`);
+  let def: DefaultConf | undefined;
+  if (fields.clusterNetwork === undefined) {
+    def = findDefaultConf(p.confDir, p.defaultFile);
+    if (!def) {
+      const have = (await readOrNull(p.conflist)) !== null;
+      log(
+        have
+          ? `the default network conf is gone from "${p.confDir}": keeping ${p.conflist}`
+          : `waiting for the default network conf in "${p.confDir}"`,
+      );
+      return have;
+    }
+  }
+  const text = buildConflist(fields, def);
+  if (await sync(p.conflist, text, 0o644)) {
+    log(`wrote ${p.conflist}` + (def ? ` (cluster network: ${def.path})` : ""));
+  }
+  return true;
+}
+
+type Logger = (line: string) => void;
+
+/** Prints a line once until a different one comes (a watch loop repeats itself). */
+function onceLogger(): Logger {
+  let last = "";
+  return (line) => {
+    if (line === last) return;
+    last = line;
+    out(`podplex install: ${line}\n`);
+  };
+}
+
+/** Resolves on SIGTERM or SIGINT; `dispose` removes the listeners. */
+function stopSignal(): { stopped: Promise<Deno.Signal>; dispose: () => void } {
+  let resolve!: (s: Deno.Signal) => void;
+  const stopped = new Promise<Deno.Signal>((r) => (resolve = r));
+  const sigs: Deno.Signal[] = ["SIGTERM", "SIGINT"];
+  const handlers = sigs.map((s) => [s, () => resolve(s)] as const);
+  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
+  return { stopped, dispose: () => handlers.forEach(([s, h]) => Deno.removeSignalListener(s, h)) };
+}
+
+async function loop(
+  p: Paths,
+  fields: Record<string, unknown>,
+  f: Flags,
+  stopped: Promise<Deno.Signal>,
+): Promise<number> {
+  const log = onceLogger();
+  let signal: Deno.Signal | undefined;
+  stopped.then((s) => (signal = s));
+  while (signal === undefined) {
+    let ready = false;
+    try {
+      ready = await pass(p, fields, log);
+    } catch (e) {
+      if (!f.watch || !(e instanceof CniError)) throw e;
+      log(`${e.message}; retrying`); // e.g. a default conf caught half-written
+    }
+    if (ready && !f.watch) return 0;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([stopped, new Promise((r) => (timer = setTimeout(r, POLL_MS)))]);
+    clearTimeout(timer);
+  }
+  log(`${signal}: stopping`);
+  if (f.watch && f["cleanup-config-on-exit"]) {
+    for (const path of [p.conflist, p.kubeconfig]) {
+      if (path === p.kubeconfig && !p.ownKubeconfig) continue;
+      if (await Deno.remove(path).then(() => true, () => false)) log(`removed ${path}`);
+    }
+  }
+  return 0;
 }
 
 /** Entry of `podplex install`. */
-export function main(argv: string[]): Promise<number> {
+export async function main(argv: string[]): Promise<number> {
+  // Listening from the start: a SIGTERM during the copy ends the run between two steps.
+  const { stopped, dispose } = stopSignal();
+  try {
+    return await install(argv, stopped);
+  } finally {
+    dispose();
+  }
+}
+
+function install(argv: string[], stopped: Promise<Deno.Signal>): Promise<number> {
   return guard("podplex install", async () => {
-    const { values: f, positionals } = parseFlags(argv, {
-      "conf-dir": { type: "string" },
-      "bin-dir": { type: "string" },
-      "cluster-network": { type: "string" },
-      "default-network": { type: "string", multiple: true },
-      "networks-dir": { type: "string" },
-      "state-dir": { type: "string" },
-      kubeconfig: { type: "string" },
-      builtins: { type: "boolean" },
-      force: { type: "boolean" },
-      "dry-run": { type: "boolean" },
-      json: { type: "boolean" },
-      help: { type: "boolean", short: "h" },
-    });
+    const { values: f, positionals } = parseFlags(argv, INSTALL_FLAGS);
     if (f.help) return (out(HELP), 0);
     if (positionals.length) throw new UsageError(`"install" takes no arguments`);
-    const conf = buildInstallConf({
-      clusterNetwork: f["cluster-network"],
-      defaultNetworks: f["default-network"],
-      networksDir: f["networks-dir"],
-      stateDir: f["state-dir"],
-      kubeconfig: f.kubeconfig,
-    });
-    const text = JSON.stringify(conf, null, 2) + "\n";
+    if (f["cleanup-config-on-exit"] && !f.watch) {
+      throw new UsageError(`--cleanup-config-on-exit needs --watch`);
+    }
+    const fields = await podplexFields(f);
+    buildConflist(fields); // refuse a bad ConfigMap or flag before touching the host
     const confDir = (f["conf-dir"] ?? "/etc/cni/net.d").replace(/\/+$/, "");
     const binDir = (f["bin-dir"] ?? "/opt/cni/bin").replace(/\/+$/, "");
-    const launcher = launcherPath();
-    const names = ["podplex", ...(f.builtins ? BUILTIN_TYPES : [])];
-    const wanted: Omit<Action, "how">[] = [
-      { path: `${confDir}/00-podplex.conflist`, kind: "conf" },
-      ...names.map((n) => ({ path: `${binDir}/${n}`, kind: "symlink" as const, target: launcher })),
-    ];
-    const actions = await plan(wanted, text, !!f.force);
-    if (!f["dry-run"]) { for (const a of actions) await apply(a, text); }
-    if (f.json) printJson({ dryRun: !!f["dry-run"], conf, actions });
-    else {
-      for (const a of actions) {
-        const what = a.kind === "conf" ? "conf" : `link -> ${a.target}`;
-        out(`${f["dry-run"] ? "would " : ""}${a.how} ${a.path} (${what})\n`);
-      }
-      if (f["dry-run"]) out(text);
+    if (!(await Deno.stat(confDir).then((s) => s.isDirectory, () => false))) {
+      throw new Error(`Cannot install into "${confDir}": no such directory`);
     }
-    return 0;
+    const art = runningArtifact();
+    if (!art) {
+      throw new Error(
+        `Cannot install from the sources: run the node artifact (deno task build; dist/node/podplex)`,
+      );
+    }
+    const done = await installArtifact(art, binDir, f.builtins ? BUILTIN_TYPES : []);
+    out(
+      `podplex install: ${done.entry} runs payload ${done.version}` +
+        `${done.copiedPayload ? " (copied)" : " (already there)"}` +
+        `${done.pruned.length ? `, pruned ${done.pruned.join(", ")}` : ""}\n`,
+    );
+    const saDir = f["service-account-dir"] ?? SA_DIR;
+    const ownKubeconfig = fields.kubeconfig === undefined &&
+      (await readOrNull(`${saDir}/token`)) !== null;
+    if (ownKubeconfig) fields.kubeconfig = f["kubeconfig-file-host"] ?? KUBECONFIG_HOST_PATH;
+    const paths: Paths = {
+      confDir,
+      conflist: `${confDir}/${CONFLIST_NAME}`,
+      kubeconfig: `${confDir}/${KUBECONFIG_SUBPATH}`,
+      saDir,
+      defaultFile: f["default-network-file"],
+      ownKubeconfig,
+    };
+    return await loop(paths, fields, f, stopped);
   });
 }

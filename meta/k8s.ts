@@ -52,7 +52,8 @@ export interface KubeClientOptions {
   conflictRetries?: number;
 }
 
-const SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
+/** Where a pod's service account is mounted (token, ca.crt). */
+export const SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
 const NAD_PATH = "/apis/k8s.cni.cncf.io/v1";
 
 /** How to reach the API server, once resolved. */

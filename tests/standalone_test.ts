@@ -317,41 +317,6 @@ Deno.test({
   },
 });
 
-Deno.test({
-  name: "install writes the conflist and links once and overwrites only with --force",
-  async fn() {
-    const dir = await Deno.makeTempDir({ prefix: "ppinstall" });
-    try {
-      const args = ["install", "--conf-dir", `${dir}/net.d`, "--bin-dir", `${dir}/bin`];
-      await ok(...args, "--cluster-network", "kube-system/lan", "--builtins");
-      const conf = JSON.parse(await Deno.readTextFile(`${dir}/net.d/00-podplex.conflist`));
-      assert.equal(conf.plugins.length, 1);
-      assert.equal(conf.plugins[0].type, "podplex");
-      assert.equal(conf.plugins[0].clusterNetwork, "kube-system/lan");
-      assert.equal(conf.plugins[0].capabilities["io.kubernetes.cri.pod-annotations"], true);
-      assert.equal(conf.plugins[0].capabilities.portMappings, true);
-      assert.equal(await Deno.readLink(`${dir}/bin/podplex`), `${ROOT}dist/node/podplex`);
-      assert.equal(await Deno.readLink(`${dir}/bin/host-local`), `${ROOT}dist/node/podplex`);
-      // The link works: VERSION through it.
-      const v = await new Deno.Command(`${dir}/bin/podplex`, {
-        env: { CNI_COMMAND: "VERSION" },
-        stdout: "piped",
-      }).output();
-      assert.match(dec.decode(v.stdout), /supportedVersions/);
-
-      assert.match(await ok(...args, "--cluster-network", "kube-system/lan", "--builtins"), /skip/);
-      const o = await podplex(...args, "--cluster-network", "kube-system/other");
-      assert.equal(o.code, 1);
-      assert.match(o.stderr, /00-podplex\.conflist.*--force/);
-      await ok(...args, "--cluster-network", "kube-system/other", "--force");
-      const conf2 = JSON.parse(await Deno.readTextFile(`${dir}/net.d/00-podplex.conflist`));
-      assert.equal(conf2.plugins[0].clusterNetwork, "kube-system/other");
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
-});
-
 Deno.test("every standalone command has help and rejects an unknown flag by name", async () => {
   for (const cmd of ["pod", "net", "status", "gc", "graph", "install"]) {
     const help = await podplex(cmd, "--help");

@@ -1,0 +1,190 @@
+/**
+ * What `podplex install` writes into the host's CNI conf dir, as Multus's entrypoint does:
+ * the podplex conflist wrapping the node's default network conf (found as the alphabetically
+ * first `.conf`/`.conflist` other than podplex's own, or named by flag) and a kubeconfig made
+ * from the DaemonSet's service account. Pure functions over texts, plus the atomic write.
+ *
+ * @module
+ */
+import { CniError, Code } from "../conf/errors.ts";
+import { META_TYPE } from "../meta/conf.ts";
+import { parsePodplexConf } from "../meta/conf.ts";
+import { INSTALLED_CONF, PODPLEX_CAPABILITIES } from "./_config.ts";
+
+/** The file name of podplex's conflist in the conf dir (sorts before the default network's). */
+export const CONFLIST_NAME = INSTALLED_CONF.slice(INSTALLED_CONF.lastIndexOf("/") + 1);
+
+/** Where the kubeconfig lands, as the host sees it (DESIGN.md's node layout). */
+export const KUBECONFIG_HOST_PATH = "/etc/cni/net.d/podplex.d/podplex.kubeconfig";
+
+/** The kubeconfig's place under the conf dir: `<conf dir>/podplex.d/podplex.kubeconfig`. */
+export const KUBECONFIG_SUBPATH = KUBECONFIG_HOST_PATH.slice("/etc/cni/net.d/".length);
+
+/** The extensions of a default network conf, as the brief and Multus's autoconfig take them. */
+const CONF_EXT = /\.(conf|conflist)$/;
+
+/** A default network conf as found on disk. */
+export interface DefaultConf {
+  path: string;
+  /** The file's bytes, decoded as UTF-8: embedded unchanged. */
+  text: string;
+  /** Its `cniVersion`, which the wrapping conflist takes (Multus keeps it too). */
+  cniVersion: string;
+}
+
+/**
+ * Finds the node's default network conf: `fileName` when given, else the alphabetically
+ * first `.conf`/`.conflist` in `confDir` that is not podplex's own (nor a temp file of it).
+ *
+ * @returns undefined while there is none yet (the default network's own DaemonSet may not
+ *   have written it)
+ * @throws {CniError} code 7 when the file is not a JSON object with a string `cniVersion`
+ */
+export function findDefaultConf(confDir: string, fileName?: string): DefaultConf | undefined {
+  let path: string | undefined;
+  if (fileName) path = `${confDir}/${fileName}`;
+  else {
+    const names = listNames(confDir).filter((n) =>
+      CONF_EXT.test(n) && !n.startsWith(CONFLIST_NAME) && !n.startsWith(".")
+    ).sort();
+    if (names.length === 0) return undefined;
+    path = `${confDir}/${names[0]}`;
+  }
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+  let obj: unknown;
+  try {
+    obj = JSON.parse(text);
+  } catch (e) {
+    throw new CniError(Code.InvalidConfig, `Default network conf "${path}" is not JSON`, String(e));
+  }
+  const v = (obj as Record<string, unknown> | null)?.cniVersion;
+  if (typeof obj !== "object" || obj === null || Array.isArray(obj) || typeof v !== "string") {
+    throw new CniError(
+      Code.InvalidConfig,
+      `Default network conf "${path}" is not a CNI conf: no string "cniVersion"`,
+    );
+  }
+  return { path, text, cniVersion: v };
+}
+
+function listNames(dir: string): string[] {
+  try {
+    return Array.from(Deno.readDirSync(dir), (e) => e.name);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return [];
+    throw e;
+  }
+}
+
+/** The capabilities a conf declares (a conflist's plugins' or a single conf's). */
+function declaredCapabilities(conf: Record<string, unknown>): Record<string, boolean> {
+  const out: Record<string, boolean> = {};
+  const entries = Array.isArray(conf.plugins) ? conf.plugins : [conf];
+  for (const p of entries) {
+    const caps = (p as Record<string, unknown> | null)?.capabilities;
+    if (typeof caps !== "object" || caps === null) continue;
+    for (const [k, v] of Object.entries(caps)) if (v === true) out[k] = true;
+  }
+  return out;
+}
+
+/**
+ * The conflist text: podplex as the only plugin with `fields` (its conf from the ConfigMap
+ * and flags), podplex's capabilities plus the default conf's (so the runtime passes them on,
+ * as Multus nests its master's), and the default conf's bytes spliced in unchanged as the
+ * inline `clusterNetwork`; the list takes the default conf's `cniVersion`.
+ *
+ * @param fields podplex conf fields; `clusterNetwork` there wins over `defaultConf`
+ * @throws {CniError} code 7 when the result is a conf the meta-plugin would refuse
+ */
+export function buildConflist(
+  fields: Record<string, unknown>,
+  defaultConf?: DefaultConf,
+): string {
+  const cniVersion = defaultConf && fields.clusterNetwork === undefined
+    ? defaultConf.cniVersion
+    : "1.1.0";
+  const embedded = defaultConf && fields.clusterNetwork === undefined;
+  const capabilities = {
+    ...(embedded ? declaredCapabilities(JSON.parse(defaultConf.text)) : {}),
+    ...PODPLEX_CAPABILITIES,
+  };
+  const entry: Record<string, unknown> = { type: META_TYPE, ...fields, capabilities };
+  const lines = Object.entries(entry).map(([k, v]) => `      ${JSON.stringify(k)}: ${j(v)}`);
+  if (embedded) lines.push(`      "clusterNetwork": ${defaultConf.text.trim()}`);
+  const text = `{\n  "cniVersion": ${JSON.stringify(cniVersion)},\n  "name": "podplex",\n` +
+    `  "plugins": [\n    {\n${lines.join(",\n")}\n    }\n  ]\n}\n`;
+  parsePodplexConf(JSON.parse(text));
+  return text;
+}
+
+const j = (v: unknown) => JSON.stringify(v);
+
+/** The service account as mounted into the DaemonSet's pod. */
+export interface ServiceAccount {
+  token: string;
+  /** PEM text of the cluster CA (`ca.crt`). */
+  ca: string;
+}
+
+/**
+ * A kubeconfig that reaches the API server as the DaemonSet's service account, from the host:
+ * `KUBERNETES_SERVICE_PROTOCOL` (default https), `_HOST` and `_PORT` from the pod's env, the
+ * token and the CA embedded (the host cannot see the pod's mounts).
+ *
+ * @throws {CniError} code 7 naming KUBERNETES_SERVICE_HOST or _PORT when unset
+ */
+export function kubeconfigText(sa: ServiceAccount, env: Record<string, string | undefined>) {
+  const host = env.KUBERNETES_SERVICE_HOST;
+  const port = env.KUBERNETES_SERVICE_PORT;
+  for (const [k, v] of [["KUBERNETES_SERVICE_HOST", host], ["KUBERNETES_SERVICE_PORT", port]]) {
+    if (!v) {
+      throw new CniError(
+        Code.InvalidConfig,
+        `Cannot write the kubeconfig: ${k} is not set (the service account's API server)`,
+      );
+    }
+  }
+  const proto = env.KUBERNETES_SERVICE_PROTOCOL || "https";
+  const server = `${proto}://${host!.includes(":") ? `[${host}]` : host}:${port}`;
+  const ca = btoa(sa.ca); // PEM is ASCII
+  return `# Written by podplex install from its service account; rewritten when the token or the
+# CA changes.
+apiVersion: v1
+kind: Config
+clusters:
+  - name: local
+    cluster:
+      server: ${j(server)}
+      certificate-authority-data: ${ca}
+users:
+  - name: podplex
+    user:
+      token: ${j(sa.token.trim())}
+contexts:
+  - name: podplex
+    context:
+      cluster: local
+      user: podplex
+current-context: podplex
+`;
+}
+
+/**
+ * Writes `text` to `path` through a temp file in the same dir and a rename: a runtime or a
+ * CNI call reading it never sees half a file.
+ */
+export async function writeAtomic(path: string, text: string, mode: number): Promise<void> {
+  const dir = path.slice(0, path.lastIndexOf("/")) || "/";
+  await Deno.mkdir(dir, { recursive: true });
+  const tmp = `${dir}/.${path.slice(dir.length + 1)}.podplex-tmp`;
+  await Deno.writeTextFile(tmp, text, { mode });
+  await Deno.chmod(tmp, mode); // the umask must not widen a 0600 kubeconfig's mode, nor narrow
+  await Deno.rename(tmp, path);
+}

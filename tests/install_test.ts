@@ -1,0 +1,136 @@
+/**
+ * `podplex install` as a process on the host (the container image runs the same flow in
+ * tests/image_test.ts): the DaemonSet's watch loop against a fake host root, the atomic
+ * artifact copy over a running install, the pruning of old payloads, and the installed copy
+ * serving a built-in type through its alias.
+ */
+import { deepStrictEqual as assertEquals, match, ok } from "node:assert/strict";
+import { checkWatchFlow, fakeHost, SERVICE_ENV } from "./_install_flow.ts";
+import { isRoot, run, tempNetns } from "./testutils.ts";
+
+const LAUNCHER = new URL("../bin/podplex", import.meta.url).pathname;
+
+function spawnInstall(exe: string, args: string[], env: Record<string, string> = {}) {
+  const child = new Deno.Command(exe, {
+    args: ["install", ...args],
+    env: { ...SERVICE_ENV, ...env },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  const dec = new TextDecoder();
+  const pump = (s: ReadableStream<Uint8Array>) =>
+    s.pipeTo(new WritableStream({ write: (b) => void (text += dec.decode(b)) }));
+  const pumped = Promise.all([pump(child.stdout), pump(child.stderr)]);
+  return {
+    child,
+    output: () => text,
+    async stop() {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* it has exited already */ }
+      const { code } = await child.status;
+      await pumped;
+      return code;
+    },
+  };
+}
+
+const hostArgs = (h: { bin: string; confDir: string; saDir: string }) => [
+  "--bin-dir",
+  h.bin,
+  "--conf-dir",
+  h.confDir,
+  "--service-account-dir",
+  h.saDir,
+];
+
+Deno.test("install --watch: artifact, kubeconfig, late default conf, rotation, change, SIGTERM cleanup", async () => {
+  await using h = await fakeHost();
+  const run = spawnInstall(LAUNCHER, [...hostArgs(h), "--watch", "--cleanup-config-on-exit"]);
+  try {
+    await checkWatchFlow(h, run, 10_000);
+  } finally {
+    await run.stop().catch(() => {});
+  }
+});
+
+Deno.test("install replaces a running install's entry by rename and prunes old payloads", async () => {
+  await using h = await fakeHost();
+  await Deno.writeTextFile(
+    `${h.confDir}/10-a.conf`,
+    `{"cniVersion":"1.0.0","name":"a","type":"bridge"}`,
+  );
+  const once = spawnInstall(LAUNCHER, hostArgs(h));
+  assertEquals(await once.child.status.then((s) => s.code), 0);
+  const entry = await Deno.readTextFile(`${h.bin}/podplex`);
+  const version = entry.match(/^lib=\$dir\/podplex\.d\/([0-9a-f]+)$/m)![1];
+  // The installed copy runs (its deno and chunks are open) while a second install replaces it.
+  const running = spawnInstall(`${h.bin}/podplex`, [...hostArgs(h), "--watch"]);
+  try {
+    for (let i = 0; i < 200 && !/runs payload/.test(running.output()); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    // Two stale payloads (the older is pruned, the newer kept for calls still loading chunks
+    // from it) and a temp dir an install died with.
+    for (const [name, age] of [["0000000000aa", 200], ["0000000000bb", 100]] as const) {
+      await Deno.mkdir(`${h.bin}/podplex.d/${name}`);
+      const t = new Date(Date.now() - age * 1000);
+      await Deno.utime(`${h.bin}/podplex.d/${name}`, t, t);
+    }
+    await Deno.mkdir(`${h.bin}/podplex.d/.dead.tmp-1`);
+
+    const again = spawnInstall(LAUNCHER, [...hostArgs(h), "--builtins"]);
+    assertEquals(await again.child.status.then((s) => s.code), 0, again.output());
+    await again.stop();
+    match(again.output(), /already there/);
+    match(again.output(), /pruned .*0000000000aa/);
+  } finally {
+    assertEquals(await running.stop(), 0, running.output());
+  }
+  const left = Array.from(Deno.readDirSync(`${h.bin}/podplex.d`), (e) => e.name).sort();
+  assertEquals(left, ["0000000000bb", version]);
+  assertEquals(await Deno.readLink(`${h.bin}/loopback`), "podplex");
+  const names = Array.from(Deno.readDirSync(h.bin), (e) => e.name);
+  ok(!names.some((n) => n.startsWith(".")), `no temp entries left: ${names}`);
+});
+
+Deno.test({
+  name: "the installed copy serves a built-in type through its alias, from /",
+  ignore: !isRoot,
+  async fn() {
+    await using h = await fakeHost();
+    await using ns = await tempNetns("ppn");
+    await Deno.writeTextFile(
+      `${h.confDir}/10-a.conf`,
+      `{"cniVersion":"1.0.0","name":"a","type":"bridge"}`,
+    );
+    const inst = spawnInstall(LAUNCHER, [...hostArgs(h), "--builtins"]);
+    assertEquals(await inst.child.status.then((s) => s.code), 0);
+    await inst.stop();
+    await run("ip", "-n", ns.name, "link", "set", "lo", "down");
+    const out = await new Deno.Command(`${h.bin}/loopback`, {
+      cwd: "/",
+      clearEnv: true,
+      env: {
+        PATH: "/usr/bin:/bin",
+        CNI_COMMAND: "ADD",
+        CNI_CONTAINERID: "ppninst1",
+        CNI_NETNS: ns.path,
+        CNI_IFNAME: "lo",
+        CNI_PATH: h.bin,
+      },
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const w = out.stdin.getWriter();
+    await w.write(new TextEncoder().encode(`{"cniVersion":"1.0.0","name":"lo","type":"loopback"}`));
+    await w.close();
+    const res = await out.output();
+    const text = new TextDecoder().decode(res.stdout);
+    assertEquals(res.code, 0, text + new TextDecoder().decode(res.stderr));
+    assertEquals(JSON.parse(text).ips[0].address, "127.0.0.1/8");
+    match(await run("ip", "-n", ns.name, "link", "show", "lo"), /UP/);
+  },
+});
