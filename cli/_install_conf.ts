@@ -7,8 +7,7 @@
  * @module
  */
 import { CniError, Code } from "../conf/errors.ts";
-import { META_TYPE } from "../meta/conf.ts";
-import { parsePodplexConf } from "../meta/conf.ts";
+import { META_TYPE, parsePodplexConf } from "../meta/conf.ts";
 import { INSTALLED_CONF, PODPLEX_CAPABILITIES } from "./_config.ts";
 
 /** The file name of podplex's conflist in the conf dir (sorts before the default network's). */
