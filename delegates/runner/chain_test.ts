@@ -4,7 +4,8 @@ import { parseConfList } from "../../conf/netconf.ts";
 import { convertResult } from "../../conf/result.ts";
 import type { CniResult } from "../../conf/types.ts";
 import { runChain, runtimeConfigFor } from "./chain.ts";
-import type { PluginRequest } from "../types.ts";
+import type { BuiltinDelegate, PluginRequest } from "../types.ts";
+import { createRegistry } from "./registry.ts";
 import { fakePlugin, fakeRegistry } from "./testing.ts";
 
 interface Call {
@@ -179,4 +180,46 @@ Deno.test("STATUS asks every plugin with only name and version injected, stoppin
     (e: CniError) => e.code === 50,
   );
   assertEquals(bad.calls.length, 1);
+});
+
+Deno.test("in-process plugins parse their conf once and pass results on unconverted", async () => {
+  const parsed: string[] = [];
+  const returned: CniResult[] = [];
+  const seenPrev: (CniResult | undefined)[] = [];
+  const delegate = (type: string, withIpam: boolean): BuiltinDelegate<unknown> => ({
+    type,
+    parseConf: (raw) => (parsed.push(type), raw),
+    async add(_conf, ctx) {
+      seenPrev.push(ctx.prevResult);
+      const ipam = withIpam ? await ctx.ipam("ADD") : undefined;
+      const r: CniResult = {
+        cniVersion: "1.1.0",
+        interfaces: [...(ctx.prevResult?.interfaces ?? []), { name: type }],
+        ips: ipam?.ips ?? ctx.prevResult?.ips ?? [],
+      };
+      returned.push(r);
+      return r;
+    },
+    del: () => Promise.resolve(),
+    check: () => Promise.resolve(),
+  });
+  const ipam: BuiltinDelegate<unknown> = {
+    ...delegate("ppipam", false),
+    add: () => Promise.resolve({ cniVersion: "1.1.0", ips: [{ address: "10.0.0.2/24" }] }),
+  };
+  const registry = createRegistry({
+    builtins: {
+      ppmain: () => Promise.resolve(delegate("ppmain", true)),
+      pptune: () => Promise.resolve(delegate("pptune", false)),
+      ppipam: () => Promise.resolve(ipam),
+    },
+  });
+  const list = parseConfList(
+    `{"cniVersion":"0.4.0","name":"n","plugins":[{"type":"ppmain","ipam":{"type":"ppipam"}},{"type":"pptune"}]}`,
+  );
+  const { result } = await runChain(list, "ADD", { env, registry });
+  assertEquals(parsed, ["ppmain", "ppipam", "pptune"], "each conf is parsed once, by its delegate");
+  ok(seenPrev[1] === returned[0], "the next plugin gets the previous result object itself");
+  ok(result === returned[1], "the chain's result is the last plugin's, not a conversion of it");
+  assertEquals(result!.ips, [{ address: "10.0.0.2/24" }], "no version field before the print");
 });
