@@ -39,6 +39,7 @@ Deno.test({
         stdout: "piped",
         stderr: "piped",
       }).output();
+      // deno-lint-ignore no-control-regex
       const text = new TextDecoder().decode(out.stdout).replace(/\x1b\[[0-9;]*m/g, "");
       const summary = text.match(/^(ok|FAILED) \| (\d+) passed \| (\d+) failed.*$/m) ?? [""];
       assert.ok(out.success, `meta/ tests failed as nobody:\n${text.slice(-3000)}`);
