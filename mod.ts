@@ -101,15 +101,27 @@ export {
   versionInfo,
 } from "./cli/cni.ts";
 export { createMetaPlugin } from "./meta/plugin.ts";
-export type { MetaDeps } from "./meta/context.ts";
+export type { MetaDeps, MetaKernel } from "./meta/context.ts";
+export type { Logger, LogLevel } from "./meta/log.ts";
+export { createTrace, NO_TRACE, type Trace } from "./conf/trace.ts";
 export { parsePodplexConf, type PodplexConf } from "./meta/conf.ts";
 export {
   type NetworkRef,
   type NetworkSelection,
   parseNetworksAnnotation,
   planPodNetworks,
+  type PodNetworkPlan,
 } from "./meta/annotations.ts";
-export { createStateStore, type PodState, type StateStore } from "./meta/state.ts";
+export {
+  type AttachmentState,
+  createStateStore,
+  type PodState,
+  type StateStore,
+  type StateStoreOptions,
+} from "./meta/state.ts";
 export type { KubeClient } from "./meta/k8s.ts";
-export type { Store as IpamStore } from "./delegates/ipam/host_local/store.ts";
-export type { RemoteSource } from "./delegates/main/vxlan.ts";
+export type { Lease, Store as IpamStore } from "./delegates/ipam/host_local/store.ts";
+export type { Family, IP } from "./conf/ip.ts";
+export type { PlannedAttachment } from "./meta/plan.ts";
+export type { ResolvedNetwork } from "./meta/networks.ts";
+export type { RemoteSource, VxlanSegment } from "./delegates/main/vxlan.ts";

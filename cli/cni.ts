@@ -19,9 +19,13 @@ import type { Plugin, PluginEnv, PluginRequest } from "../delegates/types.ts";
 
 /** What the dispatcher reads and writes. */
 export interface CniIo {
+  /** The process environment (CNI_* variables and the rest). */
   env: Record<string, string | undefined>;
+  /** Reads the network config (stdin). */
   stdin: () => Promise<Uint8Array>;
+  /** Writes the result or error JSON (stdout). */
   stdout: (s: string) => void;
+  /** Writes diagnostics (stderr). */
   stderr: (s: string) => void;
   /** The name the program was run as (a symlink named after a built-in type). */
   argv0?: string;

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import type { ConfListFields, NetConf } from "./netconf.ts";
+import type { ConfListFields, NetConf } from "./types.ts";
 
 /** Where a value failed and why (a zod issue code). */
 export interface Issue {

@@ -49,9 +49,13 @@ export type CodeNumber = typeof Code[keyof typeof Code] | number;
 
 /** The JSON shape of a CNI error as printed on stdout. */
 export interface CniErrorJson {
+  /** The version the error is given in. */
   cniVersion: string;
+  /** The CNI error code. */
   code: number;
+  /** A short message. */
   msg: string;
+  /** Longer detail. */
   details?: string;
 }
 
@@ -71,6 +75,8 @@ export class CniError extends Error {
   readonly details: string | undefined;
 
   /**
+   * Creates an error with the spec's fields.
+   *
    * @param code a code from {@linkcode Code}
    * @param msg a short sentence naming what failed
    * @param details longer detail, e.g. the text of an underlying error

@@ -17,7 +17,9 @@ export type Family = 4 | 6;
 
 /** An IP address: its family and its value as an unsigned integer of 32 or 128 bits. */
 export interface IP {
+  /** 4 or 6. */
   readonly family: Family;
+  /** The address as an unsigned integer (32 bits for IPv4, 128 for IPv6). */
   readonly value: bigint;
 }
 

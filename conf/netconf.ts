@@ -8,55 +8,26 @@
  */
 import { CniError, Code } from "./errors.ts";
 import { checkConfListFields, type Checked, checkNetConf } from "./_netconf_check.ts";
+import type { NetConf } from "./types.ts";
 import { compareVersions, IMPLICIT_VERSION, isSupported, SUPPORTED_VERSIONS } from "./version.ts";
 
-/** One plugin's conf (spec 1.1.0 fields; unknown keys kept). */
-export interface NetConf {
-  cniVersion?: string;
-  cniVersions?: string[];
-  name?: string;
-  type: string;
-  /** A boolean, or "true"/"false" as libcni also accepts. */
-  disableCheck?: boolean | string;
-  disableGC?: boolean | string;
-  capabilities?: Record<string, boolean>;
-  ipam?: { type?: string; [key: string]: unknown };
-  dns?: {
-    nameservers?: string[];
-    domain?: string;
-    search?: string[];
-    options?: string[];
-    [key: string]: unknown;
-  };
-  args?: Record<string, unknown>;
-  runtimeConfig?: Record<string, unknown>;
-  prevResult?: Record<string, unknown>;
-  ipMasq?: boolean;
-  [key: string]: unknown;
-}
-
-/** The top level of a conflist (`plugins` checked entry by entry with the conf schema). */
-export interface ConfListFields {
-  cniVersion?: string;
-  cniVersions?: string[];
-  name: string;
-  disableCheck?: boolean | string;
-  disableGC?: boolean | string;
-  plugins: Record<string, unknown>[];
-  [key: string]: unknown;
-}
+export type { ConfListFields, NetConf } from "./types.ts";
 
 /** A single network conf: the parsed object, its effective version and its exact bytes. */
 export interface ParsedNetConf {
+  /** The parsed conf. */
   conf: NetConf;
   /** The highest supported version of `cniVersion` ∪ `cniVersions` (0.1.0 when none). */
   cniVersion: string;
+  /** The exact bytes it was parsed from. */
   bytes: Uint8Array;
 }
 
 /** One plugin of a conflist: its type, parsed conf and the exact bytes it had. */
 export interface PluginEntry {
+  /** The plugin's `type`. */
   type: string;
+  /** The parsed entry. */
   conf: NetConf;
   /** The entry's original bytes (never re-marshalled: cache and forward these). */
   bytes: Uint8Array;
@@ -64,10 +35,15 @@ export interface PluginEntry {
 
 /** A conflist (or a single conf turned into a one-plugin list). */
 export interface ConfList {
+  /** The network name. */
   name: string;
+  /** The effective version (highest supported of `cniVersion` and `cniVersions`). */
   cniVersion: string;
+  /** CHECK is skipped for this network. */
   disableCheck: boolean;
+  /** GC is skipped for this network. */
   disableGC: boolean;
+  /** The plugins in chain order. */
   plugins: PluginEntry[];
   /** The top-level object, unknown keys included. */
   raw: Record<string, unknown>;

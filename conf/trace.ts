@@ -38,7 +38,7 @@ export const NO_TRACE: Trace = Object.freeze({
  * trace.flush((line) => console.error(line));
  * ```
  */
-export function createTrace(startedAt = performance.now()): Trace {
+export function createTrace(startedAt: number = performance.now()): Trace {
   const at = (ms: number) => performance.timeOrigin + ms;
   const marks: [string, number][] = [["entry", at(startedAt)]];
   return {

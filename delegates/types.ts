@@ -40,9 +40,11 @@ export interface PluginEnv {
 
 /** One call of a plugin. */
 export interface PluginRequest {
+  /** The verb. */
   command: Exclude<Verb, "VERSION">;
   /** The plugin's config as the bytes of its stdin (passed on byte for byte). */
   conf: Uint8Array;
+  /** The CNI_* environment of the call. */
   env: PluginEnv;
   /** Give up on an external plugin after this long (ms). */
   timeoutMs?: number;
@@ -58,6 +60,7 @@ export interface PluginRequest {
  * conf already parsed and prevResult in canonical form.
  */
 export interface InProcessRequest {
+  /** The verb. */
   command: Exclude<Verb, "VERSION">;
   /**
    * The plugin's conf object with `name`, `cniVersion` and `runtimeConfig` set as a runtime
@@ -68,9 +71,11 @@ export interface InProcessRequest {
   cniVersion: string;
   /** ADD: the previous plugin's result; DEL and CHECK: the cached final ADD result. */
   prevResult?: CniResult;
+  /** The CNI_* environment of the call. */
   env: PluginEnv;
   /** The same conf as the bytes an external plugin would read (built when first asked). */
   bytes(): Uint8Array;
+  /** Give up on an external plugin after this long (ms). */
   timeoutMs?: number;
   /** See {@linkcode PluginRequest.linkGroup}. */
   linkGroup?: number;
@@ -120,6 +125,8 @@ export interface Plugin {
 /** Finds the plugin for a `type`: a built-in, else an external binary in CNI_PATH. */
 export interface PluginRegistry {
   /**
+   * The plugin serving `type`, looking in `path` (CNI_PATH) for an external one.
+   *
    * @throws {CniError} when no built-in serves `type` and no binary of that name is in `path`
    */
   get(type: string, path: string[]): Promise<Plugin>;
@@ -132,6 +139,7 @@ export interface PluginRegistry {
 
 /** Everything a built-in delegate is given besides its parsed conf. */
 export interface DelegateContext {
+  /** The CNI_* environment of the call. */
   env: PluginEnv;
   /** CNI_ARGS parsed to key/value pairs, in order. */
   cniArgs: Map<string, string>;
@@ -153,6 +161,7 @@ export interface DelegateContext {
  * `add` returns the canonical result; the adapter converts it to the conf's version.
  */
 export interface BuiltinDelegate<C> {
+  /** The `type` it serves. */
   readonly type: string;
   /** What callers must know about it (default: nothing). */
   readonly traits?: DelegateTraits;
@@ -162,6 +171,7 @@ export interface BuiltinDelegate<C> {
    * @throws {CniError} code 7 naming the field and value
    */
   parseConf(raw: Record<string, unknown>, env?: PluginEnv): C;
+  /** ADD: makes the attachment and returns its canonical result. */
   add(conf: C, ctx: DelegateContext): Promise<CniResult>;
   /** Idempotent and best-effort: a missing netns or link is success. */
   del(conf: C, ctx: DelegateContext): Promise<void>;

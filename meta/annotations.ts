@@ -35,7 +35,9 @@ export const NETWORK_STATUS_ANNOTATION = "k8s.v1.cni.cncf.io/network-status";
 
 /** A network by namespace and name (a NetworkAttachmentDefinition or a local definition). */
 export interface NetworkRef {
+  /** The network's namespace. */
   namespace: string;
+  /** The network's name. */
   name: string;
 }
 

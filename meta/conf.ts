@@ -19,8 +19,11 @@ export const META_TYPE = "podplex";
 
 /** The parsed podplex conf with defaults applied. */
 export interface PodplexConf {
+  /** The effective version (results and errors are in it). */
   cniVersion: string;
+  /** The network name of the conflist. */
   name: string;
+  /** Always `podplex`. */
   type: "podplex";
   /** Network name ("ns/name" or "name"), a conf file name/path, or an inline conf object. */
   clusterNetwork?: string | Record<string, unknown>;
@@ -34,19 +37,31 @@ export interface PodplexConf {
   stateDir: string;
   /** Where a clusterNetwork conf file name is looked up. */
   confDir: string;
+  /** A kubeconfig for the API server (NADs, pods, network-status); none: local only. */
   kubeconfig?: string;
+  /** A pod may only use networks of its own namespace and of `globalNamespaces`. */
   namespaceIsolation: boolean;
+  /** Namespaces whose networks every pod may use under `namespaceIsolation`. */
   globalNamespaces: string[];
+  /** Namespaces whose pods do not get `defaultNetworks`. */
   systemNamespaces: string[];
+  /** ADD waits for this file; STATUS fails while it is missing. */
   readinessIndicatorFile?: string;
+  /** `merged`: every attachment's result; `cluster`: the cluster network's alone. */
   resultMode: "merged" | "cluster";
+  /** The least severe level logged. */
   logLevel: "error" | "warning" | "info" | "debug";
+  /** Where the log goes (default: stderr). */
   logFile?: string;
+  /** The capabilities podplex takes from the runtime. */
   capabilities?: Record<string, boolean>;
   /** Delegate types to exec as external binaries instead of the built-in. */
   preferExternal?: string[];
+  /** podplex's own capability arguments from the runtime. */
   runtimeConfig?: Record<string, unknown>;
+  /** `args` of the conf, as received. */
   args?: Record<string, unknown>;
+  /** `prevResult` of the conf, as received. */
   prevResult?: unknown;
   /** The plugin entry as received (for a conflist: with the list's name and cniVersion). */
   raw: Record<string, unknown>;

@@ -45,7 +45,9 @@ export interface MetaDeps {
   kube?: (conf: PodplexConf) => Promise<KubeClient | undefined>;
   /** The state store (default: files in `stateDir`). */
   store?: (conf: PodplexConf) => StateStore;
+  /** The log of a call (default: `logFile` or stderr at `logLevel`). */
   log?: (conf: PodplexConf) => Logger;
+  /** The clock (state timestamps). */
   now?: () => Date;
   /** Default: netlink through `ffi/`, loaded when first used. */
   kernel?: MetaKernel;

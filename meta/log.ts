@@ -5,16 +5,20 @@
  * @module
  */
 
-const LEVELS = { error: 0, warning: 1, info: 2, debug: 3 } as const;
+const LEVELS: Readonly<Record<LogLevel, number>> = { error: 0, warning: 1, info: 2, debug: 3 };
 
-/** A log level name. */
-export type LogLevel = keyof typeof LEVELS;
+/** A log level name, most severe first. */
+export type LogLevel = "error" | "warning" | "info" | "debug";
 
 /** A logger with one method per level. */
 export interface Logger {
+  /** Something failed. */
   error(msg: string): void;
+  /** Something is wrong but the call goes on. */
   warning(msg: string): void;
+  /** What was done. */
   info(msg: string): void;
+  /** Details for debugging. */
   debug(msg: string): void;
 }
 

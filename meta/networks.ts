@@ -20,7 +20,9 @@ import type { KubeClient } from "./k8s.ts";
 
 /** A network ready to run. */
 export interface ResolvedNetwork {
+  /** The reference it was resolved from. */
   ref: NetworkRef;
+  /** Where its conf came from: a local definition, a NAD, the podplex conf, a conf file. */
   source: "file" | "nad" | "inline" | "conffile";
   /** "ns/name" as network-status shows NADs; for a conf file, the conf's name. */
   statusName: string;

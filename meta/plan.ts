@@ -18,7 +18,9 @@ import { type NetworkResolver, resolveClusterNetwork, type ResolvedNetwork } fro
 
 /** One network to attach, resolved, with its interface name. */
 export interface PlannedAttachment {
+  /** The network to attach. */
   network: ResolvedNetwork;
+  /** The pod interface it makes. */
   ifname: string;
   /** The cluster (default) network, on the runtime's CNI_IFNAME. */
   isCluster: boolean;

@@ -27,6 +27,7 @@ import { CniError, Code } from "../conf/errors.ts";
 export interface AttachmentState {
   /** The network's statusName. */
   network: string;
+  /** The pod interface it made (`eth0`, `net1`...). */
   ifname: string;
   /** The cluster (default) network attachment. */
   isCluster: boolean;
@@ -36,6 +37,7 @@ export interface AttachmentState {
   confText: string;
   /** CNI_ARGS given to it. */
   cniArgs?: string;
+  /** The capability args (runtimeConfig) given to its chain. */
   capabilityArgs?: Record<string, unknown>;
   /** Its final ADD result (canonical 1.1.0 JSON). */
   result?: Record<string, unknown>;
@@ -43,17 +45,27 @@ export interface AttachmentState {
 
 /** Everything podplex remembers about one ADD. */
 export interface PodState {
+  /** The format version of this record. */
   version: 1;
+  /** CNI_CONTAINERID of the ADD. */
   containerId: string;
+  /** CNI_NETNS of the ADD. */
   netns: string;
   /** The runtime's CNI_IFNAME. */
   ifname: string;
+  /** The pod's namespace (CNI_ARGS K8S_POD_NAMESPACE). */
   podNamespace?: string;
+  /** The pod's name (CNI_ARGS K8S_POD_NAME). */
   podName?: string;
+  /** The pod's UID (CNI_ARGS K8S_POD_UID). */
   podUid?: string;
+  /** The link group (IFLA_GROUP) of the pod's container-side links. */
   linkGroup?: number;
+  /** When the ADD began (ISO 8601). */
   createdAt: string;
+  /** The attachments in the order ADD ran them. */
   attachments: AttachmentState[];
+  /** The network-status entries written to the pod. */
   networkStatus?: unknown[];
 }
 

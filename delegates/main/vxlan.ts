@@ -40,9 +40,16 @@ import {
 
 type Obj = Record<string, unknown>;
 
-/** The parsed `vxlan` config: every bridge field plus the tunnel's. */
-export interface VxlanConf extends BridgeConf {
+/** A VXLAN segment as the sources of its remote VTEPs see it. */
+export interface VxlanSegment {
+  /** The VXLAN network identifier. */
   vni: number;
+  /** Remote VTEP addresses of the static list. */
+  remotes: string[];
+}
+
+/** The parsed `vxlan` config: every bridge field plus the tunnel's. */
+export interface VxlanConf extends BridgeConf, VxlanSegment {
   vxlanName: string;
   /** UDP port (default 4789, IANA's; flannel uses 8472). */
   port: number;
@@ -50,8 +57,6 @@ export interface VxlanConf extends BridgeConf {
   dev?: string;
   /** Underlay source address (also picks the underlay device when `dev` is not set). */
   local?: string;
-  /** Remote VTEP addresses of the static list. */
-  remotes: string[];
   /** The `mtu` field as written (the effective MTU is computed from the underlay). */
   mtuSet?: number;
 }
@@ -59,7 +64,7 @@ export interface VxlanConf extends BridgeConf {
 /** Where the remote VTEPs of a segment come from. */
 export interface RemoteSource {
   /** The underlay addresses of every other VTEP of `conf.vni`. */
-  list(conf: VxlanConf): Promise<string[]>;
+  list(segment: VxlanSegment): Promise<string[]>;
 }
 
 /** The static `remotes` list of the config. */

@@ -32,6 +32,7 @@ import type {
 export interface ChainOptions {
   /** The CNI_* environment (GC and STATUS only use `path`). */
   env: PluginEnv;
+  /** Serves each plugin's `type`. */
   registry: PluginRegistry;
   /** The runtime's capability args (keys matched case-insensitively). */
   capabilityArgs?: Record<string, unknown>;
@@ -41,7 +42,9 @@ export interface ChainOptions {
   cachedResult?: CniResult;
   /** GC: the attachments that are still in use. */
   validAttachments?: Attachment[];
+  /** Give up on an external plugin after this long (ms). */
   timeoutMs?: number;
+  /** The pod's link group for container-side links (podplex-internal). */
   linkGroup?: number;
 }
 

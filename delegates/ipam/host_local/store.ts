@@ -11,8 +11,11 @@ import { formatIp, type IP, parseIp } from "../../../conf/ip.ts";
 
 /** One lease: an address and who holds it. `ifname` is absent in legacy leases. */
 export interface Lease {
+  /** The leased address. */
   ip: IP;
+  /** CNI_CONTAINERID of the holder. */
   containerId: string;
+  /** CNI_IFNAME of the holder (absent in a legacy lease). */
   ifname?: string;
 }
 
