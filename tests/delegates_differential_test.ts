@@ -72,7 +72,9 @@ function normalise(v: unknown, paths: string[]): unknown {
  * Drops what the kernel numbers per netns (ifindex, link ids), address lifetimes, and
  * `txqlen`: the reference's Go netlink library sends IFLA_TXQLEN 0 for veth and macvlan
  * links (its zero value), podplex leaves the kernel default; both run the noqueue qdisc, so
- * the queue length has no effect. A known, deliberate difference.
+ * the queue length has no effect. A known, deliberate difference. `tentative` marks an IPv6
+ * address whose duplicate address detection is still running when sampled: timing, not
+ * configuration (under load it differs between two otherwise equal bridges).
  */
 const VOLATILE = new Set([
   "ifindex",
@@ -87,6 +89,7 @@ const VOLATILE = new Set([
   "link",
   "master",
   "txqlen",
+  "tentative",
 ]);
 
 function strip(v: unknown): unknown {
