@@ -23,6 +23,7 @@ import { NETWORK_STATUS_ANNOTATION } from "./annotations.ts";
 import { capabilityArgsFor, cniArgsFor, planAttachments, type PlannedAttachment } from "./plan.ts";
 import type { AttachmentState, PodState } from "./state.ts";
 import { delAttachments } from "./teardown.ts";
+import { awaitReadiness } from "./readiness.ts";
 
 /**
  * Runs ADD for a pod.
@@ -34,6 +35,7 @@ import { delAttachments } from "./teardown.ts";
  */
 export async function metaAdd(call: MetaCall): Promise<CniResult> {
   const { conf, env } = call;
+  await awaitReadiness(conf.readinessIndicatorFile);
   const containerId = env.containerId!;
   const ifname = env.ifname!;
   if (await call.store.load(containerId, ifname)) {
