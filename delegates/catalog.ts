@@ -17,6 +17,8 @@ export const BUILTINS: Readonly<Record<string, BuiltinLoader>> = Object.freeze({
   loopback: () => import("./main/loopback.ts").then((m) => m.loopback),
   "host-local": () => import("./ipam/host_local/host_local.ts").then((m) => m.hostLocal),
   static: () => import("./ipam/static.ts").then((m) => m.staticIpam),
+  whereabouts: () => import("./ipam/cluster/cluster.ts").then((m) => m.whereabouts),
+  "podplex-ipam": () => import("./ipam/cluster/cluster.ts").then((m) => m.podplexIpam),
 });
 
 /** The types served in-process. */

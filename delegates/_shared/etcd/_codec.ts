@@ -21,11 +21,21 @@ export interface KeyValue {
 
 /** A condition of a transaction (etcd's `Compare`). */
 export type Compare =
-  | { key: string; target: "VALUE"; result: CompareResult; value: string }
-  | { key: string; target: "VERSION"; result: CompareResult; version: number }
-  | { key: string; target: "CREATE"; result: CompareResult; createRevision: number }
-  | { key: string; target: "MOD"; result: CompareResult; modRevision: number }
-  | { key: string; target: "LEASE"; result: CompareResult; lease: string };
+  & {
+    key: string;
+    /**
+     * Compare every key in [key, rangeEnd) (exclusive end key); a range with no key compares
+     * as one absent key, so `CREATE EQUAL 0` over a range means "no key in it".
+     */
+    rangeEnd?: string;
+  }
+  & (
+    | { target: "VALUE"; result: CompareResult; value: string }
+    | { target: "VERSION"; result: CompareResult; version: number }
+    | { target: "CREATE"; result: CompareResult; createRevision: number }
+    | { target: "MOD"; result: CompareResult; modRevision: number }
+    | { target: "LEASE"; result: CompareResult; lease: string }
+  );
 
 /** How a {@linkcode Compare} compares. */
 export type CompareResult = "EQUAL" | "NOT_EQUAL" | "GREATER" | "LESS";
@@ -34,7 +44,7 @@ export type CompareResult = "EQUAL" | "NOT_EQUAL" | "GREATER" | "LESS";
 export type Op =
   | { put: { key: string; value: string; lease?: string } }
   | { delete: { key: string; prefix?: boolean } }
-  | { range: { key: string; prefix?: boolean } };
+  | { range: { key: string; prefix?: boolean; end?: string; keysOnly?: boolean } };
 
 /** The answer to one {@linkcode Op}, in order. */
 export type OpResponse =
@@ -95,15 +105,22 @@ export function toKv(j: J): KeyValue {
 }
 
 /** A range request body for `key` (or every key under it with `prefix`). */
-export function rangeBody(key: string, prefix = false, extra: Record<string, unknown> = {}): J {
+export function rangeBody(
+  key: string,
+  prefix = false,
+  extra: Record<string, unknown> = {},
+  end?: string,
+): J {
   const body: J = { key: b64(key), ...extra };
   if (prefix) body.range_end = prefixEnd(key);
+  else if (end !== undefined) body.range_end = b64(end);
   return body;
 }
 
 /** A {@linkcode Compare} in the gateway's shape. */
 export function compareJson(c: Compare): J {
   const out: J = { key: b64(c.key), target: c.target, result: c.result };
+  if (c.rangeEnd !== undefined) out.range_end = b64(c.rangeEnd);
   if (c.target === "VALUE") out.value = b64(c.value);
   else if (c.target === "VERSION") out.version = String(c.version);
   else if (c.target === "CREATE") out.create_revision = String(c.createRevision);
@@ -120,7 +137,10 @@ export function opJson(op: Op): J {
     return { request_put: p };
   }
   if ("delete" in op) return { request_delete_range: rangeBody(op.delete.key, op.delete.prefix) };
-  return { request_range: rangeBody(op.range.key, op.range.prefix) };
+  const r = op.range;
+  return {
+    request_range: rangeBody(r.key, r.prefix, r.keysOnly ? { keys_only: true } : {}, r.end),
+  };
 }
 
 /** A gateway `ResponseOp` to {@linkcode OpResponse}. */

@@ -117,6 +117,8 @@ export class EtcdUnavailableError extends EtcdError {
 export interface RangeOptions {
   /** Every key starting with `key`. */
   prefix?: boolean;
+  /** Every key in [key, end) (ignored with `prefix`). */
+  end?: string;
   /** At most this many keys. */
   limit?: number;
   /** Keys and revisions only. */
@@ -206,7 +208,7 @@ export class EtcdClient {
     if (opts.limit) extra.limit = String(opts.limit);
     if (opts.keysOnly) extra.keys_only = true;
     if (opts.revision) extra.revision = String(opts.revision);
-    const j = await this.call("/v3/kv/range", rangeBody(key, opts.prefix, extra));
+    const j = await this.call("/v3/kv/range", rangeBody(key, opts.prefix, extra, opts.end));
     return {
       kvs: (j.kvs ?? []).map(toKv),
       count: Number(j.count ?? 0),
