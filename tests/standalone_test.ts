@@ -338,3 +338,30 @@ Deno.test("every standalone command has help and rejects an unknown flag by name
   assert.equal(g.code, 2);
   assert.match(g.stderr, /"png"/);
 });
+
+Deno.test({
+  name: "deno task pod up and down bring a local pod up and down from the checkout",
+  ignore: !isRoot,
+  async fn() {
+    await using f = await fixture();
+    const pod = ppName("task");
+    f.pods.push(pod);
+    const task = async (...args: string[]) => {
+      const o = await new Deno.Command(Deno.execPath(), {
+        args: ["task", "--quiet", "--config", `${ROOT}deno.json`, "pod", ...args],
+        env: { CNI_PATH: "/usr/lib/cni", PODPLEX_CONFIG: f.conf },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(o.code, 0, `deno task pod ${args.join(" ")}: ${dec.decode(o.stderr)}`);
+      return dec.decode(o.stdout);
+    };
+    const up = JSON.parse(await task("up", pod, "--networks", "side", "--json"));
+    assert.deepEqual(up.interfaces.map((i: Any) => i.interface), ["eth0", "net1"]);
+    assert.deepEqual(await inet(pod, "net1"), [`${up.interfaces[1].ips[0]}/24`]);
+    assert.equal(leaseFiles(f).length, 2);
+    await task("down", pod);
+    assert.ok(!(await netnsNames()).includes(pod), "pod down removes the pod's netns");
+    assert.deepEqual(leaseFiles(f), [], "pod down releases the leases");
+  },
+});
