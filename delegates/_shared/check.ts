@@ -52,12 +52,18 @@ export function checkAddrs(cont: Netlink, ifname: string, ips: CniIpConfig[] = [
   }
 }
 
-/** Checks that every route of `routes` (dst, and gw when given) is in the container's tables. */
+/**
+ * Checks that every route of `routes` (dst, and gw when given) is in the container's tables.
+ * A gw of 0.0.0.0 or :: is an on-link route (DHCP's option 121 gives those): no gateway.
+ */
 export function checkRoutes(cont: Netlink, routes: CniRoute[] = []): void {
   for (const want of routes) {
     const net = canonicalNet(want.dst);
+    const gw = want.gw && !sameIp(want.gw, familyOf(net) === 4 ? "0.0.0.0" : "::")
+      ? want.gw
+      : undefined;
     const found = cont.listRoutes({ family: familyOf(net) }).some((r) =>
-      sameNet(r.dst, net) && (!want.gw || (r.gw !== undefined && sameIp(r.gw, want.gw)))
+      sameNet(r.dst, net) && (!gw || (r.gw !== undefined && sameIp(r.gw, gw)))
     );
     if (!found) {
       throw checkFailed(`Route "${want.dst}" via "${want.gw ?? "-"}" is not in the routing table`);

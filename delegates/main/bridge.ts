@@ -10,8 +10,9 @@
  * filtering makes ADD fail with code 2.
  * With `macspoofchk`, nftables drops frames from the pod's host veth whose source MAC is not
  * the container's (`_spoofchk.ts`).
- * DEL: delete the container link (a missing netns or link is fine), release IPAM, remove the
- * masquerade and spoof-check rules. The bridge itself is never deleted. CHECK: as the
+ * DEL: delete the container link (a missing netns or link is fine), release IPAM (before the
+ * link when the IPAM's `delNeedsLink` trait says so: DHCP), remove the masquerade and
+ * spoof-check rules. The bridge itself is never deleted. CHECK: as the
  * reference.
  *
  * The config is in `_bridge_conf.ts`, the L3 steps in `_bridge_l3.ts`, CHECK in
@@ -244,6 +245,15 @@ export async function delBridgeAttachment(
   opts: HostOptions,
 ): Promise<void> {
   let first: unknown;
+  // An IPAM whose DEL needs the link (DHCP's release goes out over it) runs first; the
+  // reference deletes the link first and so never releases a DHCP lease (plugins#791).
+  let ipamFirst = false;
+  try {
+    ipamFirst = c.ipamType !== undefined && ((await ctx.ipamTraits()).delNeedsLink ?? false);
+    if (ipamFirst) await ctx.ipam("DEL");
+  } catch (err) {
+    first = err;
+  }
   try {
     using ns = tryOpenNs(ctx.env.netns);
     if (ns) {
@@ -251,10 +261,10 @@ export async function delBridgeAttachment(
       deleteLinkIfExists(cont, ctx.env.ifname!);
     }
   } catch (err) {
-    first = err;
+    first ??= err;
   }
   try {
-    if (c.ipamType) await ctx.ipam("DEL");
+    if (c.ipamType && !ipamFirst) await ctx.ipam("DEL");
     if (c.ipamType && c.ipMasq) {
       const chain = await masqChain(c.name, ctx.env.containerId ?? "");
       // Neither iptables nor nft installed: no rule can exist.
