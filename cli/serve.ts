@@ -296,22 +296,30 @@ function listenPrivate(path: string): Deno.UnixListener {
   }
 }
 
-function parseArgs(argv: string[]): { socket: string } | { help: true } | { error: string } {
+function parseArgs(
+  argv: string[],
+): { socket: string; dhcp: string[] } | { help: true } | { error: string } {
   let socket = DEFAULT_SOCKET;
+  const dhcp: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--help" || a === "-h") return { help: true };
     if (a === "--socket" && i + 1 < argv.length) socket = argv[++i];
     else if (a.startsWith("--socket=")) socket = a.slice("--socket=".length);
-    else return { error: `Unknown argument "${a}"` };
+    else if (a.startsWith("--dhcp-")) {
+      dhcp.push(a); // the lease keeper's own flags, with their value
+      if (!a.includes("=") && i + 1 < argv.length) dhcp.push(argv[++i]);
+    } else return { error: `Unknown argument "${a}"` };
   }
   if (socket === "") return { error: `Invalid "--socket": the path is empty` };
-  return { socket };
+  return { socket, dhcp };
 }
 
 const USAGE = "usage: podplex serve [--socket PATH]   (default " + DEFAULT_SOCKET + ")\n" +
+  "  [--dhcp-socket PATH] [--dhcp-state-dir DIR] [--dhcp-timeout 10s] [--dhcp-resend-max 62s]\n" +
+  "  [--dhcp-resend-timeout 208s]\n" +
   "  serves CNI calls forwarded by .tools/podplex-client (DELs overlap, other verbs run\n" +
-  "  alone) until SIGINT/SIGTERM\n";
+  "  alone) and keeps the dhcp IPAM's leases, until SIGINT/SIGTERM\n";
 
 function say(text: string): void {
   const bytes = enc.encode(text);
@@ -336,8 +344,12 @@ export async function main(argv: string[], root: Root): Promise<number> {
     return 2;
   }
   let listener: Deno.UnixListener;
+  let dhcp: { close(): Promise<void> };
   try {
     await prepareSocketPath(args.socket);
+    // The dhcp IPAM's lease keeper (delegates/ipam/dhcp/keeper_server.ts).
+    const { startLeaseKeeper } = await import("../delegates/ipam/dhcp/keeper_server.ts");
+    dhcp = await startLeaseKeeper(args.dhcp, args.socket, (l) => say(`podplex serve: ${l}\n`));
     listener = listenPrivate(args.socket);
   } catch (e) {
     say(`podplex serve: ${e instanceof Error ? e.message : e}\n`);
@@ -367,6 +379,7 @@ export async function main(argv: string[], root: Root): Promise<number> {
     await Promise.race([Promise.allSettled(pending), grace]);
     clearTimeout(timer);
     await gate.drain();
+    await dhcp.close();
     try {
       Deno.removeSync(args.socket); // Deno unlinks on close; this covers older behaviour
     } catch { /* gone already */ }

@@ -19,6 +19,7 @@ export const BUILTINS: Readonly<Record<string, BuiltinLoader>> = Object.freeze({
   static: () => import("./ipam/static.ts").then((m) => m.staticIpam),
   whereabouts: () => import("./ipam/cluster/cluster.ts").then((m) => m.whereabouts),
   "podplex-ipam": () => import("./ipam/cluster/cluster.ts").then((m) => m.podplexIpam),
+  dhcp: () => import("./ipam/dhcp/dhcp.ts").then((m) => m.dhcpIpam),
 });
 
 /** The types served in-process. */

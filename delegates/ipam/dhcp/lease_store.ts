@@ -1,0 +1,100 @@
+/**
+ * The lease keeper's records on disk: one JSON file per lease in a 0700 directory, written
+ * atomically (temp file + rename, 0600), so a restarted daemon resumes every lease it held.
+ *
+ * @module
+ */
+import type { Lease } from "./client.ts";
+import { decodeMessage, leaseOptions } from "./message.ts";
+import { fromHex } from "./_hex.ts";
+
+/** What the keeper must remember of one lease to renew and release it after a restart. */
+export interface LeaseRecord {
+  /** The option 61 text (`containerID/netName/ifName`), the lease's key. */
+  clientId: string;
+  containerId: string;
+  netName: string;
+  ifname: string;
+  /** The pod's netns path. */
+  netns: string;
+  /** The options every request carries, as [code, hex]. */
+  options: [number, string][];
+  /** The last ACK, hex. */
+  ack: string;
+  /** When that ACK came (ms since the epoch). */
+  boundAt: number;
+  serverId: string;
+  address: string;
+  /** The interface's MAC, hex with colons. */
+  mac: string;
+}
+
+/** The lease a record holds. @throws when its ACK does not decode */
+export function recordLease(r: LeaseRecord): Lease {
+  const ack = fromHex(r.ack);
+  return {
+    address: r.address,
+    serverId: r.serverId,
+    ack,
+    options: leaseOptions(decodeMessage(ack)),
+    boundAt: r.boundAt,
+  };
+}
+
+/** The leases of a keeper, one file each under `dir`. */
+export class LeaseStore {
+  /** @param dir created (0700) on the first write */
+  constructor(readonly dir: string) {}
+
+  #file(clientId: string): string {
+    return `${this.dir}/${encodeURIComponent(clientId)}.json`;
+  }
+
+  /**
+   * Every readable record; an unreadable one is reported through `onBad` and left alone.
+   */
+  async list(onBad: (file: string, err: unknown) => void): Promise<LeaseRecord[]> {
+    const out: LeaseRecord[] = [];
+    let names: string[];
+    try {
+      names = [];
+      for await (const e of Deno.readDir(this.dir)) {
+        if (e.isFile && e.name.endsWith(".json")) names.push(e.name);
+      }
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return [];
+      throw e;
+    }
+    for (const name of names.sort()) {
+      try {
+        const r = JSON.parse(await Deno.readTextFile(`${this.dir}/${name}`)) as LeaseRecord;
+        recordLease(r);
+        out.push(r);
+      } catch (e) {
+        onBad(`${this.dir}/${name}`, e);
+      }
+    }
+    return out;
+  }
+
+  /** Writes (or replaces) a record atomically. */
+  async put(r: LeaseRecord): Promise<void> {
+    await Deno.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    const file = this.#file(r.clientId);
+    const tmp = `${file}.tmp-${crypto.randomUUID().slice(0, 8)}`;
+    try {
+      await Deno.writeTextFile(tmp, JSON.stringify(r) + "\n", { mode: 0o600 });
+      await Deno.rename(tmp, file);
+    } catch (e) {
+      await Deno.remove(tmp).catch(() => {});
+      throw e;
+    }
+  }
+
+  /** Removes a record; a missing one is fine. */
+  async remove(clientId: string): Promise<void> {
+    await Deno.remove(this.#file(clientId)).catch((e) => {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    });
+  }
+}
