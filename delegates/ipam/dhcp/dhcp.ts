@@ -13,6 +13,7 @@
  */
 import { CniError, Code } from "../../../conf/errors.ts";
 import { validAttachments } from "../../../conf/gc.ts";
+import { resolveIn } from "../../../conf/paths.ts";
 import type { CniResult } from "../../../conf/types.ts";
 import type { BuiltinDelegate, DelegateContext } from "../../types.ts";
 import { clientId, type DhcpConf, parseDhcpConf, requestOptions } from "./conf.ts";
@@ -25,10 +26,10 @@ function idOf(conf: DhcpConf, ctx: DelegateContext): string {
   return clientId(ctx.env.containerId ?? "", conf.name, ctx.env.ifname ?? "");
 }
 
-/** The daemon may run in another working directory: the netns path must be absolute. */
-function absoluteNetns(netns: string | undefined): string {
-  if (!netns) throw new CniError(Code.InvalidEnv, `The dhcp IPAM needs CNI_NETNS`);
-  return netns.startsWith("/") ? netns : `${Deno.cwd()}/${netns}`;
+/** The keeper may run in another working directory: the netns path must be absolute. */
+function absoluteNetns(env: DelegateContext["env"]): string {
+  if (!env.netns) throw new CniError(Code.InvalidEnv, `The dhcp IPAM needs CNI_NETNS`);
+  return resolveIn(env.cwd ?? Deno.cwd(), env.netns);
 }
 
 /** ADD: a lease from the keeper, as the reference's result (ips, routes) plus dns. */
@@ -42,7 +43,7 @@ export async function dhcpAdd(conf: DhcpConf, ctx: DelegateContext): Promise<Cni
     containerId: ctx.env.containerId ?? "",
     netName: conf.name,
     ifname: ctx.env.ifname ?? "",
-    netns: absoluteNetns(ctx.env.netns),
+    netns: absoluteNetns(ctx.env),
     options,
   });
   if (!answer.ok || !answer.ack || !answer.address) {
