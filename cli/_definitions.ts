@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { readBoundedTextSync } from "../conf/bounded_read.ts";
 import { parseConfOrList } from "../conf/netconf.ts";
 import { parseYaml } from "../conf/yaml.ts";
 import { BUILTINS } from "../delegates/catalog.ts";
@@ -121,7 +122,9 @@ export async function validateDefinition(file: string): Promise<Problem[]> {
   }
   let def: unknown;
   try {
-    def = await parseText(await Deno.readTextFile(file), ext);
+    const text = readBoundedTextSync(file, { what: "network definition" });
+    if (text === null) return [{ file, path: "", message: "No such file" }];
+    def = await parseText(text, ext);
   } catch (e) {
     return [{ file, path: "", message: messageOf(e).split("\n")[0] }];
   }

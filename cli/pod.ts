@@ -6,6 +6,7 @@
  * @module
  */
 import { POD_ANNOTATIONS_ARG } from "../meta/context.ts";
+import { readRequiredTextSync } from "../conf/bounded_read.ts";
 import { CniError, Code } from "../conf/errors.ts";
 import { convertResult, toCanonical } from "../conf/result.ts";
 import { parseYaml } from "../conf/yaml.ts";
@@ -132,15 +133,7 @@ interface Manifest {
  * @throws {CniError} 5 when unreadable, 7 when annotations are not a string map
  */
 export async function readManifest(path: string): Promise<Manifest> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (e) {
-    throw new CniError(
-      Code.IoFailure,
-      `Cannot read the pod manifest "${path}": ${(e as Error).message}`,
-    );
-  }
+  const text = readRequiredTextSync(path, { what: "the pod manifest" });
   let doc: unknown;
   try {
     doc = await parseYaml(text);

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { readBoundedSync } from "./bounded_read.ts";
 import { CniError, Code } from "./errors.ts";
 import { checkConfListFields, type Checked, checkNetConf } from "./_netconf_check.ts";
 import type { NetConf } from "./types.ts";
@@ -164,6 +165,9 @@ function asBool(v: boolean | string | undefined): boolean {
   return typeof v === "string" ? v.toLowerCase() === "true" : v === true;
 }
 
+/** The most plugins one chain may have (each runs on every ADD and DEL). */
+export const MAX_CHAIN_PLUGINS = 64;
+
 /**
  * Parses a conflist. Each plugin entry keeps its exact bytes from `input`.
  *
@@ -175,6 +179,13 @@ export function parseConfList(input: Uint8Array | string): ConfList {
   const raw = decodeJson(text, "network config list");
   const list = checkFields(checkConfListFields, raw, "network config list");
   validateNetworkName(list.name);
+  if (list.plugins.length > MAX_CHAIN_PLUGINS) {
+    throw new CniError(
+      Code.InvalidConfig,
+      `Invalid "plugins" in network config list "${list.name}": ${list.plugins.length} ` +
+        `plugins; a chain has at most ${MAX_CHAIN_PLUGINS}`,
+    );
+  }
   const spans = pluginSpans(text);
   const plugins = list.plugins.map((p, i): PluginEntry => {
     const conf = checkFields(checkNetConf, p, "network config list", `plugins[${i}].`);
@@ -228,14 +239,22 @@ export function parseConfOrList(input: Uint8Array | string): ConfList {
  * Loads a network config file: `.conflist` as a list, `.conf`/`.json` as a single conf made
  * a one-plugin list, any other name by content.
  *
- * @throws {CniError} 5 when the file cannot be read; else as the parsers
+ * @throws {CniError} 5 when the file cannot be read; 7 when it is not a regular file or is
+ *   larger than MAX_FILE_BYTES; else as the parsers
  */
-export async function loadConfFile(path: string): Promise<ConfList> {
-  let bytes: Uint8Array;
+export function loadConfFile(path: string): Promise<ConfList> {
   try {
-    bytes = await Deno.readFile(path);
+    return Promise.resolve(loadConfFileSync(path));
   } catch (e) {
-    throw new CniError(Code.IoFailure, `Cannot read network config "${path}"`, String(e));
+    return Promise.reject(e);
+  }
+}
+
+function loadConfFileSync(path: string): ConfList {
+  // A regular file of bounded size: a FIFO or a link to /dev/zero fails at once (code 7).
+  const bytes = readBoundedSync(path, { what: "network config" });
+  if (bytes === null) {
+    throw new CniError(Code.IoFailure, `Cannot read network config "${path}": no such file`);
   }
   try {
     if (path.endsWith(".conflist")) return parseConfList(bytes);

@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { readBoundedTextSync } from "../conf/bounded_read.ts";
 import { CniError, Code } from "../conf/errors.ts";
 import { parseYaml } from "../conf/yaml.ts";
 import { type NetworkRef, parseNetworkRef } from "./annotations.ts";
@@ -61,6 +62,8 @@ export interface ResolverOptions {
 const EXTENSIONS = ["yaml", "yml", "json", "conf", "conflist"] as const;
 const CONF_FILE = /\.(conf|conflist|json)$/;
 const NAD_KIND = "NetworkAttachmentDefinition";
+/** A conf directory is searched by name only up to this many files (each is read). */
+const MAX_CONF_FILES = 1000;
 
 function bad(msg: string): CniError {
   return new CniError(Code.InvalidConfig, msg);
@@ -70,13 +73,9 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-function readIfExists(path: string): string | null {
-  try {
-    return Deno.readTextFileSync(path);
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return null;
-    throw CniError.wrap(err, Code.IoFailure, `Cannot read "${path}"`);
-  }
+/** A definition or conf file: a regular file of bounded size (null when absent). */
+function readIfExists(path: string, what = "network definition"): string | null {
+  return readBoundedTextSync(path, { what });
 }
 
 function parseJsonObject(text: string, where: string): Record<string, unknown> {
@@ -115,14 +114,19 @@ function findConfByName(confDir: string, name: string): { path: string; text: st
     throw CniError.wrap(err, Code.IoFailure, `Cannot list "${confDir}"`);
   }
   const files = entries.filter((e) => !e.isDirectory && CONF_FILE.test(e.name)).map((e) => e.name);
+  if (files.length > MAX_CONF_FILES) {
+    throw bad(
+      `Too many confs in "${confDir}": ${files.length} files; at most ${MAX_CONF_FILES} are searched`,
+    );
+  }
   for (const file of files.sort()) {
     const path = `${confDir}/${file}`;
-    const text = readIfExists(path);
-    if (text === null) continue;
     try {
-      if (JSON.parse(text)?.name === name) return { path, text };
+      const text = readIfExists(path, "network config");
+      if (text !== null && JSON.parse(text)?.name === name) return { path, text };
     } catch {
-      // Another network's broken file is not this lookup's problem (libcni skips it too).
+      // Another network's broken file (not JSON, not a regular file, too large) is not this
+      // lookup's problem (libcni skips unparsable ones too).
     }
   }
   return null;
@@ -274,7 +278,7 @@ function listDir(dir: string): Set<string> {
 /** A clusterNetwork conf file: the text byte for byte, named by its `name`. */
 function fromConfFile(conf: PodplexConf, file: string): ResolvedNetwork {
   const path = file.startsWith("/") ? file : `${conf.confDir}/${file}`;
-  const text = readIfExists(path);
+  const text = readIfExists(path, "cluster network conf");
   if (text === null) {
     throw new CniError(Code.NetworkNotFound, `Cluster network conf file "${path}" not found`);
   }
