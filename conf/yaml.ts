@@ -21,3 +21,18 @@ export async function parseYaml(text: string): Promise<unknown> {
   loaded ??= import("yaml");
   return (await loaded).parse(text);
 }
+
+/**
+ * A YAML parser error as one line: its description and position, without the excerpt of
+ * the source the parser appends (for a kubeconfig, that excerpt is the line holding the
+ * token or the key).
+ *
+ * @example
+ * ```ts
+ * yamlErrorSummary(err); // "Nested mappings are not allowed in compact mappings at line 5, column 10"
+ * ```
+ */
+export function yamlErrorSummary(err: unknown): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  return msg.split("\n")[0].replace(/:\s*$/, "");
+}

@@ -12,7 +12,8 @@
  */
 import * as z from "zod/mini";
 import { CniError, Code } from "../conf/errors.ts";
-import { parseYaml } from "../conf/yaml.ts";
+import { connect, type Connection } from "./_kube_auth.ts";
+import { Redactor } from "./_secrets.ts";
 
 /** What podplex needs from the Kubernetes API. */
 export interface KubeClient {
@@ -53,46 +54,8 @@ export interface KubeClientOptions {
 }
 
 /** Where a pod's service account is mounted (token, ca.crt). */
-export const SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
+export { SA_DIR } from "./_kube_auth.ts";
 const NAD_PATH = "/apis/k8s.cni.cncf.io/v1";
-
-/** How to reach the API server, once resolved. */
-interface Connection {
-  server: string;
-  headers: Record<string, string>;
-  client?: Deno.HttpClient;
-  insecure: boolean;
-}
-
-const kubeconfigSchema = z.object({
-  "current-context": z.optional(z.string()),
-  clusters: z.optional(z.array(z.object({
-    name: z.string(),
-    cluster: z.object({
-      server: z.string(),
-      "certificate-authority": z.optional(z.string()),
-      "certificate-authority-data": z.optional(z.string()),
-      "insecure-skip-tls-verify": z.optional(z.boolean()),
-    }),
-  }))),
-  users: z.optional(z.array(z.object({
-    name: z.string(),
-    user: z.optional(z.nullable(z.object({
-      token: z.optional(z.string()),
-      tokenFile: z.optional(z.string()),
-      "client-certificate": z.optional(z.string()),
-      "client-certificate-data": z.optional(z.string()),
-      "client-key": z.optional(z.string()),
-      "client-key-data": z.optional(z.string()),
-      username: z.optional(z.string()),
-      password: z.optional(z.string()),
-    }))),
-  }))),
-  contexts: z.optional(z.array(z.object({
-    name: z.string(),
-    context: z.object({ cluster: z.string(), user: z.optional(z.string()) }),
-  }))),
-});
 
 const podSchema = z.object({
   metadata: z.object({
@@ -106,103 +69,13 @@ const nadSchema = z.object({
   spec: z.optional(z.nullable(z.object({ config: z.optional(z.string()) }))),
 });
 
-function apiError(msg: string, details?: string, cause?: unknown): CniError {
-  return new CniError(Code.ApiFailure, msg, details, cause ? { cause } : undefined);
-}
-
-function decodeBase64(data: string): string {
-  const bin = atob(data.replace(/\s+/g, ""));
-  return new TextDecoder().decode(Uint8Array.from(bin, (c) => c.charCodeAt(0)));
-}
-
-async function readPem(
-  dir: string,
-  file: string | undefined,
-  data: string | undefined,
-): Promise<string | undefined> {
-  if (data) return decodeBase64(data);
-  if (!file) return undefined;
-  return await Deno.readTextFile(file.startsWith("/") ? file : `${dir}/${file}`);
-}
-
-/** Reads a kubeconfig's current context into a connection. */
-async function fromKubeconfig(path: string): Promise<Connection> {
-  const cfg = kubeconfigSchema.parse(await parseYaml(await Deno.readTextFile(path)));
-  const ctxName = cfg["current-context"];
-  const ctx = cfg.contexts?.find((c) => c.name === ctxName) ?? cfg.contexts?.[0];
-  const clusterName = ctx?.context.cluster;
-  const cluster = (cfg.clusters?.find((c) => c.name === clusterName) ?? cfg.clusters?.[0])?.cluster;
-  if (!cluster) throw new Error(`no cluster for context "${ctxName ?? ""}"`);
-  const user = cfg.users?.find((u) => u.name === ctx?.context.user)?.user ?? {};
-  const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) || "/" : ".";
-  const ca = await readPem(
-    dir,
-    cluster["certificate-authority"],
-    cluster["certificate-authority-data"],
-  );
-  const cert = await readPem(dir, user["client-certificate"], user["client-certificate-data"]);
-  const key = await readPem(dir, user["client-key"], user["client-key-data"]);
-  const headers: Record<string, string> = {};
-  let token = user.token;
-  if (!token && user.tokenFile) {
-    const f = user.tokenFile.startsWith("/") ? user.tokenFile : `${dir}/${user.tokenFile}`;
-    token = (await Deno.readTextFile(f)).trim();
-  }
-  if (token) headers.authorization = `Bearer ${token}`;
-  else if (user.username !== undefined) {
-    headers.authorization = `Basic ${btoa(`${user.username}:${user.password ?? ""}`)}`;
-  }
-  return {
-    server: cluster.server.replace(/\/+$/, ""),
-    headers,
-    client: makeHttpClient(ca, cert, key),
-    insecure: cluster["insecure-skip-tls-verify"] === true,
-  };
-}
-
-function makeHttpClient(ca?: string, cert?: string, key?: string): Deno.HttpClient | undefined {
-  if (!ca && !cert) return undefined;
-  const opts: Deno.CreateHttpClientOptions = ca ? { caCerts: [ca] } : {};
-  if (cert && key) return Deno.createHttpClient({ ...opts, cert, key });
-  return Deno.createHttpClient(opts);
-}
-
-/** The pod's own service account (KUBERNETES_SERVICE_HOST/PORT, token, ca.crt). */
-async function fromServiceAccount(dir: string): Promise<Connection> {
-  const host = Deno.env.get("KUBERNETES_SERVICE_HOST");
-  const port = Deno.env.get("KUBERNETES_SERVICE_PORT") ?? "443";
-  if (!host) throw new Error("KUBERNETES_SERVICE_HOST is not set");
-  const token = (await Deno.readTextFile(`${dir}/token`)).trim();
-  const ca = await Deno.readTextFile(`${dir}/ca.crt`).catch(() => undefined);
-  const h = host.includes(":") ? `[${host}]` : host;
-  return {
-    server: `https://${h}:${port}`,
-    headers: { authorization: `Bearer ${token}` },
-    client: makeHttpClient(ca),
-    insecure: false,
-  };
-}
-
-async function connect(opts: KubeClientOptions): Promise<Connection> {
-  const inCluster = opts.inCluster ?? Deno.env.get("KUBERNETES_SERVICE_HOST") !== undefined;
-  const source = opts.kubeconfig
-    ? `kubeconfig "${opts.kubeconfig}"`
-    : "the in-cluster service account";
-  if (!opts.kubeconfig && !inCluster) {
-    throw apiError("No Kubernetes API configured: no kubeconfig and not running in a cluster");
-  }
-  try {
-    if (opts.kubeconfig) return await fromKubeconfig(opts.kubeconfig);
-    return await fromServiceAccount(opts.serviceAccountDir ?? SA_DIR);
-  } catch (err) {
-    // Duck-typed rather than `instanceof z.core.$ZodError`: touching `z.core` would pull
-    // all of zod's core (and its 400 KB of locales) into the bundle, on every CNI call.
-    const issues = (err as { issues?: unknown }).issues;
-    const text = Array.isArray(issues)
-      ? z.prettifyError(err as Parameters<typeof z.prettifyError>[0])
-      : (err as Error).message;
-    throw apiError(`Cannot load Kubernetes credentials from ${source}`, text, err);
-  }
+/**
+ * An API failure (104) whose message and details went through the connection's redactor.
+ * No cause is kept: a fetch error's message can quote a URL or a header.
+ */
+function apiError(c: Connection | undefined, msg: string, details?: string): CniError {
+  const r = c?.redactor ?? new Redactor();
+  return new CniError(Code.ApiFailure, r.redact(msg), r.redact(details));
 }
 
 function enc(s: string): string {
@@ -241,11 +114,7 @@ export function createKubeClient(opts: KubeClientOptions): ClosableKubeClient {
     } catch (err) {
       // Deno has no per-client "skip verification"; say so rather than fail mysteriously.
       const hint = c.insecure ? ' ("insecure-skip-tls-verify" is not supported: give a CA)' : "";
-      throw apiError(
-        `Cannot reach the Kubernetes API at "${url}"${hint}`,
-        (err as Error).message,
-        err,
-      );
+      throw apiError(c, `Cannot reach the Kubernetes API at "${url}"${hint}`, String(err));
     }
   }
 
@@ -253,6 +122,7 @@ export function createKubeClient(opts: KubeClientOptions): ClosableKubeClient {
     const c = await conn!;
     const body = (await res.text()).slice(0, 1000);
     return apiError(
+      c,
       `Kubernetes API ${method} "${c.server}${path}" answered ${res.status} ${res.statusText}`
         .trim(),
       body,
@@ -269,7 +139,11 @@ export function createKubeClient(opts: KubeClientOptions): ClosableKubeClient {
     try {
       return await res.json();
     } catch (err) {
-      throw apiError(`Kubernetes API GET "${path}" answered with invalid JSON`, String(err), err);
+      throw apiError(
+        resolved,
+        `Kubernetes API GET "${path}" answered with invalid JSON`,
+        String(err),
+      );
     }
   }
 
@@ -277,6 +151,7 @@ export function createKubeClient(opts: KubeClientOptions): ClosableKubeClient {
     const r = schema.safeParse(v);
     if (!r.success) {
       throw apiError(
+        resolved,
         `Kubernetes API GET "${path}" answered an unexpected object`,
         z.prettifyError(r.error),
       );
