@@ -4,8 +4,18 @@
  * - `lock`: an empty file held with flock(2) while leases change (Deno's
  *   `FsFile.lock(true)` is flock on Linux, so podplex and the reference exclude each other),
  * - one file per address, named by the address as Go prints it, holding
- *   `<containerID>\r\n<ifname>` (legacy files hold only the id), created O_EXCL mode 0600,
+ *   `<containerID>\r\n<ifname>` (legacy files hold only the id), mode 0600,
  * - `last_reserved_ip.<range set index>`: the last address handed out from that set.
+ *
+ * Crash safety: an address file is written under a temporary name and then hard-linked to
+ * its address (link(2) fails when the name exists, as O_EXCL does), so a process killed at
+ * any point never leaves an empty or ownerless lease; the reference, which writes the
+ * address file in place, can. The temporary name (`.podplex-lease.tmp`, not an address, so
+ * the reference ignores it) is only written under the lock, so one left by a killed process
+ * is removed by the next holder of the lock, and by GC.
+ *
+ * Modes: the network directory is 0700 and the lock file 0600 whatever the umask (also when
+ * an older version made them wider): a lock file anyone can open is a lock anyone can hold.
  *
  * The methods are async (the {@linkcode Store} seam fits a remote backend) but the file calls
  * inside are synchronous: an async Deno file call is a round trip through the runtime's
@@ -23,6 +33,12 @@ export const DEFAULT_DATA_DIR = "/var/lib/cni/networks";
 
 const LAST_IP_PREFIX = "last_reserved_ip.";
 const LINE_BREAK = "\r\n";
+/** Where an address file is written before it is linked to its name (under the lock). */
+export const LEASE_TEMP = ".podplex-lease.tmp";
+/** STATUS probe files (`probeWrite`); GC removes those older than this (ms). */
+const STALE_PROBE_MS = 60_000;
+const DIR_MODE = 0o700;
+const LOCK_MODE = 0o600;
 
 /** Parses an address file's content into a lease (legacy content is the id alone). */
 export function parseLeaseFile(ip: IP, content: string): Lease {
@@ -69,8 +85,21 @@ export class DiskStore implements Store {
   static open(network: string, dataDir = ""): Promise<DiskStore> {
     const dir = `${(dataDir || DEFAULT_DATA_DIR).replace(/\/+$/, "")}/${network}`;
     return settle(() => {
-      Deno.mkdirSync(dir, { recursive: true, mode: 0o755 });
-      const lockFile = Deno.openSync(`${dir}/lock`, { read: true, write: true, create: true });
+      Deno.mkdirSync(dir, { recursive: true, mode: DIR_MODE });
+      enforceMode(dir, Deno.statSync(dir), DIR_MODE);
+      const lock = `${dir}/lock`;
+      const lockFile = Deno.openSync(lock, {
+        read: true,
+        write: true,
+        create: true,
+        mode: LOCK_MODE,
+      });
+      try {
+        enforceMode(lock, lockFile.statSync(), LOCK_MODE);
+      } catch (err) {
+        lockFile.close();
+        throw err;
+      }
       return new DiskStore(dir, lockFile);
     });
   }
@@ -84,6 +113,9 @@ export class DiskStore implements Store {
       this.#mutex.release();
       throw err;
     }
+    // Nobody writes the temporary lease while we hold the lock: one that exists is a killed
+    // writer's. One unlink, usually answered ENOENT.
+    removeIfExists(`${this.dir}/${LEASE_TEMP}`);
   }
 
   unlock(): Promise<void> {
@@ -127,25 +159,33 @@ export class DiskStore implements Store {
   #reserve(containerId: string, ifname: string, ip: IP, rangeId: string): boolean {
     const name = formatIp(ip);
     const path = `${this.dir}/${name}`;
-    let file: Deno.FsFile;
-    try {
-      file = Deno.openSync(path, { write: true, createNew: true, mode: 0o600 });
-    } catch (err) {
-      if (err instanceof Deno.errors.AlreadyExists) return false;
-      throw err;
-    }
-    try {
-      writeAll(file, `${containerId.trim()}${LINE_BREAK}${ifname}`);
-    } catch (err) {
-      file.close();
-      try {
-        Deno.removeSync(path);
-      } catch { /* the write error is the one to report */ }
-      throw err;
-    }
-    file.close();
+    const content = `${containerId.trim()}${LINE_BREAK}${ifname}`;
+    if (!linkNewFile(`${this.dir}/${LEASE_TEMP}`, path, content)) return false;
     writeInPlace(`${this.dir}/${LAST_IP_PREFIX}${rangeId}`, name);
     return true;
+  }
+
+  /**
+   * Removes what killed processes left: the temporary lease (under the lock) and STATUS
+   * probe files older than a minute. Called by GC with the lock held.
+   *
+   * @returns the names removed
+   */
+  removeOrphans(): Promise<string[]> {
+    return settle(() => {
+      const out: string[] = [];
+      const now = Date.now();
+      for (const e of Deno.readDirSync(this.dir)) {
+        const path = `${this.dir}/${e.name}`;
+        let orphan = e.name === LEASE_TEMP;
+        if (!orphan && e.name.startsWith(".status-")) {
+          const mtime = Deno.lstatSync(path).mtime?.getTime() ?? 0;
+          orphan = now - mtime > STALE_PROBE_MS;
+        }
+        if (orphan && removeIfExists(path)) out.push(e.name);
+      }
+      return out;
+    });
   }
 
   lastReservedIP(rangeId: string): Promise<IP | undefined> {
@@ -237,6 +277,68 @@ function settle<T>(step: () => T): Promise<T> {
   } catch (err) {
     return Promise.reject(err);
   }
+}
+
+/** Sets `path`'s permission bits to exactly `mode` unless they are already (one chmod). */
+function enforceMode(path: string, st: Deno.FileInfo, mode: number): void {
+  if (st.mode !== null && (st.mode & 0o7777) !== mode) Deno.chmodSync(path, mode);
+}
+
+/** Removes a file; false when it was not there. */
+function removeIfExists(path: string): boolean {
+  try {
+    Deno.removeSync(path);
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return false;
+    throw err;
+  }
+}
+
+/**
+ * Creates `path` holding `content` so that it appears whole or not at all: written to
+ * `tmp`, then hard-linked to `path` (fails when `path` exists, as O_EXCL), then `tmp` goes.
+ * On a filesystem without hard links, falls back to an O_EXCL create written in place.
+ *
+ * @returns false when `path` already exists
+ */
+function linkNewFile(tmp: string, path: string, content: string): boolean {
+  {
+    using file = Deno.openSync(tmp, { write: true, create: true, truncate: true, mode: 0o600 });
+    writeAll(file, content);
+  }
+  try {
+    Deno.linkSync(tmp, path);
+  } catch (err) {
+    removeIfExists(tmp);
+    if (err instanceof Deno.errors.AlreadyExists) return false;
+    if (err instanceof Deno.errors.NotSupported || err instanceof Deno.errors.PermissionDenied) {
+      return createInPlace(path, content);
+    }
+    throw err;
+  }
+  removeIfExists(tmp);
+  return true;
+}
+
+/** The reference's way (O_EXCL create, then write), for filesystems without link(2). */
+function createInPlace(path: string, content: string): boolean {
+  let file: Deno.FsFile;
+  try {
+    file = Deno.openSync(path, { write: true, createNew: true, mode: 0o600 });
+  } catch (err) {
+    if (err instanceof Deno.errors.AlreadyExists) return false;
+    throw err;
+  }
+  try {
+    writeAll(file, content);
+  } catch (err) {
+    file.close();
+    removeIfExists(path);
+    throw err;
+  }
+  file.close();
+  return true;
 }
 
 /**

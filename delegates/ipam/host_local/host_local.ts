@@ -274,6 +274,7 @@ export async function hostLocalGc(
     await store.lock();
     const released: IP[] = [];
     try {
+      await store.removeOrphans?.();
       for (const l of await store.list()) {
         const keep = l.ifname === undefined
           ? ids.has(l.containerId)

@@ -51,6 +51,13 @@ export interface Store {
   release(ip: IP): Promise<void>;
   /** STATUS: proves a lease could be written now (stores without a medium omit it). */
   probeWrite?(): Promise<void>;
+  /**
+   * GC: removes what killed writers left behind (temporary files); called with the lock
+   * held. A store with nothing of the kind need not have it.
+   *
+   * @returns the names removed
+   */
+  removeOrphans?(): Promise<string[]>;
 }
 
 /**
