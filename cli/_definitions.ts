@@ -10,6 +10,7 @@ import { readBoundedTextSync } from "../conf/bounded_read.ts";
 import { parseConfOrList } from "../conf/netconf.ts";
 import { parseYaml } from "../conf/yaml.ts";
 import { BUILTINS } from "../delegates/catalog.ts";
+import { isObject } from "../conf/json.ts";
 
 /** One problem in one file. */
 export interface Problem {
@@ -23,10 +24,6 @@ export interface Problem {
 export const DEFINITION_EXTENSIONS = ["yaml", "yml", "json", "conf", "conflist"] as const;
 
 type Obj = Record<string, unknown>;
-
-function isObject(v: unknown): v is Obj {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
 
 function messageOf(e: unknown): string {
   return e instanceof Error ? e.message : String(e);

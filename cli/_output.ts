@@ -4,18 +4,12 @@
  * @module
  */
 
-const encoder = new TextEncoder();
-
-/** Writes all of `text` to a sync writer (a short write is retried until done). */
-export function writeAll(file: { writeSync(p: Uint8Array): number }, text: string): void {
-  const bytes = encoder.encode(text);
-  for (let off = 0; off < bytes.length;) off += file.writeSync(bytes.subarray(off));
-}
+import { writeAllSync as writeAll } from "../conf/io.ts";
 
 /** Writes to stdout. */
-export const out = (s: string): void => writeAll(Deno.stdout, s);
+export const out = (s: string): void => void writeAll(Deno.stdout, s);
 /** Writes to stderr. */
-export const err = (s: string): void => writeAll(Deno.stderr, s);
+export const err = (s: string): void => void writeAll(Deno.stderr, s);
 
 /** Prints a value as indented JSON on stdout. */
 export function printJson(value: unknown): void {

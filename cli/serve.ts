@@ -23,6 +23,7 @@ import { CURRENT_VERSION } from "../conf/version.ts";
 import { type CniIo, runCni } from "./cni.ts";
 import type { Root } from "./root.ts";
 import { CallGate, type CallMode } from "./serve_gate.ts";
+import { writeAllSync } from "../conf/io.ts";
 
 /** Where the daemon listens unless `--socket` (or the client's PODPLEX_SOCKET) says otherwise. */
 export const DEFAULT_SOCKET = "/run/podplex/podplex.sock";
@@ -322,8 +323,7 @@ const USAGE = "usage: podplex serve [--socket PATH]   (default " + DEFAULT_SOCKE
   "  alone) and keeps the dhcp IPAM's leases, until SIGINT/SIGTERM\n";
 
 function say(text: string): void {
-  const bytes = enc.encode(text);
-  for (let off = 0; off < bytes.length;) off += Deno.stderr.writeSync(bytes.subarray(off));
+  writeAllSync(Deno.stderr, text);
 }
 
 /**

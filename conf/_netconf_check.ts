@@ -9,6 +9,7 @@
  * @module
  */
 import type { ConfListFields, NetConf } from "./types.ts";
+import { isObject as isObj } from "./json.ts";
 
 /** Where a value failed and why (a zod issue code). */
 export interface Issue {
@@ -28,10 +29,6 @@ class Fail {
 
 function fail(path: Array<string | number>, code = "invalid_type"): never {
   throw new Fail({ path, code });
-}
-
-function isObj(v: unknown): v is Obj {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
 function run<T>(check: () => T): Checked<T> {

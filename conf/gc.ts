@@ -5,16 +5,10 @@
  * @module
  */
 import { CniError, Code } from "./errors.ts";
+import { fieldOf as field, isObject } from "./json.ts";
 import type { Attachment } from "./types.ts";
 
 type Obj = Record<string, unknown>;
-
-/** A key's value, matched exactly, else case-insensitively (as Go's JSON decoding does). */
-function field(o: Obj, key: string): unknown {
-  if (Object.hasOwn(o, key)) return o[key];
-  const k = Object.keys(o).find((k) => k.toLowerCase() === key.toLowerCase());
-  return k === undefined ? undefined : o[k];
-}
 
 /**
  * The `cni.dev/valid-attachments` of a GC conf (libcni also sends the older
@@ -29,7 +23,7 @@ export function validAttachments(raw: Obj): Attachment[] {
     throw new CniError(Code.InvalidConfig, `GC needs "cni.dev/valid-attachments" (a list)`);
   }
   return list.map((a, i) => {
-    const o = typeof a === "object" && a !== null && !Array.isArray(a) ? a as Obj : {};
+    const o = isObject(a) ? a : {};
     const containerID = field(o, "containerID");
     const ifname = field(o, "ifname");
     if (typeof containerID !== "string" || typeof ifname !== "string") {

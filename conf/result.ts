@@ -19,6 +19,7 @@
 import { CniError, Code, type CodeNumber } from "./errors.ts";
 import { compareVersions, CURRENT_VERSION, IMPLICIT_VERSION, requireSupported } from "./version.ts";
 import type { CniDns, CniInterface, CniIpConfig, CniResult, CniRoute } from "./types.ts";
+import { isObject as isObj } from "./json.ts";
 
 type Obj = Record<string, unknown>;
 
@@ -59,10 +60,6 @@ interface Ctx {
 
 function fail(ctx: Ctx, msg: string): never {
   throw new CniError(ctx.code, `Cannot decode result: ${msg}`);
-}
-
-function isObj(v: unknown): v is Obj {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
 function optString(ctx: Ctx, o: Obj, key: string, path: string): string | undefined {

@@ -12,6 +12,7 @@
  * @module
  */
 import type { CniError } from "../conf/errors.ts";
+import { isObject as isPlainObject } from "../conf/json.ts";
 
 type Obj = Record<string, unknown>;
 
@@ -130,10 +131,6 @@ export function parseJsonWithNumbers(text: string, bad: (msg: string) => CniErro
     throw bad(`${quote(text)} is not valid JSON (${(err as Error).message})`);
   }
   return { value, numbers };
-}
-
-function isPlainObject(v: unknown): v is Obj {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
 /** The spec's field a JSON key sets: its exact name, else a case-insensitive match (Go). */

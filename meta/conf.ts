@@ -13,6 +13,7 @@ import {
   isSupported,
   requireSupported,
 } from "../conf/version.ts";
+import { isObject } from "../conf/json.ts";
 
 /** The `type` of podplex's own conf entry (the meta-plugin). */
 export const META_TYPE = "podplex";
@@ -118,10 +119,6 @@ const NETWORK_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/;
 
 function bad(msg: string): CniError {
   return new CniError(Code.InvalidConfig, msg);
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
 function str(raw: Record<string, unknown>, key: string): string | undefined {

@@ -15,6 +15,7 @@ import { createLogger, type Logger } from "./log.ts";
 import { createResolver } from "./networks.ts";
 import type { PlanInput, PlannedAttachment } from "./plan.ts";
 import { createStateStore, type PodState, type StateStore } from "./state.ts";
+import { fieldOf } from "../conf/json.ts";
 
 /**
  * The kernel work the meta-plugin does itself (the delegates do the rest), behind an
@@ -201,10 +202,7 @@ export function runtimeAnnotations(call: MetaCall): Record<string, string> | und
 
 /** A runtimeConfig value by key, matched case-insensitively (containerd's Go structs). */
 export function runtimeArg(args: Record<string, unknown>, key: string): unknown {
-  if (Object.hasOwn(args, key)) return args[key];
-  const lower = key.toLowerCase();
-  const k = Object.keys(args).find((k) => k.toLowerCase() === lower);
-  return k === undefined ? undefined : args[k];
+  return fieldOf(args, key);
 }
 
 /**

@@ -18,6 +18,7 @@ import { parseYaml } from "../conf/yaml.ts";
 import { type NetworkRef, parseNetworkRef } from "./annotations.ts";
 import type { PodplexConf } from "./conf.ts";
 import type { KubeClient } from "./k8s.ts";
+import { isObject } from "../conf/json.ts";
 
 /** A network ready to run. */
 export interface ResolvedNetwork {
@@ -67,10 +68,6 @@ const MAX_CONF_FILES = 1000;
 
 function bad(msg: string): CniError {
   return new CniError(Code.InvalidConfig, msg);
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
 /** A definition or conf file: a regular file of bounded size (null when absent). */

@@ -8,7 +8,7 @@
 import { CniError, Code, joinErrors } from "../conf/errors.ts";
 import { parseConfOrList } from "../conf/netconf.ts";
 import { validAttachments } from "../conf/gc.ts";
-import { convertResult, toCanonical } from "../conf/result.ts";
+import { convertResult } from "../conf/result.ts";
 import type { Attachment, CniResult } from "../conf/types.ts";
 import { inProcessRequest } from "../delegates/runner/builtin.ts";
 import { runChain } from "../delegates/runner/chain.ts";
@@ -26,7 +26,7 @@ import {
 import { createResolver, resolveClusterNetwork, type ResolvedNetwork } from "./networks.ts";
 import { planAttachments } from "./plan.ts";
 import type { PodState } from "./state.ts";
-import { delAttachments } from "./teardown.ts";
+import { attachmentChainOptions, delAttachments } from "./teardown.ts";
 
 /**
  * Creates the meta-plugin (the plugin for `type: "podplex"`) with its edges.
@@ -139,12 +139,8 @@ async function metaCheck(call: MetaCall): Promise<void> {
   }
   for (const att of state.attachments) {
     try {
-      const opts: Parameters<typeof runChain>[2] = {
-        env: { ...call.env, ifname: att.ifname, args: att.cniArgs ?? call.env.args },
-        registry: call.registry,
-        capabilityArgs: att.capabilityArgs,
-      };
-      if (att.result) opts.cachedResult = toCanonical(att.result, "1.1.0");
+      // The runtime's netns and container: CHECK is asked of the live pod.
+      const opts = attachmentChainOptions(call, { containerId, netns: call.env.netns ?? "" }, att);
       await runChain(parseConfOrList(att.confText), "CHECK", opts);
     } catch (e) {
       throw CniError.wrap(

@@ -22,6 +22,7 @@
  * @module
  */
 import { CniError, Code } from "../conf/errors.ts";
+import { writeAllSync } from "../conf/io.ts";
 
 /** One network attachment of a pod, as ADD ran it. */
 export interface AttachmentState {
@@ -150,9 +151,7 @@ function writeAtomicSync(path: string, data: string): void {
   try {
     const file = Deno.openSync(tmp, { write: true, createNew: true, mode: 0o600 });
     try {
-      const bytes = new TextEncoder().encode(data);
-      let off = 0;
-      while (off < bytes.length) off += file.writeSync(bytes.subarray(off));
+      writeAllSync(file, data);
       file.syncSync();
     } finally {
       file.close();

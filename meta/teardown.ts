@@ -13,7 +13,7 @@
 import { CniError, Code } from "../conf/errors.ts";
 import { type ConfList, parseConfOrList } from "../conf/netconf.ts";
 import { toCanonical } from "../conf/result.ts";
-import { runChain } from "../delegates/runner/chain.ts";
+import { type ChainOptions, runChain } from "../delegates/runner/chain.ts";
 import type { MetaCall } from "./context.ts";
 import type { AttachmentState, PodState } from "./state.ts";
 
@@ -71,6 +71,31 @@ function delError(att: AttachmentState, e: unknown): CniError {
   return CniError.wrap(e, Code.DelegateFailed, `DEL of network "${att.network}" ("${att.ifname}")`);
 }
 
+/**
+ * The chain options that DEL or CHECK one remembered attachment as its ADD ran: the pod's
+ * container and netns, the attachment's interface, CNI_ARGS and capability args, and its ADD
+ * result as the cached result.
+ */
+export function attachmentChainOptions(
+  call: MetaCall,
+  state: Pick<PodState, "containerId" | "netns">,
+  att: AttachmentState,
+): ChainOptions {
+  const opts: ChainOptions = {
+    env: {
+      ...call.env,
+      containerId: state.containerId,
+      netns: state.netns,
+      ifname: att.ifname,
+      args: att.cniArgs ?? call.env.args,
+    },
+    registry: call.registry,
+    capabilityArgs: att.capabilityArgs,
+  };
+  if (att.result) opts.cachedResult = toCanonical(att.result, "1.1.0");
+  return opts;
+}
+
 async function delOne(
   call: MetaCall,
   state: PodState,
@@ -78,19 +103,7 @@ async function delOne(
   failures: DelFailure[],
 ): Promise<void> {
   try {
-    const opts: Parameters<typeof runChain>[2] = {
-      env: {
-        ...call.env,
-        containerId: state.containerId,
-        netns: state.netns,
-        ifname: att.ifname,
-        args: att.cniArgs ?? call.env.args,
-      },
-      registry: call.registry,
-      capabilityArgs: att.capabilityArgs,
-    };
-    if (att.result) opts.cachedResult = toCanonical(att.result, "1.1.0");
-    await runChain(list!, "DEL", opts);
+    await runChain(list!, "DEL", attachmentChainOptions(call, state, att));
   } catch (e) {
     failures.push({ att, error: delError(att, e) });
   }

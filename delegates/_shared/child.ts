@@ -13,10 +13,10 @@ import { beginCheck, checkFailed, checkL3 } from "./check.ts";
 import { confBool, confDns, confInt, confLinkName, confString, ipamType } from "./conf_read.ts";
 import { configureIface } from "./iface.ts";
 import {
-  defaultRouteInterface,
   deleteLinkIfExists,
   type HostOptions,
   kernelError,
+  namedOrDefaultLink,
   openContainerNs,
   openHost,
   Rollback,
@@ -86,15 +86,7 @@ export function parseMode<M extends string>(raw: Obj, modes: readonly M[]): M {
  * @throws {CniError} code 7 when there is none, it is missing, or the MTU is too large
  */
 export function resolveMaster(nl: Netlink, c: ChildConf): LinkInfo {
-  const name = c.master ?? defaultRouteInterface(nl);
-  if (!name) {
-    throw new CniError(
-      Code.InvalidConfig,
-      `Invalid "master": not set and no default route interface found`,
-    );
-  }
-  const m = nl.getLink(name);
-  if (!m) throw new CniError(Code.InvalidConfig, `Invalid "master": "${name}" does not exist`);
+  const m = namedOrDefaultLink(nl, "master", c.master);
   if (c.mtu && c.mtu > m.mtu) {
     throw new CniError(Code.InvalidConfig, `Invalid "mtu": ${c.mtu} exceeds the master's ${m.mtu}`);
   }

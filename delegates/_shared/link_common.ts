@@ -11,7 +11,7 @@
  * @module
  */
 import { CniError, Code } from "../../conf/errors.ts";
-import { Netlink, NetlinkError, NetNs, writeSysctl } from "../../ffi/mod.ts";
+import { type LinkInfo, Netlink, NetlinkError, NetNs, writeSysctl } from "../../ffi/mod.ts";
 
 /**
  * Where a delegate's "host" side lives. The exported delegates use the process's own netns;
@@ -108,6 +108,27 @@ export function defaultRouteInterface(nl: Netlink): string | undefined {
     if (r) return nl.getLink(r.dev!)?.name;
   }
   return undefined;
+}
+
+/**
+ * The link a conf field names, else the default-route interface of the netns `nl` is in
+ * (the reference plugins' rule for macvlan's and ipvlan's `master`, and vxlan's `dev`).
+ *
+ * @throws {CniError} code 7 naming `field` when neither exists
+ */
+export function namedOrDefaultLink(nl: Netlink, field: string, name: string | undefined): LinkInfo {
+  const chosen = name ?? defaultRouteInterface(nl);
+  if (!chosen) {
+    throw new CniError(
+      Code.InvalidConfig,
+      `Invalid "${field}": not set and no default route interface found`,
+    );
+  }
+  const link = nl.getLink(chosen);
+  if (!link) {
+    throw new CniError(Code.InvalidConfig, `Invalid "${field}": "${chosen}" does not exist`);
+  }
+  return link;
 }
 
 /** The undo steps of an ADD: run in reverse on failure, all of them, errors reported. */

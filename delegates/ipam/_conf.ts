@@ -6,6 +6,7 @@
  * @module
  */
 import { CniError, Code } from "../../conf/errors.ts";
+import { fieldOf as field, isObject } from "../../conf/json.ts";
 import { canonicalCidr, formatIp, parseIp } from "../../conf/ip.ts";
 import type { CniDns, CniResult, CniRoute } from "../../conf/types.ts";
 import { compareVersions } from "../../conf/version.ts";
@@ -13,19 +14,7 @@ import { compareVersions } from "../../conf/version.ts";
 /** A JSON object. */
 export type Json = Record<string, unknown>;
 
-/** Whether `v` is a plain JSON object. */
-export function isObject(v: unknown): v is Json {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
-/** Reads `key` from `obj`: the exact key, else the first key equal ignoring case. */
-export function field(obj: Json | undefined, key: string): unknown {
-  if (!obj) return undefined;
-  if (key in obj) return obj[key];
-  const lower = key.toLowerCase();
-  for (const k of Object.keys(obj)) if (k.toLowerCase() === lower) return obj[k];
-  return undefined;
-}
+export { fieldOf as field, isObject } from "../../conf/json.ts";
 
 function invalid(path: string, value: unknown, what: string): CniError {
   return new CniError(Code.InvalidConfig, `Invalid "${path}": ${JSON.stringify(value)} ${what}`);

@@ -23,10 +23,10 @@ import { checkFailed } from "../_shared/check.ts";
 import { familyOf } from "../_shared/cidr.ts";
 import { confInt, confLinkName, confString } from "../_shared/conf_read.ts";
 import {
-  defaultRouteInterface,
   deleteLinkIfExists,
   type HostOptions,
   kernelError,
+  namedOrDefaultLink,
   openHost,
   type Rollback,
 } from "../_shared/link_common.ts";
@@ -119,16 +119,7 @@ function resolveUnderlay(host: Netlink, c: VxlanConf): LinkInfo {
     }
     name = host.getLink(a.index)?.name;
   }
-  name ??= defaultRouteInterface(host);
-  if (!name) {
-    throw new CniError(
-      Code.InvalidConfig,
-      `Invalid "dev": not set and no default route interface found`,
-    );
-  }
-  const link = host.getLink(name);
-  if (!link) throw new CniError(Code.InvalidConfig, `Invalid "dev": "${name}" does not exist`);
-  return link;
+  return namedOrDefaultLink(host, "dev", name);
 }
 
 /** The MTU of the segment: underlay − 50 (IPv4) or − 70 (IPv6), or `mtu` when lower. */

@@ -16,6 +16,7 @@
  * @module
  */
 import { CniError, Code, joinErrors } from "../../conf/errors.ts";
+import { keyOf } from "../../conf/json.ts";
 import { type ConfList, injectConf, type PluginEntry } from "../../conf/netconf.ts";
 import { convertResult, toCanonical } from "../../conf/result.ts";
 import type { Attachment, CniResult, Verb } from "../../conf/types.ts";
@@ -87,12 +88,9 @@ export function runtimeConfigFor(
 ): Record<string, unknown> | undefined {
   if (!capabilities || !capabilityArgs) return undefined;
   const rc: Record<string, unknown> = {};
-  const argKeys = Object.keys(capabilityArgs);
   for (const [cap, enabled] of Object.entries(capabilities)) {
     if (enabled !== true) continue;
-    const key = Object.hasOwn(capabilityArgs, cap)
-      ? cap
-      : argKeys.find((k) => k.toLowerCase() === cap.toLowerCase());
+    const key = keyOf(capabilityArgs, cap);
     if (key === undefined || capabilityArgs[key] === undefined) continue;
     const fields = CAPABILITY_FIELDS[cap];
     rc[cap] = fields ? renameFields(capabilityArgs[key], fields) : capabilityArgs[key];

@@ -16,6 +16,7 @@
 import { CniError, Code } from "../../conf/errors.ts";
 import { IMPLICIT_VERSION } from "../../conf/version.ts";
 import type { Plugin, PluginRequest } from "../types.ts";
+import { writeAllSync } from "../../conf/io.ts";
 
 /** How long an external plugin may run by default (ms). */
 export const DEFAULT_EXEC_TIMEOUT_MS = 60_000;
@@ -183,8 +184,7 @@ function parseResult(type: string, stdout: string, conf: Uint8Array): Record<str
 }
 
 function defaultStderr(text: string): void {
-  const bytes = new TextEncoder().encode(text);
-  for (let off = 0; off < bytes.length;) off += Deno.stderr.writeSync(bytes.subarray(off));
+  writeAllSync(Deno.stderr, text);
 }
 
 async function runOnce(

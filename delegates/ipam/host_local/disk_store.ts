@@ -27,6 +27,7 @@
  */
 import { formatIp, type IP, tryParseIp } from "../../../conf/ip.ts";
 import { type Lease, leaseMatches, Mutex, type Store } from "./store.ts";
+import { writeAllSync as writeAll } from "../../../conf/io.ts";
 
 /** The reference's default `dataDir`. */
 export const DEFAULT_DATA_DIR = "/var/lib/cni/networks";
@@ -351,11 +352,4 @@ function writeInPlace(path: string, text: string): void {
   using file = Deno.openSync(path, { write: true, create: true, mode: 0o600 });
   const length = writeAll(file, text);
   file.truncateSync(length);
-}
-
-function writeAll(file: Deno.FsFile, text: string): number {
-  const bytes = new TextEncoder().encode(text);
-  let off = 0;
-  while (off < bytes.length) off += file.writeSync(bytes.subarray(off));
-  return off;
 }
