@@ -50,6 +50,7 @@ export const SUBCOMMANDS: Readonly<Record<string, () => Promise<Subcommand>>> = 
   graph: () => import("./graph.ts"),
   install: () => import("./install.ts"),
   serve: () => import("./serve.ts"),
+  ipam: () => import("./ipam.ts"),
   version: () =>
     Promise.resolve({
       main(): Promise<number> {

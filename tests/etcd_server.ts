@@ -25,6 +25,11 @@ export interface StartEtcdOptions {
   tls?: EtcdServerTls;
   /** Extra flags for every member. */
   flags?: string[];
+  /**
+   * More addresses each member serves clients on (same port), e.g. a test underlay's host
+   * address so that processes in other netns reach it; their URLs are in `endpointsOn`.
+   */
+  clientHosts?: string[];
 }
 
 /** One member. */
@@ -40,8 +45,10 @@ export interface EtcdMember {
 /** A running cluster. */
 export interface EtcdCluster extends AsyncDisposable {
   members: EtcdMember[];
-  /** Client URLs of all members. */
+  /** Client URLs of all members (loopback). */
   endpoints: string[];
+  /** Client URLs of all members on one of `clientHosts`. */
+  endpointsOn(host: string): string[];
   /** Index of the current leader (waits up to 10 s for one). */
   leader(): Promise<number>;
   /** Sends `signal` to member `i` and waits for it to exit. */
@@ -85,15 +92,19 @@ function pickPorts(n: number): number[] {
 }
 
 function memberArgs(m: EtcdMember, cluster: string, token: string, o: StartEtcdOptions) {
+  const port = m.clientUrl.slice(m.clientUrl.lastIndexOf(":") + 1);
+  const scheme = m.clientUrl.slice(0, m.clientUrl.indexOf(":"));
+  const urls = [m.clientUrl, ...(o.clientHosts ?? []).map((h) => `${scheme}://${h}:${port}`)]
+    .join(",");
   const args = [
     "--name",
     m.name,
     "--data-dir",
     m.dataDir,
     "--listen-client-urls",
-    m.clientUrl,
+    urls,
     "--advertise-client-urls",
-    m.clientUrl,
+    urls,
     "--listen-peer-urls",
     m.peerUrl,
     "--initial-advertise-peer-urls",
@@ -178,6 +189,7 @@ export async function startEtcd(o: StartEtcdOptions = {}): Promise<EtcdCluster> 
   const cluster: EtcdCluster = {
     members,
     endpoints: members.map((m) => m.clientUrl),
+    endpointsOn: (host) => members.map((m) => m.clientUrl.replace("127.0.0.1", host)),
     async leader() {
       const end = Date.now() + 10000;
       while (Date.now() < end) {

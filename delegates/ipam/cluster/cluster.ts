@@ -23,7 +23,7 @@ import { cniError, EtcdClient, EtcdUnavailableError } from "../../_shared/etcd/c
 import type { BuiltinDelegate, DelegateContext } from "../../types.ts";
 import { allocate } from "./allocator.ts";
 import { type ClusterConf, parseClusterConf, type PoolRange } from "./conf.ts";
-import { journalAppend, journalDir, journalDone, journalEntries } from "./journal.ts";
+import { journalAppend, journalDir, replayJournalDir } from "./journal.ts";
 import { type Owner, SpaceKeys, spaceOf } from "./keys.ts";
 import { ClusterStore } from "./store.ts";
 
@@ -89,22 +89,9 @@ function ownerOf(conf: ClusterConf, ctx: DelegateContext): Owner {
 }
 
 /** Replays the node's journal against this conf's etcd (entries for another etcd stay). */
-export async function replayJournal(conf: ClusterConf, etcd: EtcdClient): Promise<number> {
-  let n = 0;
-  const same = (a: string[]) => a.join(",") === conf.etcd.endpoints.join(",");
-  for (const [path, e] of await journalEntries(journalDir(conf.dataDir, conf.nodeName))) {
-    if (!same(e.endpoints) || e.prefix !== conf.etcd.prefix) continue;
-    const owner = { containerId: e.containerId, ifname: e.ifname, pod: "", node: conf.nodeName };
-    for (const space of e.spaces) {
-      await storeFor(etcd, conf, undefined, owner, undefined, space).releaseByID(
-        e.containerId,
-        e.ifname,
-      );
-    }
-    await journalDone(path);
-    n++;
-  }
-  return n;
+export function replayJournal(conf: ClusterConf, etcd: EtcdClient): Promise<number> {
+  const dir = journalDir(conf.dataDir, conf.nodeName);
+  return replayJournalDir(etcd, dir, conf.etcd.prefix, conf.nodeName, conf.etcd.endpoints);
 }
 
 async function withEtcd<T>(conf: ClusterConf, fn: (etcd: EtcdClient) => Promise<T>): Promise<T> {

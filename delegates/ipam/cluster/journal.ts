@@ -13,6 +13,9 @@
  *
  * @module
  */
+import type { EtcdClient } from "../../_shared/etcd/client.ts";
+import { SpaceKeys } from "./keys.ts";
+import { ClusterStore } from "./store.ts";
 
 /** One journaled release. */
 export interface JournalEntry {
@@ -69,4 +72,33 @@ export async function journalDone(path: string): Promise<void> {
   await Deno.remove(path).catch((err) => {
     if (!(err instanceof Deno.errors.NotFound)) throw err;
   });
+}
+
+/**
+ * Replays the entries of `dir` that were written for etcd prefix `prefix` (and, when given,
+ * for `endpoints`): releases each attachment's records in each space, then drops the entry.
+ *
+ * @returns how many entries were replayed
+ * @throws the etcd error that stopped it (the entries not replayed stay)
+ */
+export async function replayJournalDir(
+  etcd: EtcdClient,
+  dir: string,
+  prefix: string,
+  node: string,
+  endpoints?: string[],
+): Promise<number> {
+  let n = 0;
+  for (const [path, e] of await journalEntries(dir)) {
+    if (e.prefix !== prefix) continue;
+    if (endpoints && e.endpoints.join(",") !== endpoints.join(",")) continue;
+    const owner = { containerId: e.containerId, ifname: e.ifname, pod: "", node };
+    for (const space of e.spaces) {
+      const store = new ClusterStore(etcd, new SpaceKeys(prefix, space), owner, "");
+      await store.releaseByID(e.containerId, e.ifname);
+    }
+    await journalDone(path);
+    n++;
+  }
+  return n;
 }

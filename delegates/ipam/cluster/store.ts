@@ -29,6 +29,8 @@ export interface BlockClaim {
   modRevision: number;
   /** When the block was last seen empty (ms), for the release grace period. */
   emptySince?: number;
+  /** The lease the claim lives under ("0": none). */
+  lease?: string;
 }
 
 const mutexes = new Map<string, Mutex>();
@@ -233,6 +235,7 @@ export class ClusterStore implements Store {
         block,
         node: String(v?.node ?? ""),
         modRevision: kv.modRevision,
+        lease: kv.lease,
         ...(typeof v?.emptySince === "number" ? { emptySince: v.emptySince } : {}),
       });
     }
@@ -288,18 +291,18 @@ export class ClusterStore implements Store {
     return r.succeeded;
   }
 
-  /** Marks a block as seen empty at `since` (start of its grace period), if unchanged. */
-  async markEmpty(c: BlockClaim, since: number): Promise<void> {
+  /**
+   * Marks a block as seen empty at `since` (start of its grace period), or clears the mark
+   * (`since` undefined), if the claim is unchanged; the claim keeps its lease.
+   */
+  async markEmpty(c: BlockClaim, since: number | undefined): Promise<void> {
     const key = this.keys.block(c.block);
+    const value = JSON.stringify(
+      since === undefined ? { node: c.node } : { node: c.node, emptySince: since },
+    );
     await this.#etcd.txn({
       compare: [{ key, target: "MOD", result: "EQUAL", modRevision: c.modRevision }],
-      success: [{
-        put: {
-          key,
-          value: JSON.stringify({ node: c.node, emptySince: since }),
-          lease: this.#lease,
-        },
-      }],
+      success: [{ put: { key, value, lease: c.lease } }],
     });
   }
 

@@ -1,0 +1,220 @@
+/**
+ * The cluster IPAM end to end: three simulated nodes (a netns each, own state dir), a real
+ * etcd, pods ADDed concurrently by `bin/podplex` on one /23. CI runs smaller bursts;
+ * `PODPLEX_LONG=1` runs the issue's full sizes (300 pods).
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { ClusterRig, type CniOutcome, errCode, pool, type RigPod } from "./_cluster_rig.ts";
+import { haveEtcd } from "./etcd_server.ts";
+import { isRoot } from "./testutils.ts";
+
+const LONG = Deno.env.get("PODPLEX_LONG") === "1";
+const ignore = !isRoot || !haveEtcd();
+const CONCURRENCY = 24;
+
+/** The addresses of the ADD results, by pod. */
+function resultAddrs(o: CniOutcome): string[] {
+  const ips = (o.json?.ips ?? []) as Array<{ address: string }>;
+  return ips.map((i) => i.address.split("/")[0]);
+}
+
+function duplicates(list: string[]): string[] {
+  const seen = new Set<string>();
+  return list.filter((x) => seen.has(x) || !seen.add(x));
+}
+
+/** ADDs every pod (at most CONCURRENCY at a time); retries the ones that failed with 11. */
+async function addAll(rig: ClusterRig, pods: RigPod[], retry = false) {
+  const failures: number[] = [];
+  let outs = await pool(pods, CONCURRENCY, (p) => rig.cni("ADD", p));
+  for (const o of outs) if (o.code !== 0) failures.push(errCode(o));
+  if (retry) {
+    for (let round = 0; round < 3 && outs.some((o) => o.code !== 0); round++) {
+      const again = pods.map((p, i) => [p, i] as const).filter(([, i]) => outs[i].code !== 0);
+      const redo = await pool(again, CONCURRENCY, ([p]) => rig.cni("ADD", p));
+      outs = outs.slice();
+      again.forEach(([, i], k) => outs[i] = redo[k]);
+    }
+  }
+  return { outs, failures };
+}
+
+async function assertNoDuplicates(rig: ClusterRig, pods: RigPod[], outs: CniOutcome[]) {
+  for (const [i, o] of outs.entries()) {
+    assert.equal(o.code, 0, `ADD ${pods[i].id}: ${JSON.stringify(o.json)} ${o.stderr}`);
+  }
+  const recs = await rig.records();
+  assert.equal(recs.length, pods.length, "one record per pod");
+  assert.deepEqual(duplicates(recs.map((r) => r.ip)), [], "no address twice in etcd");
+  const kernel = (await pool(pods, 16, (p) => rig.podAddrs(p))).flat();
+  assert.equal(kernel.length, pods.length, "one address in each pod's netns");
+  assert.deepEqual(duplicates(kernel), [], "no address twice in the pods' kernels");
+  const byPod = new Map(recs.map((r) => [r.containerId, r.ip]));
+  for (const [i, p] of pods.entries()) {
+    assert.equal(byPod.get(p.id), resultAddrs(outs[i])[0], `etcd and the result agree for ${p.id}`);
+    assert.equal(recs.find((r) => r.containerId === p.id)?.node, rig.nodes[p.node].name);
+  }
+}
+
+async function delAll(rig: ClusterRig, pods: RigPod[]) {
+  const outs = await pool(pods, CONCURRENCY, (p) => rig.cni("DEL", p));
+  for (const [i, o] of outs.entries()) {
+    assert.equal(o.code, 0, `DEL ${pods[i].id}: ${JSON.stringify(o.json)}`);
+  }
+}
+
+Deno.test({
+  name:
+    "cluster IPAM: a concurrent burst on three nodes gives no address twice; DEL leaves nothing",
+  ignore,
+  sanitizeResources: false,
+  async fn() {
+    await using rig = await ClusterRig.start({ nodes: 3 });
+    const pods = await rig.makePods(LONG ? 300 : 60);
+    const { outs } = await addAll(rig, pods);
+    await assertNoDuplicates(rig, pods, outs);
+    // Block affinity: each node allocated inside its own blocks (of /26) first.
+    const recs = await rig.records();
+    const blocksByNode = new Map<string, Set<string>>();
+    for (const r of recs) {
+      const last = Number(r.ip.split(".")[3]) + 256 * Number(r.ip.split(".")[2]);
+      const set = blocksByNode.get(r.node) ?? new Set();
+      set.add(String(Math.floor(last / 64)));
+      blocksByNode.set(r.node, set);
+    }
+    const all = [...blocksByNode.values()].flatMap((s) => [...s]);
+    assert.deepEqual(duplicates(all), [], "no block is used by two nodes while blocks are free");
+    await delAll(rig, pods);
+    assert.deepEqual(await rig.heldKeys(), [], "no record left after DEL");
+  },
+});
+
+Deno.test({
+  name:
+    "cluster IPAM: the etcd leader SIGKILLed mid-burst: only code 11, retries succeed, no duplicate",
+  ignore,
+  sanitizeResources: false,
+  async fn() {
+    await using rig = await ClusterRig.start({ nodes: 3, members: 3 });
+    const pods = await rig.makePods(LONG ? 300 : 60);
+    const burst = addAll(rig, pods);
+    // Kill the leader once a third of the pods have their address.
+    const end = Date.now() + 60000;
+    while ((await rig.records()).length < pods.length / 3 && Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const leader = await rig.etcd.leader();
+    await rig.etcd.kill(leader, "SIGKILL");
+    const { outs, failures } = await burst;
+    assert.deepEqual(failures.filter((c) => c !== 11), [], "failures are only code 11");
+    const failed = pods.filter((_, i) => outs[i].code !== 0);
+    const retried = await addAll(rig, failed, true);
+    const final = outs.map((o, i) => o.code === 0 ? o : retried.outs[failed.indexOf(pods[i])]);
+    await assertNoDuplicates(rig, pods, final);
+    await delAll(rig, pods);
+    assert.deepEqual(await rig.heldKeys(), [], "no record leaked after DEL");
+    console.log(`leader ${leader} killed: ${failures.length} ADDs failed with 11, all retried OK`);
+  },
+});
+
+Deno.test({
+  name: "cluster IPAM: DELs while etcd is stopped are journaled and replayed: nothing leaks",
+  ignore,
+  sanitizeResources: false,
+  async fn() {
+    await using rig = await ClusterRig.start({ nodes: 3, etcdTimeoutMs: 800 });
+    const pods = await rig.makePods(LONG ? 90 : 30);
+    const { outs } = await addAll(rig, pods);
+    await assertNoDuplicates(rig, pods, outs);
+    const half = Math.floor(pods.length / 2);
+    await delAll(rig, pods.slice(0, half));
+    await rig.etcd.kill(0, "SIGKILL");
+    // etcd is down: DEL still succeeds (the release goes to the node's journal).
+    await delAll(rig, pods.slice(half));
+    const journaled = rig.nodes.flatMap((n) => {
+      try {
+        return [...Deno.readDirSync(`${n.dir}/ipam/${n.name}/journal`)];
+      } catch {
+        return [];
+      }
+    });
+    assert.equal(
+      journaled.length,
+      pods.length - half,
+      "one journal entry per DEL made while etcd was down",
+    );
+    await rig.etcd.restart(0);
+    assert.equal(
+      (await rig.heldKeys()).filter((k) => k.includes("/ip/")).length,
+      pods.length - half,
+    );
+    let replayed = 0;
+    for (const n of rig.nodes) replayed += Number((await rig.reconcile(n)).journalReplayed);
+    assert.equal(replayed, pods.length - half);
+    assert.deepEqual(await rig.heldKeys(), [], "no record leaked after the replay");
+  },
+});
+
+Deno.test({
+  name: "cluster IPAM: ADDs SIGKILLed at 50+ points, then reconcile: no orphan record",
+  ignore,
+  sanitizeResources: false,
+  async fn() {
+    await using rig = await ClusterRig.start({ nodes: 3 });
+    const target = LONG ? 150 : 50;
+    let killed = 0;
+    const done: RigPod[] = [];
+    // Batches until enough ADDs died mid-flight (some finish before their kill point).
+    for (let batch = 0; killed < target && batch < 10; batch++) {
+      await pool(await rig.makePods(30), 12, async (p) => {
+        const child = rig.spawn("ADD", p);
+        // Kill points spread over an ADD's life (process start .. etcd txns .. state save).
+        const delay = 30 + Math.floor(Math.random() * 1200);
+        const timer = setTimeout(() => {
+          try {
+            child.kill("SIGKILL");
+          } catch { /* exited */ }
+        }, delay);
+        const st = await child.output();
+        clearTimeout(timer);
+        if (st.signal === "SIGKILL") killed++;
+        else if (st.code === 0) done.push(p);
+      });
+    }
+    assert.ok(killed >= target, `at least ${target} ADDs were killed (${killed})`);
+    const orphans = (await rig.records()).length - done.length;
+    // The runtime's GC (valid = the pods that exist for it), then the reconciler for what no
+    // state names (an ADD killed before podplex wrote its state).
+    for (const [i, n] of rig.nodes.entries()) {
+      const conf = JSON.parse(rig.confText(n));
+      conf.cniVersion = "1.1.0";
+      conf["cni.dev/valid-attachments"] = done.filter((p) => p.node === i)
+        .map((p) => ({ containerID: p.id, ifname: "eth0" }));
+      const gc = await rig.cni("GC", { id: "gc", ns: "", node: i }, JSON.stringify(conf));
+      assert.equal(gc.code, 0, JSON.stringify(gc.json));
+    }
+    const afterGc = (await rig.records()).length - done.length;
+    let released = 0;
+    for (const n of rig.nodes) {
+      released += ((await rig.reconcile(n)).released as unknown[]).length;
+    }
+    assert.equal(released, afterGc, "reconcile released what GC could not see");
+    const recs = await rig.records();
+    assert.deepEqual(
+      recs.map((r) => r.containerId).sort(),
+      done.map((p) => p.id).sort(),
+      "only completed ADDs hold addresses",
+    );
+    for (const p of done) {
+      assert.deepEqual(await rig.podAddrs(p), [recs.find((r) => r.containerId === p.id)!.ip]);
+    }
+    await delAll(rig, done);
+    assert.deepEqual(await rig.heldKeys(), []);
+    console.log(
+      `${killed} ADDs killed, ${done.length} completed; orphans: ${orphans}, ` +
+        `released by GC ${orphans - afterGc}, by reconcile ${released}`,
+    );
+  },
+});
