@@ -14,7 +14,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$root/dist/node}
-deno=$root/.tools/node_modules/.bin/deno
+deno=${DENO:-$root/.tools/node_modules/.bin/deno}
 [ -x "$deno" ] || { echo "artifact: no Deno at $deno (run bash scripts/setup.sh)" >&2; exit 1; }
 
 mkdir -p "$(dirname "$out")"
