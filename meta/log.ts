@@ -2,6 +2,15 @@
  * The meta-plugin's log: warnings and debug lines to `logFile` or stderr (never stdout,
  * which carries the CNI result).
  *
+ * Much of what is logged comes from pods (annotation values, names from CNI_ARGS), and the
+ * log is often a root-owned file others read. So:
+ * - every message is one line: control characters (a newline that would start a forged
+ *   line, ANSI escapes, bidi overrides) are written as `\n`, `\u001b`... escapes;
+ * - `logFile` is never reached through a symlink: an existing file must be a regular file
+ *   owned by podplex's user (root), checked with lstat and again on the open descriptor
+ *   (same inode), and a missing one is created with O_CREAT|O_EXCL, which fails on a
+ *   symlink. A refused `logFile` sends the lines to stderr, saying why once.
+ *
  * @module
  */
 
@@ -22,6 +31,65 @@ export interface Logger {
   debug(msg: string): void;
 }
 
+// C0 and C1 controls, DEL, the line/paragraph separators and the bidi embedding/isolate marks.
+// deno-lint-ignore no-control-regex -- matching control characters is the point
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+const NAMED: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
+
+/**
+ * `msg` as one printable line: each control or bidi character becomes an escape.
+ *
+ * @example
+ * ```ts
+ * escapeLogText("net1\n2026-01-01 podplex error: forged"); // "net1\\n2026-01-01 podplex error: forged"
+ * ```
+ */
+export function escapeLogText(msg: string): string {
+  return msg.replace(
+    UNSAFE,
+    (c) => NAMED[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
+/** Why a log file with this lstat may not be written, or undefined when it may. */
+function refusal(st: Deno.FileInfo): string | undefined {
+  if (st.isSymlink) return "it is a symbolic link";
+  if (!st.isFile) return "it is not a regular file";
+  const uid = Deno.uid();
+  if (uid !== null && st.uid !== uid) {
+    return `it is owned by uid ${st.uid}, not by ${uid === 0 ? "root" : `uid ${uid}`}`;
+  }
+  return undefined;
+}
+
+/** Appends `line` to `file` without following a symlink; returns why not when refused. */
+function appendTo(file: string, line: Uint8Array): string | undefined {
+  let before: Deno.FileInfo | undefined;
+  try {
+    before = Deno.lstatSync(file);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+  if (!before) {
+    try {
+      // O_CREAT|O_EXCL: fails on anything at the path, a dangling symlink included.
+      using f = Deno.openSync(file, { write: true, createNew: true, mode: 0o600 });
+      f.writeSync(line);
+      return undefined;
+    } catch (err) {
+      if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
+      before = Deno.lstatSync(file); // created meanwhile: check what it is
+    }
+  }
+  const why = refusal(before);
+  if (why) return why;
+  using f = Deno.openSync(file, { append: true });
+  const st = f.statSync();
+  if (st.ino !== before.ino || st.dev !== before.dev) return "it was replaced while being opened";
+  f.writeSync(line);
+  return undefined;
+}
+
 /**
  * Creates a logger writing lines at or above `level` to `file` (appended) or stderr.
  * Write failures are ignored: a log must never fail a CNI call.
@@ -29,12 +97,19 @@ export interface Logger {
 export function createLogger(level: LogLevel = "warning", file?: string): Logger {
   const max = LEVELS[level];
   const enc = new TextEncoder();
+  let refused = false;
+  const toStderr = (bytes: Uint8Array) => Deno.stderr.writeSync(bytes);
   const write = (lvl: LogLevel, msg: string) => {
     if (LEVELS[lvl] > max) return;
-    const line = enc.encode(`${new Date().toISOString()} podplex ${lvl}: ${msg}\n`);
+    const line = enc.encode(`${new Date().toISOString()} podplex ${lvl}: ${escapeLogText(msg)}\n`);
     try {
-      if (file) Deno.writeFileSync(file, line, { append: true, create: true, mode: 0o600 });
-      else Deno.stderr.writeSync(line);
+      if (!file || refused) return void toStderr(line);
+      const why = appendTo(file, line);
+      if (why) {
+        refused = true;
+        toStderr(enc.encode(`podplex: not logging to "${escapeLogText(file)}": ${why}\n`));
+        toStderr(line);
+      }
     } catch {
       // ignored on purpose: see above
     }
