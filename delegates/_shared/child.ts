@@ -24,6 +24,7 @@ import {
   trySysctl,
 } from "./link_common.ts";
 import { renameInContainer, requireFreeIfname, tempLinkName } from "./veth.ts";
+import { forwardToIpam } from "./ipam_forward.ts";
 
 type Obj = Record<string, unknown>;
 
@@ -205,5 +206,7 @@ export function makeChildDelegate<C extends ChildConf & { mode: string }>(
     add: (c, ctx) => addChildAttachment(k, prepare(c, ctx), ctx, opts),
     del: (c, ctx) => delChildAttachment(c, ctx),
     check: (c, ctx) => checkChildAttachment(k.kind, c, ctx),
+    gc: (c, ctx) => forwardToIpam(c.ipamType, ctx, "GC"),
+    status: (c, ctx) => forwardToIpam(c.ipamType, ctx, "STATUS"),
   };
 }

@@ -49,6 +49,7 @@ import {
 import { findMasqBackend, masqChain, teardownMasq } from "../_shared/masq.ts";
 import { setupSpoofchk, spoofchkNames, teardownSpoofchk } from "../_shared/spoofchk.ts";
 import { createVeth } from "../_shared/veth.ts";
+import { forwardToIpam } from "../_shared/ipam_forward.ts";
 
 export { type BridgeConf, parseBridgeConf, parseVlanTrunk } from "./_bridge_conf.ts";
 export { calcGateways } from "./_bridge_l3.ts";
@@ -292,6 +293,8 @@ export function makeBridge(opts: HostOptions = {}): BuiltinDelegate<BridgeConf> 
     add: (c, ctx) => addBridgeAttachment(c, ctx, opts),
     del: (c, ctx) => delBridgeAttachment(c, ctx, opts),
     check: (c, ctx) => checkBridgeAttachment(c, ctx, opts),
+    gc: (c, ctx) => forwardToIpam(c.ipamType, ctx, "GC"),
+    status: (c, ctx) => forwardToIpam(c.ipamType, ctx, "STATUS"),
   };
 }
 

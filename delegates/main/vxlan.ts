@@ -37,6 +37,7 @@ import {
   delBridgeAttachment,
   parseBridgeConf,
 } from "./bridge.ts";
+import { forwardToIpam } from "../_shared/ipam_forward.ts";
 
 type Obj = Record<string, unknown>;
 
@@ -255,6 +256,8 @@ export function makeVxlan(
     add: (c, ctx): Promise<CniResult> => add(c, ctx, opts, src),
     del: (c, ctx) => delBridgeAttachment(c, ctx, opts),
     check: (c, ctx) => check(c, ctx, opts),
+    gc: (c, ctx) => forwardToIpam(c.ipamType, ctx, "GC"),
+    status: (c, ctx) => forwardToIpam(c.ipamType, ctx, "STATUS"),
   };
 }
 
