@@ -112,3 +112,24 @@ export function readRequiredTextSync(path: string, opts: BoundedReadOptions): st
   }
   return text;
 }
+
+/**
+ * A `JSON.parse` error about a file's text without the excerpt of the text V8 quotes
+ * (`Unexpected token 'r', "root:*:202"... is not valid JSON`): a file podplex was pointed at
+ * by mistake, `/etc/shadow` say, must not be copied into a CNI error (kubelet logs, events).
+ * The position, when V8 gives one, stays.
+ *
+ * @example
+ * ```ts
+ * jsonErrorSummary(new SyntaxError(`Unexpected token 'r', "root:x"... is not valid JSON`));
+ * // "Unexpected token 'r' (not valid JSON)"
+ * ```
+ */
+export function jsonErrorSummary(err: unknown): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  return msg.replace(
+    /,? ?".*" is not valid JSON$|,? ?".*"\.\.\. is not valid JSON$/s,
+    " (not valid JSON)",
+  )
+    .trim();
+}

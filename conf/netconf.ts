@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { readBoundedSync } from "./bounded_read.ts";
+import { jsonErrorSummary, readBoundedSync } from "./bounded_read.ts";
 import { CniError, Code } from "./errors.ts";
 import { checkConfListFields, type Checked, checkNetConf } from "./_netconf_check.ts";
 import type { NetConf } from "./types.ts";
@@ -103,7 +103,7 @@ function decodeJson(text: string, what: string): Record<string, unknown> {
   try {
     value = JSON.parse(text);
   } catch (e) {
-    throw new CniError(Code.DecodeFailure, `Cannot decode ${what}: ${(e as Error).message}`);
+    throw new CniError(Code.DecodeFailure, `Cannot decode ${what}: ${jsonErrorSummary(e)}`);
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new CniError(Code.DecodeFailure, `Cannot decode ${what}: not a JSON object`);

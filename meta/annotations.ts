@@ -94,12 +94,21 @@ function invalid(key: string, msg: string): CniError {
   return new CniError(Code.InvalidConfig, `Invalid annotation "${key}": ${msg}`);
 }
 
-function checkLabel(key: string, what: string, value: string): void {
+/** Kubernetes' bounds: a namespace is a label (63), an object name at most 253 characters. */
+const MAX_NAME = { namespace: 63, "network name": 253 } as const;
+
+function checkLabel(key: string, what: keyof typeof MAX_NAME, value: string): void {
   if (!DNS_LABEL.test(value)) {
     throw invalid(
       key,
       `${what} ${quote(value)} is not a DNS-1123 label (lower case alphanumerics and "-", ` +
         `starting and ending alphanumerically)`,
+    );
+  }
+  if (value.length > MAX_NAME[what]) {
+    throw invalid(
+      key,
+      `${what} ${quote(value)} is ${value.length} characters; at most ${MAX_NAME[what]}`,
     );
   }
 }

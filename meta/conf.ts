@@ -139,6 +139,21 @@ function strList(raw: Record<string, unknown>, key: string): string[] | undefine
   return v as string[];
 }
 
+/** Kubernetes namespace names: DNS-1123 labels of at most 63 characters. */
+const NAMESPACE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+/** A namespace field (or list of them): each a Kubernetes namespace name. */
+function namespaces(key: string, list: string[] | undefined): string[] | undefined {
+  for (const ns of list ?? []) {
+    if (!NAMESPACE.test(ns)) {
+      throw bad(
+        `Invalid "${key}": ${JSON.stringify(ns)} is not a namespace name (a DNS-1123 label)`,
+      );
+    }
+  }
+  return list;
+}
+
 function bool(raw: Record<string, unknown>, key: string): boolean | undefined {
   const v = raw[key];
   if (v === undefined) return undefined;
@@ -260,16 +275,19 @@ export function parsePodplexConf(raw: Record<string, unknown>, cwd?: string): Po
     name,
     type: META_TYPE,
     clusterNetwork: clusterNetworkOf(entry),
-    defaultNetworkNamespace: str(entry, "defaultNetworkNamespace") ??
-      CONF_DEFAULTS.defaultNetworkNamespace,
+    defaultNetworkNamespace: namespaces("defaultNetworkNamespace", [
+      str(entry, "defaultNetworkNamespace") ?? CONF_DEFAULTS.defaultNetworkNamespace,
+    ])![0],
     defaultNetworks: strList(entry, "defaultNetworks") ?? [],
     networksDir: path(entry, "networksDir", cwd) ?? CONF_DEFAULTS.networksDir,
     stateDir: path(entry, "stateDir", cwd) ?? CONF_DEFAULTS.stateDir,
     confDir: path(entry, "confDir", cwd) ?? CONF_DEFAULTS.confDir,
     kubeconfig: path(entry, "kubeconfig", cwd),
     namespaceIsolation: bool(entry, "namespaceIsolation") ?? false,
-    globalNamespaces: strList(entry, "globalNamespaces") ?? [],
-    systemNamespaces: strList(entry, "systemNamespaces") ?? [...CONF_DEFAULTS.systemNamespaces],
+    globalNamespaces: namespaces("globalNamespaces", strList(entry, "globalNamespaces")) ??
+      [],
+    systemNamespaces: namespaces("systemNamespaces", strList(entry, "systemNamespaces")) ??
+      [...CONF_DEFAULTS.systemNamespaces],
     readinessIndicatorFile: path(entry, "readinessIndicatorFile", cwd),
     resultMode: oneOf(entry, "resultMode", ["merged", "cluster"] as const) ??
       CONF_DEFAULTS.resultMode,

@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { readBoundedTextSync } from "../conf/bounded_read.ts";
+import { jsonErrorSummary, readBoundedTextSync } from "../conf/bounded_read.ts";
 import { CniError, Code } from "../conf/errors.ts";
 import { parseYaml } from "../conf/yaml.ts";
 import { type NetworkRef, parseNetworkRef } from "./annotations.ts";
@@ -80,7 +80,7 @@ function parseJsonObject(text: string, where: string): Record<string, unknown> {
   try {
     v = JSON.parse(text);
   } catch (err) {
-    throw bad(`Invalid CNI conf in ${where}: ${(err as Error).message}`);
+    throw bad(`Invalid CNI conf in ${where}: ${jsonErrorSummary(err)}`);
   }
   if (!isObject(v)) throw bad(`Invalid CNI conf in ${where}: not a JSON object`);
   return v;

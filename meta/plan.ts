@@ -13,6 +13,7 @@ import {
   parseNetworkRef,
   planPodNetworks,
 } from "./annotations.ts";
+import { LIMITS } from "./_selection_json.ts";
 import type { PodplexConf } from "./conf.ts";
 import { type NetworkResolver, resolveClusterNetwork, type ResolvedNetwork } from "./networks.ts";
 
@@ -87,6 +88,13 @@ export async function planAttachments(input: PlanInput): Promise<AttachmentPlan>
     );
   }
   secondary.push(...plan.secondary);
+  if (secondary.length > LIMITS.networks) {
+    throw new CniError(
+      Code.InvalidConfig,
+      `Too many networks for one pod: ${secondary.length} secondary networks ` +
+        `(defaultNetworks and the annotation together); at most ${LIMITS.networks}`,
+    );
+  }
 
   if (!cluster && secondary.length === 0) {
     throw new CniError(
