@@ -30,6 +30,7 @@ import {
   nextIp,
 } from "../../../conf/ip.ts";
 import { blockPrefix, type ClusterConf, type PoolRange } from "./conf.ts";
+import { blockKey } from "./keys.ts";
 import type { ClusterStore } from "./store.ts";
 
 /** Gives up after this many lost races in one window (another node keeps winning). */
@@ -88,8 +89,9 @@ async function takeIn(
   lo: IP,
   hi: IP,
   who: { containerId: string; ifname: string },
+  known?: Set<bigint>,
 ): Promise<IP | undefined> {
-  const used = await store.used(lo, hi);
+  const used = known ?? await store.used(lo, hi);
   let races = 0;
   for (const ip of candidates(r, lo, hi, used)) {
     if (await store.reserve(who.containerId, who.ifname, ip)) return ip;
@@ -117,7 +119,9 @@ export function* windowBlocks(r: PoolRange, prefix: number): Generator<Cidr> {
 /**
  * Allocates one address of `r` for the attachment (see the module doc).
  *
- * @param mine the node's blocks, as read at the start of the ADD
+ * @param mine the node's blocks, as read under the node-local lock
+ * @param usedIn the addresses in use in each of `mine`, when read with them (by block key)
+ * @param onClaim told of each block this call claimed
  * @throws {CniError} code 103 when the window has no free address
  */
 export async function allocate(
@@ -126,17 +130,25 @@ export async function allocate(
   r: PoolRange,
   mine: Cidr[],
   who: { containerId: string; ifname: string },
+  usedIn?: Map<string, Set<bigint>>,
+  onClaim?: (b: Cidr) => void,
 ): Promise<IP> {
   const prefix = blockPrefix(conf, r);
   if (prefix > 0) {
     const own = mine.filter((b) => b.family === r.subnet.family)
       .sort((a, b) => compareIp(a.network, b.network));
+    // One read for all own blocks not read yet (not one per block).
+    const missing = own.filter((b) => !usedIn?.has(blockKey(b)));
+    const used = new Map([
+      ...(usedIn ?? []),
+      ...(missing.length ? await store.usedIn(missing) : []),
+    ]);
     for (const b of own) {
       const w = windowIn(r, b);
-      const ip = w && await takeIn(store, r, w[0], w[1], who);
+      const ip = w && await takeIn(store, r, w[0], w[1], who, used.get(blockKey(b)));
       if (ip) return ip;
     }
-    const ip = await claimAndTake(conf, store, r, prefix, own, who);
+    const ip = await claimAndTake(conf, store, r, prefix, own, who, onClaim);
     if (ip) return ip;
   }
   const ip = await takeIn(store, r, r.first, r.last, who);
@@ -155,6 +167,7 @@ async function claimAndTake(
   prefix: number,
   own: Cidr[],
   who: { containerId: string; ifname: string },
+  onClaim?: (b: Cidr) => void,
 ): Promise<IP | undefined> {
   const claimed = new Set(
     (await store.blocks()).map((c) => `${c.block.network.value}/${c.block.prefix}`),
@@ -165,6 +178,7 @@ async function claimAndTake(
     const w = windowIn(r, b);
     if (!w) continue;
     if (!await store.claimBlock(b, conf.nodeName)) continue;
+    onClaim?.(b);
     const ip = await takeIn(store, r, w[0], w[1], who);
     if (ip) return ip;
   }

@@ -17,14 +17,14 @@
  */
 import { CniError, Code } from "../../../conf/errors.ts";
 import { validAttachments } from "../../../conf/gc.ts";
-import { contains, formatCidr, formatIp, type IP, parseIp } from "../../../conf/ip.ts";
+import { type Cidr, contains, formatCidr, formatIp, type IP, parseIp } from "../../../conf/ip.ts";
 import type { CniIpConfig, CniResult } from "../../../conf/types.ts";
 import { cniError, EtcdClient, EtcdUnavailableError } from "../../_shared/etcd/client.ts";
 import type { BuiltinDelegate, DelegateContext } from "../../types.ts";
 import { allocate } from "./allocator.ts";
 import { type ClusterConf, parseClusterConf, type PoolRange } from "./conf.ts";
 import { journalAppend, journalDir, replayJournalDir } from "./journal.ts";
-import { type Owner, SpaceKeys, spaceOf } from "./keys.ts";
+import { blockKey, blockOfKey, hex, type Owner, SpaceKeys, spaceOf } from "./keys.ts";
 import { ClusterStore } from "./store.ts";
 
 /** Opens the etcd client of a conf (TLS files read now). */
@@ -103,7 +103,12 @@ async function withEtcd<T>(conf: ClusterConf, fn: (etcd: EtcdClient) => Promise<
   }
 }
 
-/** One range's address for the attachment: the one it holds, else a new one. */
+/**
+ * One range's address for the attachment: the one it holds, else a new one. Under the
+ * node-local lock of the space, one read gets the node's blocks, the attachment's records
+ * and the addresses in use in the blocks the node had last time (a hint file); when the
+ * hint was right, the reservation is the only other request.
+ */
 async function addressFor(
   conf: ClusterConf,
   store: ClusterStore,
@@ -112,13 +117,37 @@ async function addressFor(
 ): Promise<{ ip: IP; fresh: boolean }> {
   await store.lock();
   try {
-    const snap = await store.snapshot(conf.nodeName, owner.containerId, owner.ifname);
+    const hint = await readHint(store);
+    const snap = await store.snapshot(conf.nodeName, owner.containerId, owner.ifname, hint);
     const held = snap.held.find((h) => h.range === r.text);
     if (held) return { ip: parseIp(held.ip, "record"), fresh: false };
-    return { ip: await allocate(conf, store, r, snap.blocks, owner), fresh: true };
+    const mine = new Set(snap.blocks.map(blockKey));
+    const used = new Map([...snap.used].filter(([k]) => mine.has(k)));
+    const claimed: Cidr[] = [];
+    const ip = await allocate(conf, store, r, snap.blocks, owner, used, (b) => claimed.push(b));
+    await writeHint(store, [...snap.blocks, ...claimed]);
+    return { ip, fresh: true };
   } finally {
     await store.unlock();
   }
+}
+
+/** The node's blocks of the space as last seen (`<lock>.blocks`); none when unknown. */
+async function readHint(store: ClusterStore): Promise<Cidr[]> {
+  try {
+    const text = await Deno.readTextFile(`${store.lockPath}.blocks`);
+    return text.split("\n").map((l) => blockOfKey(`/${l}`)).filter((b): b is Cidr => !!b);
+  } catch {
+    return [];
+  }
+}
+
+/** Rewrites the hint when the node's blocks changed (claims are rare: usually no write). */
+async function writeHint(store: ClusterStore, blocks: Cidr[]): Promise<void> {
+  const text = blocks.map((b) => `${hex(b.network)}-${b.prefix}`).join("\n");
+  const path = `${store.lockPath}.blocks`;
+  const old = await Deno.readTextFile(path).catch(() => undefined);
+  if (old !== text) await Deno.writeTextFile(path, text);
 }
 
 /** ADD: one address per range, then the static `addresses`; routes and dns from the conf. */

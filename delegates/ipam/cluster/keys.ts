@@ -134,6 +134,11 @@ export function blockOfKey(key: string): Cidr | undefined {
   return { ip: network, network, prefix, family: network.family };
 }
 
+/** A block's identity as a map key (`<hex>-<len>`, hex not padded). */
+export function blockKey(b: Cidr): string {
+  return `${b.network.value.toString(16)}-${b.prefix}`;
+}
+
 /** The last address of a block. */
 export function blockEnd(b: Cidr): IP {
   return lastAddress(b);

@@ -16,6 +16,7 @@ import { type Lease, Mutex, type Store } from "../host_local/store.ts";
 import {
   type AddressRecord,
   blockEnd,
+  blockKey,
   blockOfKey,
   type Owner,
   type SpaceKeys,
@@ -40,7 +41,8 @@ export class ClusterStore implements Store {
   readonly keys: SpaceKeys;
   readonly #etcd: EtcdClient;
   readonly #owner: Owner;
-  readonly #lockPath: string;
+  /** The node-local lock file of the space (its hint file sits beside it). */
+  readonly lockPath: string;
   readonly #range: string;
   readonly #lease: string | undefined;
   #lockFile: Deno.FsFile | undefined;
@@ -64,20 +66,20 @@ export class ClusterStore implements Store {
     this.#etcd = etcd;
     this.keys = keys;
     this.#owner = owner;
-    this.#lockPath = lockPath;
+    this.lockPath = lockPath;
     this.#range = range;
     this.#lease = lease;
   }
 
   /** Takes the node-local lock of the space (in-process mutex, then flock). */
   async lock(): Promise<void> {
-    let m = mutexes.get(this.#lockPath);
-    if (!m) mutexes.set(this.#lockPath, m = new Mutex());
+    let m = mutexes.get(this.lockPath);
+    if (!m) mutexes.set(this.lockPath, m = new Mutex());
     await m.acquire();
     try {
-      const dir = this.#lockPath.slice(0, this.#lockPath.lastIndexOf("/"));
+      const dir = this.lockPath.slice(0, this.lockPath.lastIndexOf("/"));
       await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-      this.#lockFile = await Deno.open(this.#lockPath, { read: true, write: true, create: true });
+      this.#lockFile = await Deno.open(this.lockPath, { read: true, write: true, create: true });
       await this.#lockFile.lock(true);
     } catch (err) {
       this.#lockFile?.close();
@@ -92,7 +94,7 @@ export class ClusterStore implements Store {
     // Closing the descriptor drops the flock.
     this.#lockFile?.close();
     this.#lockFile = undefined;
-    mutexes.get(this.#lockPath)?.release();
+    mutexes.get(this.lockPath)?.release();
     return Promise.resolve();
   }
 
@@ -197,23 +199,44 @@ export class ClusterStore implements Store {
   }
 
   /**
-   * One read of what an ADD needs: the node's blocks and the attachment's addresses.
+   * One read of what an ADD needs: the node's blocks, the attachment's records, and the
+   * addresses in use in `blocks` (the node's blocks as last seen, a hint).
    */
-  async snapshot(node: string, containerId: string, ifname: string) {
+  async snapshot(node: string, containerId: string, ifname: string, blocks: Cidr[] = []) {
     const r = await this.#etcd.txn({
       compare: [],
       success: [
         { range: { key: this.keys.affinityPrefix(node), prefix: true, keysOnly: true } },
         { range: { key: this.keys.ownPrefix(containerId, ifname), prefix: true } },
+        ...blocks.map((b) => this.#usedOp(b)),
       ],
     });
     const kvs = (i: number) => {
       const x = r.responses[i];
       return x && "range" in x ? x.range.kvs : [];
     };
-    const blocks = kvs(0).map((kv) => blockOfKey(kv.key)).filter((b): b is Cidr => !!b);
+    const mine = kvs(0).map((kv) => blockOfKey(kv.key)).filter((b): b is Cidr => !!b);
     const held = kvs(1).map((kv) => parseRecord(kv.value)).filter((x): x is AddressRecord => !!x);
-    return { blocks, held };
+    const used = new Map(blocks.map((b, i) => [blockKey(b), this.#values(kvs(2 + i))]));
+    return { blocks: mine, held, used };
+  }
+
+  #usedOp(b: Cidr): Op {
+    const [key, end] = this.keys.ipSpan(b.network, blockEnd(b));
+    return { range: { key, end, keysOnly: true } };
+  }
+
+  #values(kvs: KeyValue[]): Set<bigint> {
+    return new Set(kvs.map((kv) => unhex(kv.key.slice(kv.key.lastIndexOf("/") + 1)).value));
+  }
+
+  /** The addresses in use in each block, in one read (by {@linkcode blockKey}). */
+  async usedIn(blocks: Cidr[]): Promise<Map<string, Set<bigint>>> {
+    const r = await this.#etcd.txn({ compare: [], success: blocks.map((b) => this.#usedOp(b)) });
+    return new Map(blocks.map((b, i) => {
+      const x = r.responses[i];
+      return [blockKey(b), this.#values(x && "range" in x ? x.range.kvs : [])];
+    }));
   }
 
   /** The addresses (values) reserved in lo..hi. */
