@@ -114,6 +114,7 @@ export {
 } from "./meta/annotations.ts";
 export {
   type AttachmentState,
+  type BrokenState,
   createStateStore,
   type PodState,
   type StateStore,

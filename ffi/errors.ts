@@ -7,7 +7,13 @@
 import { lazyGroup, strerror } from "./_lib.ts";
 
 /** The few conditions callers handle differently; everything else is "other". */
-export type NetlinkErrorKind = "notfound" | "exists" | "notsupported" | "busy" | "other";
+export type NetlinkErrorKind =
+  | "notfound"
+  | "exists"
+  | "notsupported"
+  | "busy"
+  | "notnetns"
+  | "other";
 
 /** libnl's NLE_* codes that podplex branches on (netlink/errno.h). */
 export const NLE = {

@@ -7,7 +7,7 @@
  * - {@linkcode NetNs} and {@linkcode withNetns}: open/create/remove a netns, run code inside.
  * - {@linkcode readSysctl} / {@linkcode writeSysctl}.
  * - {@linkcode NetlinkError}: every failure, with `kind` "notfound" | "exists" |
- *   "notsupported" | "busy" | "other".
+ *   "notsupported" | "busy" | "notnetns" | "other".
  *
  * @example
  * ```ts

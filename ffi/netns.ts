@@ -32,6 +32,18 @@ const manage = lazyGroup(
   } as const,
 );
 
+/** Telling a namespace file from any other file (every open of a netns asks). */
+const nsKind = lazyGroup(
+  "libc",
+  {
+    // int ioctl(int fd, unsigned long request, ...);  here with no third argument
+    ioctl: { parameters: ["i32", "u64"], result: "i32" },
+  } as const,
+);
+
+/** ioctl NS_GET_NSTYPE (linux/nsfs.h: _IO(0xb7, 0x3)): the CLONE_NEW* type of an ns file. */
+const NS_GET_NSTYPE = 0xb703n;
+
 const O_RDONLY = 0;
 const O_CREAT = 0o100;
 const O_EXCL = 0o200;
@@ -70,12 +82,24 @@ export class NetNs implements Disposable {
   /**
    * Opens a netns file, e.g. `/run/netns/pod1`, `/proc/1234/ns/net` or a bare `ip netns` name.
    *
-   * @throws {NetlinkError} kind "notfound" when the file does not exist
+   * @throws {NetlinkError} kind "notfound" when the file does not exist, "notnetns" when it
+   *   is not a network namespace (any other file, or another kind of namespace)
    */
   static open(path: string): NetNs {
     const full = netnsPath(path);
-    const fd = libc().open(cstr(full), O_RDONLY | O_CLOEXEC, 0);
+    const c = libc();
+    const fd = c.open(cstr(full), O_RDONLY | O_CLOEXEC, 0);
     if (fd < 0) throw errnoError(`open netns "${full}"`, errno());
+    // A plain file (or a /proc/x/ns/mnt) opens as well; setns would fail later with EINVAL.
+    if (nsKind().ioctl(fd, NS_GET_NSTYPE) !== CLONE_NEWNET) {
+      c.close(fd);
+      throw new NetlinkError(
+        `open netns "${full}"`,
+        ERRNO.EINVAL,
+        "notnetns",
+        "not a network namespace",
+      );
+    }
     return new NetNs(full, fd);
   }
 

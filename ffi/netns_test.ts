@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { catchError, throwsKind } from "./_testing.ts";
 import { isRoot, ppName, run, tempNetns } from "../tests/testutils.ts";
-import { Netlink, NetNs, netnsPath, withNetns } from "./mod.ts";
+import { Netlink, NetlinkError, NetNs, netnsPath, withNetns } from "./mod.ts";
 
 const opts = { ignore: !isRoot, sanitizeResources: false };
 
@@ -145,4 +145,21 @@ Deno.test("Netlink.open(ns) binds the socket to that netns for later use", opts,
       .then((o) => o.success),
     false,
   );
+});
+
+Deno.test("NetNs.open() refuses a file that is not a network namespace (kind notnetns)", async () => {
+  const file = await Deno.makeTempFile({ prefix: "ppnotns" });
+  try {
+    for (const path of [file, "/proc/self/ns/mnt", "/proc/self/ns/uts"]) {
+      try {
+        NetNs.open(path).close();
+        throw new Error(`${path} opened as a netns`);
+      } catch (e) {
+        if (!(e instanceof NetlinkError) || e.kind !== "notnetns") throw e;
+      }
+    }
+    NetNs.open("/proc/self/ns/net").close();
+  } finally {
+    await Deno.remove(file);
+  }
 });

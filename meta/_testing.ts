@@ -115,6 +115,7 @@ export async function metaHarness(
   const plugins = { ppfake: fakeDelegate("main", h), ppfakeipam: fakeDelegate("ipam", h) };
   const store = createStateStore(stateDir);
   const kernel: MetaKernel = {
+    requireNetns: () => Promise.resolve(),
     deleteLinkGroup(_netns, group) {
       events.push({ who: "kernel", verb: "group-delete", network: String(group) });
       return Promise.resolve();

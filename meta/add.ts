@@ -7,7 +7,7 @@
 import { CniError, Code } from "../conf/errors.ts";
 import { type ConfList, parseConfOrList } from "../conf/netconf.ts";
 import type { CniResult } from "../conf/types.ts";
-import { runChain } from "../delegates/runner/chain.ts";
+import { ChainAddError, runChain } from "../delegates/runner/chain.ts";
 import type { PluginEnv } from "../delegates/types.ts";
 import { META_TYPE } from "./conf.ts";
 import {
@@ -56,6 +56,7 @@ export async function metaAdd(call: MetaCall): Promise<CniResult> {
   state.linkGroup = linkGroupFor(containerId, ifname);
   state.attachments = plan.attachments.map((att) => recordFor(call, att));
   const lists = state.attachments.map(runnableList);
+  await call.kernel.requireNetns(env.netns!);
   // Written before any side effect: a podplex killed mid-ADD leaves a state from which the
   // runtime's DEL releases whatever was made (DELs of attachments never made are no-ops).
   await call.store.save(state);
@@ -141,6 +142,7 @@ async function addOne(
     record.result = result as unknown as Record<string, unknown>;
     return result!;
   } catch (e) {
+    if (e instanceof ChainAddError && e.ran < list.plugins.length) record.pluginsRan = e.ran;
     throw CniError.wrap(
       e,
       Code.DelegateFailed,
@@ -164,6 +166,9 @@ async function rollBack(
   const err = CniError.wrap(e);
   const { containerId, ifname } = state;
   call.log.warning(`ADD of "${containerId}" failed, rolling back: ${err.message}`);
+  // What ran is on disk before the undo starts: a podplex killed during the rollback leaves a
+  // state from which the runtime's DEL undoes exactly that.
+  await call.store.save(state).catch(() => {});
   const tried = { ...state, attachments: state.attachments.slice(0, done + 1) };
   const failed = tried.attachments[done];
   // The attachment whose ADD failed on its own conf (a delegate refusing a field) fails its

@@ -23,6 +23,13 @@ import { fieldOf } from "../conf/json.ts";
  */
 export interface MetaKernel {
   /**
+   * Fails unless `netns` is an existing network namespace (ADD checks before it writes its
+   * state, so a bad CNI_NETNS leaves nothing behind).
+   *
+   * @throws {CniError} 3 when it does not exist, 8 when it is not a network namespace
+   */
+  requireNetns(netns: string): Promise<void>;
+  /**
    * Deletes every link of link group `group` in the netns at `netns` with one RTM_DELLINK
    * (one RCU grace period for the whole pod). A netns that is gone is done.
    */
@@ -83,6 +90,9 @@ export interface MetaCall {
 
 /** The default kernel edge: netlink through `ffi/`, imported only when a verb needs it. */
 const ffiKernel: MetaKernel = {
+  async requireNetns(netns) {
+    (await import("./kernel.ts")).requireNetns(netns);
+  },
   async deleteLinkGroup(netns, group) {
     await (await import("./kernel.ts")).deleteLinkGroup(netns, group);
   },

@@ -4,7 +4,34 @@
  *
  * @module
  */
-import { Netlink, NetNs } from "../ffi/mod.ts";
+import { CniError, Code } from "../conf/errors.ts";
+import { Netlink, NetlinkError, NetNs } from "../ffi/mod.ts";
+
+/**
+ * Fails unless `netns` is a network namespace that exists.
+ *
+ * @throws {CniError} 3 when it does not exist, 8 when it is not a network namespace
+ */
+export function requireNetns(netns: string): void {
+  try {
+    NetNs.open(netns).close();
+  } catch (e) {
+    const kind = e instanceof NetlinkError ? e.kind : "other";
+    if (kind === "notfound") {
+      throw new CniError(
+        Code.UnknownContainer,
+        `Cannot open CNI_NETNS "${netns}": it does not exist`,
+      );
+    }
+    if (kind === "notnetns") {
+      throw new CniError(
+        Code.InvalidNetNS,
+        `Invalid CNI_NETNS "${netns}": not a network namespace`,
+      );
+    }
+    throw CniError.wrap(e, Code.KernelFailure, `Cannot open CNI_NETNS "${netns}"`);
+  }
+}
 
 /**
  * Deletes every link of `group` in the netns at `netns` with one RTM_DELLINK. A netns that

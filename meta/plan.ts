@@ -45,6 +45,12 @@ export interface PlanInput {
   /** The runtime's CNI_IFNAME (the cluster network's interface). */
   ifname: string;
   resolver: NetworkResolver;
+  /**
+   * DEL without state: a network that cannot be resolved is reported here and left out
+   * (the others keep the interfaces ADD gave them), and the checks that only guard an ADD
+   * are skipped. Without it, the first network that cannot be resolved fails the plan.
+   */
+  onUnresolved?: (network: string, error: CniError) => void;
 }
 
 /** The plan: attachments in ADD order, and warnings for the log. */
@@ -68,9 +74,23 @@ export async function planAttachments(input: PlanInput): Promise<AttachmentPlan>
   const plan = planPodNetworks(input.annotations, podNamespace, {
     defaultNetworkNamespace: conf.defaultNetworkNamespace,
   });
-  const cluster = plan.clusterOverride
-    ? await resolver.resolve(plan.clusterOverride)
-    : await resolveClusterNetwork(conf, resolver);
+  const lenient = input.onUnresolved;
+  const tolerant = async <T>(what: string, resolve: () => Promise<T>): Promise<T | undefined> => {
+    if (!lenient) return await resolve();
+    try {
+      return await resolve();
+    } catch (e) {
+      lenient(what, CniError.wrap(e, Code.NetworkNotFound));
+      return undefined;
+    }
+  };
+  const cluster = await tolerant(
+    "the cluster network",
+    () =>
+      plan.clusterOverride
+        ? resolver.resolve(plan.clusterOverride)
+        : resolveClusterNetwork(conf, resolver),
+  );
 
   const secondary: NetworkSelection[] = [];
   // defaultNetworks are the admin's choice: namespace isolation does not apply to them.
@@ -96,7 +116,7 @@ export async function planAttachments(input: PlanInput): Promise<AttachmentPlan>
     );
   }
 
-  if (!cluster && secondary.length === 0) {
+  if (!cluster && secondary.length === 0 && !lenient) {
     throw new CniError(
       Code.InvalidConfig,
       `Nothing to attach: no "clusterNetwork" in the podplex conf "${conf.name}" and no network requested`,
@@ -109,7 +129,11 @@ export async function planAttachments(input: PlanInput): Promise<AttachmentPlan>
   }
   for (const [i, sel] of secondary.entries()) {
     const ref: NetworkRef = { namespace: sel.namespace, name: sel.name };
-    const network = await resolver.resolve(ref, { skipIsolation: adminChosen.has(sel) });
+    const network = await tolerant(
+      `network "${ref.namespace}/${ref.name}"`,
+      () => resolver.resolve(ref, { skipIsolation: adminChosen.has(sel) }),
+    );
+    if (!network) continue; // its position still counts: the others keep their netN
     const att: PlannedAttachment = {
       network,
       ifname: sel.interface ?? `net${i + 1}`,
@@ -119,8 +143,10 @@ export async function planAttachments(input: PlanInput): Promise<AttachmentPlan>
     if (!adminChosen.has(sel)) att.selection = sel;
     attachments.push(att);
   }
-  requireDistinctIfnames(attachments);
-  requireOneDefaultGatewayPerFamily(attachments);
+  if (!lenient) {
+    requireDistinctIfnames(attachments);
+    requireOneDefaultGatewayPerFamily(attachments);
+  }
   return { attachments, warnings: [...plan.warnings, ...warnings] };
 }
 

@@ -97,9 +97,22 @@ function clusterNetwork(call: MetaCall): Promise<ResolvedNetwork | undefined> {
 
 async function metaDel(call: MetaCall): Promise<void> {
   const { containerId, ifname } = call.env as { containerId: string; ifname: string };
-  const state = await call.store.load(containerId, ifname);
+  // A podplex killed while writing this pod's state left a temp file: it goes now.
+  await call.store.removeTemps(containerId, ifname);
+  let state: PodState | null;
+  try {
+    state = await call.store.load(containerId, ifname);
+  } catch (e) {
+    call.log.warning(`${CniError.wrap(e).message}: releasing from the conf instead`);
+    state = null;
+  }
   call.trace.mark("state-loaded");
-  if (!state) return await delWithoutState(call);
+  if (!state) {
+    await delWithoutState(call);
+    // A corrupt or unreadable state file goes once what the conf names is released.
+    await call.store.remove(containerId, ifname);
+    return;
+  }
   const errors = (await delAttachments(call, withNetns(call, state))).map((f) => f.error);
   // The state stays so that the runtime's retry can finish the job.
   if (errors.length) {
@@ -110,22 +123,45 @@ async function metaDel(call: MetaCall): Promise<void> {
 }
 
 /**
- * DEL with no state (ADD never finished, or the state was lost): release what the conf
- * alone says the pod had, best-effort, and succeed.
+ * DEL with no state (ADD never finished, the state was lost or is corrupt): releases what
+ * the conf alone says the pod had, each network on its own. A network that no longer
+ * resolves is logged and skipped; a delegate's failure is returned (after every other
+ * attachment was tried) so that the runtime retries, unless retrying cannot help (the
+ * network's conf is invalid: code 6 or 7), which is logged.
+ *
+ * @throws {CniError} the delegates' failures, joined
  */
 async function delWithoutState(call: MetaCall): Promise<void> {
-  const { env } = call;
+  const id = call.env.containerId;
+  let annotations: Record<string, string> = {};
+  try {
+    annotations = runtimeAnnotations(call) ?? {};
+  } catch (e) {
+    call.log.warning(`DEL without state for "${id}": annotations ignored (${e})`);
+  }
   let planned;
   try {
-    planned = await planAttachments(planInput(call, runtimeAnnotations(call) ?? {}));
+    planned = await planAttachments({
+      ...planInput(call, annotations),
+      onUnresolved: (what, e) =>
+        call.log.warning(`DEL without state for "${id}": ${what} skipped (${e.message})`),
+    });
   } catch (e) {
-    call.log.info(`DEL without state for "${env.containerId}": nothing to release (${e})`);
+    call.log.info(`DEL without state for "${id}": nothing to release (${e})`);
     return;
   }
   const state = newPodState(call);
   // The same records ADD would have written: the conf DEL runs is the conf ADD ran.
   state.attachments = planned.attachments.map((a) => recordFor(call, a));
-  for (const f of await delAttachments(call, state)) call.log.warning(f.error.message);
+  const errors: CniError[] = [];
+  for (const { error } of await delAttachments(call, state)) {
+    if (error.code === Code.InvalidConfig || error.code === Code.DecodeFailure) {
+      call.log.warning(`DEL without state for "${id}": ${error.message}`);
+    } else errors.push(error);
+  }
+  if (errors.length) {
+    throw joinErrors(errors, `DEL of container "${id}" (no state) left attachments behind`);
+  }
 }
 
 async function metaCheck(call: MetaCall): Promise<void> {
@@ -164,17 +200,31 @@ async function metaGc(call: MetaCall): Promise<void> {
   const errors: CniError[] = [];
   const expanded: Attachment[] = [...valid];
   const networks = new Map<string, string>();
+  // Temp files of a podplex killed mid-write; a minute old, so not an ADD's in flight.
+  await call.store.removeTemps(undefined, undefined, 60_000);
   for (const state of await call.store.list()) {
+    // Every network a pod had gets GC, so its delegates release what no valid pod holds.
+    for (const a of state.attachments) networks.set(a.confText, a.network);
     if (validKeys.has(key(state.containerId, state.ifname))) {
       for (const a of state.attachments) {
         expanded.push({ containerID: state.containerId, ifname: a.ifname });
-        networks.set(a.confText, a.network);
       }
       continue;
     }
     const failures = await delAttachments(call, state);
     if (failures.length) errors.push(...failures.map((f) => f.error));
     else await call.store.remove(state.containerId, state.ifname);
+  }
+  for (const broken of await call.store.listBroken()) {
+    if (validKeys.has(key(broken.containerId, broken.ifname))) continue;
+    // What the conf says such a pod had is released, then the file goes.
+    const pod = { ...call, env: { ...call.env, ...broken, netns: "" } };
+    try {
+      await delWithoutState(pod);
+      await call.store.remove(broken.containerId, broken.ifname);
+    } catch (e) {
+      errors.push(CniError.wrap(e, Code.DelegateFailed, `GC of "${broken.containerId}"`));
+    }
   }
   const cluster = await clusterNetwork(call).catch(() => undefined);
   if (cluster) networks.set(cluster.confText, cluster.statusName);

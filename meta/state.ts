@@ -42,6 +42,12 @@ export interface AttachmentState {
   capabilityArgs?: Record<string, unknown>;
   /** Its final ADD result (canonical 1.1.0 JSON). */
   result?: Record<string, unknown>;
+  /**
+   * Set when its ADD failed before the end of its chain: how many plugins were started. DEL
+   * then runs those only (a plugin that never ran cannot undo anything, and its failure
+   * would stop the chain before the plugins that hold an address).
+   */
+  pluginsRan?: number;
 }
 
 /** Everything podplex remembers about one ADD. */
@@ -80,6 +86,29 @@ export interface StateStore {
   remove(containerId: string, ifname: string): Promise<void>;
   /** Every readable state (corrupt files are skipped with a warning). */
   list(): Promise<PodState[]>;
+  /**
+   * The state files that cannot be read as a state (corrupt, unreadable), with the
+   * container and interface their names say they are for.
+   */
+  listBroken(): Promise<BrokenState[]>;
+  /**
+   * Removes temp files that a podplex killed mid-write left: those of one pod (safe at the
+   * start of its call: the runtime serialises calls of one container), or every one older
+   * than `olderThanMs` (GC, which may run beside an ADD writing its own).
+   *
+   * @returns how many were removed
+   */
+  removeTemps(containerId?: string, ifname?: string, olderThanMs?: number): Promise<number>;
+}
+
+/** A state file that does not read as a state. */
+export interface BrokenState {
+  /** The container its file name says it is for. */
+  containerId: string;
+  /** The interface its file name says it is for. */
+  ifname: string;
+  /** Why it is broken. */
+  reason: string;
 }
 
 /** Options of {@linkcode createStateStore}. */
@@ -253,5 +282,70 @@ export function createStateStore(dir: string, opts: StateStoreOptions = {}): Sta
       }
       return out;
     },
+    // deno-lint-ignore require-await
+    async listBroken() {
+      const out: BrokenState[] = [];
+      for (const name of entryNames(dir)) {
+        const id = idOf(name);
+        if (!id) continue;
+        const path = `${dir}/${name}`;
+        try {
+          const parsed = JSON.parse(Deno.readTextFileSync(path));
+          if (
+            isPodState(parsed) && parsed.containerId === id.containerId &&
+            parsed.ifname === id.ifname
+          ) continue;
+          out.push({ ...id, reason: "not a podplex state" });
+        } catch (err) {
+          out.push({ ...id, reason: (err as Error).message });
+        }
+      }
+      return out;
+    },
+    // deno-lint-ignore require-await
+    async removeTemps(containerId, ifname, olderThanMs) {
+      const prefix = containerId && ifname ? `.${fileName(containerId, ifname)}${TMP_MARK}` : ".";
+      const now = Date.now();
+      let removed = 0;
+      for (const name of entryNames(dir, true)) {
+        if (!name.startsWith(prefix) || !name.includes(`${SUFFIX}${TMP_MARK}`)) continue;
+        const path = `${dir}/${name}`;
+        try {
+          if (olderThanMs !== undefined) {
+            const mtime = Deno.lstatSync(path).mtime?.getTime() ?? 0;
+            if (now - mtime < olderThanMs) continue;
+          }
+          Deno.removeSync(path);
+          removed++;
+        } catch { /* gone already, or in use: the next call tries again */ }
+      }
+      return removed;
+    },
   };
+}
+
+/** The names in the state dir: state files, or (`temps`) the dot-named temp files. */
+function entryNames(dir: string, temps = false): string[] {
+  try {
+    return [...Deno.readDirSync(dir)]
+      .filter((e) => !e.isDirectory && e.name.startsWith(".") === temps)
+      .filter((e) => temps || e.name.endsWith(SUFFIX))
+      .map((e) => e.name)
+      .sort();
+  } catch {
+    return [];
+  }
+}
+
+/** The container and interface a state file's name is for (see `fileName`). */
+function idOf(name: string): { containerId: string; ifname: string } | undefined {
+  const at = name.indexOf("@");
+  if (at <= 0 || !name.endsWith(SUFFIX)) return undefined;
+  try {
+    const containerId = name.slice(0, at);
+    const ifname = decodeURIComponent(name.slice(at + 1, -SUFFIX.length));
+    return CONTAINER_ID.test(containerId) ? { containerId, ifname } : undefined;
+  } catch {
+    return undefined;
+  }
 }

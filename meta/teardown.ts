@@ -60,7 +60,9 @@ interface ParsedAttachment {
 /** Parses an attachment's conf once; a conf that does not parse is a failure of its own. */
 function parseAttachment(att: AttachmentState, failures: DelFailure[]): ParsedAttachment {
   try {
-    return { att, list: parseConfOrList(att.confText) };
+    const list = parseConfOrList(att.confText);
+    if (att.pluginsRan !== undefined) list.plugins = list.plugins.slice(0, att.pluginsRan);
+    return { att, list };
   } catch (e) {
     failures.push({ att, error: delError(att, e) });
     return { att };
@@ -91,6 +93,8 @@ export function attachmentChainOptions(
     },
     registry: call.registry,
     capabilityArgs: att.capabilityArgs,
+    // The meta-plugin's own attachments: release everything that can be released.
+    keepGoing: true,
   };
   if (att.result) opts.cachedResult = toCanonical(att.result, "1.1.0");
   return opts;

@@ -252,3 +252,23 @@ Deno.test({
     assert.deepEqual(stateFiles(f.stateDir), []);
   },
 });
+
+Deno.test({
+  name: "meta ADD with a CNI_NETNS that is not a netns is code 8 and leaves no state; DEL succeeds",
+  ignore: !isRoot,
+  async fn() {
+    await using f = await fixture(1);
+    const plugin = await createRoot().meta();
+    const conf = podplexConf(f, { defaultNetworks: [] });
+    const notNetns = `${f.dir}/plain-file`;
+    await Deno.writeTextFile(notNetns, "");
+    for (const path of [notNetns, "/proc/self/ns/mnt"]) {
+      const err = await rejectsCni(() => plugin.invoke(req("ADD", conf, path)));
+      assert.equal(err.code, 8, `${path}: ${err.message}`);
+      assert.match(err.message, /not a network namespace/);
+      assert.deepEqual(stateFiles(f.stateDir), []);
+      assert.deepEqual(leaseFiles(f.dataDir), []);
+      await plugin.invoke(req("DEL", conf, path));
+    }
+  },
+});

@@ -54,17 +54,23 @@ export function openContainerNs(path: string | undefined): NetNs {
     if (isKind(err, "notfound")) {
       throw new CniError(Code.UnknownContainer, `Cannot open netns "${path}": it does not exist`);
     }
+    if (isKind(err, "notnetns")) {
+      throw new CniError(Code.InvalidNetNS, `Invalid CNI_NETNS "${path}": not a network namespace`);
+    }
     throw kernelError(`Cannot open netns "${path}"`, err);
   }
 }
 
-/** Opens the container netns for DEL: null when none was given or it is gone. */
+/**
+ * Opens the container netns for DEL: null when none was given, it is gone, or the path is
+ * not a network namespace (nothing of the pod's can be in it).
+ */
 export function tryOpenNs(path: string | undefined): NetNs | null {
   if (!path) return null;
   try {
     return NetNs.open(path);
   } catch (err) {
-    if (isKind(err, "notfound")) return null;
+    if (isKind(err, "notfound") || isKind(err, "notnetns")) return null;
     throw kernelError(`Cannot open netns "${path}"`, err);
   }
 }

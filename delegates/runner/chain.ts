@@ -7,7 +7,7 @@
  * - ADD: in order, each plugin gets the previous plugin's result; stops at the first error
  *   (rolling back is the caller's decision);
  * - DEL: in reverse, each plugin gets the cached final ADD result (version >= 0.4.0);
- *   stops at the first error, as libcni does;
+ *   stops at the first error, as libcni does, unless asked to keep going;
  * - CHECK: in order with the cached result; refused below 0.4.0; skipped with `disableCheck`;
  * - GC (>= 1.1.0, unless `disableGC`): every plugin, with `cni.dev/valid-attachments` (and
  *   the older `cni.dev/attachments`); keeps going and reports every error;
@@ -43,6 +43,11 @@ export interface ChainOptions {
   cachedResult?: CniResult;
   /** GC: the attachments that are still in use. */
   validAttachments?: Attachment[];
+  /**
+   * DEL: go on past a plugin's failure and DEL the plugins before it too, then report every
+   * failure (a DEL must release all it can; libcni stops at the first error).
+   */
+  keepGoing?: boolean;
   /** Give up on an external plugin after this long (ms). */
   timeoutMs?: number;
   /** The pod's link group for container-side links (podplex-internal). */
@@ -120,11 +125,12 @@ interface Step {
  * a canonical result; external ones get bytes and their result is read once into canonical
  * form.
  */
-async function invoke(step: Step): Promise<CniResult | undefined> {
+async function invoke(step: Step, started?: () => void): Promise<CniResult | undefined> {
   const { list, plugin, command, opts } = step;
   let impl: Plugin | undefined;
   try {
     impl = await opts.registry.get(plugin.type, step.env.path);
+    started?.();
     const result = impl.call ? await impl.call(inProcessStep(step)) : await execStep(impl, step);
     if (command === "ADD" && !result) {
       throw new CniError(Code.DelegateFailed, `${describe(list, plugin, "ADD")}: no result`);
@@ -186,21 +192,57 @@ function injected(list: ConfList, plugin: PluginEntry, opts: ChainOptions) {
 
 async function add(list: ConfList, opts: ChainOptions): Promise<ChainOutcome> {
   let prev = opts.prevResult;
+  let ran = 0;
   for (const plugin of list.plugins) {
     const inject = injected(list, plugin, opts);
-    prev = await invoke({ list, plugin, command: "ADD", inject, prev, env: opts.env, opts });
+    const step: Step = { list, plugin, command: "ADD", inject, prev, env: opts.env, opts };
+    try {
+      prev = await invoke(step, () => ran++);
+    } catch (e) {
+      throw new ChainAddError(e as CniError, ran);
+    }
   }
   return { result: prev };
+}
+
+/**
+ * A chain's ADD that failed, with how many of its plugins were started (the failing one
+ * included unless it could not even be found): undoing it DELs exactly those, in reverse.
+ * A DEL of the whole chain would stop at a plugin that never ran (a missing binary) and
+ * never reach the IPAM of the plugins before it.
+ */
+export class ChainAddError extends CniError {
+  /** How many plugins of the chain were started, from the first. */
+  readonly ran: number;
+
+  /**
+   * Wraps the failing plugin's error, keeping its code, message and details.
+   *
+   * @param err the error the chain's ADD failed with
+   * @param ran how many plugins were started
+   */
+  constructor(err: CniError, ran: number) {
+    super(err.code, err.message, err.details, { cause: err });
+    this.name = "ChainAddError";
+    this.ran = ran;
+  }
 }
 
 async function del(list: ConfList, opts: ChainOptions): Promise<ChainOutcome> {
   const prev = opts.cachedResult && atLeast(list.cniVersion, "0.4.0")
     ? opts.cachedResult
     : undefined;
+  const errors: CniError[] = [];
   for (const plugin of [...list.plugins].reverse()) {
     const inject = injected(list, plugin, opts);
-    await invoke({ list, plugin, command: "DEL", inject, prev, env: opts.env, opts });
+    try {
+      await invoke({ list, plugin, command: "DEL", inject, prev, env: opts.env, opts });
+    } catch (e) {
+      if (!opts.keepGoing) throw e;
+      errors.push(CniError.wrap(e));
+    }
   }
+  if (errors.length) throw joinErrors(errors, `DEL of network "${list.name}" failed`);
   return {};
 }
 
