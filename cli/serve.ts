@@ -18,7 +18,7 @@
  *
  * @module
  */
-import { CniError } from "../conf/errors.ts";
+import { CniError, Code } from "../conf/errors.ts";
 import { CURRENT_VERSION } from "../conf/version.ts";
 import { type CniIo, runCni } from "./cni.ts";
 import type { Root } from "./root.ts";
@@ -230,6 +230,53 @@ async function timed(req: ServeRequest, own: NsIdentity, root: Root): Promise<Se
   return res;
 }
 
+/**
+ * How long a call may take from its arrival, queueing included, before its client is told
+ * 11 (try again later). Below the client's own 120 s, so the client hears it from the
+ * daemon; a call still queued then is never started, so no call runs whose client was
+ * already answered. A call that is running at its deadline goes on (it cannot be stopped
+ * halfway and leave the pod half made) and keeps its place in the gate until it ends.
+ */
+export const CALL_DEADLINE_MS = 100_000;
+
+/** The answer of a call that missed its deadline (code 11 on the client's stdout). */
+export function lateResponse(req: ServeRequest, started: boolean, ms: number): ServeResponse {
+  const msg = started
+    ? `podplex serve: ${req.env.CNI_COMMAND} did not finish within ${ms} ms; it may still complete`
+    : `podplex serve: ${req.env.CNI_COMMAND} waited ${ms} ms behind other calls and was not started`;
+  const err = new CniError(Code.TryAgainLater, msg);
+  return {
+    status: 1,
+    stdout: JSON.stringify(err.toJSON(CURRENT_VERSION), null, 4) + "\n",
+    stderr: "",
+  };
+}
+
+/** Runs a request through the gate with its deadline (see {@linkcode CALL_DEADLINE_MS}). */
+export async function admitAndRun(
+  req: ServeRequest,
+  gate: CallGate,
+  run: () => Promise<ServeResponse>,
+  deadlineMs: number = CALL_DEADLINE_MS,
+): Promise<ServeResponse> {
+  const expires = Date.now() + deadlineMs;
+  let started = false;
+  const work = gate.run(callMode(req), () => {
+    if (Date.now() >= expires) return Promise.resolve(lateResponse(req, false, deadlineMs));
+    started = true;
+    return run();
+  });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<ServeResponse>((resolve) => {
+    timer = setTimeout(() => resolve(lateResponse(req, started, deadlineMs)), deadlineMs);
+  });
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 async function handle(
   conn: Deno.Conn,
   gate: CallGate,
@@ -238,7 +285,7 @@ async function handle(
 ): Promise<void> {
   try {
     const req = await readRequest(conn);
-    const res = "status" in req ? req : await gate.run(callMode(req), () => timed(req, own, root));
+    const res = "status" in req ? req : await admitAndRun(req, gate, () => timed(req, own, root));
     await writeFull(conn, encodeResponse(res));
   } catch {
     // The client went away; it reports "did not answer" itself.
