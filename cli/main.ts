@@ -73,6 +73,9 @@ const ALIASES: Readonly<Record<string, string>> = {
   "--help": "help",
 };
 
+/** A network config on stdin is KiB; its prevResult for 128 networks stays far below this. */
+const MAX_STDIN_BYTES = 16 * 1024 * 1024;
+
 /**
  * Reads all of stdin synchronously: a plugin's stdin is a small pipe, and the stream API
  * (`new Response(Deno.stdin.readable)`) costs milliseconds of setup on every CNI call.
@@ -86,6 +89,9 @@ function readStdin(trace: Trace): Promise<Uint8Array> {
     if (n === null || n === 0) break;
     chunks.push(buf.subarray(0, n));
     total += n;
+    if (total > MAX_STDIN_BYTES) {
+      return Promise.reject(new Error(`stdin holds more than ${MAX_STDIN_BYTES} bytes`));
+    }
   }
   trace.mark("stdin");
   if (chunks.length === 1) return Promise.resolve(chunks[0]);

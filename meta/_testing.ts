@@ -130,7 +130,7 @@ export async function metaHarness(
     ...p,
     async call(req) {
       const saved = req.env.containerId
-        ? (await store.load(req.env.containerId, "eth0")) !== null
+        ? await store.load(req.env.containerId, "eth0").then((s) => s !== null, () => undefined)
         : undefined;
       try {
         return await p.call!(req);

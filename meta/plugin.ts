@@ -234,6 +234,7 @@ async function metaGc(call: MetaCall): Promise<void> {
         env: { path: call.env.path },
         registry: call.registry,
         validAttachments: expanded,
+        gcInProcessAnyVersion: true,
       });
     } catch (e) {
       errors.push(CniError.wrap(e, Code.DelegateFailed, `GC of network "${name}"`));

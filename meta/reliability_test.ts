@@ -105,3 +105,22 @@ Deno.test("GC keeps a corrupt state file of a pod in the valid list", async () =
   assert.equal(calls(h.events, "DEL").length, 0);
   assert.ok(await Deno.stat(file));
 });
+
+Deno.test("a FIFO in place of a state file does not hold DEL: it is released from the conf and removed", async () => {
+  await using h = await metaHarness();
+  await Deno.mkdir(h.stateDir, { recursive: true });
+  const fifo = `${h.stateDir}/${CONTAINER}@eth0.json`;
+  const mk = await new Deno.Command("mkfifo", { args: [fifo] }).output();
+  assert.ok(mk.success);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const hung = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error("DEL hung on a FIFO")), 10_000);
+  });
+  try {
+    await Promise.race([h.plugin.invoke(h.req("DEL")), hung]);
+  } finally {
+    clearTimeout(timer);
+  }
+  assert.equal(calls(h.events, "DEL").filter((c) => c.startsWith("main")).length, 3);
+  assert.equal(await Deno.lstat(fifo).then(() => true, () => false), false);
+});

@@ -23,6 +23,7 @@
  */
 import { CniError, Code } from "../conf/errors.ts";
 import { writeAllSync } from "../conf/io.ts";
+import { readBoundedTextSync } from "../conf/bounded_read.ts";
 
 /** One network attachment of a pod, as ADD ran it. */
 export interface AttachmentState {
@@ -120,6 +121,8 @@ export interface StateStoreOptions {
 const CONTAINER_ID = /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/;
 const SUFFIX = ".json";
 const TMP_MARK = ".tmp-";
+/** A pod's state is a few KiB; 128 networks with large results stay far below this. */
+const MAX_STATE_BYTES = 8 * 1024 * 1024;
 
 // containerId cannot contain "@" (spec regex), so the first "@" separates it from the ifname;
 // the ifname is percent-encoded because it may hold almost any byte but "/", ":" and spaces.
@@ -213,13 +216,14 @@ export function createStateStore(dir: string, opts: StateStoreOptions = {}): Sta
   const warn = opts.warn ?? ((msg: string) => console.error(`podplex: ${msg}`));
 
   function readState(path: string): PodState | null {
-    let text: string;
+    let text: string | null;
     try {
-      text = Deno.readTextFileSync(path);
+      // Bounded and regular files only: a FIFO or a huge file must not hold a call.
+      text = readBoundedTextSync(path, { what: "state file", maxBytes: MAX_STATE_BYTES });
     } catch (err) {
-      if (err instanceof Deno.errors.NotFound) return null;
       throw ioError("read", path, err);
     }
+    if (text === null) return null;
     try {
       const parsed = JSON.parse(text);
       if (isPodState(parsed)) return parsed;
@@ -290,7 +294,8 @@ export function createStateStore(dir: string, opts: StateStoreOptions = {}): Sta
         if (!id) continue;
         const path = `${dir}/${name}`;
         try {
-          const parsed = JSON.parse(Deno.readTextFileSync(path));
+          const text = readBoundedTextSync(path, { what: "state file", maxBytes: MAX_STATE_BYTES });
+          const parsed = JSON.parse(text ?? "");
           if (
             isPodState(parsed) && parsed.containerId === id.containerId &&
             parsed.ifname === id.ifname

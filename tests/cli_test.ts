@@ -100,3 +100,26 @@ Deno.test("bin/podplex version prints the about line", async () => {
   assertEquals(out.code, 0);
   match(new TextDecoder().decode(out.stdout), /^podplex \d+\.\d+\.\d+/);
 });
+
+Deno.test("bin/podplex refuses more than 16 MiB on stdin with code 5", async () => {
+  const child = new Deno.Command(LAUNCHER, {
+    env: { ...BASE, ...ADD },
+    clearEnv: true,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  const pad = new TextEncoder().encode("x".repeat(1 << 20));
+  // podplex stops reading past its cap and exits: the rest of the write may find no reader.
+  const feed = (async () => {
+    await writer.write(new TextEncoder().encode(`{"cniVersion":"1.0.0","name":"n","pad":"`));
+    for (let i = 0; i < 17; i++) await writer.write(pad);
+    await writer.close();
+  })().catch(() => {});
+  const out = await child.output();
+  await feed;
+  const json = JSON.parse(new TextDecoder().decode(out.stdout));
+  assertEquals([out.code, json.code], [1, 5]);
+  match(String(json.details ?? json.msg), /more than 16777216 bytes/);
+});

@@ -48,6 +48,13 @@ export interface ChainOptions {
    * failure (a DEL must release all it can; libcni stops at the first error).
    */
   keepGoing?: boolean;
+  /**
+   * GC: below version 1.1.0 (which has no GC, so libcni sends none) still GC the plugins
+   * that run in-process with an in-process IPAM: they release by the valid list whatever
+   * the conf's version. The meta-plugin asks this for the networks its pods had, so that a
+   * lease leaked on a 1.0.0 network is recovered.
+   */
+  gcInProcessAnyVersion?: boolean;
   /** Give up on an external plugin after this long (ms). */
   timeoutMs?: number;
   /** The pod's link group for container-side links (podplex-internal). */
@@ -268,8 +275,20 @@ async function check(list: ConfList, opts: ChainOptions): Promise<ChainOutcome> 
   return {};
 }
 
+/** Whether a plugin and its IPAM both run in-process. */
+function inProcessWithIpam(plugin: PluginEntry, registry: PluginRegistry): boolean {
+  const ipam = (plugin.conf.ipam as { type?: unknown } | undefined)?.type;
+  return registry.inProcess(plugin.type) &&
+    (typeof ipam !== "string" || ipam === "" || registry.inProcess(ipam));
+}
+
 async function gc(list: ConfList, opts: ChainOptions): Promise<ChainOutcome> {
-  if (list.disableGC || !atLeast(list.cniVersion, "1.1.0")) return {};
+  if (list.disableGC) return {};
+  const old = !atLeast(list.cniVersion, "1.1.0");
+  if (old && !opts.gcInProcessAnyVersion) return {};
+  const plugins = old
+    ? list.plugins.filter((p) => inProcessWithIpam(p, opts.registry))
+    : list.plugins;
   const valid = opts.validAttachments?.map((a) => ({
     containerID: a.containerID,
     ifname: a.ifname,
@@ -281,7 +300,7 @@ async function gc(list: ConfList, opts: ChainOptions): Promise<ChainOutcome> {
     "cni.dev/attachments": valid,
   };
   const errors: CniError[] = [];
-  for (const plugin of list.plugins) {
+  for (const plugin of plugins) {
     try {
       await invoke({ list, plugin, command: "GC", inject, env: { path: opts.env.path }, opts });
     } catch (e) {

@@ -223,3 +223,26 @@ Deno.test("in-process plugins parse their conf once and pass results on unconver
   ok(result === returned[1], "the chain's result is the last plugin's, not a conversion of it");
   assertEquals(result!.ips, [{ address: "10.0.0.2/24" }], "no version field before the print");
 });
+
+Deno.test("GC below 1.1.0 reaches only in-process plugins with in-process IPAM, when asked", async () => {
+  const seen: string[] = [];
+  const inproc = (type: string) =>
+    fakePlugin(type, () => Promise.resolve(undefined), {
+      call: (req) => (seen.push(`${type}:${req.command}`), Promise.resolve(undefined)),
+    });
+  const registry = fakeRegistry({
+    a: inproc("a"),
+    ipamIn: inproc("ipamIn"),
+    b: inproc("b"),
+    ext: fakePlugin("ext", () => (seen.push("ext:GC"), Promise.resolve(undefined))),
+  });
+  const list = parseConfList(
+    `{"cniVersion":"1.0.0","name":"old","plugins":[{"type":"a","ipam":{"type":"ipamIn"}},` +
+      `{"type":"b","ipam":{"type":"ext"}},{"type":"ext"}]}`,
+  );
+  const validAttachments = [{ containerID: "c1", ifname: "eth0" }];
+  await runChain(list, "GC", { env, registry, validAttachments });
+  assertEquals(seen, [], "libcni's rule by default: no GC below 1.1.0");
+  await runChain(list, "GC", { env, registry, validAttachments, gcInProcessAnyVersion: true });
+  assertEquals(seen, ["a:GC"]);
+});
