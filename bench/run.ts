@@ -7,8 +7,11 @@
  *
  * Needs root (it creates `pp` netns, bridges and veths, all removed on exit and on Ctrl-C).
  *
+ * Then, when etcd is installed, the cluster IPAM's benchmark (bench/ipam_bench.ts: per-call
+ * ADD+DEL against host-local, and a 3-node burst with and without block affinity).
+ *
  * usage: deno run -A bench/run.ts [--quick] [--rounds N] [--pods N] [--sizes 1,3,5]
- *        [--breakdown N] [--no-breakdown]
+ *        [--breakdown N] [--no-breakdown] [--no-ipam]
  *
  * @module
  */
@@ -31,6 +34,7 @@ function options() {
       sizes: { type: "string", default: "1,3,5" },
       breakdown: { type: "string" },
       "no-breakdown": { type: "boolean", default: false },
+      "no-ipam": { type: "boolean", default: false },
       out: { type: "string", default: new URL("./results/", import.meta.url).pathname },
     },
   });
@@ -42,6 +46,7 @@ function options() {
     sizes: values.sizes.split(",").map(Number).filter((n) => n > 0),
     breakdown: values["no-breakdown"] ? 0 : int(values.breakdown, values.quick ? 5 : 15),
     out: values.out,
+    ipam: !values["no-ipam"],
   };
 }
 
@@ -113,6 +118,14 @@ async function main(): Promise<number> {
     printReport(results);
     const written = await writeResults(results, opts.out, opts.quick);
     progress(`wrote ${written.join(", ")}`);
+    if (opts.ipam && await Deno.stat("/usr/bin/etcd").then(() => true, () => false)) {
+      const { ipamBench } = await import("./ipam_bench.ts");
+      await ipamBench({
+        pods: opts.quick ? 10 : 30,
+        burst: opts.quick ? 30 : 90,
+        outDir: opts.out,
+      });
+    }
     return 0;
   } finally {
     await cleanup();

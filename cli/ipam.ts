@@ -228,3 +228,49 @@ async function podAlive(kubeconfig: string) {
     close: () => kube.close(),
   };
 }
+
+/**
+ * The daemon side of the cluster IPAM for `podplex serve --ipam-network FILE`: the node's
+ * affinity lease, and every `intervalMs` the journal replay and a reconcile against the
+ * node's podplex state dir (the conf's, as `podplex ipam reconcile` without flags).
+ *
+ * @returns a handle whose `close()` stops both (the lease then expires after its TTL)
+ */
+export async function startIpamDaemon(
+  networkFile: string,
+  log: (line: string) => void,
+  intervalMs = 60_000,
+): Promise<{ close(): Promise<void> }> {
+  const conf = await settings({ network: networkFile } as Flags);
+  const { openEtcd } = await import("../delegates/ipam/cluster/cluster.ts");
+  const { startClusterIpamDaemon } = await import("../delegates/ipam/cluster/affinity.ts");
+  const etcd = await openEtcd(conf.etcd);
+  const alive = await stateAlive({} as Flags);
+  const daemon = await startClusterIpamDaemon({
+    etcd,
+    prefix: conf.etcd.prefix,
+    node: conf.nodeName,
+    dataDir: conf.dataDir,
+    intervalMs,
+    alive: (r) => alive.fn(r),
+    onPass: (r) => {
+      if (r instanceof Error) log(`cluster IPAM reconcile failed: ${r.message}`);
+      else if (r.released.length || r.blocksReleased.length) {
+        log(
+          `cluster IPAM reconcile: ${r.released.length} addresses, ${r.blocksReleased.length} blocks released`,
+        );
+      }
+    },
+  });
+  log(
+    `cluster IPAM: node "${conf.nodeName}" keeps its block affinity in ${
+      conf.etcd.endpoints.join(",")
+    }`,
+  );
+  return {
+    async close() {
+      await daemon.stop();
+      etcd.close();
+    },
+  };
+}

@@ -346,13 +346,15 @@ function listenPrivate(path: string): Deno.UnixListener {
 
 function parseArgs(
   argv: string[],
-): { socket: string; dhcp: string[] } | { help: true } | { error: string } {
+): { socket: string; dhcp: string[]; ipam?: string } | { help: true } | { error: string } {
   let socket = DEFAULT_SOCKET;
   const dhcp: string[] = [];
+  let ipam: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--help" || a === "-h") return { help: true };
     if (a === "--socket" && i + 1 < argv.length) socket = argv[++i];
+    else if (a === "--ipam-network" && i + 1 < argv.length) ipam = argv[++i];
     else if (a.startsWith("--socket=")) socket = a.slice("--socket=".length);
     else if (a.startsWith("--dhcp-")) {
       dhcp.push(a); // the lease keeper's own flags, with their value
@@ -360,12 +362,12 @@ function parseArgs(
     } else return { error: `Unknown argument "${a}"` };
   }
   if (socket === "") return { error: `Invalid "--socket": the path is empty` };
-  return { socket, dhcp };
+  return { socket, dhcp, ipam };
 }
 
 const USAGE = "usage: podplex serve [--socket PATH]   (default " + DEFAULT_SOCKET + ")\n" +
   "  [--dhcp-socket PATH] [--dhcp-state-dir DIR] [--dhcp-timeout 10s] [--dhcp-resend-max 62s]\n" +
-  "  [--dhcp-resend-timeout 208s]\n" +
+  "  [--dhcp-resend-timeout 208s] [--ipam-network FILE (cluster IPAM: affinity lease, reconcile)]\n" +
   "  serves CNI calls forwarded by .tools/podplex-client (DELs overlap, other verbs run\n" +
   "  alone) and keeps the dhcp IPAM's leases, until SIGINT/SIGTERM\n";
 
@@ -392,12 +394,18 @@ export async function main(argv: string[], root: Root): Promise<number> {
   }
   let listener: Deno.UnixListener;
   let dhcp: { close(): Promise<void> };
+  let ipam: { close(): Promise<void> } | undefined;
   try {
     await prepareSocketPath(args.socket);
     // The dhcp IPAM's lease keeper (delegates/ipam/dhcp/keeper_server.ts).
     const { startLeaseKeeper } = await import("../delegates/ipam/dhcp/keeper_server.ts");
     dhcp = await startLeaseKeeper(args.dhcp, args.socket, (l) => say(`podplex serve: ${l}\n`));
     listener = listenPrivate(args.socket);
+    // The cluster IPAM's node side (cli/ipam.ts): block affinity lease + periodic reconcile.
+    if (args.ipam) {
+      const log = (l: string) => say(`podplex serve: ${l}\n`);
+      ipam = await (await import("./ipam.ts")).startIpamDaemon(args.ipam, log);
+    }
   } catch (e) {
     say(`podplex serve: ${e instanceof Error ? e.message : e}\n`);
     return 1;
@@ -427,6 +435,7 @@ export async function main(argv: string[], root: Root): Promise<number> {
     clearTimeout(timer);
     await gate.drain();
     await dhcp.close();
+    await ipam?.close();
     try {
       Deno.removeSync(args.socket); // Deno unlinks on close; this covers older behaviour
     } catch { /* gone already */ }

@@ -242,6 +242,18 @@ export class ClusterRig implements AsyncDisposable {
     );
   }
 
+  /** Runs `podplex ipam <args>` with a node's network conf; the parsed `--json` output. */
+  async ipam(node: RigNode, ...args: string[]): Promise<unknown> {
+    const out = await new Deno.Command(`${ROOT}/bin/podplex`, {
+      args: ["ipam", ...args, "--network", `${node.dir}/nets/default/net0.json`, "--json"],
+      env: { PODPLEX_SOCKET: "/nonexistent/podplex.sock" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    if (!out.success) throw new Error(`ipam ${args[0]}: ${new TextDecoder().decode(out.stderr)}`);
+    return JSON.parse(new TextDecoder().decode(out.stdout));
+  }
+
   /** Runs `podplex ipam reconcile` for a node (state-dir mode, no minimum age). */
   async reconcile(node: RigNode): Promise<Record<string, unknown>> {
     const conf = `${node.dir}/nets/default/net0.json`;

@@ -20,6 +20,10 @@ function resultAddrs(o: CniOutcome): string[] {
   return ips.map((i) => i.address.split("/")[0]);
 }
 
+function byIp(recs: { containerId: string; ip: string }[], id: string): string | undefined {
+  return recs.find((r) => r.containerId === id)?.ip;
+}
+
 function duplicates(list: string[]): string[] {
   const seen = new Set<string>();
   return list.filter((x) => seen.has(x) || !seen.add(x));
@@ -86,6 +90,21 @@ Deno.test({
     }
     const all = [...blocksByNode.values()].flatMap((s) => [...s]);
     assert.deepEqual(duplicates(all), [], "no block is used by two nodes while blocks are free");
+    // What `podplex ipam` shows users agrees with etcd.
+    // deno-lint-ignore no-explicit-any
+    const ls = await rig.ipam(rig.nodes[0], "ls") as any[];
+    assert.equal(ls.length, 1);
+    assert.equal(ls[0].addresses, pods.length);
+    assert.deepEqual(
+      [...new Set(ls[0].blocks.map((b: { node: string }) => b.node))].sort(),
+      rig.nodes.map((n) => n.name),
+    );
+    // deno-lint-ignore no-explicit-any
+    const shown = await rig.ipam(rig.nodes[1], "show", "--pod", `default/${pods[1].id}`) as any[];
+    assert.deepEqual(shown.map((r) => [r.ip, r.node]), [[
+      byIp(recs, pods[1].id),
+      rig.nodes[pods[1].node].name,
+    ]]);
     await delAll(rig, pods);
     assert.deepEqual(await rig.heldKeys(), [], "no record left after DEL");
   },
@@ -268,5 +287,51 @@ Deno.test({
         } s)` +
         `, ratio ${(cluster.makespan / local.makespan).toFixed(2)}`,
     );
+  },
+});
+
+Deno.test({
+  name: "podplex serve --ipam-network keeps the node's affinity lease and stops cleanly",
+  ignore,
+  sanitizeResources: false,
+  async fn() {
+    await using rig = await ClusterRig.start({ nodes: 1 });
+    const node = rig.nodes[0];
+    const socket = `${rig.dir}/serve.sock`;
+    // serve reads the podplex conf as a conflist (its stateDir: which attachments exist).
+    const list = `${rig.dir}/podplex.conflist`;
+    const entry = JSON.parse(await Deno.readTextFile(node.confPath));
+    await Deno.writeTextFile(
+      list,
+      JSON.stringify({ cniVersion: "1.0.0", name: "podplex", plugins: [entry] }),
+    );
+    const child = new Deno.Command(`${new URL("..", import.meta.url).pathname}bin/podplex`, {
+      args: ["serve", "--socket", socket, "--ipam-network", `${node.dir}/nets/default/net0.json`],
+      env: { PODPLEX_CONFIG: list },
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    try {
+      const leaseFile = `${node.dir}/ipam/${node.name}/lease`;
+      const end = Date.now() + 15000;
+      while (Date.now() < end && !(await Deno.stat(leaseFile).then(() => true, () => false))) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const lease = (await Deno.readTextFile(leaseFile)).trim();
+      assert.match(lease, /^\d+$/);
+      // A pod's block claim goes under that lease.
+      const [pod] = await rig.makePods(1);
+      assert.equal((await rig.cni("ADD", pod)).code, 0);
+      // deno-lint-ignore no-explicit-any
+      const ls = await rig.ipam(node, "ls") as any[];
+      assert.equal(ls[0].blocks.length, 1);
+      assert.equal((await rig.cni("DEL", pod)).code, 0);
+    } finally {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* exited: its stderr says why */ }
+      const out = await child.output();
+      assert.match(new TextDecoder().decode(out.stderr), /cluster IPAM: node "node0"/);
+    }
   },
 });

@@ -85,6 +85,30 @@ Deno.test("cluster IPAM conf: Whereabouts fields, defaults and errors naming the
   assert.throws(() => parseClusterConf({ ipam: { range: "10.0.0.0/24" } }), /etcd_host/);
 });
 
+Deno.test("cluster IPAM conf: Whereabouts' flat file fills what the NAD's ipam lacks", async () => {
+  await using dir = await tempDir("ppe-flat");
+  const flat = `${dir.path}/whereabouts.conf`;
+  await Deno.writeTextFile(
+    flat,
+    JSON.stringify({
+      datastore: "etcd",
+      etcd_host: "127.0.0.1:23790",
+      log_level: "debug",
+      range: "10.203.99.0/24",
+    }),
+  );
+  const c = parseClusterConf({
+    ipam: { type: "whereabouts", range: "10.203.1.0/24", configuration_path: flat },
+  });
+  assert.deepEqual(c.etcd.endpoints, ["127.0.0.1:23790"]);
+  assert.equal(c.ranges[0].text, "10.203.1.0/24", "the NAD's own fields win");
+  await Deno.writeTextFile(flat, "[1]");
+  assert.throws(
+    () => parseClusterConf({ ipam: { range: "10.203.1.0/24", configuration_path: flat } }),
+    /Invalid Whereabouts flat file ".*whereabouts.conf": not a JSON object/,
+  );
+});
+
 Deno.test({
   name: "whereabouts README examples give the addresses Whereabouts documents",
   ignore,

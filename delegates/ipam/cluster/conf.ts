@@ -13,6 +13,10 @@
  * `configuration_path`, `leader_*`, `reconciler_cron_expression`, `sleep_for_race`,
  * `node_slice_size`) are accepted and ignored.
  *
+ * Whereabouts' flat file (`configuration_path`, else `/etc/kubernetes/cni/net.d/whereabouts.d/
+ * whereabouts.conf`, `/etc/cni/net.d/whereabouts.d/whereabouts.conf`) fills the fields the
+ * NAD's `ipam` lacks, so NADs that name only their range work as under Whereabouts.
+ *
  * podplex fields: `etcd_endpoints` (a list, instead of `etcd_host`), `block_size` (the prefix
  * length of a node's blocks, default 26 for IPv4 and 122 for IPv6 as Calico; 0 = no blocks,
  * every address picked cluster-wide), `block_size_v6`, `node_name` (default: the env
@@ -91,6 +95,43 @@ export interface ClusterConf {
   };
 }
 
+/** Whereabouts' flat files, in the order it looks for them (after `configuration_path`). */
+export const FLAT_FILES = [
+  "/etc/kubernetes/cni/net.d/whereabouts.d/whereabouts.conf",
+  "/etc/cni/net.d/whereabouts.d/whereabouts.conf",
+  "/host/etc/cni/net.d/whereabouts.d/whereabouts.conf",
+];
+
+/**
+ * The `ipam` section over Whereabouts' flat file: the first of `configuration_path` and
+ * {@linkcode FLAT_FILES} that exists fills the fields the section lacks (the section wins),
+ * as Whereabouts' GetFlatIPAM + merge do. Read only when the section names no etcd or names
+ * a `configuration_path`, so a NAD that carries everything costs no lookup.
+ *
+ * @throws {CniError} code 7 when the file is not a JSON object
+ */
+function withFlatFile(ipam: Json): Json {
+  const path = typeof ipam.configuration_path === "string" ? ipam.configuration_path : "";
+  if (!path && (ipam.etcd_host || ipam.etcd_endpoints)) return ipam;
+  for (const p of path ? [path, ...FLAT_FILES] : FLAT_FILES) {
+    let text: string;
+    try {
+      text = Deno.readTextFileSync(p);
+    } catch {
+      continue;
+    }
+    let flat: unknown;
+    try {
+      flat = JSON.parse(text);
+    } catch (err) {
+      throw bad(`Invalid Whereabouts flat file "${p}": ${(err as Error).message}`);
+    }
+    if (!isObject(flat)) throw bad(`Invalid Whereabouts flat file "${p}": not a JSON object`);
+    return { ...flat, ...ipam };
+  }
+  return ipam;
+}
+
 /** Default node-local directory of the lock files and the DEL journal. */
 export const DEFAULT_DATA_DIR = "/var/lib/cni/podplex-ipam";
 
@@ -102,7 +143,7 @@ const bad = (msg: string) => new CniError(Code.InvalidConfig, msg);
  * @throws {CniError} code 7 naming the field and value
  */
 export function parseClusterConf(raw: Json): ClusterConf {
-  const ipam = ipamSection(raw);
+  const ipam = withFlatFile(ipamSection(raw));
   const ranges: PoolRange[] = [];
   const top = optString(ipam, "range", "ipam.range");
   if (top) ranges.push(parseRange(ipam, "ipam"));

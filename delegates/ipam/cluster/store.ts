@@ -11,7 +11,7 @@
  */
 import type { Cidr, IP } from "../../../conf/ip.ts";
 import { formatIp, parseIp } from "../../../conf/ip.ts";
-import type { EtcdClient, KeyValue, Op } from "../../_shared/etcd/client.ts";
+import { type EtcdClient, EtcdError, type KeyValue, type Op } from "../../_shared/etcd/client.ts";
 import { type Lease, Mutex, type Store } from "../host_local/store.ts";
 import {
   type AddressRecord,
@@ -271,9 +271,18 @@ export class ClusterStore implements Store {
    * @returns whether the node holds it now
    */
   async claimBlock(block: Cidr, node: string): Promise<boolean> {
+    try {
+      return await this.#claim(block, node, this.#lease);
+    } catch (err) {
+      // The daemon's lease expired (its file is stale): claim without a lease.
+      if (!this.#lease || !leaseGone(err)) throw err;
+      return await this.#claim(block, node, undefined);
+    }
+  }
+
+  async #claim(block: Cidr, node: string, lease: string | undefined): Promise<boolean> {
     const key = this.keys.block(block);
     const value = JSON.stringify({ node, t: Date.now() });
-    const lease = this.#lease;
     const r = await this.#etcd.txn({
       compare: [{ key, target: "CREATE", result: "EQUAL", createRevision: 0 }],
       success: [
@@ -333,6 +342,11 @@ export class ClusterStore implements Store {
   async write(ops: Op[]): Promise<void> {
     await this.#etcd.txn({ compare: [], success: ops });
   }
+}
+
+/** Whether etcd refused a request because its lease does not exist (any more). */
+function leaseGone(err: unknown): boolean {
+  return err instanceof EtcdError && /lease not found/i.test(err.message);
 }
 
 /** A record's JSON (undefined when it is not one). */

@@ -1,0 +1,141 @@
+import assert from "node:assert/strict";
+import { haveEtcd, startEtcd } from "../../../tests/etcd_server.ts";
+import { tempDir } from "../../../tests/testutils.ts";
+import { EtcdClient } from "../../_shared/etcd/client.ts";
+import { ctxFor } from "../host_local/_testutil.ts";
+import { startNodeAffinity } from "./affinity.ts";
+import { clusterAdd, clusterDel, whereabouts } from "./cluster.ts";
+import { readSpaces, reconcile } from "./reconcile.ts";
+
+const ignore = !haveEtcd();
+
+function conf(endpoint: string, dir: string, node: string, range = "10.203.20.0/24") {
+  return {
+    cniVersion: "1.0.0",
+    name: "ppe-rec",
+    ipam: { type: "whereabouts", range, etcd_host: endpoint, dataDir: dir, node_name: node },
+  };
+}
+
+async function add(raw: ReturnType<typeof conf>, id: string) {
+  const r = await clusterAdd(whereabouts.parseConf(raw), ctxFor(raw, id));
+  return r.ips![0].address;
+}
+
+Deno.test({
+  name: "reconcile releases this node's records whose attachment is gone, never young or others'",
+  ignore,
+  async fn() {
+    await using etcd = await startEtcd();
+    await using dir = await tempDir("ppe-rc");
+    const etcdc = new EtcdClient({ endpoints: etcd.endpoints });
+    try {
+      const a = conf(etcd.endpoints[0], dir.path, "na");
+      const b = conf(etcd.endpoints[0], dir.path, "nb");
+      for (const id of ["a1", "a2", "a3"]) await add(a, id);
+      await add(b, "b1");
+      const alive = (r: { containerId: string }) =>
+        r.containerId === "a1" ? true : r.containerId === "a3" ? undefined : false;
+      // Everything is younger than the default minimum age: nothing goes.
+      const young = await reconcile({ etcd: etcdc, node: "na", alive });
+      assert.deepEqual(young.released, []);
+      const r = await reconcile({ etcd: etcdc, node: "na", alive, minAgeMs: 0 });
+      assert.deepEqual(
+        r.released.map((x) => x.containerId),
+        ["a2"],
+        "a1 alive, a3 unknown, b1 not ours",
+      );
+      const all = await reconcile({ etcd: etcdc, node: "na", alive, minAgeMs: 0, scope: "all" });
+      assert.deepEqual(all.released.map((x) => x.containerId), ["b1"]);
+      const left = (await readSpaces(etcdc, "/podplex/ipam/v1"))[0].records.map((x) =>
+        x.containerId
+      );
+      assert.deepEqual(left.sort(), ["a1", "a3"]);
+    } finally {
+      etcdc.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "reconcile releases a block empty past its grace period, and restarts the grace when used",
+  ignore,
+  async fn() {
+    await using etcd = await startEtcd();
+    await using dir = await tempDir("ppe-rb");
+    const etcdc = new EtcdClient({ endpoints: etcd.endpoints });
+    try {
+      const a = conf(etcd.endpoints[0], dir.path, "na");
+      const parsed = whereabouts.parseConf(a);
+      assert.equal(await add(a, "x1"), "10.203.20.1/24");
+      const alive = () => true;
+      let now = Date.now();
+      const pass = () =>
+        reconcile({ etcd: etcdc, node: "na", alive, graceMs: 1000, now: () => now });
+      assert.deepEqual((await pass()).blocksMarked, [], "a block in use is not marked");
+      await clusterDel(parsed, ctxFor(a, "x1"));
+      assert.equal((await pass()).blocksMarked.length, 1, "empty: its grace starts");
+      // Used again within the grace: unmarked, and it survives a pass past the old deadline.
+      assert.equal(await add(a, "x2"), "10.203.20.1/24");
+      now += 2000;
+      assert.deepEqual((await pass()).blocksReleased, []);
+      await clusterDel(parsed, ctxFor(a, "x2"));
+      assert.equal((await pass()).blocksMarked.length, 1);
+      now += 500;
+      assert.deepEqual((await pass()).blocksReleased, [], "still within the grace");
+      now += 600;
+      assert.equal((await pass()).blocksReleased.length, 1);
+      assert.deepEqual((await readSpaces(etcdc, "/podplex/ipam/v1"))[0]?.blocks ?? [], []);
+      assert.deepEqual((await etcdc.range("/podplex/ipam/v1/s/n=/aff/", { prefix: true })).kvs, []);
+    } finally {
+      etcdc.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "node affinity: claims live under the daemon's lease, are re-attached, and go when it expires",
+  ignore,
+  async fn() {
+    await using etcd = await startEtcd();
+    await using dir = await tempDir("ppe-af");
+    const etcdc = new EtcdClient({ endpoints: etcd.endpoints });
+    try {
+      const a = conf(etcd.endpoints[0], dir.path, "na");
+      // A claim made before any daemon: no lease.
+      await add(a, "p1");
+      const blk = async () => (await readSpaces(etcdc, "/podplex/ipam/v1"))[0].blocks;
+      assert.equal((await blk())[0].lease, "0");
+      const keeper = await startNodeAffinity({
+        etcd: etcdc,
+        node: "na",
+        dataDir: dir.path,
+        ttlSec: 2,
+      });
+      assert.equal((await blk())[0].lease, keeper.lease, "the existing claim is re-attached");
+      assert.equal((await Deno.readTextFile(`${dir.path}/na/lease`)).trim(), keeper.lease);
+      // A new claim from a CNI call goes under the lease too (another range, another block).
+      const b = conf(etcd.endpoints[0], dir.path, "na", "10.203.21.0/24");
+      await add(b, "p2");
+      assert.deepEqual((await blk()).map((c) => c.lease), [keeper.lease, keeper.lease]);
+      // Kept alive past its TTL while running.
+      await new Promise((r) => setTimeout(r, 2500));
+      assert.equal((await blk()).length, 2);
+      await keeper.stop();
+      const end = Date.now() + 6000;
+      while ((await blk()).length > 0 && Date.now() < end) {
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.deepEqual(await blk(), [], "the claims went with the lease");
+      const recs = (await readSpaces(etcdc, "/podplex/ipam/v1"))[0].records;
+      assert.equal(recs.length, 2, "the addresses stay reserved");
+      // The lease file is stale now: a CNI call that must claim a block claims it unleased.
+      const c = conf(etcd.endpoints[0], dir.path, "na", "10.203.22.0/24");
+      assert.equal(await add(c, "p3"), "10.203.22.1/24");
+      assert.deepEqual((await blk()).map((x) => x.lease), ["0"]);
+    } finally {
+      etcdc.close();
+    }
+  },
+});
