@@ -13,11 +13,19 @@ import { INSTALLED_CONF, PODPLEX_CAPABILITIES } from "./_config.ts";
 /** The file name of podplex's conflist in the conf dir (sorts before the default network's). */
 export const CONFLIST_NAME = INSTALLED_CONF.slice(INSTALLED_CONF.lastIndexOf("/") + 1);
 
-/** Where the kubeconfig lands, as the host sees it (DESIGN.md's node layout). */
-export const KUBECONFIG_HOST_PATH = "/etc/cni/net.d/podplex.d/podplex.kubeconfig";
+/** The kubeconfig's place under the conf dir (DESIGN.md's node layout). */
+export const KUBECONFIG_SUBPATH = "podplex.d/podplex.kubeconfig";
 
-/** The kubeconfig's place under the conf dir: `<conf dir>/podplex.d/podplex.kubeconfig`. */
-export const KUBECONFIG_SUBPATH = KUBECONFIG_HOST_PATH.slice("/etc/cni/net.d/".length);
+/** Where the kubeconfig lands, as the host sees it: under the installed conflist's dir. */
+export const KUBECONFIG_HOST_PATH = INSTALLED_CONF.slice(0, INSTALLED_CONF.lastIndexOf("/") + 1) +
+  KUBECONFIG_SUBPATH;
+
+/** The pod's variables the kubeconfig is made from (kubelet sets HOST and PORT). */
+export const SERVICE_ENV_VARS = [
+  "KUBERNETES_SERVICE_PROTOCOL",
+  "KUBERNETES_SERVICE_HOST",
+  "KUBERNETES_SERVICE_PORT",
+] as const;
 
 /** The extensions of a default network conf, as the brief and Multus's autoconfig take them. */
 const CONF_EXT = /\.(conf|conflist)$/;
@@ -140,9 +148,10 @@ export interface ServiceAccount {
  * @throws {CniError} code 7 naming KUBERNETES_SERVICE_HOST or _PORT when unset
  */
 export function kubeconfigText(sa: ServiceAccount, env: Record<string, string | undefined>) {
-  const host = env.KUBERNETES_SERVICE_HOST;
-  const port = env.KUBERNETES_SERVICE_PORT;
-  for (const [k, v] of [["KUBERNETES_SERVICE_HOST", host], ["KUBERNETES_SERVICE_PORT", port]]) {
+  const [PROTOCOL, HOST, PORT] = SERVICE_ENV_VARS;
+  const host = env[HOST];
+  const port = env[PORT];
+  for (const [k, v] of [[HOST, host], [PORT, port]]) {
     if (!v) {
       throw new CniError(
         Code.InvalidConfig,
@@ -150,7 +159,7 @@ export function kubeconfigText(sa: ServiceAccount, env: Record<string, string | 
       );
     }
   }
-  const proto = env.KUBERNETES_SERVICE_PROTOCOL || "https";
+  const proto = env[PROTOCOL] || "https";
   const server = `${proto}://${host!.includes(":") ? `[${host}]` : host}:${port}`;
   const ca = btoa(sa.ca); // PEM is ASCII
   return `# Written by podplex install from its service account; rewritten when the token or the

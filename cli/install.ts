@@ -15,6 +15,7 @@ import { BUILTIN_TYPES } from "../delegates/catalog.ts";
 import { SA_DIR } from "../meta/k8s.ts";
 import { guard, parseFlags, UsageError } from "./_args.ts";
 import { out } from "./_output.ts";
+import { DEFAULT_CNI_PATH, INSTALLED_CONF } from "./_config.ts";
 import { installArtifact, runningArtifact } from "./_install_artifact.ts";
 import {
   buildConflist,
@@ -26,6 +27,11 @@ import {
   kubeconfigText,
   writeAtomic,
 } from "./_install_conf.ts";
+
+/** Where runtimes read CNI confs: `--conf-dir`'s default (the dir of the installed conflist). */
+export const DEFAULT_CONF_DIR = INSTALLED_CONF.slice(0, INSTALLED_CONF.lastIndexOf("/"));
+/** The CNI plugin dir: `--bin-dir`'s default (the first dir of the default CNI_PATH). */
+export const DEFAULT_BIN_DIR = DEFAULT_CNI_PATH.split(":")[0];
 
 /** How often `--watch` looks at the token, the CA and the default conf. */
 export const POLL_MS = 1000;
@@ -64,8 +70,8 @@ token is mounted, writes <conf-dir>/${KUBECONFIG_SUBPATH} (0600) from it and
 KUBERNETES_SERVICE_HOST/PORT. Without --watch it exits once both are written.
 
 Flags:
-  --conf-dir DIR                 the CNI conf dir as mounted (default /etc/cni/net.d)
-  --bin-dir DIR                  the CNI bin dir as mounted (default /opt/cni/bin)
+  --conf-dir DIR                 the CNI conf dir as mounted (default ${DEFAULT_CONF_DIR})
+  --bin-dir DIR                  the CNI bin dir as mounted (default ${DEFAULT_BIN_DIR})
   --default-network-file NAME    the default network conf's file name in --conf-dir
   --podplex-conf FILE            podplex conf fields (JSON or YAML, e.g. a ConfigMap's file);
                                  the flags below override them
@@ -264,8 +270,8 @@ function install(argv: string[], stopped: Promise<Deno.Signal>): Promise<number>
     }
     const fields = await podplexFields(f);
     buildConflist(fields); // refuse a bad ConfigMap or flag before touching the host
-    const confDir = (f["conf-dir"] ?? "/etc/cni/net.d").replace(/\/+$/, "");
-    const binDir = (f["bin-dir"] ?? "/opt/cni/bin").replace(/\/+$/, "");
+    const confDir = (f["conf-dir"] ?? DEFAULT_CONF_DIR).replace(/\/+$/, "");
+    const binDir = (f["bin-dir"] ?? DEFAULT_BIN_DIR).replace(/\/+$/, "");
     if (!(await Deno.stat(confDir).then((s) => s.isDirectory, () => false))) {
       throw new Error(`Cannot install into "${confDir}": no such directory`);
     }

@@ -34,7 +34,7 @@ fi
 
 cp -L "$deno" "$payload/deno"
 for so in libnl-3.so.200 libnl-route-3.so.200; do
-  src=$(/sbin/ldconfig -p | awk -v so="$so" '$1 == so { print $NF; exit }')
+  src=$(/sbin/ldconfig -p | awk -v so="$so" '$1 == so && !found { print $NF; found = 1 }')
   [ -n "$src" ] || { echo "artifact: $so not found (apt-get install libnl-3-200 libnl-route-3-200)" >&2; exit 1; }
   cp -L "$src" "$payload/$so"
 done

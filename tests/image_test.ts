@@ -7,7 +7,15 @@
  * on SIGTERM; the artifact it installed then serves CNI calls from the host.
  */
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
-import { checkWatchFlow, fakeHost, type InstallRun, SERVICE_ENV } from "./_install_flow.ts";
+import { SA_DIR } from "../meta/k8s.ts";
+import { installContainer, loadManifests, type Obj } from "./_deploy.ts";
+import {
+  checkWatchFlow,
+  type FakeHost,
+  fakeHost,
+  type InstallRun,
+  SERVICE_ENV,
+} from "./_install_flow.ts";
 import { isRoot, run, tempNetns } from "./testutils.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -23,20 +31,49 @@ function podmanEnv(): Record<string, string> {
   };
 }
 
+/**
+ * The DaemonSet's install container as `podman run` arguments for the fake host `h`: its
+ * command, args and mounts, hostPaths mapped into `h` (the CNI dirs onto h's, the others onto
+ * fresh dirs: never the real host's), its ConfigMaps written out, the service account.
+ */
+async function asDaemonSetRuns(h: FakeHost): Promise<{ run: string[]; image: string[] }> {
+  const c = installContainer(await loadManifests());
+  const hostDirs: Record<string, string> = { "/opt/cni/bin": h.bin, "/etc/cni/net.d": h.confDir };
+  const run: string[] = ["--entrypoint", c.container.command[0]];
+  for (const vm of c.container.volumeMounts as Obj[]) {
+    const vol = c.volumes.get(vm.name)!;
+    let src: string;
+    if (vol.hostPath) {
+      src = hostDirs[vol.hostPath.path] ?? `${h.root}/host${vol.hostPath.path}`;
+    } else if (vol.configMap) {
+      src = `${h.root}/configmap-${vol.configMap.name}`;
+      const cm = (await loadManifests()).get(`ConfigMap/${vol.configMap.name}`)!;
+      for (const [k, v] of Object.entries(cm.data as Record<string, string>)) {
+        await Deno.mkdir(src, { recursive: true });
+        await Deno.writeTextFile(`${src}/${k}`, v);
+      }
+    } else throw new Error(`Cannot stand in for volume "${vm.name}"`);
+    await Deno.mkdir(src, { recursive: true });
+    run.push("-v", `${src}:${vm.mountPath}${vm.readOnly ? ":ro" : ""}`);
+  }
+  run.push("-v", `${h.saDir}:${SA_DIR}:ro`);
+  if (c.container.securityContext?.privileged) run.push("--privileged");
+  if (c.pod.hostNetwork) run.push("--network=host");
+  return { run, image: [...c.container.command.slice(1), ...c.container.args] };
+}
+
 /** Starts the image attached; SIGTERM to podman is proxied to the container, as kubelet's. */
-function runImage(args: string[], mounts: [string, string][], name: string): InstallRun {
+function runImage(ds: { run: string[]; image: string[] }, name: string): InstallRun {
   const child = new Deno.Command("podman", {
     args: [
       "run",
       "--rm",
       "--name",
       name,
-      "--network=host",
-      "--privileged",
       ...Object.entries(SERVICE_ENV).flatMap(([k, v]) => ["-e", `${k}=${v}`]),
-      ...mounts.flatMap(([host, ctr]) => ["-v", `${host}:${ctr}`]),
+      ...ds.run,
       TAG,
-      ...args,
+      ...ds.image,
     ],
     env: podmanEnv(),
     stdout: "piped",
@@ -67,22 +104,7 @@ Deno.test({
     await run("bash", `${ROOT}/scripts/image.sh`, TAG);
     await using h = await fakeHost();
     const name = `ppn-ds-${crypto.randomUUID().slice(0, 8)}`;
-    const ds = runImage(
-      [
-        "--bin-dir",
-        "/host/opt/cni/bin",
-        "--conf-dir",
-        "/host/etc/cni/net.d",
-        "--watch",
-        "--cleanup-config-on-exit",
-      ],
-      [
-        [h.bin, "/host/opt/cni/bin"],
-        [h.confDir, "/host/etc/cni/net.d"],
-        [h.saDir, "/var/run/secrets/kubernetes.io/serviceaccount"],
-      ],
-      name,
-    );
+    const ds = runImage(await asDaemonSetRuns(h), name);
     try {
       await checkWatchFlow(h, ds, 60_000);
     } finally {
