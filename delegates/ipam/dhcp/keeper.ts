@@ -26,6 +26,7 @@ import { openPodSocket, PodGoneError } from "./iface.ts";
 import { fromHex, toHex } from "./_hex.ts";
 import { type LeaseRecord, LeaseStore, recordLease } from "./lease_store.ts";
 import { macBytes } from "./message.ts";
+import type { LeaseRequest } from "./protocol.ts";
 
 /** How the keeper talks DHCP and where it keeps its records. */
 export interface KeeperOptions {
@@ -42,16 +43,7 @@ export interface KeeperOptions {
 }
 
 /** What ADD asks for. */
-export interface AcquireRequest {
-  clientId: string;
-  containerId: string;
-  netName: string;
-  ifname: string;
-  /** An absolute netns path. */
-  netns: string;
-  /** Options every request carries, as [code, hex]. */
-  options: [number, string][];
-}
+export type AcquireRequest = LeaseRequest;
 
 interface Entry {
   record: LeaseRecord;

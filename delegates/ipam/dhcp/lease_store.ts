@@ -7,18 +7,10 @@
 import type { Lease } from "./client.ts";
 import { decodeMessage, leaseOptions } from "./message.ts";
 import { fromHex } from "./_hex.ts";
+import type { LeaseRequest } from "./protocol.ts";
 
 /** What the keeper must remember of one lease to renew and release it after a restart. */
-export interface LeaseRecord {
-  /** The option 61 text (`containerID/netName/ifName`), the lease's key. */
-  clientId: string;
-  containerId: string;
-  netName: string;
-  ifname: string;
-  /** The pod's netns path. */
-  netns: string;
-  /** The options every request carries, as [code, hex]. */
-  options: [number, string][];
+export interface LeaseRecord extends LeaseRequest {
   /** The last ACK, hex. */
   ack: string;
   /** When that ACK came (ms since the epoch). */

@@ -7,17 +7,25 @@
  */
 import { CniError, Code } from "../../../conf/errors.ts";
 
+/** What the keeper needs to obtain a lease for an attachment, and to keep it. */
+export interface LeaseRequest {
+  /** The option 61 text (`containerID/netName/ifName`), the lease's key. */
+  clientId: string;
+  /** CNI_CONTAINERID of the attachment. */
+  containerId: string;
+  /** The network's name. */
+  netName: string;
+  /** CNI_IFNAME of the attachment: the interface the lease is for. */
+  ifname: string;
+  /** The pod's netns path (absolute). */
+  netns: string;
+  /** The options every request carries, as [code, hex]. */
+  options: [number, string][];
+}
+
 /** A call on the keeper. */
 export type KeeperRequest =
-  | {
-    op: "add";
-    clientId: string;
-    containerId: string;
-    netName: string;
-    ifname: string;
-    netns: string;
-    options: [number, string][];
-  }
+  | ({ op: "add" } & LeaseRequest)
   | { op: "del"; clientId: string }
   | { op: "check"; clientId: string }
   | { op: "gc"; netName: string; valid: { containerId: string; ifname: string }[] }
