@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { ClusterRig, type CniOutcome, errCode, pool, type RigPod } from "./_cluster_rig.ts";
 import { haveEtcd } from "./etcd_server.ts";
-import { isRoot } from "./testutils.ts";
+import { isRoot, stateFiles } from "./testutils.ts";
 
 const LONG = Deno.env.get("PODPLEX_LONG") === "1";
 const ignore = !isRoot || !haveEtcd();
@@ -333,5 +333,31 @@ Deno.test({
       const out = await child.output();
       assert.match(new TextDecoder().decode(out.stderr), /cluster IPAM: node "node0"/);
     }
+  },
+});
+
+Deno.test({
+  name: "cluster IPAM: ADD while etcd is unreachable fails with 11 within the bound, nothing kept",
+  ignore,
+  sanitizeResources: false,
+  async fn() {
+    await using rig = await ClusterRig.start({ nodes: 1, etcdTimeoutMs: 800 });
+    const [pod] = await rig.makePods(1);
+    await rig.etcd.kill(0, "SIGKILL");
+    const o = await rig.cni("ADD", pod);
+    assert.equal(errCode(o), 11, JSON.stringify(o.json));
+    assert.match(String(o.json?.msg), /etcd did not answer/);
+    // Bounded: the etcd bound plus a process start and the rollback, far from kubelet's 4 min.
+    assert.ok(o.ms < 10_000, `ADD gave up in ${o.ms} ms`);
+    assert.deepEqual(await rig.podAddrs(pod), [], "no interface left in the pod");
+    const left = stateFiles(`${rig.nodes[0].dir}/state`);
+    assert.deepEqual(left, [], "no state kept for the failed ADD");
+    await rig.etcd.restart(0);
+    assert.deepEqual(await rig.heldKeys(), [], "nothing reserved");
+    // And once etcd is back the same ADD succeeds (the rollback's DEL was journaled, replayed).
+    assert.equal((await rig.cni("ADD", pod)).code, 0);
+    assert.equal((await rig.records()).length, 1);
+    assert.equal((await rig.cni("DEL", pod)).code, 0);
+    assert.deepEqual(await rig.heldKeys(), []);
   },
 });

@@ -80,14 +80,64 @@ function portFree(port: number): boolean {
   }
 }
 
-/** `n` distinct free loopback ports from the range, in random order. */
+const PORT_LOCKS = "/dev/shm";
+
+/**
+ * Reserves `port` across processes (several test runs, from several checkouts, share the
+ * range): a lock file naming our pid, taken over only when its process is gone. A port a
+ * killed member will restart on stays reserved meanwhile.
+ */
+function reservePort(port: number): boolean {
+  const path = `${PORT_LOCKS}/ppe-etcd-port-${port}`;
+  for (let i = 0; i < 2; i++) {
+    try {
+      Deno.writeTextFileSync(path, String(Deno.pid), { createNew: true });
+      return true;
+    } catch (err) {
+      if (!(err instanceof Deno.errors.AlreadyExists)) return false;
+      const pid = Number(Deno.readTextFileSync(path).trim() || "0");
+      if (pid > 0 && pid !== Deno.pid && alive(pid)) return false;
+      if (pid === Deno.pid) return false;
+      try {
+        Deno.removeSync(path);
+      } catch { /* raced: someone else took it over */ }
+    }
+  }
+  return false;
+}
+
+function alive(pid: number): boolean {
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function releasePorts(ports: number[]): void {
+  for (const p of ports) {
+    try {
+      Deno.removeSync(`${PORT_LOCKS}/ppe-etcd-port-${p}`);
+    } catch { /* gone */ }
+  }
+}
+
+/** `n` distinct free loopback ports from the range, in random order, reserved. */
 function pickPorts(n: number): number[] {
   const out: number[] = [];
-  for (let tries = 0; out.length < n && tries < 500; tries++) {
+  for (let tries = 0; out.length < n && tries < 1000; tries++) {
     const p = PORT_LO + Math.floor(Math.random() * (PORT_HI - PORT_LO + 1));
-    if (!out.includes(p) && portFree(p)) out.push(p);
+    if (out.includes(p) || !portFree(p)) continue;
+    if (reservePort(p)) {
+      if (portFree(p)) out.push(p);
+      else releasePorts([p]);
+    }
   }
-  if (out.length < n) throw new Error(`No ${n} free ports in ${PORT_LO}-${PORT_HI}`);
+  if (out.length < n) {
+    releasePorts(out);
+    throw new Error(`No ${n} free ports in ${PORT_LO}-${PORT_HI}`);
+  }
   return out;
 }
 
@@ -154,6 +204,18 @@ function spawn(args: string[]): Deno.ChildProcess {
  * @throws {Error} with the member's log when one does not become ready in 15 s
  */
 export async function startEtcd(o: StartEtcdOptions = {}): Promise<EtcdCluster> {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await startOnce(o);
+    } catch (err) {
+      // A port taken between our check and etcd's bind (by a process not using this helper).
+      if (attempt >= 3 || !/address already in use/.test(String(err))) throw err;
+    }
+  }
+}
+
+async function startOnce(o: StartEtcdOptions): Promise<EtcdCluster> {
+  let stopped = false;
   const n = o.members ?? 1;
   // tmpfs when there is one: etcd fsyncs every write, and a disk makes that the cost.
   const root = await Deno.makeTempDir({ prefix: "ppe-etcd-", dir: shmDir() });
@@ -210,7 +272,10 @@ export async function startEtcd(o: StartEtcdOptions = {}): Promise<EtcdCluster> 
     },
     async stop() {
       await Promise.all(members.map((m) => stopMember(m)));
+      if (stopped) return;
+      stopped = true;
       await Deno.remove(root, { recursive: true }).catch(() => {});
+      releasePorts(ports);
     },
     [Symbol.asyncDispose]() {
       return cluster.stop();
