@@ -26,11 +26,13 @@ set -- "$lib/deno" run --allow-all --no-config --no-prompt --cached-only --no-re
   --quiet "$lib/main.js" "$@"
 
 # A resident `podplex serve` takes CNI calls when its socket exists: a warm process answers in
-# a few ms instead of a Deno start. The client runs the command above itself whenever the
-# daemon cannot have started the call (no daemon, another netns or mount namespace).
-# Subcommands never go through it.
+# a few ms instead of a Deno start (in thick mode the daemon runs in the DaemonSet's pod and
+# this is the host's shim). The client runs the command above itself whenever the daemon
+# cannot have started the call (none, not ready, another build, another netns, paths it does
+# not share). Subcommands never go through it. The @PP_*@ names come from the protocol's
+# definition (cli/serve/protocol.ts).
 if [ -n "${CNI_COMMAND:-}" ] && [ "$nargs" -eq 0 ] && [ -x "$lib/podplex-client" ] &&
-  [ -S "${PODPLEX_SOCKET:-/run/podplex/podplex.sock}" ]; then
+  [ -S "${@PP_SOCKET_ENV@:-@PP_DEFAULT_SOCKET@}" ]; then
   exec "$lib/podplex-client" -- "$@"
 fi
 exec "$@"

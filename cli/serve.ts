@@ -1,185 +1,39 @@
 /**
- * `podplex serve [--socket PATH]`: an optional resident podplex. It listens on a unix socket
- * and runs each CNI call that `bin/podplex-client.c` forwards through the same dispatcher a
- * process would (`runCni` with the composition root's resolver, kept for the daemon's life),
- * so a call skips Deno's startup and cold JS. The caller's working directory travels with the
- * call and its relative paths are resolved against it; the daemon never changes its own. DELs overlap (up to {@link MAX_CONCURRENT_DELS}), every other verb runs alone; see
- * {@link callMode} for why that much is safe.
- *
- * Wire format (all integers big-endian; a frame is a u32 length, then that many bytes):
- * - request body: `PPQ1`, u64 netns inode, u64 mount-ns inode, u32 count, then per variable
- *   u32 length + `NAME=value` bytes (only CNI_*, PODPLEX_ARGV0 and PODPLEX_CWD, the client's
- *   working directory, are kept), then u32 length + the stdin bytes.
- * - response body: `PPR1`, i32 status, u32 length + stdout bytes, u32 length + stderr bytes.
- *   status >= 0 is the exit code of a call that ran; {@link NOT_SERVED} means "not run"
- *   (other namespace, malformed request): the client runs podplex itself.
- *
- * Binary, not JSON, so the C client needs no JSON parser, escaping or base64.
+ * `podplex serve [--socket PATH]`: the resident podplex. It listens on a unix socket and runs
+ * each CNI call that the shim (`bin/podplex-client.c`) forwards through the same dispatcher a
+ * process would (`serve/call.ts`), so a call skips Deno's startup and cold JS. The wire
+ * protocol, with its build-id handshake and readiness probe, is defined once in
+ * `serve/protocol.ts`. DELs overlap (up to {@link MAX_CONCURRENT_DELS}), every other verb runs
+ * alone; see {@link callMode} for why that much is safe.
  *
  * @module
  */
 import { CniError, Code } from "../conf/errors.ts";
 import { CURRENT_VERSION } from "../conf/version.ts";
-import { type CniIo, runCni } from "./cni.ts";
 import type { Root } from "./root.ts";
 import { CallGate, type CallMode } from "./serve_gate.ts";
 import { writeAllSync } from "../conf/io.ts";
+import {
+  type CallFrame,
+  decodeClientFrame,
+  encodeReply,
+  type ProbeInfo,
+  PROTOCOL,
+  type Reply,
+} from "./serve/protocol.ts";
+import { type CallContext, notServed, ownNamespaces, refusal, runCall } from "./serve/call.ts";
 
 /** Where the daemon listens unless `--socket` (or the client's PODPLEX_SOCKET) says otherwise. */
-export const DEFAULT_SOCKET = "/run/podplex/podplex.sock";
-
-/** The response status of a request that was not run: the client falls back to exec. */
-export const NOT_SERVED = -1;
+export const DEFAULT_SOCKET = PROTOCOL.defaultSocket;
 
 /** How many DELs the daemon runs at once (their kernel waits overlap). */
 export const MAX_CONCURRENT_DELS = 8;
 
-/** The largest request or response body accepted (a conf on stdin is a few KiB). */
-export const MAX_FRAME = 16 << 20;
+/** A call the daemon decoded (the protocol's call frame). */
+export type ServeRequest = CallFrame;
 
-const REQ_MAGIC = "PPQ1";
-const RES_MAGIC = "PPR1";
-const enc = new TextEncoder();
-const dec = new TextDecoder();
-
-/** One decoded request. */
-export interface ServeRequest {
-  netns: bigint;
-  mntns: bigint;
-  env: Record<string, string>;
-  stdin: Uint8Array;
-}
-
-/** One response: `status` is the exit code, or {@link NOT_SERVED}. */
-export interface ServeResponse {
-  status: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Whether the client may pass an environment variable to the daemon. */
-function forwarded(name: string): boolean {
-  return name.startsWith("CNI_") || name === "PODPLEX_ARGV0" || name === "PODPLEX_CWD";
-}
-
-/**
- * Decodes a request body (without its length prefix).
- *
- * @throws {Error} naming what is malformed
- */
-export function decodeRequest(body: Uint8Array): ServeRequest {
-  const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
-  let off = 0;
-  const need = (n: number, what: string) => {
-    if (off + n > body.length) throw new Error(`Truncated request: no room for ${what}`);
-  };
-  need(4, "the magic");
-  if (dec.decode(body.subarray(0, 4)) !== REQ_MAGIC) throw new Error("Bad request magic");
-  off = 4;
-  need(16, "the namespace inodes");
-  const netns = view.getBigUint64(off);
-  const mntns = view.getBigUint64(off + 8);
-  off += 16;
-  const bytes = (what: string): Uint8Array => {
-    need(4, `the length of ${what}`);
-    const n = view.getUint32(off);
-    off += 4;
-    need(n, what);
-    off += n;
-    return body.subarray(off - n, off);
-  };
-  need(4, "the variable count");
-  const count = view.getUint32(off);
-  off += 4;
-  const env: Record<string, string> = {};
-  for (let i = 0; i < count; i++) {
-    const kv = dec.decode(bytes(`variable ${i}`));
-    const eq = kv.indexOf("=");
-    if (eq > 0 && forwarded(kv.slice(0, eq))) env[kv.slice(0, eq)] = kv.slice(eq + 1);
-  }
-  const stdin = bytes("stdin");
-  if (off !== body.length) throw new Error(`Request has ${body.length - off} trailing bytes`);
-  return { netns, mntns, env, stdin };
-}
-
-/** Encodes a response as a whole frame (length prefix included). */
-export function encodeResponse(res: ServeResponse): Uint8Array {
-  const out = enc.encode(res.stdout);
-  const err = enc.encode(res.stderr);
-  const frame = new Uint8Array(4 + 4 + 4 + 4 + out.length + 4 + err.length);
-  const view = new DataView(frame.buffer);
-  view.setUint32(0, frame.length - 4);
-  frame.set(enc.encode(RES_MAGIC), 4);
-  view.setInt32(8, res.status);
-  view.setUint32(12, out.length);
-  frame.set(out, 16);
-  view.setUint32(16 + out.length, err.length);
-  frame.set(err, 20 + out.length);
-  return frame;
-}
-
-/** The daemon's own namespace identity, compared with each request's. */
-export interface NsIdentity {
-  netns: bigint;
-  mntns: bigint;
-}
-
-/** The calling process's netns and mount-ns inodes (needs --allow-all: Deno guards /proc). */
-export function ownNamespaces(): NsIdentity {
-  return {
-    netns: BigInt(Deno.statSync("/proc/self/ns/net").ino ?? 0),
-    mntns: BigInt(Deno.statSync("/proc/self/ns/mnt").ino ?? 0),
-  };
-}
-
-/**
- * Runs one decoded request through the CNI dispatcher, with stdout and stderr captured.
- * A request from another netns or mount namespace is not run: paths like CNI_NETNS and the
- * conf's files mean something else there, so the client runs podplex itself.
- */
-export async function serveRequest(
-  req: ServeRequest,
-  own: NsIdentity,
-  root: Root,
-): Promise<ServeResponse> {
-  if (req.netns !== own.netns || req.mntns !== own.mntns) {
-    return { status: NOT_SERVED, stdout: "", stderr: "wrong namespace" };
-  }
-  const { PODPLEX_CWD: cwd, ...env } = req.env;
-  if (cwd !== undefined && !cwd.startsWith("/")) {
-    return { status: NOT_SERVED, stdout: "", stderr: `the caller's cwd "${cwd}" is not absolute` };
-  }
-  return await runCaptured(env, req.stdin, cwd, root);
-}
-
-async function runCaptured(
-  env: Record<string, string>,
-  stdin: Uint8Array,
-  cwd: string | undefined,
-  root: Root,
-): Promise<ServeResponse> {
-  let stdout = "";
-  let stderr = "";
-  const argv0 = env.PODPLEX_ARGV0;
-  const io: CniIo = {
-    env,
-    stdin: () => Promise.resolve(stdin),
-    stdout: (s: string) => void (stdout += s),
-    stderr: (s: string) => void (stderr += s),
-    argv0,
-  };
-  // Relative paths (a conf's networksDir, CNI_NETNS) mean what they mean to the caller.
-  if (cwd) io.cwd = cwd;
-  try {
-    const status = await runCni(io, root.resolver(argv0));
-    return { status, stdout, stderr };
-  } catch (e) {
-    // runCni wraps errors itself; this is a last guard so the daemon never dies on a call.
-    const err = CniError.wrap(e);
-    stdout += JSON.stringify(err.toJSON(CURRENT_VERSION), null, 4) + "\n";
-    return { status: 1, stdout, stderr };
-  }
-}
+/** A reply (the protocol's). */
+export type ServeResponse = Reply;
 
 async function readFull(conn: Deno.Conn, n: number): Promise<Uint8Array> {
   const buf = new Uint8Array(n);
@@ -195,16 +49,14 @@ async function writeFull(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
   for (let off = 0; off < bytes.length;) off += await conn.write(bytes.subarray(off));
 }
 
-/** Reads one request frame; a malformed one becomes a NOT_SERVED answer. */
-async function readRequest(conn: Deno.Conn): Promise<ServeRequest | ServeResponse> {
-  try {
-    const head = await readFull(conn, 4);
-    const len = new DataView(head.buffer).getUint32(0);
-    if (len > MAX_FRAME) throw new Error(`Request of ${len} bytes exceeds ${MAX_FRAME}`);
-    return decodeRequest(await readFull(conn, len));
-  } catch (e) {
-    return { status: NOT_SERVED, stdout: "", stderr: e instanceof Error ? e.message : String(e) };
+/** Reads one client frame's body. */
+async function readFrame(conn: Deno.Conn): Promise<Uint8Array> {
+  const head = await readFull(conn, 4);
+  const len = new DataView(head.buffer).getUint32(0);
+  if (len > PROTOCOL.maxFrame) {
+    throw new Error(`Frame of ${len} bytes exceeds ${PROTOCOL.maxFrame}`);
   }
+  return await readFull(conn, len);
 }
 
 /**
@@ -218,16 +70,13 @@ export function callMode(req: ServeRequest): CallMode {
   return { shared: req.env.CNI_COMMAND === "DEL", key: "" };
 }
 
-/** Serves one request and logs one line per call on the daemon's stderr (what ran, how). */
-async function timed(req: ServeRequest, own: NsIdentity, root: Root): Promise<ServeResponse> {
-  const t0 = performance.now();
-  const res = await serveRequest(req, own, root);
-  const what = res.status === NOT_SERVED
+/** Logs one line per call on the daemon's stderr (what ran, how). */
+function logCall(req: ServeRequest, res: ServeResponse, ms: number | undefined): void {
+  const what = res.status === PROTOCOL.notServed
     ? `not served (${res.stderr})`
-    : `exit ${res.status} in ${(performance.now() - t0).toFixed(1)} ms`;
+    : `exit ${res.status} in ${(ms ?? 0).toFixed(1)} ms`;
   const { CNI_COMMAND: verb = "-", CNI_CONTAINERID: id = "-", CNI_IFNAME: ifname = "-" } = req.env;
   say(`podplex serve: ${verb} ${id} ${ifname}: ${what}\n`);
-  return res;
 }
 
 /**
@@ -277,22 +126,76 @@ export async function admitAndRun(
   }
 }
 
-async function handle(
-  conn: Deno.Conn,
-  gate: CallGate,
-  own: NsIdentity,
-  root: Root,
-): Promise<void> {
+/** What the daemon holds across calls. */
+interface Daemon extends CallContext {
+  gate: CallGate;
+  draining: boolean;
+}
+
+/** The reply to a readiness probe: ready (0) only for the daemon's own build. */
+function probeReply(d: Daemon, build: string): ServeResponse {
+  const info: ProbeInfo = {
+    protocol: PROTOCOL.version,
+    build: d.build,
+    ready: d.ready(),
+    draining: d.draining,
+    inFlight: d.gate.running,
+    queued: d.gate.waiting,
+  };
+  const status = info.ready && build === d.build ? 0 : PROTOCOL.notServed;
+  return { status, stdout: JSON.stringify(info), stderr: "" };
+}
+
+/** Serves a call: refused ones at once, the others through the gate with their deadline. */
+async function serveCall(d: Daemon, req: ServeRequest): Promise<ServeResponse> {
+  const why = refusal(req, d);
+  if (why !== undefined) {
+    const res = notServed(why);
+    logCall(req, res, undefined);
+    return res;
+  }
+  return await admitAndRun(req, d.gate, async () => {
+    const t0 = performance.now();
+    const res = await runCall(req, d.root);
+    logCall(req, res, performance.now() - t0);
+    return res;
+  });
+}
+
+async function handle(conn: Deno.Conn, d: Daemon): Promise<void> {
   try {
-    const req = await readRequest(conn);
-    const res = "status" in req ? req : await admitAndRun(req, gate, () => timed(req, own, root));
-    await writeFull(conn, encodeResponse(res));
+    let reply: Uint8Array;
+    try {
+      const frame = decodeClientFrame(await readFrame(conn));
+      if (frame.kind === "legacy") {
+        reply = encodeReply(notServed(`protocol 1 is not served by build "${d.build}"`), true);
+      } else if (frame.kind === "probe") reply = encodeReply(probeReply(d, frame.build));
+      else reply = encodeReply(await serveCall(d, frame));
+    } catch (e) {
+      // A malformed frame was never run: the client may run podplex itself.
+      reply = encodeReply(notServed(e instanceof Error ? e.message : String(e)));
+    }
+    await writeFull(conn, reply);
   } catch {
     // The client went away; it reports "did not answer" itself.
   } finally {
     try {
       conn.close();
     } catch { /* already closed */ }
+  }
+}
+
+/**
+ * The daemon's build id: the artifact writes it beside its bundle (`build-id`, the payload
+ * hash the shim was compiled with); run from a checkout's sources it is the dev build's.
+ */
+export function readBuildId(): string {
+  try {
+    const dir = new URL(".", Deno.mainModule);
+    const id = Deno.readTextFileSync(new URL("build-id", dir)).trim();
+    return id || PROTOCOL.devBuild;
+  } catch {
+    return PROTOCOL.devBuild;
   }
 }
 
@@ -347,7 +250,7 @@ function listenPrivate(path: string): Deno.UnixListener {
 function parseArgs(
   argv: string[],
 ): { socket: string; dhcp: string[]; ipam?: string } | { help: true } | { error: string } {
-  let socket = DEFAULT_SOCKET;
+  let socket: string = DEFAULT_SOCKET;
   const dhcp: string[] = [];
   let ipam: string | undefined;
   for (let i = 0; i < argv.length; i++) {
@@ -392,37 +295,78 @@ export async function main(argv: string[], root: Root): Promise<number> {
     say(`podplex serve: ${args.error}\n${USAGE}`);
     return 2;
   }
+  // What runs beside the call loop, started in order, closed in reverse: one line each.
+  const services: Service[] = [];
   let listener: Deno.UnixListener;
-  let dhcp: { close(): Promise<void> };
-  let ipam: { close(): Promise<void> } | undefined;
   try {
     await prepareSocketPath(args.socket);
-    // The dhcp IPAM's lease keeper (delegates/ipam/dhcp/keeper_server.ts).
-    const { startLeaseKeeper } = await import("../delegates/ipam/dhcp/keeper_server.ts");
-    dhcp = await startLeaseKeeper(args.dhcp, args.socket, (l) => say(`podplex serve: ${l}\n`));
+    services.push(await startDhcpKeeper(args.dhcp, args.socket));
+    await root.meta(); // loaded before the first call, not by it
+    if (args.ipam) services.push(await startClusterIpam(args.ipam));
     listener = listenPrivate(args.socket);
-    // The cluster IPAM's node side (cli/ipam.ts): block affinity lease + periodic reconcile.
-    if (args.ipam) {
-      const log = (l: string) => say(`podplex serve: ${l}\n`);
-      ipam = await (await import("./ipam.ts")).startIpamDaemon(args.ipam, log);
-    }
   } catch (e) {
     say(`podplex serve: ${e instanceof Error ? e.message : e}\n`);
+    await closeAll(services);
     return 1;
   }
-  const own = ownNamespaces();
-  const gate = new CallGate(MAX_CONCURRENT_DELS);
+  let ready = true;
+  const d: Daemon = {
+    build: readBuildId(),
+    own: ownNamespaces(),
+    root,
+    gate: new CallGate(MAX_CONCURRENT_DELS),
+    draining: false,
+    ready: () => ready && !d.draining,
+  };
+  say(`podplex serve: listening on ${args.socket} (build ${d.build})\n`);
+  await acceptUntilStopped(listener, d);
+  ready = false;
+  await d.gate.drain();
+  await closeAll(services);
+  try {
+    Deno.removeSync(args.socket); // Deno unlinks on close; this covers older behaviour
+  } catch { /* gone already */ }
+  say("podplex serve: stopped\n");
+  return 0;
+}
+
+/** Something the daemon runs beside its calls. */
+interface Service {
+  close(): Promise<void>;
+}
+
+async function closeAll(services: Service[]): Promise<void> {
+  for (const s of services.reverse()) await s.close().catch(() => {});
+}
+
+/** The dhcp IPAM's lease keeper (delegates/ipam/dhcp/keeper_server.ts). */
+async function startDhcpKeeper(flags: string[], socket: string): Promise<Service> {
+  const { startLeaseKeeper } = await import("../delegates/ipam/dhcp/keeper_server.ts");
+  return await startLeaseKeeper(flags, socket, (l) => say(`podplex serve: ${l}\n`));
+}
+
+/** The cluster IPAM's node side (cli/ipam.ts): block affinity lease + periodic reconcile. */
+async function startClusterIpam(file: string): Promise<Service> {
+  const log = (l: string) => say(`podplex serve: ${l}\n`);
+  return await (await import("./ipam.ts")).startIpamDaemon(file, log);
+}
+
+/**
+ * Accepts connections until SIGINT or SIGTERM: then the daemon drains (a call that arrives
+ * is "not served" and runs per call), stops accepting and waits for what it accepted.
+ */
+async function acceptUntilStopped(listener: Deno.UnixListener, d: Daemon): Promise<void> {
   const stop = () => {
+    d.draining = true;
     try {
       listener.close();
     } catch { /* already closed */ }
   };
   for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, stop);
-  say(`podplex serve: listening on ${args.socket}\n`);
   const pending = new Set<Promise<void>>();
   try {
     for await (const conn of listener) {
-      const p = handle(conn, gate, own, root).finally(() => pending.delete(p));
+      const p = handle(conn, d).finally(() => pending.delete(p));
       pending.add(p);
     }
   } catch (e) {
@@ -433,14 +377,6 @@ export async function main(argv: string[], root: Root): Promise<number> {
     const grace = new Promise((r) => timer = setTimeout(r, 5000));
     await Promise.race([Promise.allSettled(pending), grace]);
     clearTimeout(timer);
-    await gate.drain();
-    await dhcp.close();
-    await ipam?.close();
-    try {
-      Deno.removeSync(args.socket); // Deno unlinks on close; this covers older behaviour
-    } catch { /* gone already */ }
     for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.removeSignalListener(sig, stop);
   }
-  say("podplex serve: stopped\n");
-  return 0;
 }

@@ -3,8 +3,12 @@ import { admitAndRun, type ServeRequest } from "./serve.ts";
 import { CallGate } from "./serve_gate.ts";
 
 const req = (verb: string): ServeRequest => ({
+  kind: "call",
+  build: "dev",
   netns: 1n,
   mntns: 1n,
+  target: { dev: 0n, ino: 0n },
+  cwd: { dev: 0n, ino: 0n },
   env: { CNI_COMMAND: verb, CNI_CONTAINERID: `pp${verb}` },
   stdin: new Uint8Array(),
 });

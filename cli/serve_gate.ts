@@ -46,6 +46,11 @@ export class CallGate {
     return this.#running;
   }
 
+  /** How many calls wait to be admitted. */
+  get waiting(): number {
+    return this.#waiting.length;
+  }
+
   /** Runs `fn` once the gate admits it; its result or error is passed through. */
   run<T>(mode: CallMode, fn: () => Promise<T>): Promise<T> {
     const admitted = new Promise<void>((start) => {

@@ -8,9 +8,14 @@
 #                           libnl-3.so.200, libnl-route-3.so.200   copied from the system;
 #                                              ffi/ opens these before the system's
 #                           podplex-client     the `podplex serve` client (bin/podplex-client.c)
+#                           build-id           <version>, read by `podplex serve`
 #
-# <version> is a hash of the payload, so the same sources give the same artifact and an
-# install of an unchanged one changes nothing. bin/podplex, the demo and the tests run this.
+# <version> is a hash of the payload (and of the client's sources), so the same sources give
+# the same artifact and an install of an unchanged one changes nothing. It is also the build
+# id of the serve protocol's handshake: the client is compiled with it and a daemon serves
+# only clients of its own build (cli/serve/protocol.ts). The launcher's protocol constants
+# (@PP_*@) come from that module too (scripts/gen_protocol.ts --sh). bin/podplex, the demo
+# and the tests run this.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$root/dist/node}
@@ -38,12 +43,26 @@ for so in libnl-3.so.200 libnl-route-3.so.200; do
   [ -n "$src" ] || { echo "artifact: $so not found (apt-get install libnl-3-200 libnl-route-3-200)" >&2; exit 1; }
   cp -L "$src" "$payload/$so"
 done
-sh "$root/scripts/build-client.sh" "$payload/podplex-client"
 
-version=$(cd "$payload" && find . -type f | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-12)
+# The id covers everything but the client binary, which is compiled with it.
+version=$({ (cd "$payload" && find . -type f | LC_ALL=C sort | xargs sha256sum)
+  sha256sum "$root/bin/podplex-client.c" "$root/cli/serve/protocol.ts" | cut -d' ' -f1
+} | sha256sum | cut -c1-12)
+DENO=$deno sh "$root/scripts/build-client.sh" "$payload/podplex-client" "$version"
+printf '%s\n' "$version" > "$payload/build-id"
 mkdir -p "$stage/node/podplex.d"
 mv "$payload" "$stage/node/podplex.d/$version"
-sed "s/@VERSION@/$version/g" "$root/bin/node-launcher.sh" > "$stage/node/podplex"
+"$deno" run --quiet --no-config --allow-read --allow-write "$root/scripts/gen_protocol.ts" \
+  --sh "$stage/protocol.env"
+subst="s/@VERSION@/$version/g"
+while IFS='=' read -r name value; do
+  [ -n "$name" ] && subst="$subst;s|@$name@|$value|g"
+done < "$stage/protocol.env"
+sed "$subst" "$root/bin/node-launcher.sh" > "$stage/node/podplex"
+if grep -q '@[A-Z_]*@' "$stage/node/podplex"; then
+  echo "artifact: the launcher still has a placeholder: $(grep -o '@[A-Z_]*@' "$stage/node/podplex")" >&2
+  exit 1
+fi
 chmod 755 "$stage/node/podplex"
 rm -rf "$out"
 mv "$stage/node" "$out"

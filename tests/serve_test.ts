@@ -318,7 +318,10 @@ Deno.test({
     const env = cniEnv("ADD", pod.path, "ppother", socket);
     const add = await call([launcher], env, conf(f), host.name);
     assert.equal(add.code, 0, add.stdout + add.stderr);
-    assert(d.log().includes("not served (wrong namespace)"), d.log());
+    assert(
+      d.log().includes("not served (wrong namespace: the caller is in another netns)"),
+      d.log(),
+    );
     assert.equal(served(d, "ADD"), 0);
     for (const br of f.bridges) {
       assert(await tryRun("ip", "-n", host.name, "link", "show", "dev", br), br);
