@@ -24,6 +24,7 @@ import { capabilityArgsFor, cniArgsFor, planAttachments, type PlannedAttachment 
 import type { AttachmentState, PodState } from "./state.ts";
 import { delAttachments } from "./teardown.ts";
 import { awaitReadiness } from "./readiness.ts";
+import { assignDeviceIds } from "./device_id.ts";
 
 /**
  * Runs ADD for a pod.
@@ -46,6 +47,7 @@ export async function metaAdd(call: MetaCall): Promise<CniResult> {
   }
   const annotations = await podAnnotations(call);
   const plan = await planAttachments(planInput(call, annotations, await call.kube()));
+  await assignDeviceIds(call, plan.attachments);
   call.trace.mark("plan");
   for (const w of plan.warnings) call.log.warning(w);
   call.log.debug(

@@ -32,6 +32,8 @@ export const DEFAULT_NETWORK_ANNOTATION = "v1.multus-cni.io/default-network";
 export const GENIE_ANNOTATION = "cni";
 /** The annotation podplex writes back: what each interface got. */
 export const NETWORK_STATUS_ANNOTATION = "k8s.v1.cni.cncf.io/network-status";
+/** A NAD's device plugin resource (SR-IOV): its attachments get a device of the pod's. */
+export const RESOURCE_NAME_ANNOTATION = "k8s.v1.cni.cncf.io/resourceName";
 
 /** A network by namespace and name (a NetworkAttachmentDefinition or a local definition). */
 export interface NetworkRef {

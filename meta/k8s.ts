@@ -26,7 +26,10 @@ export interface KubeClient {
   getNad(
     ns: string,
     name: string,
-  ): Promise<{ config?: string; name: string; namespace: string } | null>;
+  ): Promise<
+    | { config?: string; name: string; namespace: string; annotations?: Record<string, string> }
+    | null
+  >;
   /**
    * Merge-patches the pod's annotations (through `pods/status`, the subresource Multus writes
    * network-status through). Retries on 409; a missing pod (404) is not an error.
@@ -65,7 +68,11 @@ const podSchema = z.object({
 });
 
 const nadSchema = z.object({
-  metadata: z.object({ name: z.string(), namespace: z.optional(z.string()) }),
+  metadata: z.object({
+    name: z.string(),
+    namespace: z.optional(z.string()),
+    annotations: z.optional(z.record(z.string(), z.string())),
+  }),
   spec: z.optional(z.nullable(z.object({ config: z.optional(z.string()) }))),
 });
 
@@ -176,11 +183,14 @@ export function createKubeClient(opts: KubeClientOptions): ClosableKubeClient {
       const json = await getJson(path);
       if (json === null) return null;
       const nad = check(nadSchema, json, path);
-      const out: { config?: string; name: string; namespace: string } = {
-        name: nad.metadata.name,
-        namespace: nad.metadata.namespace ?? ns,
-      };
+      const out: {
+        config?: string;
+        name: string;
+        namespace: string;
+        annotations?: Record<string, string>;
+      } = { name: nad.metadata.name, namespace: nad.metadata.namespace ?? ns };
       if (nad.spec?.config) out.config = nad.spec.config;
+      if (nad.metadata.annotations) out.annotations = nad.metadata.annotations;
       return out;
     },
     async patchPodAnnotations(ns, name, annotations) {

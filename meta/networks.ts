@@ -15,7 +15,7 @@
 import { jsonErrorSummary, readBoundedTextSync } from "../conf/bounded_read.ts";
 import { CniError, Code } from "../conf/errors.ts";
 import { parseYaml } from "../conf/yaml.ts";
-import { type NetworkRef, parseNetworkRef } from "./annotations.ts";
+import { type NetworkRef, parseNetworkRef, RESOURCE_NAME_ANNOTATION } from "./annotations.ts";
 import type { PodplexConf } from "./conf.ts";
 import type { KubeClient } from "./k8s.ts";
 import { isObject } from "../conf/json.ts";
@@ -30,6 +30,8 @@ export interface ResolvedNetwork {
   statusName: string;
   /** The CNI conf or conflist JSON text to run (a NAD's spec.config with a missing name set to the NAD's name). */
   confText: string;
+  /** A NAD's `k8s.v1.cni.cncf.io/resourceName` annotation (its device plugin resource). */
+  resourceName?: string;
 }
 
 /** Options of {@linkcode NetworkResolver.resolve}. */
@@ -174,13 +176,13 @@ async function fromLocalFile(
   ext: string,
   text: string,
   confDir: string,
-): Promise<string> {
+): Promise<{ confText: string; resourceName?: string }> {
   const def = await parseDefinition(path, ext, text);
   if (!isObject(def)) throw bad(`Invalid network definition "${path}": not an object`);
   if (!isNad(def)) {
     // A plain conf or conflist; YAML ones are turned into JSON, JSON ones kept as written.
     const json = ext === "yaml" || ext === "yml" ? JSON.stringify(def) : text;
-    return withName(json, ref.name, `"${path}"`);
+    return { confText: withName(json, ref.name, `"${path}"`) };
   }
   const meta = isObject(def.metadata) ? def.metadata : {};
   for (const [key, want] of [["name", ref.name], ["namespace", ref.namespace]]) {
@@ -191,7 +193,14 @@ async function fromLocalFile(
     }
   }
   const spec = isObject(def.spec) ? def.spec : {};
-  return nadConfText(ref, spec.config, `"${path}"`, confDir);
+  const confText = nadConfText(ref, spec.config, `"${path}"`, confDir);
+  return { confText, ...resourceNameOf(meta.annotations) };
+}
+
+/** The device plugin resource a NAD's annotations name, as `{ resourceName }` or nothing. */
+function resourceNameOf(annotations: unknown): { resourceName?: string } {
+  const v = isObject(annotations) ? annotations[RESOURCE_NAME_ANNOTATION] : undefined;
+  return typeof v === "string" && v !== "" ? { resourceName: v } : {};
 }
 
 /**
@@ -236,8 +245,8 @@ export function createResolver(opts: ResolverOptions): NetworkResolver {
         if (!names.has(`${ref.name}.${ext}`)) continue;
         const text = readIfExists(path);
         if (text === null) continue;
-        const confText = await fromLocalFile(ref, path, ext, text, opts.confDir);
-        return { ref, source: "file", statusName, confText };
+        const local = await fromLocalFile(ref, path, ext, text, opts.confDir);
+        return { ref, source: "file", statusName, ...local };
       }
       const nadPlace = `NetworkAttachmentDefinition "${statusName}" in the Kubernetes API`;
       if (opts.api) {
@@ -245,7 +254,7 @@ export function createResolver(opts: ResolverOptions): NetworkResolver {
         const nad = await opts.api.getNad(ref.namespace, ref.name);
         if (nad) {
           const confText = nadConfText(ref, nad.config, nadPlace, opts.confDir);
-          return { ref, source: "nad", statusName, confText };
+          return { ref, source: "nad", statusName, confText, ...resourceNameOf(nad.annotations) };
         }
       } else {
         searched.push(`(no Kubernetes API configured, so no ${nadPlace})`);
