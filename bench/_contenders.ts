@@ -63,6 +63,11 @@ function podplexExec(f: Fixture, j: number, n: number, cmd: "ADD" | "DEL"): Exec
   return [{ path: f.build.bin, env: cniEnv(f, "podplex", j, cmd), stdin: podplexConfFile(f, n) }];
 }
 
+function artifactExec(f: Fixture, j: number, n: number, cmd: "ADD" | "DEL"): ExecSpec[] {
+  const env = cniEnv(f, "artifact", j, cmd);
+  return [{ path: f.installed, env, stdin: podplexConfFile(f, n, "artifact") }];
+}
+
 function serveExec(f: Fixture, j: number, n: number, cmd: "ADD" | "DEL"): ExecSpec[] {
   return [{
     path: `${f.build.payload}/podplex-client`,
@@ -132,6 +137,8 @@ export async function podJob(
 ): Promise<PodJob> {
   const execs = c === "podplex"
     ? podplexExec(f, j, n, cmd)
+    : c === "artifact"
+    ? artifactExec(f, j, n, cmd)
     : c === "serve"
     ? serveExec(f, j, n, cmd)
     : c === "reference"

@@ -9,10 +9,13 @@
 import { type BuildInfo, snapshotBuild } from "./_build.ts";
 
 /**
- * The contenders, in the order of their address blocks. `serve` is podplex behind a resident
- * `podplex serve` daemon, exec'd as the launcher would: `.tools/podplex-client -- deno ...`.
+ * The contenders, in the order of their address blocks. `podplex` is bin/podplex of a
+ * checkout (which execs the artifact in dist/node/); `serve` is podplex behind a resident
+ * `podplex serve` daemon, exec'd as the launcher would: `<payload>/podplex-client -- deno ...`;
+ * `artifact` is the node artifact as `podplex install` put it into a CNI bin dir, exec'd
+ * directly, as kubelet's runtime on a node does.
  */
-export const CONTENDERS = ["podplex", "reference", "floor", "serve"] as const;
+export const CONTENDERS = ["podplex", "reference", "floor", "serve", "artifact"] as const;
 /** A contender's name. */
 export type ContenderId = typeof CONTENDERS[number];
 
@@ -29,6 +32,8 @@ export interface Fixture {
   build: BuildInfo;
   /** The `podplex serve` daemon of the `serve` contender. */
   daemon?: Deno.ChildProcess;
+  /** The entry `podplex install` wrote into the `artifact` contender's CNI bin dir. */
+  installed: string;
   cleanup(): Promise<void>;
 }
 
@@ -79,7 +84,7 @@ export function networksDir(f: Fixture, c: ContenderId = "podplex"): string {
 
 /** Whether a contender is podplex (exec'd directly or through its daemon). */
 export function isPodplex(c: ContenderId): boolean {
-  return c === "podplex" || c === "serve";
+  return c !== "reference" && c !== "floor";
 }
 
 /** The socket of the `serve` contender's daemon. */
@@ -165,6 +170,23 @@ async function removeAll(f: Fixture): Promise<void> {
   await Deno.remove(f.dir, { recursive: true }).catch(() => {});
 }
 
+/** Installs the frozen build's artifact into `<dir>/artifact/bin` with `podplex install`. */
+async function installArtifact(f: Fixture): Promise<string> {
+  const bin = `${f.dir}/artifact/bin`;
+  const confDir = `${f.dir}/artifact/net.d`;
+  for (const d of [bin, confDir]) await Deno.mkdir(d, { recursive: true });
+  const out = await new Deno.Command(f.build.bin, {
+    args: ["install", "--bin-dir", bin, "--conf-dir", confDir, "--cluster-network", "default/net0"],
+    env: { PODPLEX_SOCKET: "/nonexistent" },
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!out.success) {
+    throw new Error(`podplex install failed: ${new TextDecoder().decode(out.stderr).trim()}`);
+  }
+  return `${bin}/podplex`;
+}
+
 /** Starts `podplex serve` from the frozen build on serveSocket(f) (its client is the artifact's). */
 async function startDaemon(f: Fixture): Promise<Deno.ChildProcess> {
   const daemon = new Deno.Command(f.build.bin, {
@@ -191,9 +213,17 @@ export async function createFixture(pods: number): Promise<Fixture> {
     (b) => b.toString(16).padStart(2, "0"),
   ).join("");
   const dir = await Deno.makeTempDir({ prefix: `pp${rid}bench` });
-  const f: Fixture = { rid, dir, pods, build: undefined!, cleanup: () => removeAll(f) };
+  const f: Fixture = {
+    rid,
+    dir,
+    pods,
+    build: undefined!,
+    installed: "",
+    cleanup: () => removeAll(f),
+  };
   try {
     f.build = await snapshotBuild(`${dir}/podplex-root`);
+    f.installed = await installArtifact(f);
     for (const c of CONTENDERS) {
       for (let i = 0; i < MAX_ATTACHMENTS; i++) {
         if (c !== "floor") await writeJson(netConfFile(f, c, i), netConf(f, c, i));
@@ -201,7 +231,7 @@ export async function createFixture(pods: number): Promise<Fixture> {
       for (let j = 0; j < pods; j++) await ipOrThrow("netns", "add", netnsName(f, c, j));
     }
     for (let n = 1; n <= MAX_ATTACHMENTS; n++) {
-      for (const c of ["podplex", "serve"] as const) {
+      for (const c of CONTENDERS.filter(isPodplex)) {
         await writeJson(podplexConfFile(f, n, c), podplexConf(f, n, c));
       }
     }

@@ -16,8 +16,8 @@ import { describePhase, type TraceBreakdown } from "./_trace.ts";
 export interface BenchResults {
   date: string;
   machine: Record<string, string>;
-  /** What bin/podplex ran. */
-  build: { kind: string; entry: string; bytes: number };
+  /** What bin/podplex ran; the artifact's total bytes and its Deno binary's. */
+  build: { kind: string; entry: string; bytes: number; artifactBytes?: number; denoBytes?: number };
   options: { rounds: number; pods: number; sizes: number[]; quick: boolean };
   seconds: number;
   sequential: ScenarioResult<PodSamples>[];
@@ -79,16 +79,16 @@ function sequentialTable(results: BenchResults): string {
 
 function ratioTable(results: BenchResults): string {
   const rows = results.sequential.map((s) => {
-    const [p, ref, fl] = (["podplex", "reference", "floor"] as ContenderId[])
+    const [p, ref, fl, art] = (["podplex", "reference", "floor", "artifact"] as ContenderId[])
       .map((c) => phases(s.contenders[c]));
     return [
       String(s.attachments),
       ratio(p.add, ref.add),
       ratio(p.del, ref.del),
       ratio(p.addDel, ref.addDel),
-      ratio(p.add, fl.add),
-      ratio(p.del, fl.del),
       ratio(p.addDel, fl.addDel),
+      ratio(art.addDel, ref.addDel),
+      ratio(art.addDel, p.addDel),
     ];
   });
   return table(
@@ -97,9 +97,9 @@ function ratioTable(results: BenchResults): string {
       "ADD p/ref",
       "DEL p/ref",
       "ADD+DEL p/ref",
-      "ADD p/floor",
-      "DEL p/floor",
       "ADD+DEL p/floor",
+      "ADD+DEL artifact/ref",
+      "ADD+DEL artifact/p",
     ],
     rows,
   );
@@ -157,8 +157,10 @@ function targets(results: BenchResults): string {
   const at = (n: number) => results.sequential.find((s) => s.attachments === n);
   const out: string[] = [];
   // Both ways podplex can be run: a process per call, and behind `podplex serve`.
-  for (const name of ["podplex", "serve"] as const) {
-    const label = name === "podplex" ? "podplex" : "podplex serve";
+  for (const name of ["podplex", "artifact", "serve"] as const) {
+    const label = { podplex: "podplex", artifact: "installed artifact", serve: "podplex serve" }[
+      name
+    ];
     const three = at(3);
     const c3 = three?.contenders[name];
     if (three && c3) {
@@ -191,10 +193,15 @@ export function formatReport(r: BenchResults): string {
   const parts = [
     `podplex bench ${r.date} (${r.machine.cpus} CPUs, kernel ${r.machine.kernel}, deno ${r.machine.deno}); ` +
     `${r.seconds} s measured; bin/podplex ran ${r.build.entry.replace(/.*\/dist\//, "dist/")} ` +
-    `(${r.build.kind} build, ${(r.build.bytes / 1024).toFixed(0)} KiB of JS)`,
+    `(${r.build.kind} build, ${(r.build.bytes / 1024).toFixed(0)} KiB of JS)` +
+    (r.build.artifactBytes
+      ? `; node artifact ${mb(r.build.artifactBytes / 1024)} MB ` +
+        `(Deno ${mb((r.build.denoBytes ?? 0) / 1024)} MB)`
+      : ""),
     `\nPods one after another (${o.pods} pods x ${o.rounds} rounds per cell), medians [p10–p90]`,
     sequentialTable(r),
-    "\nRatios of medians, podplex / reference and podplex / floor (< 1: podplex faster)",
+    "\nRatios of medians (< 1: the first is faster); p = bin/podplex, artifact = the installed " +
+    "node artifact exec'd directly",
     ratioTable(r),
     `\n${o.pods} pods at once (kubelet burst), ${o.rounds} rounds: whole burst and per pod`,
     burstTable(r),

@@ -14,6 +14,7 @@ const COLORS: Record<string, string> = {
   reference: "#dd6b20",
   floor: "#718096",
   serve: "#2f855a",
+  artifact: "#6b46c1",
 };
 const PANEL_W = 300;
 const PANEL_H = 260;

@@ -84,7 +84,13 @@ async function bench(f: Fixture, opts: ReturnType<typeof options>): Promise<Benc
   return {
     date: new Date().toISOString(),
     machine: await machine(),
-    build: { kind: f.build.kind, entry: f.build.entry, bytes: f.build.bytes },
+    build: {
+      kind: f.build.kind,
+      entry: f.build.entry,
+      bytes: f.build.bytes,
+      artifactBytes: f.build.artifactBytes,
+      denoBytes: (await Deno.stat(f.build.deno)).size,
+    },
     options: { rounds: opts.rounds, pods: opts.pods, sizes: opts.sizes, quick: opts.quick },
     seconds: Math.round((performance.now() - started) / 1000),
     sequential: seq,
