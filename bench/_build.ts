@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { entryVersion } from "../cli/_install_artifact.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 
@@ -47,7 +48,7 @@ export interface BuildInfo {
 async function version(dir: string): Promise<string | undefined> {
   try {
     const text = await Deno.readTextFile(`${dir}/podplex`);
-    return text.match(/^lib=\$dir\/podplex\.d\/([0-9a-f]+)$/m)?.[1];
+    return entryVersion(text);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return undefined;
     throw e;

@@ -16,6 +16,14 @@ export const ENTRY_NAME = "podplex";
 /** The payload folder beside the entry (`bin/node-launcher.sh`'s `podplex.d/<version>`). */
 export const PAYLOAD_DIR = "podplex.d";
 
+/**
+ * The payload version an entry's text names (its `lib=$dir/podplex.d/<version>` line, which
+ * scripts/artifact.sh fills in), or undefined when it names none.
+ */
+export function entryVersion(entryText: string): string | undefined {
+  return entryText.match(/^lib=\$dir\/podplex\.d\/([0-9a-f]+)$/m)?.[1];
+}
+
 /** The artifact this process runs from. */
 export interface Artifact {
   /** The dir holding the entry `podplex` and `podplex.d/`. */

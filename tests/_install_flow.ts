@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { entryVersion } from "../cli/_install_artifact.ts";
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
 import { parseYaml } from "../conf/yaml.ts";
 import { tempDir } from "./testutils.ts";
@@ -92,7 +93,7 @@ export async function checkWatchFlow(h: FakeHost, run: InstallRun, startupMs: nu
 
   await until("the artifact in bin/", run, startupMs, async () => {
     const entry = await Deno.readTextFile(`${h.bin}/podplex`);
-    const v = entry.match(/^lib=\$dir\/podplex\.d\/([0-9a-f]+)$/m)?.[1];
+    const v = entryVersion(entry);
     return v && (await Deno.stat(`${h.bin}/podplex.d/${v}/deno`)).isFile;
   });
   assertEquals(await until("the kubeconfig", run, startupMs, token), "tok1");

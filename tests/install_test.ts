@@ -4,6 +4,7 @@
  * artifact copy over a running install, the pruning of old payloads, and the installed copy
  * serving a built-in type through its alias.
  */
+import { entryVersion } from "../cli/_install_artifact.ts";
 import { deepStrictEqual as assertEquals, match, ok } from "node:assert/strict";
 import { checkWatchFlow, fakeHost, SERVICE_ENV } from "./_install_flow.ts";
 import { isRoot, run, tempNetns } from "./testutils.ts";
@@ -64,7 +65,7 @@ Deno.test("install replaces a running install's entry by rename and prunes old p
   const once = spawnInstall(LAUNCHER, hostArgs(h));
   assertEquals(await once.child.status.then((s) => s.code), 0);
   const entry = await Deno.readTextFile(`${h.bin}/podplex`);
-  const version = entry.match(/^lib=\$dir\/podplex\.d\/([0-9a-f]+)$/m)![1];
+  const version = entryVersion(entry)!;
   // The installed copy runs (its deno and chunks are open) while a second install replaces it.
   const running = spawnInstall(`${h.bin}/podplex`, [...hostArgs(h), "--watch"]);
   try {
