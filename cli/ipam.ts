@@ -21,8 +21,9 @@ const HELP = `usage: podplex ipam <ls|show|reconcile> [flags]
   ls          pools: address spaces, blocks by node, addresses in use
   show        addresses by pod (--pod NS/NAME or --node NODE to filter)
   reconcile   replay the node's DEL journal; release this node's addresses whose attachment
-              is gone (from podplex's state dir, or with --kubeconfig from the API server:
-              pods that no longer exist, every node); release blocks empty past the grace
+              is not in podplex's state dir, and (with --kubeconfig or the podplex conf's
+              kubeconfig) other nodes' addresses whose pod the API server no longer has;
+              release blocks empty past the grace
 
 Flags:
   --network FILE     a network conf whose ipam is whereabouts/podplex-ipam (etcd, node, dataDir)
@@ -176,14 +177,18 @@ async function runReconcile(
     conf.etcd.prefix,
     conf.nodeName,
   );
-  const alive = f.kubeconfig ? await podAlive(f.kubeconfig) : await stateAlive(f);
+  // This node's records are judged by its state dir (a pod that still exists may hold an
+  // address of a sandbox it no longer has); other nodes' only with the API server, by pod.
+  const kubeconfig = f.kubeconfig ?? await confKubeconfig(f);
+  const state = await stateAlive(f);
+  const api = kubeconfig ? await podAlive(kubeconfig) : undefined;
   try {
     const report = await reconcile({
       etcd,
       prefix: conf.etcd.prefix,
       node: conf.nodeName,
-      scope: f.kubeconfig ? "all" : "node",
-      alive: alive.fn,
+      scope: api ? "all" : "node",
+      alive: (r) => r.node === conf.nodeName ? state.fn(r) : api?.fn(r),
       minAgeMs: num(f["min-age-ms"], "min-age-ms"),
       graceMs: num(f["grace-ms"], "grace-ms"),
     });
@@ -199,9 +204,20 @@ async function runReconcile(
       }
     }
   } finally {
-    alive.close();
+    api?.close();
   }
   return 0;
+}
+
+/** The podplex conf's kubeconfig, when it names one and the file exists. */
+async function confKubeconfig(f: Flags): Promise<string | undefined> {
+  if (f["state-dir"] && !f.config) return undefined; // no podplex conf in play
+  try {
+    const k = (await loadStandaloneConfig(f.config)).conf.kubeconfig;
+    return k && await Deno.stat(k).then(() => true, () => false) ? k : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Attachments that exist = the node's podplex state dir. */

@@ -139,3 +139,63 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "podplex ipam reconcile with a kubeconfig: others' records of gone pods go, ours by state",
+  ignore,
+  async fn() {
+    const { startFakeKubeApi } = await import("../../../tests/k8s_fake_server.ts");
+    await using etcd = await startEtcd();
+    await using dir = await tempDir("ppe-ra");
+    await using api = await startFakeKubeApi();
+    api.addPod("default", "alive");
+    const kubeconfig = `${dir.path}/kubeconfig`;
+    await Deno.writeTextFile(
+      kubeconfig,
+      [
+        "apiVersion: v1",
+        "kind: Config",
+        "current-context: pp",
+        "contexts: [{name: pp, context: {cluster: pp, user: pp}}]",
+        `clusters: [{name: pp, cluster: {server: "${api.url}"}}]`,
+        "users: [{name: pp, user: {token: x}}]",
+      ].join("\n"),
+    );
+    const other = conf(etcd.endpoints[0], dir.path, "other");
+    const pod = (name: string) => ({ K8S_POD_NAMESPACE: "default", K8S_POD_NAME: name });
+    const add2 = (raw: ReturnType<typeof conf>, id: string, name: string) =>
+      clusterAdd(whereabouts.parseConf(raw), ctxFor(raw, id, "eth0", pod(name)));
+    await add2(other, "o1", "alive");
+    await add2(other, "o2", "gone");
+    // Ours: the pod exists in the API, but its sandbox is not in our (empty) state dir.
+    const me = conf(etcd.endpoints[0], dir.path, "me");
+    await add2(me, "m1", "alive");
+    const net = `${dir.path}/net.json`;
+    await Deno.writeTextFile(net, JSON.stringify(me));
+    const bin = new URL("../../../bin/podplex", import.meta.url).pathname;
+    const out = await new Deno.Command(bin, {
+      args: [
+        "ipam",
+        "reconcile",
+        "--network",
+        net,
+        "--kubeconfig",
+        kubeconfig,
+        "--state-dir",
+        `${dir.path}/state`,
+        "--min-age-ms",
+        "0",
+        "--json",
+      ],
+      env: { PODPLEX_SOCKET: "/nonexistent/podplex.sock" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    const report = JSON.parse(new TextDecoder().decode(out.stdout));
+    assert.deepEqual(report.released.map((r: { containerId: string }) => r.containerId).sort(), [
+      "m1",
+      "o2",
+    ]);
+  },
+});
