@@ -23,8 +23,8 @@ export interface IpamBenchResults {
   burst: {
     pods: number;
     nodes: number;
-    blocks: { makespanMs: number; medianAddMs: number };
-    noBlocks: { makespanMs: number; medianAddMs: number };
+    blocks: { makespanMs: number; medianAddMs: number; etcdCpuMs: number };
+    noBlocks: { makespanMs: number; medianAddMs: number; etcdCpuMs: number };
     ratio: number;
   };
 }
@@ -67,12 +67,21 @@ async function perCall(pods: number, progress: (s: string) => void) {
   return res;
 }
 
+/** CPU time (user + system, ms) a process has used, from /proc. */
+function cpuMs(pid: number): number {
+  const f = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
+  return (Number(f[11]) + Number(f[12])) * 1000 / 100; // clock ticks of 10 ms
+}
+
 async function burstOnce(pods: number, o: RigOptions) {
   await using rig = await ClusterRig.start(o);
   const list = await rig.makePods(pods);
+  const pid = rig.etcd.members[0].proc!.pid;
+  const cpu0 = cpuMs(pid);
   const t0 = performance.now();
   const outs = await pool(list, 24, (p) => rig.cni("ADD", p));
   const makespanMs = performance.now() - t0;
+  const etcdCpuMs = cpuMs(pid) - cpu0;
   for (const x of outs) {
     if (x.code !== 0) throw new Error(`burst ADD failed: ${JSON.stringify(x.json)}`);
   }
@@ -81,7 +90,7 @@ async function burstOnce(pods: number, o: RigOptions) {
     throw new Error("A duplicate address in the burst");
   }
   await pool(list, 24, (p) => checked(rig, "DEL", p));
-  return { makespanMs, medianAddMs: median(outs.map((x) => x.ms)) };
+  return { makespanMs, medianAddMs: median(outs.map((x) => x.ms)), etcdCpuMs };
 }
 
 /** Part 2: a 3-node burst with and without blocks. */
@@ -123,9 +132,13 @@ export function printIpamReport(r: IpamBenchResults): void {
       `  ratio                  ${p.ratio.toFixed(2)}x (target <= 1.3x)\n` +
       `\n${b.nodes}-node burst of ${b.pods} pods (24 at a time):\n` +
       `  block affinity (/26)          makespan ${b.blocks.makespanMs.toFixed(0)} ms, ` +
-      `median ADD ${b.blocks.medianAddMs.toFixed(0)} ms\n` +
+      `median ADD ${b.blocks.medianAddMs.toFixed(0)} ms, etcd CPU ${
+        b.blocks.etcdCpuMs.toFixed(0)
+      } ms\n` +
       `  one txn per address, no blocks makespan ${b.noBlocks.makespanMs.toFixed(0)} ms, ` +
-      `median ADD ${b.noBlocks.medianAddMs.toFixed(0)} ms\n` +
+      `median ADD ${b.noBlocks.medianAddMs.toFixed(0)} ms, etcd CPU ${
+        b.noBlocks.etcdCpuMs.toFixed(0)
+      } ms\n` +
       `  no blocks / blocks            ${b.ratio.toFixed(2)}x\n`,
   );
 }
