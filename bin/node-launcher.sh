@@ -21,6 +21,11 @@ PODPLEX_ARGV0=${PODPLEX_ENTRY_NAME:-${0##*/}}
 export PODPLEX_ARGV0
 unset PODPLEX_ENTRY_NAME
 
+# `podplex --ready` (the thick DaemonSet's probe): is a daemon of this build ready?
+if [ "${1:-}" = "--ready" ] && [ $# -eq 1 ]; then
+  exec "$lib/podplex-client" --ready
+fi
+
 nargs=$#
 set -- "$lib/deno" run --allow-all --no-config --no-prompt --cached-only --no-remote --no-npm \
   --quiet "$lib/main.js" "$@"

@@ -12,6 +12,7 @@ import { CniError, Code } from "../conf/errors.ts";
 import { BUILTINS } from "../delegates/catalog.ts";
 import { createRegistry } from "../delegates/runner/registry.ts";
 import type { BuiltinLoader, Plugin, PluginRegistry } from "../delegates/types.ts";
+import type { ExecOptions } from "../delegates/runner/exec.ts";
 import { META_TYPE, type PodplexConf } from "../meta/conf.ts";
 import type { MetaDeps } from "../meta/context.ts";
 import type { ClosableKubeClient, KubeClient } from "../meta/k8s.ts";
@@ -41,6 +42,8 @@ export interface RootOptions {
   builtins?: Readonly<Record<string, BuiltinLoader>>;
   /** The meta-plugin's edges other than the registry (default: files, API from kubeconfig). */
   meta?: Omit<MetaDeps, "registry">;
+  /** How external plugins are run (`podplex serve` in thick mode: the host's mount ns). */
+  exec?: ExecOptions;
 }
 
 /**
@@ -58,7 +61,7 @@ export function createRoot(opts: RootOptions = {}): Root {
   const registry = (preferExternal: readonly string[] = []): PluginRegistry => {
     const key = [...preferExternal].sort().join("\u0000");
     let r = registries.get(key);
-    if (!r) registries.set(key, r = createRegistry({ builtins, preferExternal }));
+    if (!r) registries.set(key, r = createRegistry({ builtins, preferExternal, exec: opts.exec }));
     return r;
   };
   const kube = kubeClients();

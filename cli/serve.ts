@@ -10,7 +10,9 @@
  */
 import { CniError, Code } from "../conf/errors.ts";
 import { CURRENT_VERSION } from "../conf/version.ts";
-import type { Root } from "./root.ts";
+import { createRoot, type Root } from "./root.ts";
+import { parseServeArgs, SERVE_USAGE } from "./serve/args.ts";
+import { checkHostPaths, type HostView, viewProblem } from "./serve/view.ts";
 import { CallGate, type CallMode } from "./serve_gate.ts";
 import { writeAllSync } from "../conf/io.ts";
 import {
@@ -247,33 +249,6 @@ function listenPrivate(path: string): Deno.UnixListener {
   }
 }
 
-function parseArgs(
-  argv: string[],
-): { socket: string; dhcp: string[]; ipam?: string } | { help: true } | { error: string } {
-  let socket: string = DEFAULT_SOCKET;
-  const dhcp: string[] = [];
-  let ipam: string | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === "--help" || a === "-h") return { help: true };
-    if (a === "--socket" && i + 1 < argv.length) socket = argv[++i];
-    else if (a === "--ipam-network" && i + 1 < argv.length) ipam = argv[++i];
-    else if (a.startsWith("--socket=")) socket = a.slice("--socket=".length);
-    else if (a.startsWith("--dhcp-")) {
-      dhcp.push(a); // the lease keeper's own flags, with their value
-      if (!a.includes("=") && i + 1 < argv.length) dhcp.push(argv[++i]);
-    } else return { error: `Unknown argument "${a}"` };
-  }
-  if (socket === "") return { error: `Invalid "--socket": the path is empty` };
-  return { socket, dhcp, ipam };
-}
-
-const USAGE = "usage: podplex serve [--socket PATH]   (default " + DEFAULT_SOCKET + ")\n" +
-  "  [--dhcp-socket PATH] [--dhcp-state-dir DIR] [--dhcp-timeout 10s] [--dhcp-resend-max 62s]\n" +
-  "  [--dhcp-resend-timeout 208s] [--ipam-network FILE (cluster IPAM: affinity lease, reconcile)]\n" +
-  "  serves CNI calls forwarded by .tools/podplex-client (DELs overlap, other verbs run\n" +
-  "  alone) and keeps the dhcp IPAM's leases, until SIGINT/SIGTERM\n";
-
 function say(text: string): void {
   writeAllSync(Deno.stderr, text);
 }
@@ -286,17 +261,25 @@ function say(text: string): void {
  * @returns the exit code (2 for bad arguments, 1 when the socket cannot be set up)
  */
 export async function main(argv: string[], root: Root): Promise<number> {
-  const args = parseArgs(argv);
+  const args = parseServeArgs(argv);
   if ("help" in args) {
-    say(USAGE);
+    say(SERVE_USAGE);
     return 0;
   }
   if ("error" in args) {
-    say(`podplex serve: ${args.error}\n${USAGE}`);
+    say(`podplex serve: ${args.error}\n${SERVE_USAGE}`);
     return 2;
   }
+  const view = args.view && hostView(args.view);
   // What runs beside the call loop, started in order, closed in reverse: one line each.
   const services: Service[] = [];
+  // Thick mode: external plugins run in the host's mount namespace (serve/view.ts).
+  if (view?.mountNs) {
+    const thickRoot = root = createRoot({
+      exec: { mountNs: view.mountNs, hostRoot: view.root },
+    });
+    services.push({ close: () => Promise.resolve(thickRoot.close()) });
+  }
   let listener: Deno.UnixListener;
   try {
     await prepareSocketPath(args.socket);
@@ -318,6 +301,7 @@ export async function main(argv: string[], root: Root): Promise<number> {
     draining: false,
     ready: () => ready && !d.draining,
   };
+  if (view) d.viewProblem = (call) => viewProblem(view, call);
   say(`podplex serve: listening on ${args.socket} (build ${d.build})\n`);
   await acceptUntilStopped(listener, d);
   ready = false;
@@ -328,6 +312,14 @@ export async function main(argv: string[], root: Root): Promise<number> {
   } catch { /* gone already */ }
   say("podplex serve: stopped\n");
   return 0;
+}
+
+/** The host view of thick mode, with the mounts that are not the host's dropped (said why). */
+function hostView(asked: HostView): HostView {
+  const { view, dropped } = checkHostPaths(asked);
+  for (const why of dropped) say(`podplex serve: host path ${why}: calls using it run per call\n`);
+  say(`podplex serve: thick mode, host paths ${view.paths.join(", ") || "none"}\n`);
+  return view;
 }
 
 /** Something the daemon runs beside its calls. */

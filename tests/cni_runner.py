@@ -11,6 +11,7 @@ are found in CNI_PATH and exec'd with the CNI_* environment and the conf on stdi
 
 usage: cni_runner.py ADD|CHECK|DEL --conf-dir D --cni-path P1:P2 --cache-dir C
          --netns PATH --container-id ID [--ifname eth0] [--args K=V;K=V] [--cap NAME=JSON]...
+         [--env NAME=VALUE]...   (more variables for the plugins, e.g. PODPLEX_SOCKET)
 Prints the result (ADD) or nothing; a plugin's error JSON and exit 1 on failure.
 """
 import argparse
@@ -65,6 +66,7 @@ def exec_plugin(cmd, plugin, conf, a):
         "CNI_ARGS": a.args,
         "CNI_PATH": a.cni_path,
     }
+    env.update(kv.split("=", 1) for kv in a.env)
     out = subprocess.run([find_plugin(plugin["type"], a.cni_path)], input=json.dumps(conf).encode(),
                          env=env, stdout=subprocess.PIPE, cwd="/")
     if out.returncode != 0:
@@ -81,6 +83,7 @@ def main():
     p.add_argument("--ifname", default="eth0")
     p.add_argument("--args", default="")
     p.add_argument("--cap", action="append", default=[])
+    p.add_argument("--env", action="append", default=[])
     a = p.parse_args()
     caps = {k: json.loads(v) for k, v in (c.split("=", 1) for c in a.cap)}
     lst = load_conflist(a.conf_dir)

@@ -29,6 +29,17 @@ export interface ExecOptions {
   stderr?: (text: string) => void;
   /** Timeout when the request gives none (ms). */
   timeoutMs?: number;
+  /**
+   * The mount namespace to run plugins in (a path such as `/proc/1/ns/mnt`): `podplex serve`
+   * in the DaemonSet's container runs them in the host's, through `nsenter`, so that they see
+   * the host's files as they do when the runtime execs them. Default: this process's own.
+   */
+  mountNs?: string;
+  /**
+   * With {@linkcode mountNs}: that namespace's root as this process sees it (`/proc/1/root`
+   * with hostPID), through which the caller's cwd is found to run the plugin in.
+   */
+  hostRoot?: string;
 }
 
 const decoder = new TextDecoder();
@@ -81,10 +92,29 @@ function isTextBusy(e: unknown): boolean {
   return e instanceof Error && /text file busy|ETXTBSY|os error 26/i.test(e.message);
 }
 
-function spawn(bin: string, env: Record<string, string>, cwd?: string): Deno.ChildProcess {
-  return new Deno.Command(bin, {
+/**
+ * The command line of a plugin run: the binary itself, or `nsenter` into `opts.mountNs`
+ * first. setns of a mount namespace sets root and cwd to its root; nsenter opens `--wd`
+ * before it enters, so the caller's cwd is named through the host's root as seen from here.
+ */
+export function pluginArgv(bin: string, cwd: string | undefined, opts: ExecOptions): string[] {
+  if (!opts.mountNs) return [bin];
+  const wd = opts.hostRoot ? [`--wd=${opts.hostRoot.replace(/\/+$/, "")}${cwd || "/"}`] : [];
+  return ["nsenter", `--mount=${opts.mountNs}`, ...wd, "--", bin];
+}
+
+function spawn(
+  bin: string,
+  env: Record<string, string>,
+  cwd: string | undefined,
+  opts: ExecOptions,
+): Deno.ChildProcess {
+  const argv = pluginArgv(bin, cwd, opts);
+  return new Deno.Command(argv[0], {
+    args: argv.slice(1),
     env,
-    cwd,
+    // In another mount namespace the cwd is nsenter's to set; it may not exist here.
+    cwd: opts.mountNs ? undefined : cwd,
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
@@ -94,11 +124,12 @@ function spawn(bin: string, env: Record<string, string>, cwd?: string): Deno.Chi
 async function spawnRetrying(
   bin: string,
   env: Record<string, string>,
-  cwd?: string,
+  cwd: string | undefined,
+  opts: ExecOptions,
 ): Promise<Deno.ChildProcess> {
   for (let attempt = 0;; attempt++) {
     try {
-      return spawn(bin, env, cwd);
+      return spawn(bin, env, cwd, opts);
     } catch (e) {
       if (!isTextBusy(e) || attempt >= ETXTBSY_RETRIES) {
         throw new CniError(Code.DelegateFailed, `Cannot run plugin "${bin}"`, String(e));
@@ -193,7 +224,7 @@ async function runOnce(
   opts: ExecOptions,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const bin = await findInPath(type, req.env.path);
-  const child = await spawnRetrying(bin, pluginEnv(req), req.env.cwd);
+  const child = await spawnRetrying(bin, pluginEnv(req), req.env.cwd, opts);
   const timeoutMs = req.timeoutMs ?? opts.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS;
   let timedOut = false;
   const timer = setTimeout(() => {

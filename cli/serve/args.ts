@@ -1,0 +1,88 @@
+/**
+ * `podplex serve`'s flags. Each flag is one row of {@linkcode FLAGS}; `--flag value` and
+ * `--flag=value` both work, `--dhcp-*` flags go to the lease keeper as given.
+ *
+ * @module
+ */
+import { PROTOCOL } from "./protocol.ts";
+import { type HostView, THICK_DEFAULTS } from "./view.ts";
+
+/** What the flags ask for. */
+export interface ServeArgs {
+  socket: string;
+  /** The dhcp lease keeper's own flags, with their values. */
+  dhcp: string[];
+  /** The cluster IPAM network file (affinity lease, reconcile). */
+  ipam?: string;
+  /** Thick mode: what the daemon shares with the host (none: calls from another mount ns go per call). */
+  view?: HostView;
+}
+
+type Setter = (a: ServeArgs, v: string) => string | void;
+
+function thick(a: ServeArgs): HostView {
+  return a.view ??= { paths: [] };
+}
+
+/** The flags that take a value; a setter returns an error sentence for a bad value. */
+const FLAGS: Readonly<Record<string, Setter>> = {
+  "--socket": (a, v) => {
+    if (v === "") return `Invalid "--socket": the path is empty`;
+    a.socket = v;
+  },
+  "--ipam-network": (a, v) => void (a.ipam = v),
+  "--host-path": (a, v) => {
+    if (!v.startsWith("/")) return `Invalid "--host-path": "${v}" is not an absolute path`;
+    thick(a).paths.push(v);
+  },
+  "--host-root": (a, v) => void (thick(a).root = v),
+  "--host-mount-ns": (a, v) => void (thick(a).mountNs = v),
+};
+
+/** `--thick`: the DaemonSet's mounts; flags given as well win. */
+function applyThick(a: ServeArgs): void {
+  const v = thick(a);
+  if (v.paths.length === 0) v.paths = [...THICK_DEFAULTS.paths];
+  v.root ??= THICK_DEFAULTS.root;
+  v.mountNs ??= THICK_DEFAULTS.mountNs;
+}
+
+/** Parses the arguments after `serve`. */
+export function parseServeArgs(argv: string[]): ServeArgs | { help: true } | { error: string } {
+  const args: ServeArgs = { socket: PROTOCOL.defaultSocket, dhcp: [] };
+  let wantThick = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--help" || a === "-h") return { help: true };
+    if (a === "--thick") {
+      wantThick = true;
+      continue;
+    }
+    if (a.startsWith("--dhcp-")) {
+      args.dhcp.push(a);
+      if (!a.includes("=") && i + 1 < argv.length) args.dhcp.push(argv[++i]);
+      continue;
+    }
+    const eq = a.indexOf("=");
+    const name = eq > 0 ? a.slice(0, eq) : a;
+    const set = Object.hasOwn(FLAGS, name) ? FLAGS[name] : undefined;
+    if (!set) return { error: `Unknown argument "${a}"` };
+    if (eq < 0 && i + 1 >= argv.length) return { error: `Missing the value of "${a}"` };
+    const err = set(args, eq > 0 ? a.slice(eq + 1) : argv[++i]);
+    if (err) return { error: err };
+  }
+  if (wantThick) applyThick(args);
+  return args;
+}
+
+/** The usage text. */
+export const SERVE_USAGE = "usage: podplex serve [--socket PATH]   (default " +
+  PROTOCOL.defaultSocket + ")\n" +
+  "  [--thick] [--host-path DIR]... [--host-root DIR] [--host-mount-ns PATH]\n" +
+  "  [--dhcp-socket PATH] [--dhcp-state-dir DIR] [--dhcp-timeout 10s] [--dhcp-resend-max 62s]\n" +
+  "  [--dhcp-resend-timeout 208s] [--ipam-network FILE (cluster IPAM: affinity lease, reconcile)]\n" +
+  "  serves CNI calls forwarded by the shim (podplex-client) and keeps the dhcp IPAM's leases,\n" +
+  "  until SIGINT/SIGTERM. In thick mode (the daemon in the DaemonSet's container) --host-path\n" +
+  "  names a directory mounted from the host at the same path, --host-root the host's root as\n" +
+  "  seen here (checks those mounts), --host-mount-ns where external plugins run; --thick is\n" +
+  `  ${THICK_DEFAULTS.paths.join(",")}, ${THICK_DEFAULTS.root}, ${THICK_DEFAULTS.mountNs}\n`;
