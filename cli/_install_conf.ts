@@ -114,17 +114,15 @@ export function buildConflist(
   fields: Record<string, unknown>,
   defaultConf?: DefaultConf,
 ): string {
-  const cniVersion = defaultConf && fields.clusterNetwork === undefined
-    ? defaultConf.cniVersion
-    : "1.1.0";
-  const embedded = defaultConf && fields.clusterNetwork === undefined;
+  const embedded = fields.clusterNetwork === undefined ? defaultConf : undefined;
+  const cniVersion = embedded?.cniVersion ?? "1.1.0";
   const capabilities = {
-    ...(embedded ? declaredCapabilities(JSON.parse(defaultConf.text)) : {}),
+    ...(embedded ? declaredCapabilities(JSON.parse(embedded.text)) : {}),
     ...PODPLEX_CAPABILITIES,
   };
   const entry: Record<string, unknown> = { type: META_TYPE, ...fields, capabilities };
   const lines = Object.entries(entry).map(([k, v]) => `      ${JSON.stringify(k)}: ${j(v)}`);
-  if (embedded) lines.push(`      "clusterNetwork": ${defaultConf.text.trim()}`);
+  if (embedded) lines.push(`      "clusterNetwork": ${embedded.text.trim()}`);
   const text = `{\n  "cniVersion": ${JSON.stringify(cniVersion)},\n  "name": "podplex",\n` +
     `  "plugins": [\n    {\n${lines.join(",\n")}\n    }\n  ]\n}\n`;
   parsePodplexConf(JSON.parse(text));

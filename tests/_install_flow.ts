@@ -44,6 +44,30 @@ export interface InstallRun {
   output(): string;
 }
 
+/**
+ * Watches a started install (a host process or `podman run`): collects what it prints and
+ * stops it with SIGTERM (podman proxies the signal to the container, as kubelet's runtime).
+ */
+export function watched(child: Deno.ChildProcess): InstallRun & { child: Deno.ChildProcess } {
+  let text = "";
+  const dec = new TextDecoder();
+  const pump = (s: ReadableStream<Uint8Array>) =>
+    s.pipeTo(new WritableStream({ write: (b) => void (text += dec.decode(b)) }));
+  const pumped = Promise.all([pump(child.stdout), pump(child.stderr)]);
+  return {
+    child,
+    output: () => text,
+    async stop() {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* it has exited already */ }
+      const { code } = await child.status;
+      await pumped;
+      return code;
+    },
+  };
+}
+
 /** The env a DaemonSet's pod has for the API server (read by install for the kubeconfig). */
 export const SERVICE_ENV = {
   KUBERNETES_SERVICE_HOST: "127.0.0.1",
@@ -134,4 +158,33 @@ export async function checkWatchFlow(h: FakeHost, run: InstallRun, startupMs: nu
   ok(!(await Deno.stat(conflist).then(() => true, () => false)), "SIGTERM removed the conflist");
   ok(!(await Deno.stat(kubeconfig).then(() => true, () => false)), "and the kubeconfig");
   ok((await Deno.stat(`${h.bin}/podplex`)).isFile, "the artifact stays for DELs of running pods");
+}
+
+/**
+ * A loopback ADD through `<bin>/loopback` (an alias of the installed entry) from `/` with a
+ * bare environment, as a runtime on the host execs it; asserts it succeeded with 127.0.0.1/8.
+ */
+export async function loopbackAddThrough(bin: string, netns: string): Promise<void> {
+  const child = new Deno.Command(`${bin}/loopback`, {
+    cwd: "/",
+    clearEnv: true,
+    env: {
+      PATH: "/usr/bin:/bin",
+      CNI_COMMAND: "ADD",
+      CNI_CONTAINERID: "ppninst1",
+      CNI_NETNS: netns,
+      CNI_IFNAME: "lo",
+      CNI_PATH: bin,
+    },
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const w = child.stdin.getWriter();
+  await w.write(new TextEncoder().encode(`{"cniVersion":"1.0.0","name":"lo","type":"loopback"}`));
+  await w.close();
+  const res = await child.output();
+  const dec = new TextDecoder();
+  assertEquals(res.code, 0, dec.decode(res.stdout) + dec.decode(res.stderr));
+  assertEquals(JSON.parse(dec.decode(res.stdout)).ips[0].address, "127.0.0.1/8");
 }

@@ -6,7 +6,6 @@
  * started, follow a token rotation within 2 s and a default-conf change, and remove its confs
  * on SIGTERM; the artifact it installed then serves CNI calls from the host.
  */
-import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { SA_DIR } from "../meta/k8s.ts";
 import { installContainer, loadManifests, type Obj } from "./_deploy.ts";
 import {
@@ -14,7 +13,9 @@ import {
   type FakeHost,
   fakeHost,
   type InstallRun,
+  loopbackAddThrough,
   SERVICE_ENV,
+  watched,
 } from "./_install_flow.ts";
 import { isRoot, run, tempNetns } from "./testutils.ts";
 
@@ -79,22 +80,7 @@ function runImage(ds: { run: string[]; image: string[] }, name: string): Install
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  let text = "";
-  const dec = new TextDecoder();
-  const pump = (s: ReadableStream<Uint8Array>) =>
-    s.pipeTo(new WritableStream({ write: (b) => void (text += dec.decode(b)) }));
-  const pumped = Promise.all([pump(child.stdout), pump(child.stderr)]);
-  return {
-    output: () => text,
-    async stop() {
-      try {
-        child.kill("SIGTERM");
-      } catch { /* exited already */ }
-      const { code } = await child.status;
-      await pumped;
-      return code;
-    },
-  };
+  return watched(child);
 }
 
 Deno.test({
@@ -115,27 +101,6 @@ Deno.test({
     // What the container installed runs on the host: a loopback ADD through its alias.
     await using ns = await tempNetns("ppn");
     await Deno.symlink("podplex", `${h.bin}/loopback`);
-    const add = new Deno.Command(`${h.bin}/loopback`, {
-      cwd: "/",
-      clearEnv: true,
-      env: {
-        PATH: "/usr/bin:/bin",
-        CNI_COMMAND: "ADD",
-        CNI_CONTAINERID: "ppnimage1",
-        CNI_NETNS: ns.path,
-        CNI_IFNAME: "lo",
-        CNI_PATH: h.bin,
-      },
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const w = add.stdin.getWriter();
-    await w.write(new TextEncoder().encode(`{"cniVersion":"1.0.0","name":"lo","type":"loopback"}`));
-    await w.close();
-    const res = await add.output();
-    const dec = new TextDecoder();
-    assertEquals(res.code, 0, dec.decode(res.stdout) + dec.decode(res.stderr));
-    assertEquals(JSON.parse(dec.decode(res.stdout)).ips[0].address, "127.0.0.1/8");
+    await loopbackAddThrough(h.bin, ns.path);
   },
 });

@@ -6,7 +6,13 @@
  */
 import { entryVersion } from "../cli/_install_artifact.ts";
 import { deepStrictEqual as assertEquals, match, ok } from "node:assert/strict";
-import { checkWatchFlow, fakeHost, SERVICE_ENV } from "./_install_flow.ts";
+import {
+  checkWatchFlow,
+  fakeHost,
+  loopbackAddThrough,
+  SERVICE_ENV,
+  watched,
+} from "./_install_flow.ts";
 import { isRoot, run, tempNetns } from "./testutils.ts";
 
 const LAUNCHER = new URL("../bin/podplex", import.meta.url).pathname;
@@ -18,23 +24,7 @@ function spawnInstall(exe: string, args: string[], env: Record<string, string> =
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  let text = "";
-  const dec = new TextDecoder();
-  const pump = (s: ReadableStream<Uint8Array>) =>
-    s.pipeTo(new WritableStream({ write: (b) => void (text += dec.decode(b)) }));
-  const pumped = Promise.all([pump(child.stdout), pump(child.stderr)]);
-  return {
-    child,
-    output: () => text,
-    async stop() {
-      try {
-        child.kill("SIGTERM");
-      } catch { /* it has exited already */ }
-      const { code } = await child.status;
-      await pumped;
-      return code;
-    },
-  };
+  return watched(child);
 }
 
 const hostArgs = (h: { bin: string; confDir: string; saDir: string }) => [
@@ -110,28 +100,7 @@ Deno.test({
     assertEquals(await inst.child.status.then((s) => s.code), 0);
     await inst.stop();
     await run("ip", "-n", ns.name, "link", "set", "lo", "down");
-    const out = await new Deno.Command(`${h.bin}/loopback`, {
-      cwd: "/",
-      clearEnv: true,
-      env: {
-        PATH: "/usr/bin:/bin",
-        CNI_COMMAND: "ADD",
-        CNI_CONTAINERID: "ppninst1",
-        CNI_NETNS: ns.path,
-        CNI_IFNAME: "lo",
-        CNI_PATH: h.bin,
-      },
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const w = out.stdin.getWriter();
-    await w.write(new TextEncoder().encode(`{"cniVersion":"1.0.0","name":"lo","type":"loopback"}`));
-    await w.close();
-    const res = await out.output();
-    const text = new TextDecoder().decode(res.stdout);
-    assertEquals(res.code, 0, text + new TextDecoder().decode(res.stderr));
-    assertEquals(JSON.parse(text).ips[0].address, "127.0.0.1/8");
+    await loopbackAddThrough(h.bin, ns.path);
     match(await run("ip", "-n", ns.name, "link", "show", "lo"), /UP/);
   },
 });
