@@ -2,7 +2,8 @@
 # $PODPLEX_PODMAN_DIR (default .tools/podman/) with the containers.conf settings this kind of
 # machine needs (DESIGN.md): runc, cgroupfs, file events, ulimits runc may set, the CNI
 # backend; its own storage (overlay where the kernel has it, else vfs) and no registries, so
-# images are only ever the ones made here (scripts/base-images.sh) and never pulled.
+# images are only ever the ones made here (scripts/base-images.sh) and never pulled;
+# containers share the host's network unless told otherwise.
 _pp_root=$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/.." && pwd)
 PODPLEX_PODMAN_DIR=${PODPLEX_PODMAN_DIR:-$_pp_root/.tools/podman}
 mkdir -p "$PODPLEX_PODMAN_DIR/tmp"
@@ -10,6 +11,9 @@ if grep -qw overlay /proc/filesystems; then _pp_driver=overlay; else _pp_driver=
 cat > "$PODPLEX_PODMAN_DIR/containers.conf" <<CONF
 [containers]
 default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]
+# The host's network, as the DaemonSet's pod has it: a container on podman's default CNI
+# network would leave cni-podman0 and CNI-FORWARD rules on the host.
+netns = "host"
 
 [engine]
 runtime = "runc"
