@@ -26,8 +26,18 @@ if [ "${1:-}" = "--ready" ] && [ $# -eq 1 ]; then
   exec "$lib/podplex-client" --ready
 fi
 
+# The resident daemon's memory: two malloc arenas instead of one per thread, and V8's GC on
+# the main thread only (measured over 300 ADD+DEL cycles: 39 -> 35 MiB anonymous memory for
+# the same CPU per call). A per-call run exits before either matters.
+v8=
+if [ "${1:-}" = serve ]; then
+  MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2}
+  export MALLOC_ARENA_MAX
+  v8=--v8-flags=--single-threaded-gc
+fi
+
 nargs=$#
-set -- "$lib/deno" run --allow-all --no-config --no-prompt --cached-only --no-remote --no-npm \
+set -- "$lib/deno" run $v8 --allow-all --no-config --no-prompt --cached-only --no-remote --no-npm \
   --quiet "$lib/main.js" "$@"
 
 # A resident `podplex serve` takes CNI calls when its socket exists: a warm process answers in

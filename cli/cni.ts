@@ -36,6 +36,8 @@ export interface CniIo {
    * relative paths of the call are resolved against it.
    */
   cwd?: string;
+  /** Aborts when nobody waits for the call any more (`podplex serve`'s deadline). */
+  signal?: AbortSignal;
 }
 
 /** Finds the plugin for a conf's `type`. */
@@ -235,7 +237,7 @@ async function dispatch(io: CniIo, resolve: Resolver, call: Call): Promise<numbe
   const req: PluginRequest = { command: command as Command, conf: bytes, env };
   // In-process plugins get the conf parsed above; the result is converted once, here.
   const result = plugin.call
-    ? await plugin.call({ ...inProcessRequest(req, parsed), trace })
+    ? await plugin.call({ ...inProcessRequest(req, parsed), trace, signal: io.signal })
     : await plugin.invoke(req);
   if (command === "ADD") {
     if (!result) {

@@ -42,11 +42,22 @@ function tooBig(what: string, path: string, size: number, max: number): CniError
   return refuse(what, path, `it is ${size} bytes or more; at most ${max} are read`);
 }
 
-/** Reads at most `max + 1` bytes from an open file (one more tells "too big"). */
-function readUpTo(file: Deno.FsFile, max: number): Uint8Array {
-  const buf = new Uint8Array(max + 1);
+/**
+ * Reads at most `max + 1` bytes from an open file (one more tells "too big"). The buffer
+ * starts at the file's size (one byte more, to see EOF) and grows only if the file does:
+ * a resident daemon reads thousands of small files, and a buffer of the cap each time (8 MiB
+ * for a state file) made its memory grow by the megabyte.
+ */
+function readUpTo(file: Deno.FsFile, max: number, size: number): Uint8Array {
+  let buf = new Uint8Array(Math.min(max + 1, Math.max(size + 1, 4096)));
   let off = 0;
-  while (off < buf.length) {
+  for (;;) {
+    if (off === buf.length) {
+      if (buf.length > max) break;
+      const next = new Uint8Array(Math.min(max + 1, buf.length * 2));
+      next.set(buf);
+      buf = next;
+    }
     const n = file.readSync(buf.subarray(off));
     if (n === null || n === 0) break;
     off += n;
@@ -84,7 +95,7 @@ export function readBoundedSync(path: string, opts: BoundedReadOptions): Uint8Ar
     if (!st.isFile || st.ino !== before.ino || st.dev !== before.dev) {
       throw refuse(what, path, "it was replaced while being opened");
     }
-    const bytes = readUpTo(file, max);
+    const bytes = readUpTo(file, max, st.size);
     if (bytes.length > max) throw tooBig(what, path, bytes.length, max);
     return bytes;
   } catch (err) {

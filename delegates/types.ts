@@ -81,6 +81,11 @@ export interface InProcessRequest {
   linkGroup?: number;
   /** The call's timing marks (the top-level call only). */
   trace?: Trace;
+  /**
+   * Aborts when the call's client no longer waits for it (the top-level call only; the
+   * daemon's deadline): an ADD stops at its next attachment and rolls back.
+   */
+  signal?: AbortSignal;
 }
 
 /** What callers must know about a delegate, declared by the delegate itself. */

@@ -65,9 +65,11 @@ export async function metaAdd(call: MetaCall): Promise<CniResult> {
   const results: CniResult[] = [];
   try {
     for (const [i, att] of plan.attachments.entries()) {
+      stopIfCancelled(call);
       results.push(await addOne(call, state.attachments[i], lists[i], att, state.linkGroup));
       if (call.trace.on) call.trace.mark(`att:${i}:end`);
     }
+    stopIfCancelled(call);
     if (plan.attachments.some((a) => a.selection?.defaultRoute?.length)) {
       // Updates the results in place: they are the objects the state records hold.
       await call.kernel.applyDefaultRoutes(env.netns!, plan.attachments, results);
@@ -87,6 +89,22 @@ export async function metaAdd(call: MetaCall): Promise<CniResult> {
     })),
     conf.resultMode,
     conf.cniVersion,
+  );
+}
+
+/**
+ * Stops an ADD whose client no longer waits (the daemon answered it 11 at its deadline, or
+ * it went away): between attachments and after the last, so the rollback undoes whole
+ * chains and a pod whose runtime was told 11 is not left half made.
+ *
+ * @throws {CniError} 11 naming why
+ */
+function stopIfCancelled(call: MetaCall): void {
+  const signal = call.req.signal;
+  if (!signal?.aborted) return;
+  throw new CniError(
+    Code.TryAgainLater,
+    `ADD was cancelled: ${signal.reason ?? "no reason given"}`,
   );
 }
 

@@ -54,6 +54,14 @@ export interface ThickNode extends AsyncDisposable {
   runtime(command: "ADD" | "CHECK" | "DEL", pod: RuntimePod): Promise<Outcome>;
   /** A direct call of the installed entry with `stdin` (GC, STATUS, VERSION). */
   call(env: Record<string, string>, stdin: string): Promise<Outcome>;
+  /**
+   * ADD or DEL of a pod by the installed entry with podplex's own conf (as a runtime would
+   * inject it), the pod's annotations as containerd passes them.
+   */
+  pod(
+    command: "ADD" | "DEL" | "CHECK",
+    pod: RuntimePod & { annotations?: Record<string, string> },
+  ): Promise<Outcome>;
   startDaemon(extra?: string[]): Promise<ThickDaemon>;
 }
 
@@ -150,6 +158,26 @@ export async function thickNode(opts: ThickNodeOptions = {}): Promise<ThickNode>
     runtime: (command, pod) => runtime(node, command, pod),
     call: (env, stdin) => exec([`${binDir}/podplex`], { PODPLEX_SOCKET: socket, ...env }, stdin),
     startDaemon: (extra) => startDaemon(node, extra),
+    pod: (command, pod) => {
+      const list = JSON.parse(conflist);
+      const conf: Record<string, unknown> = {
+        ...list.plugins[0],
+        cniVersion: list.cniVersion,
+        name: list.name,
+      };
+      if (pod.annotations) {
+        conf.runtimeConfig = { "io.kubernetes.cri.pod-annotations": pod.annotations };
+      }
+      return node.call({
+        CNI_COMMAND: command,
+        CNI_CONTAINERID: pod.id,
+        CNI_NETNS: pod.netns,
+        CNI_IFNAME: "eth0",
+        CNI_PATH: binDir,
+        CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=${pod.name ?? pod.id}`,
+        ...pod.env,
+      }, JSON.stringify(conf));
+    },
     async [Symbol.asyncDispose]() {
       for (const br of bridges) await tryRun("ip", "link", "del", br);
       await Deno.remove(dir, { recursive: true }).catch(() => {});

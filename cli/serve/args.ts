@@ -6,6 +6,7 @@
  */
 import { PROTOCOL } from "./protocol.ts";
 import { type HostView, THICK_DEFAULTS } from "./view.ts";
+import { CALL_DEADLINE_MS, DEFAULT_LIMITS, type SchedulerLimits } from "./gate.ts";
 
 /** What the flags ask for. */
 export interface ServeArgs {
@@ -16,6 +17,10 @@ export interface ServeArgs {
   ipam?: string;
   /** Thick mode: what the daemon shares with the host (none: calls from another mount ns go per call). */
   view?: HostView;
+  /** Calls in flight and queued at most. */
+  limits: SchedulerLimits;
+  /** A call's deadline from its arrival (ms). */
+  deadlineMs: number;
 }
 
 type Setter = (a: ServeArgs, v: string) => string | void;
@@ -37,7 +42,23 @@ const FLAGS: Readonly<Record<string, Setter>> = {
   },
   "--host-root": (a, v) => void (thick(a).root = v),
   "--host-mount-ns": (a, v) => void (thick(a).mountNs = v),
+  "--max-in-flight": (a, v) => limit(a, "maxInFlight", "--max-in-flight", v),
+  "--max-queued": (a, v) => limit(a, "maxQueued", "--max-queued", v),
+  "--call-deadline-ms": (a, v) => {
+    const n = Number(v);
+    if (!/^[0-9]+$/.test(v) || n < 1 || n >= PROTOCOL.clientTimeoutS * 1000) {
+      return `Invalid "--call-deadline-ms": "${v}" is not between 1 and the shim's ` +
+        `${PROTOCOL.clientTimeoutS * 1000} ms`;
+    }
+    a.deadlineMs = n;
+  },
 };
+
+function limit(a: ServeArgs, key: keyof SchedulerLimits, flag: string, v: string) {
+  const n = Number(v);
+  if (!/^[0-9]+$/.test(v) || n < 1) return `Invalid "${flag}": "${v}" is not a positive integer`;
+  a.limits[key] = n;
+}
 
 /** `--thick`: the DaemonSet's mounts; flags given as well win. */
 function applyThick(a: ServeArgs): void {
@@ -49,7 +70,12 @@ function applyThick(a: ServeArgs): void {
 
 /** Parses the arguments after `serve`. */
 export function parseServeArgs(argv: string[]): ServeArgs | { help: true } | { error: string } {
-  const args: ServeArgs = { socket: PROTOCOL.defaultSocket, dhcp: [] };
+  const args: ServeArgs = {
+    socket: PROTOCOL.defaultSocket,
+    dhcp: [],
+    limits: { ...DEFAULT_LIMITS },
+    deadlineMs: CALL_DEADLINE_MS,
+  };
   let wantThick = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -79,6 +105,8 @@ export function parseServeArgs(argv: string[]): ServeArgs | { help: true } | { e
 export const SERVE_USAGE = "usage: podplex serve [--socket PATH]   (default " +
   PROTOCOL.defaultSocket + ")\n" +
   "  [--thick] [--host-path DIR]... [--host-root DIR] [--host-mount-ns PATH]\n" +
+  `  [--max-in-flight N (${DEFAULT_LIMITS.maxInFlight})] [--max-queued N (${DEFAULT_LIMITS.maxQueued})]\n` +
+  `  [--call-deadline-ms N (${CALL_DEADLINE_MS})]\n` +
   "  [--dhcp-socket PATH] [--dhcp-state-dir DIR] [--dhcp-timeout 10s] [--dhcp-resend-max 62s]\n" +
   "  [--dhcp-resend-timeout 208s] [--ipam-network FILE (cluster IPAM: affinity lease, reconcile)]\n" +
   "  serves CNI calls forwarded by the shim (podplex-client) and keeps the dhcp IPAM's leases,\n" +

@@ -69,7 +69,11 @@ export function refusal(call: CallFrame, ctx: CallContext): string | undefined {
  * Runs one call that passed {@linkcode refusal} through the CNI dispatcher, with stdout and
  * stderr captured.
  */
-export async function runCall(call: CallFrame, root: Root): Promise<Reply> {
+export async function runCall(
+  call: CallFrame,
+  root: Root,
+  signal?: AbortSignal,
+): Promise<Reply> {
   const { [PROTOCOL.cwdVariable]: cwd, ...env } = call.env;
   let stdout = "";
   let stderr = "";
@@ -80,6 +84,7 @@ export async function runCall(call: CallFrame, root: Root): Promise<Reply> {
     stdout: (s: string) => void (stdout += s),
     stderr: (s: string) => void (stderr += s),
     argv0,
+    signal,
   };
   // Relative paths (a conf's networksDir, CNI_NETNS) mean what they mean to the caller.
   if (cwd) io.cwd = cwd;

@@ -133,15 +133,45 @@ export async function teardownMasq(
 ): Promise<void> {
   if (backend === "nftables") return await nftUnmasq(opts, chain);
   for (const fam of [4, 6] as const) {
-    const listing = await ipt(opts, fam, ["-L", "POSTROUTING", "-n", "--line-numbers"], false);
-    const nums = listing.split("\n").map((l) => l.trim().split(/\s+/))
-      .filter((f) => f[1] === chain).map((f) => Number(f[0])).sort((a, b) => b - a);
-    for (const n of nums) await ipt(opts, fam, ["-D", "POSTROUTING", String(n)], false);
+    // By rule, never by line number: another pod's teardown may renumber the chain between
+    // a listing and a delete (two DELs at once removed each other's rules).
+    const listing = await ipt(opts, fam, ["-S", "POSTROUTING"], false);
+    for (const line of listing.split("\n")) {
+      const rule = splitRuleSpec(line);
+      if (rule[0] !== "-A" || rule[1] !== "POSTROUTING") continue;
+      if (rule[rule.indexOf("-j") + 1] !== chain) continue;
+      await ipt(opts, fam, ["-D", "POSTROUTING", ...rule.slice(2)], false);
+    }
     if (await ipt(opts, fam, ["-S", chain], false)) {
       await ipt(opts, fam, ["-F", chain]);
       await ipt(opts, fam, ["-X", chain]);
     }
   }
+}
+
+/**
+ * One line of `iptables -S` as its arguments: split on spaces outside double quotes; inside
+ * them a backslash escapes the next character (how iptables prints a comment).
+ */
+export function splitRuleSpec(line: string): string[] {
+  const out: string[] = [];
+  let cur = "";
+  let quoted = false;
+  let any = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i];
+    if (quoted && c === "\\" && i + 1 < line.length) cur += line[++i];
+    else if (c === '"') {
+      quoted = !quoted;
+      any = true;
+    } else if (c === " " && !quoted) {
+      if (cur !== "" || any) out.push(cur);
+      cur = "";
+      any = false;
+    } else cur += c;
+  }
+  if (cur !== "" || any) out.push(cur);
+  return out;
 }
 
 async function nftUnmasq(opts: HostOptions, tag: string) {
