@@ -16,6 +16,7 @@ import type { ExecOptions } from "../delegates/runner/exec.ts";
 import { META_TYPE, type PodplexConf } from "../meta/conf.ts";
 import type { MetaDeps } from "../meta/context.ts";
 import type { ClosableKubeClient, KubeClient } from "../meta/k8s.ts";
+import type { WatchedKubeOptions } from "../meta/k8s_watch.ts";
 import type { Resolver } from "./cni.ts";
 
 /** What the rest of `cli/` is given. */
@@ -35,6 +36,8 @@ export interface Root {
   resolver(argv0?: string): Resolver;
   /** Closes what the root holds open (the API clients). */
   close(): void;
+  /** The API clients in use now, by kubeconfig (the daemon's metrics read their stats). */
+  kubeClients(): KubeClient[];
 }
 
 /** Options of {@linkcode createRoot}; tests replace the edges. */
@@ -44,6 +47,11 @@ export interface RootOptions {
   meta?: Omit<MetaDeps, "registry">;
   /** How external plugins are run (`podplex serve` in thick mode: the host's mount ns). */
   exec?: ExecOptions;
+  /**
+   * Keep this node's pods and the NADs by watch (`podplex serve`): the API clients read from
+   * the watched caches (meta/k8s_watch.ts). Default: every read is a GET.
+   */
+  watch?: WatchedKubeOptions;
 }
 
 /**
@@ -64,7 +72,7 @@ export function createRoot(opts: RootOptions = {}): Root {
     if (!r) registries.set(key, r = createRegistry({ builtins, preferExternal, exec: opts.exec }));
     return r;
   };
-  const kube = kubeClients();
+  const kube = kubeClients(opts.watch);
   let meta: Promise<Plugin> | undefined;
   // Loaded lazily: a VERSION probe or a built-in's own call does not pay for the meta-plugin.
   const loadMeta = () =>
@@ -91,6 +99,7 @@ export function createRoot(opts: RootOptions = {}): Root {
       };
     },
     close: kube.close,
+    kubeClients: kube.current,
   };
 }
 
@@ -102,14 +111,28 @@ const RETIRE_AFTER_MS = 30_000;
  * unchanged, so a resident process reuses its connection; a rewritten kubeconfig (a
  * rotated token) gets a new client, and the old one is closed once its calls are done.
  */
-function kubeClients(): {
+function kubeClients(watch?: WatchedKubeOptions): {
   get: (conf: PodplexConf) => Promise<KubeClient | undefined>;
   close: () => void;
+  current: () => KubeClient[];
 } {
   const clients = new Map<string, { stamp: string; client: ClosableKubeClient }>();
   const close = () => {
     for (const { client } of clients.values()) client.close();
     clients.clear();
+  };
+  // One client per (kubeconfig, stamp), also when calls ask at once (a burst in the daemon):
+  // a second client would keep a second pair of watches open forever.
+  const making = new Map<string, { stamp: string; client: Promise<ClosableKubeClient> }>();
+  const make = async (path: string, stamp: string): Promise<ClosableKubeClient> => {
+    const { createKubeClient } = await import("../meta/k8s.ts");
+    let client = createKubeClient({ kubeconfig: path });
+    if (watch) client = (await import("../meta/k8s_watch.ts")).watchedKube(client, watch);
+    const held = clients.get(path);
+    if (held) Deno.unrefTimer(setTimeout(() => held.client.close(), RETIRE_AFTER_MS));
+    clients.set(path, { stamp, client });
+    making.delete(path);
+    return client;
   };
   const get = async (conf: PodplexConf): Promise<KubeClient | undefined> => {
     const path = conf.kubeconfig;
@@ -118,11 +141,9 @@ function kubeClients(): {
     const stamp = `${info?.mtime?.getTime()}:${info?.ino}:${info?.size}`;
     const held = clients.get(path);
     if (held?.stamp === stamp) return held.client;
-    if (held) Deno.unrefTimer(setTimeout(() => held.client.close(), RETIRE_AFTER_MS));
-    const { createKubeClient } = await import("../meta/k8s.ts");
-    const client = createKubeClient({ kubeconfig: path });
-    clients.set(path, { stamp, client });
-    return client;
+    let m = making.get(path);
+    if (m?.stamp !== stamp) making.set(path, m = { stamp, client: make(path, stamp) });
+    return await m.client;
   };
-  return { get, close };
+  return { get, close, current: () => [...clients.values()].map((c) => c.client) };
 }

@@ -9,8 +9,9 @@
  *
  * @module
  */
-import { createRoot, type Root } from "./root.ts";
-import { parseServeArgs, SERVE_USAGE } from "./serve/args.ts";
+import { createRoot, type Root, type RootOptions } from "./root.ts";
+import { parseServeArgs, SERVE_USAGE, type ServeArgs } from "./serve/args.ts";
+import { createFileCache } from "../meta/files.ts";
 import { checkHostPaths, type HostView, viewProblem } from "./serve/view.ts";
 import { writeAllSync } from "../conf/io.ts";
 import { PROTOCOL } from "./serve/protocol.ts";
@@ -30,6 +31,7 @@ function logCall(r: CallRecord): void {
     ? `ended after its client was answered: status ${r.status} in ${ms}`
     : `exit ${r.status} in ${ms}`;
   say(`podplex serve: ${r.verb} ${r.containerId} ${r.ifname}: ${what}\n`);
+  if (r.trace) say(`podplex serve: ${r.verb} ${r.containerId} ${r.ifname}: ${r.trace}\n`);
 }
 
 /**
@@ -106,7 +108,7 @@ function say(text: string): void {
  * @returns the exit code (2 for bad arguments, 1 when the socket cannot be set up)
  */
 export async function main(argv: string[], root: Root): Promise<number> {
-  const args = parseServeArgs(argv);
+  const args = parseServeArgs(argv, { NODE_NAME: Deno.env.get("NODE_NAME") });
   if ("help" in args) {
     say(SERVE_USAGE);
     return 0;
@@ -118,13 +120,8 @@ export async function main(argv: string[], root: Root): Promise<number> {
   const view = args.view && hostView(args.view);
   // What runs beside the call loop, started in order, closed in reverse: one line each.
   const services: Service[] = [];
-  // Thick mode: external plugins run in the host's mount namespace (serve/view.ts).
-  if (view?.mountNs) {
-    const thickRoot = root = createRoot({
-      exec: { mountNs: view.mountNs, hostRoot: view.root },
-    });
-    services.push({ close: () => Promise.resolve(thickRoot.close()) });
-  }
+  const daemonRoot = root = createRoot(daemonRootOptions(args, view));
+  services.push({ close: () => Promise.resolve(daemonRoot.close()) });
   let listener: Deno.UnixListener;
   try {
     await prepareSocketPath(args.socket);
@@ -144,6 +141,7 @@ export async function main(argv: string[], root: Root): Promise<number> {
     root,
     scheduler: new CallScheduler(args.limits),
     deadlineMs: args.deadlineMs,
+    trace: args.trace,
     draining: false,
     observe: logCall,
     ready: () => ready && !d.draining,
@@ -167,6 +165,20 @@ function hostView(asked: HostView): HostView {
   for (const why of dropped) say(`podplex serve: host path ${why}: calls using it run per call\n`);
   say(`podplex serve: thick mode, host paths ${view.paths.join(", ") || "none"}\n`);
   return view;
+}
+
+/**
+ * The daemon's own composition root: definitions and confs read through a cache, this
+ * node's pods and the NADs watched (with a node name), and in thick mode external plugins
+ * run in the host's mount namespace (serve/view.ts).
+ */
+function daemonRootOptions(args: ServeArgs, view?: HostView): RootOptions {
+  const opts: RootOptions = { meta: { files: createFileCache() } };
+  if (view?.mountNs) opts.exec = { mountNs: view.mountNs, hostRoot: view.root };
+  if (args.nodeName) {
+    opts.watch = { nodeName: args.nodeName, log: (l) => say(`podplex serve: ${l}\n`) };
+  } else say("podplex serve: no node name (--node-name, NODE_NAME): pods are read by GET\n");
+  return opts;
 }
 
 /** Something the daemon runs beside its calls. */

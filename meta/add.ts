@@ -213,7 +213,7 @@ async function podAnnotations(call: MetaCall): Promise<Record<string, string>> {
   if (!namespace || !name) return {};
   const kube = await call.kube();
   if (!kube) return {};
-  const pod = await kube.getPod(namespace, name);
+  const pod = await kube.getPod(namespace, name, call.pod.uid);
   if (!pod) {
     call.log.warning(`Pod "${namespace}/${name}" not found in the API; using no annotations`);
     return {};

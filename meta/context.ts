@@ -16,6 +16,7 @@ import { createResolver } from "./networks.ts";
 import type { PlanInput, PlannedAttachment } from "./plan.ts";
 import { createStateStore, type PodState, type StateStore } from "./state.ts";
 import { fieldOf } from "../conf/json.ts";
+import type { DefinitionFiles } from "./files.ts";
 
 /**
  * The kernel work the meta-plugin does itself (the delegates do the rest), behind an
@@ -59,6 +60,8 @@ export interface MetaDeps {
   now?: () => Date;
   /** Default: netlink through `ffi/`, loaded when first used. */
   kernel?: MetaKernel;
+  /** How definitions and confs are read (default: directly; a daemon: cached). */
+  files?: DefinitionFiles;
 }
 
 /** The pod a call is for, from CNI_ARGS (Kubernetes runtimes) or podman's pod name. */
@@ -84,6 +87,8 @@ export interface MetaCall {
   kernel: MetaKernel;
   /** The call's timing marks. */
   trace: Trace;
+  /** How definitions and confs are read. */
+  files?: DefinitionFiles;
   /** The API client, created on first use. */
   kube(): Promise<KubeClient | undefined>;
 }
@@ -129,6 +134,7 @@ export function openCall(req: InProcessRequest, deps: MetaDeps): MetaCall {
     now: deps.now ?? (() => new Date()),
     kernel: deps.kernel ?? ffiKernel,
     trace,
+    files: deps.files,
     kube() {
       return kube ??= deps.kube?.(conf) ?? Promise.resolve(undefined);
     },
@@ -151,6 +157,7 @@ export function planInput(
     networksDir: conf.networksDir,
     confDir: conf.confDir,
     api,
+    files: call.files,
     namespaceIsolation: conf.namespaceIsolation,
     globalNamespaces: conf.globalNamespaces,
     podNamespace,

@@ -17,10 +17,14 @@ import { Redactor } from "./_secrets.ts";
 
 /** What podplex needs from the Kubernetes API. */
 export interface KubeClient {
-  /** The pod's annotations and uid; null when the pod does not exist (404). */
+  /**
+   * The pod's annotations and uid; null when the pod does not exist (404). `uid` is the
+   * one the runtime named: a cache answers only for that pod, else the API is asked.
+   */
   getPod(
     ns: string,
     name: string,
+    uid?: string,
   ): Promise<{ annotations: Record<string, string>; uid?: string } | null>;
   /** A NetworkAttachmentDefinition's `spec.config`; null when it does not exist (404). */
   getNad(
@@ -40,7 +44,37 @@ export interface KubeClient {
 /** A KubeClient that holds a TLS client; `close()` releases it. */
 export interface ClosableKubeClient extends KubeClient, Disposable {
   close(): void;
+  /** LIST of a collection path: its items and the list's resourceVersion. */
+  list(path: string): Promise<{ items: unknown[]; resourceVersion: string }>;
+  /**
+   * WATCH of a collection path (`watch=1` and the query already in `path`): the events as
+   * the API server streams them, one JSON object a line, until the stream ends or `signal`
+   * aborts.
+   *
+   * @throws {GoneError} when the server answers 410 (the resourceVersion is too old)
+   */
+  watch(path: string, signal: AbortSignal): AsyncIterable<WatchEvent>;
 }
+
+/** One event of a watch stream. */
+export interface WatchEvent {
+  type: "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK" | "ERROR";
+  object: Record<string, unknown>;
+}
+
+/** A watch refused with 410 Gone: list again. */
+export class GoneError extends Error {}
+
+/** A pod object's annotations and uid (what {@linkcode KubeClient.getPod} gives). */
+export type PodInfo = { annotations: Record<string, string>; uid?: string };
+
+/** A NAD object's fields (what {@linkcode KubeClient.getNad} gives). */
+export type NadInfo = {
+  config?: string;
+  name: string;
+  namespace: string;
+  annotations?: Record<string, string>;
+};
 
 /** Options of {@linkcode createKubeClient}. */
 export interface KubeClientOptions {
@@ -89,6 +123,49 @@ function enc(s: string): string {
   return encodeURIComponent(s);
 }
 
+/** A pod object's annotations and uid; undefined when it is not a pod object. */
+export function podInfo(obj: unknown): PodInfo | undefined {
+  const r = podSchema.safeParse(obj);
+  if (!r.success) return undefined;
+  const out: PodInfo = { annotations: r.data.metadata.annotations ?? {} };
+  if (r.data.metadata.uid) out.uid = r.data.metadata.uid;
+  return out;
+}
+
+/** A NAD object's fields; undefined when it is not a NAD object. */
+export function nadInfo(obj: unknown, ns?: string): NadInfo | undefined {
+  const r = nadSchema.safeParse(obj);
+  if (!r.success) return undefined;
+  const nad = r.data;
+  const out: NadInfo = { name: nad.metadata.name, namespace: nad.metadata.namespace ?? ns ?? "" };
+  if (nad.spec?.config) out.config = nad.spec.config;
+  if (nad.metadata.annotations) out.annotations = nad.metadata.annotations;
+  return out;
+}
+
+/** The path of NADs: one namespace's, or every namespace's. */
+export function nadsPath(ns?: string): string {
+  return ns === undefined
+    ? `${NAD_PATH}/network-attachment-definitions`
+    : `${NAD_PATH}/namespaces/${enc(ns)}/network-attachment-definitions`;
+}
+
+/** Splits a byte stream into lines (a watch sends one JSON object a line). */
+async function* lines(body: ReadableStream<Uint8Array>): AsyncIterable<string> {
+  const dec = new TextDecoder();
+  let rest = "";
+  for await (const chunk of body) {
+    rest += dec.decode(chunk, { stream: true });
+    let nl;
+    while ((nl = rest.indexOf("\n")) >= 0) {
+      const line = rest.slice(0, nl).trim();
+      rest = rest.slice(nl + 1);
+      if (line) yield line;
+    }
+  }
+  if (rest.trim()) yield rest.trim();
+}
+
 /**
  * Creates a client for the Kubernetes API. Nothing is read until the first call.
  *
@@ -104,7 +181,12 @@ export function createKubeClient(opts: KubeClientOptions): ClosableKubeClient {
   let conn: Promise<Connection> | undefined;
   let resolved: Connection | undefined;
 
-  async function request(method: string, path: string, body?: unknown): Promise<Response> {
+  async function request(
+    method: string,
+    path: string,
+    body?: unknown,
+    signal: AbortSignal = AbortSignal.timeout(timeoutMs),
+  ): Promise<Response> {
     conn ??= connect(opts).then((c) => (resolved = c));
     const c = await conn;
     const url = `${c.server}${path}`;
@@ -116,7 +198,7 @@ export function createKubeClient(opts: KubeClientOptions): ClosableKubeClient {
         headers,
         body: body === undefined ? undefined : JSON.stringify(body),
         client: c.client,
-        signal: AbortSignal.timeout(timeoutMs),
+        signal,
       });
     } catch (err) {
       // Deno has no per-client "skip verification"; say so rather than fail mysteriously.
@@ -171,27 +253,42 @@ export function createKubeClient(opts: KubeClientOptions): ClosableKubeClient {
       const path = `/api/v1/namespaces/${enc(ns)}/pods/${enc(name)}`;
       const json = await getJson(path);
       if (json === null) return null;
-      const pod = check(podSchema, json, path);
-      const out: { annotations: Record<string, string>; uid?: string } = {
-        annotations: pod.metadata.annotations ?? {},
-      };
-      if (pod.metadata.uid) out.uid = pod.metadata.uid;
-      return out;
+      // The schema's error message only for an object that does not parse.
+      return podInfo(json) ?? (check(podSchema, json, path), podInfo(json)!);
     },
     async getNad(ns, name) {
-      const path = `${NAD_PATH}/namespaces/${enc(ns)}/network-attachment-definitions/${enc(name)}`;
+      const path = `${nadsPath(ns)}/${enc(name)}`;
       const json = await getJson(path);
       if (json === null) return null;
-      const nad = check(nadSchema, json, path);
-      const out: {
-        config?: string;
-        name: string;
-        namespace: string;
-        annotations?: Record<string, string>;
-      } = { name: nad.metadata.name, namespace: nad.metadata.namespace ?? ns };
-      if (nad.spec?.config) out.config = nad.spec.config;
-      if (nad.metadata.annotations) out.annotations = nad.metadata.annotations;
-      return out;
+      return nadInfo(json, ns) ?? (check(nadSchema, json, path), nadInfo(json, ns)!);
+    },
+    async list(path) {
+      const json = await getJson(path) as {
+        items?: unknown;
+        metadata?: { resourceVersion?: unknown };
+      };
+      const rv = json?.metadata?.resourceVersion;
+      if (!json || !Array.isArray(json.items) || typeof rv !== "string") {
+        throw apiError(resolved, `Kubernetes API LIST "${path}" answered an unexpected object`);
+      }
+      return { items: json.items, resourceVersion: rv };
+    },
+    async *watch(path, signal) {
+      const res = await request("GET", path, undefined, signal);
+      if (res.status === 410) {
+        await res.body?.cancel();
+        throw new GoneError(`Kubernetes API WATCH "${path}" answered 410 Gone`);
+      }
+      if (!res.ok || !res.body) throw await failed("WATCH", path, res);
+      for await (const line of lines(res.body)) {
+        let ev: WatchEvent;
+        try {
+          ev = JSON.parse(line);
+        } catch (err) {
+          throw apiError(resolved, `Kubernetes API WATCH "${path}" sent invalid JSON`, String(err));
+        }
+        yield ev;
+      }
     },
     async patchPodAnnotations(ns, name, annotations) {
       const path = `/api/v1/namespaces/${enc(ns)}/pods/${enc(name)}/status`;

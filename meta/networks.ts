@@ -12,7 +12,8 @@
  *
  * @module
  */
-import { jsonErrorSummary, readBoundedTextSync } from "../conf/bounded_read.ts";
+import { jsonErrorSummary } from "../conf/bounded_read.ts";
+import { type DefinitionFiles, DIRECT_FILES } from "./files.ts";
 import { CniError, Code } from "../conf/errors.ts";
 import { parseYaml } from "../conf/yaml.ts";
 import { type NetworkRef, parseNetworkRef, RESOURCE_NAME_ANNOTATION } from "./annotations.ts";
@@ -45,6 +46,8 @@ export interface ResolveOptions {
 
 /** Looks networks up for one pod. */
 export interface NetworkResolver {
+  /** How it reads definitions and confs (default: directly). */
+  readonly files?: DefinitionFiles;
   /**
    * @throws {CniError} code 100 naming every place searched; code 7 for a broken definition
    *   or a namespace the pod may not use; code 104 when the API fails
@@ -57,6 +60,8 @@ export interface ResolverOptions {
   networksDir: string;
   confDir: string;
   api?: KubeClient;
+  /** How definitions and confs are read (default: directly; the daemon: cached). */
+  files?: DefinitionFiles;
   namespaceIsolation: boolean;
   globalNamespaces: string[];
   podNamespace: string;
@@ -73,8 +78,12 @@ function bad(msg: string): CniError {
 }
 
 /** A definition or conf file: a regular file of bounded size (null when absent). */
-function readIfExists(path: string, what = "network definition"): string | null {
-  return readBoundedTextSync(path, { what });
+function readIfExists(
+  files: DefinitionFiles,
+  path: string,
+  what = "network definition",
+): string | null {
+  return files.read(path, what);
 }
 
 function parseJsonObject(text: string, where: string): Record<string, unknown> {
@@ -104,15 +113,13 @@ function withName(text: string, name: string, where: string): string {
  * Finds the conf in `confDir` whose `name` is `name` (*.conf, *.conflist, *.json in name
  * order, as libcni lists them); null when none.
  */
-function findConfByName(confDir: string, name: string): { path: string; text: string } | null {
-  let entries: Deno.DirEntry[];
-  try {
-    entries = [...Deno.readDirSync(confDir)];
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return null;
-    throw CniError.wrap(err, Code.IoFailure, `Cannot list "${confDir}"`);
-  }
-  const files = entries.filter((e) => !e.isDirectory && CONF_FILE.test(e.name)).map((e) => e.name);
+function findConfByName(
+  confDir: string,
+  name: string,
+  reader: DefinitionFiles,
+): { path: string; text: string } | null {
+  // A directory named like a conf is read as one below, refused, and skipped.
+  const files = [...reader.list(confDir)].filter((n) => CONF_FILE.test(n));
   if (files.length > MAX_CONF_FILES) {
     throw bad(
       `Too many confs in "${confDir}": ${files.length} files; at most ${MAX_CONF_FILES} are searched`,
@@ -121,7 +128,7 @@ function findConfByName(confDir: string, name: string): { path: string; text: st
   for (const file of files.sort()) {
     const path = `${confDir}/${file}`;
     try {
-      const text = readIfExists(path, "network config");
+      const text = readIfExists(reader, path, "network config");
       if (text !== null && JSON.parse(text)?.name === name) return { path, text };
     } catch {
       // Another network's broken file (not JSON, not a regular file, too large) is not this
@@ -154,12 +161,13 @@ function nadConfText(
   config: unknown,
   where: string,
   confDir: string,
+  files: DefinitionFiles,
 ): string {
   if (config !== undefined && typeof config !== "string") {
     throw bad(`Invalid "spec.config" in ${where}: must be a string holding a CNI conf`);
   }
   if (config && config.trim() !== "") return withName(config, ref.name, where);
-  const found = findConfByName(confDir, ref.name);
+  const found = findConfByName(confDir, ref.name, files);
   if (!found) {
     throw new CniError(
       Code.NetworkNotFound,
@@ -176,6 +184,7 @@ async function fromLocalFile(
   ext: string,
   text: string,
   confDir: string,
+  files: DefinitionFiles,
 ): Promise<{ confText: string; resourceName?: string }> {
   const def = await parseDefinition(path, ext, text);
   if (!isObject(def)) throw bad(`Invalid network definition "${path}": not an object`);
@@ -193,7 +202,7 @@ async function fromLocalFile(
     }
   }
   const spec = isObject(def.spec) ? def.spec : {};
-  const confText = nadConfText(ref, spec.config, `"${path}"`, confDir);
+  const confText = nadConfText(ref, spec.config, `"${path}"`, confDir, files);
   return { confText, ...resourceNameOf(meta.annotations) };
 }
 
@@ -214,12 +223,13 @@ function resourceNameOf(annotations: unknown): { resourceName?: string } {
  * ```
  */
 export function createResolver(opts: ResolverOptions): NetworkResolver {
+  const files = opts.files ?? DIRECT_FILES;
   // File names per namespace directory, listed on first use (a pod's networks mostly share one).
   const listings = new Map<string, Set<string>>();
 
   function namesIn(namespace: string): Set<string> {
     let names = listings.get(namespace);
-    if (!names) listings.set(namespace, names = listDir(`${opts.networksDir}/${namespace}`));
+    if (!names) listings.set(namespace, names = files.list(`${opts.networksDir}/${namespace}`));
     return names;
   }
 
@@ -234,6 +244,7 @@ export function createResolver(opts: ResolverOptions): NetworkResolver {
   }
 
   return {
+    files,
     async resolve(ref, ropts = {}) {
       if (!ropts.skipIsolation) checkIsolation(ref);
       const statusName = `${ref.namespace}/${ref.name}`;
@@ -243,9 +254,9 @@ export function createResolver(opts: ResolverOptions): NetworkResolver {
         const path = `${opts.networksDir}/${ref.namespace}/${ref.name}.${ext}`;
         searched.push(`"${path}"`);
         if (!names.has(`${ref.name}.${ext}`)) continue;
-        const text = readIfExists(path);
+        const text = readIfExists(files, path);
         if (text === null) continue;
-        const local = await fromLocalFile(ref, path, ext, text, opts.confDir);
+        const local = await fromLocalFile(ref, path, ext, text, opts.confDir, files);
         return { ref, source: "file", statusName, ...local };
       }
       const nadPlace = `NetworkAttachmentDefinition "${statusName}" in the Kubernetes API`;
@@ -253,7 +264,7 @@ export function createResolver(opts: ResolverOptions): NetworkResolver {
         searched.push(nadPlace);
         const nad = await opts.api.getNad(ref.namespace, ref.name);
         if (nad) {
-          const confText = nadConfText(ref, nad.config, nadPlace, opts.confDir);
+          const confText = nadConfText(ref, nad.config, nadPlace, opts.confDir, files);
           return { ref, source: "nad", statusName, confText, ...resourceNameOf(nad.annotations) };
         }
       } else {
@@ -267,24 +278,10 @@ export function createResolver(opts: ResolverOptions): NetworkResolver {
   };
 }
 
-/** The entry names of a directory; none when it does not exist. */
-function listDir(dir: string): Set<string> {
-  const names = new Set<string>();
-  try {
-    for (const e of Deno.readDirSync(dir)) names.add(e.name);
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotADirectory) {
-      return names;
-    }
-    throw CniError.wrap(err, Code.IoFailure, `Cannot list "${dir}"`);
-  }
-  return names;
-}
-
 /** A clusterNetwork conf file: the text byte for byte, named by its `name`. */
-function fromConfFile(conf: PodplexConf, file: string): ResolvedNetwork {
+function fromConfFile(conf: PodplexConf, file: string, files: DefinitionFiles): ResolvedNetwork {
   const path = file.startsWith("/") ? file : `${conf.confDir}/${file}`;
-  const text = readIfExists(path, "cluster network conf");
+  const text = readIfExists(files, path, "cluster network conf");
   if (text === null) {
     throw new CniError(Code.NetworkNotFound, `Cluster network conf file "${path}" not found`);
   }
@@ -322,7 +319,9 @@ export async function resolveClusterNetwork(
   const cn = conf.clusterNetwork;
   if (cn === undefined) return undefined;
   if (typeof cn !== "string") return inline(conf, cn);
-  if (cn.startsWith("/") || CONF_FILE.test(cn)) return fromConfFile(conf, cn);
+  if (cn.startsWith("/") || CONF_FILE.test(cn)) {
+    return fromConfFile(conf, cn, resolver.files ?? DIRECT_FILES);
+  }
   const ref = parseNetworkRef(cn, conf.defaultNetworkNamespace, "clusterNetwork");
   try {
     return await resolver.resolve(ref, { skipIsolation: true });
@@ -330,7 +329,7 @@ export async function resolveClusterNetwork(
     if (!(err instanceof CniError) || err.code !== Code.NetworkNotFound || cn.includes("/")) {
       throw err;
     }
-    const found = findConfByName(conf.confDir, cn);
+    const found = findConfByName(conf.confDir, cn, resolver.files ?? DIRECT_FILES);
     if (!found) {
       throw new CniError(
         Code.NetworkNotFound,

@@ -88,6 +88,7 @@ function clusterNetwork(call: MetaCall): Promise<ResolvedNetwork | undefined> {
     createResolver({
       networksDir: conf.networksDir,
       confDir: conf.confDir,
+      files: call.files,
       namespaceIsolation: false,
       globalNamespaces: [],
       podNamespace: conf.defaultNetworkNamespace,

@@ -48,7 +48,7 @@ export interface ThickNode extends AsyncDisposable {
   hostPaths: string[];
   /** The bridges the networks use (removed on dispose). */
   bridges: string[];
-  /** The podplex conflist the runtime reads (its text). */
+  /** The podplex conflist the runtime reads (its text; write it back after a change). */
   conflist: string;
   /** A runtime call through the installed shim (cni_runner.py with the node's dirs). */
   runtime(command: "ADD" | "CHECK" | "DEL", pod: RuntimePod): Promise<Outcome>;
@@ -159,7 +159,7 @@ export async function thickNode(opts: ThickNodeOptions = {}): Promise<ThickNode>
     call: (env, stdin) => exec([`${binDir}/podplex`], { PODPLEX_SOCKET: socket, ...env }, stdin),
     startDaemon: (extra) => startDaemon(node, extra),
     pod: (command, pod) => {
-      const list = JSON.parse(conflist);
+      const list = JSON.parse(node.conflist);
       const conf: Record<string, unknown> = {
         ...list.plugins[0],
         cniVersion: list.cniVersion,

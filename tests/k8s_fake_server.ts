@@ -6,6 +6,9 @@
  * - `GET  /api/v1/namespaces/<ns>/pods/<name>`
  * - `PATCH /api/v1/namespaces/<ns>/pods/<name>[/status]` (JSON merge patch of annotations)
  * - `GET  /apis/k8s.cni.cncf.io/v1/namespaces/<ns>/network-attachment-definitions/<name>`
+ * - LIST and WATCH (resourceVersion, bookmarks, 410 Gone after a compaction) of
+ *   `/api/v1/pods?fieldSelector=spec.nodeName=<node>` and of
+ *   `/apis/k8s.cni.cncf.io/v1/network-attachment-definitions` (tests/_k8s_fake_watch.ts)
  *
  * It listens on 127.0.0.1 on a free port, over HTTP or (given a cert and key) HTTPS, checks a
  * bearer token when one is set, records every request, can answer 409 to a number of PATCHes,
@@ -14,10 +17,14 @@
  * @module
  */
 
+import { WatchHub } from "./_k8s_fake_watch.ts";
+
 /** A request the server saw. */
 export interface SeenRequest {
   method: string;
   path: string;
+  /** The query string ("" when none). */
+  query: string;
   authorization: string | null;
   contentType: string | null;
   body?: unknown;
@@ -36,20 +43,27 @@ export interface FakeKubeApiOptions {
 export interface FakeKubeApi extends AsyncDisposable {
   /** `http://127.0.0.1:<port>` or `https://127.0.0.1:<port>`. */
   url: string;
-  /** Pods by `ns/name`. */
-  pods: Map<string, { annotations: Record<string, string>; uid: string }>;
+  /** Pods by `ns/name` (nodeName: the node they run on, default "node-1"). */
+  pods: Map<string, { annotations: Record<string, string>; uid: string; nodeName?: string }>;
   /** NetworkAttachmentDefinition objects by `ns/name` (stored as the API returns them). */
   nads: Map<string, Record<string, unknown>>;
   requests: SeenRequest[];
   /** Answer this many of the next PATCHes with 409 Conflict. */
   conflicts: number;
-  addPod(ns: string, name: string, annotations?: Record<string, string>): void;
+  addPod(ns: string, name: string, annotations?: Record<string, string>, nodeName?: string): void;
   addNad(ns: string, name: string, config?: string): void;
+  /** Changes a pod's annotations (a watch sees MODIFIED). */
+  setPodAnnotations(ns: string, name: string, annotations: Record<string, string>): void;
+  deletePod(ns: string, name: string): void;
+  deleteNad(ns: string, name: string): void;
+  /** The resourceVersion history and open watches (compact, bookmark, expire, end). */
+  watch: WatchHub;
   /** Stops listening (the API server goes away). */
   stop(): Promise<void>;
 }
 
 const POD = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)(\/status)?$/;
+const ALL_NADS = "/apis/k8s.cni.cncf.io/v1/network-attachment-definitions";
 const NAD =
   /^\/apis\/k8s\.cni\.cncf\.io\/v1\/namespaces\/([^/]+)\/network-attachment-definitions\/([^/]+)$/;
 
@@ -67,16 +81,38 @@ export function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<FakeKub
     nads: new Map(),
     requests: [],
     conflicts: 0,
-    addPod(ns, name, annotations = {}) {
-      api.pods.set(`${ns}/${name}`, { annotations: { ...annotations }, uid: crypto.randomUUID() });
+    watch: new WatchHub(),
+    addPod(ns, name, annotations = {}, nodeName = "node-1") {
+      const uid = crypto.randomUUID();
+      api.pods.set(`${ns}/${name}`, { annotations: { ...annotations }, uid, nodeName });
+      api.watch.change("pods", "ADDED", podJson(ns, name)!);
     },
     addNad(ns, name, config) {
-      api.nads.set(`${ns}/${name}`, {
+      const nad = {
         apiVersion: "k8s.cni.cncf.io/v1",
         kind: "NetworkAttachmentDefinition",
         metadata: { name, namespace: ns, uid: crypto.randomUUID() },
         spec: config === undefined ? {} : { config },
-      });
+      };
+      const had = api.nads.has(`${ns}/${name}`);
+      api.nads.set(`${ns}/${name}`, nad);
+      api.watch.change("nads", had ? "MODIFIED" : "ADDED", nad);
+    },
+    setPodAnnotations(ns, name, annotations) {
+      api.pods.get(`${ns}/${name}`)!.annotations = { ...annotations };
+      api.watch.change("pods", "MODIFIED", podJson(ns, name)!);
+    },
+    deletePod(ns, name) {
+      const obj = podJson(ns, name);
+      if (!obj) return;
+      api.pods.delete(`${ns}/${name}`);
+      api.watch.change("pods", "DELETED", obj);
+    },
+    deleteNad(ns, name) {
+      const obj = api.nads.get(`${ns}/${name}`);
+      if (!obj) return;
+      api.nads.delete(`${ns}/${name}`);
+      api.watch.change("nads", "DELETED", obj);
     },
     stop: async () => {},
     async [Symbol.asyncDispose]() {
@@ -90,8 +126,14 @@ export function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<FakeKub
     return {
       apiVersion: "v1",
       kind: "Pod",
-      metadata: { name, namespace: ns, uid: pod.uid, annotations: pod.annotations },
-      spec: { containers: [] },
+      metadata: {
+        name,
+        namespace: ns,
+        uid: pod.uid,
+        annotations: { ...pod.annotations },
+        resourceVersion: String(api.watch.rv),
+      },
+      spec: { containers: [], nodeName: pod.nodeName },
       status: {},
     };
   }
@@ -109,14 +151,17 @@ export function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<FakeKub
       if (v === null) delete pod.annotations[k]; // JSON merge patch: null deletes
       else pod.annotations[k] = v;
     }
+    api.watch.change("pods", "MODIFIED", podJson(ns, name)!);
     return Response.json(podJson(ns, name));
   }
 
   async function handle(req: Request): Promise<Response> {
-    const path = new URL(req.url).pathname;
+    const url = new URL(req.url);
+    const path = url.pathname;
     const seen: SeenRequest = {
       method: req.method,
       path,
+      query: url.search.replace(/^\?/, ""),
       authorization: req.headers.get("authorization"),
       contentType: req.headers.get("content-type"),
     };
@@ -124,6 +169,9 @@ export function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<FakeKub
     api.requests.push(seen);
     if (opts.token && seen.authorization !== `Bearer ${opts.token}`) {
       return status(401, "Unauthorized", "Unauthorized");
+    }
+    if (req.method === "GET" && (path === "/api/v1/pods" || path === ALL_NADS)) {
+      return listOrWatch(url);
     }
     const pod = POD.exec(path);
     if (pod && req.method === "GET" && !pod[3]) {
@@ -149,6 +197,25 @@ export function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<FakeKub
     return status(404, "NotFound", "the server could not find the requested resource");
   }
 
+  /** LIST or WATCH of every pod (filtered by spec.nodeName) or every NAD. */
+  function listOrWatch(url: URL): Response {
+    if (url.pathname === ALL_NADS) {
+      return api.watch.serve(url, "nads", [...api.nads.values()], () => true);
+    }
+    const sel = url.searchParams.get("fieldSelector") ?? "";
+    const node = /^spec\.nodeName=(.*)$/.exec(sel)?.[1];
+    if (sel && node === undefined) {
+      return status(400, "BadRequest", `field selector "${sel}" is not supported`);
+    }
+    const objects = [...api.pods.keys()].map((k) => {
+      const [ns, name] = k.split("/");
+      return podJson(ns, name)!;
+    });
+    const keep = (o: Record<string, unknown>) =>
+      node === undefined || (o.spec as { nodeName?: string })?.nodeName === node;
+    return api.watch.serve(url, "pods", objects, keep);
+  }
+
   const tls = opts.cert && opts.key ? { cert: opts.cert, key: opts.key } : {};
   return new Promise((resolve) => {
     const server = Deno.serve({
@@ -165,6 +232,7 @@ export function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<FakeKub
     api.stop = async () => {
       if (stopped) return;
       stopped = true;
+      api.watch.endWatches();
       await server.shutdown();
     };
   });

@@ -70,6 +70,10 @@ function problems(thick: Obj, thin: Obj): string[] {
     bad.push(`the readiness probe ${probe} is not the launcher's --ready`);
   }
   if (d.securityContext?.privileged !== true) bad.push("the daemon is not privileged");
+  const node = (d.env ?? []).find((e: Obj) => e.name === "NODE_NAME");
+  if (node?.valueFrom?.fieldRef?.fieldPath !== "spec.nodeName") {
+    bad.push("NODE_NAME is not the pod's spec.nodeName (the watch of this node's pods)");
+  }
   if (!d.resources?.limits?.memory) bad.push("the daemon has no memory limit");
   return bad;
 }
@@ -102,6 +106,7 @@ Deno.test("the thick drift check fails on each kind of disagreement", () => {
     }, /without HostToContainer/],
     ["another probe", (m) => daemon(m).readinessProbe.exec.command = ["true"], /readiness probe/],
     ["install drifted", (m) => m.spec.template.spec.containers[0].args.pop(), /install container/],
+    ["no node name", (m) => delete daemon(m).env, /NODE_NAME/],
   ];
   for (const [what, edit, want] of cases) {
     const m = structuredClone(thick);

@@ -21,6 +21,10 @@ export interface ServeArgs {
   limits: SchedulerLimits;
   /** A call's deadline from its arrival (ms). */
   deadlineMs: number;
+  /** Log each call's timing marks (`PODPLEX_TRACE` lines). */
+  trace?: boolean;
+  /** This node's name: its pods and the NADs are watched (else every read is a GET). */
+  nodeName?: string;
 }
 
 type Setter = (a: ServeArgs, v: string) => string | void;
@@ -44,6 +48,7 @@ const FLAGS: Readonly<Record<string, Setter>> = {
   "--host-mount-ns": (a, v) => void (thick(a).mountNs = v),
   "--max-in-flight": (a, v) => limit(a, "maxInFlight", "--max-in-flight", v),
   "--max-queued": (a, v) => limit(a, "maxQueued", "--max-queued", v),
+  "--node-name": (a, v) => void (a.nodeName = v || undefined),
   "--call-deadline-ms": (a, v) => {
     const n = Number(v);
     if (!/^[0-9]+$/.test(v) || n < 1 || n >= PROTOCOL.clientTimeoutS * 1000) {
@@ -68,8 +73,14 @@ function applyThick(a: ServeArgs): void {
   v.mountNs ??= THICK_DEFAULTS.mountNs;
 }
 
-/** Parses the arguments after `serve`. */
-export function parseServeArgs(argv: string[]): ServeArgs | { help: true } | { error: string } {
+/**
+ * Parses the arguments after `serve`; `env` gives NODE_NAME (the DaemonSet sets it from
+ * spec.nodeName) when `--node-name` is not given.
+ */
+export function parseServeArgs(
+  argv: string[],
+  env: Record<string, string | undefined> = {},
+): ServeArgs | { help: true } | { error: string } {
   const args: ServeArgs = {
     socket: PROTOCOL.defaultSocket,
     dhcp: [],
@@ -82,6 +93,10 @@ export function parseServeArgs(argv: string[]): ServeArgs | { help: true } | { e
     if (a === "--help" || a === "-h") return { help: true };
     if (a === "--thick") {
       wantThick = true;
+      continue;
+    }
+    if (a === "--trace") {
+      args.trace = true;
       continue;
     }
     if (a.startsWith("--dhcp-")) {
@@ -98,6 +113,7 @@ export function parseServeArgs(argv: string[]): ServeArgs | { help: true } | { e
     if (err) return { error: err };
   }
   if (wantThick) applyThick(args);
+  args.nodeName ??= env.NODE_NAME || undefined;
   return args;
 }
 
@@ -106,7 +122,8 @@ export const SERVE_USAGE = "usage: podplex serve [--socket PATH]   (default " +
   PROTOCOL.defaultSocket + ")\n" +
   "  [--thick] [--host-path DIR]... [--host-root DIR] [--host-mount-ns PATH]\n" +
   `  [--max-in-flight N (${DEFAULT_LIMITS.maxInFlight})] [--max-queued N (${DEFAULT_LIMITS.maxQueued})]\n` +
-  `  [--call-deadline-ms N (${CALL_DEADLINE_MS})]\n` +
+  `  [--call-deadline-ms N (${CALL_DEADLINE_MS})] [--trace (each call's PODPLEX_TRACE marks)]\n` +
+  "  [--node-name NAME (default $NODE_NAME): watch this node's pods and the NADs]\n" +
   "  [--dhcp-socket PATH] [--dhcp-state-dir DIR] [--dhcp-timeout 10s] [--dhcp-resend-max 62s]\n" +
   "  [--dhcp-resend-timeout 208s] [--ipam-network FILE (cluster IPAM: affinity lease, reconcile)]\n" +
   "  serves CNI calls forwarded by the shim (podplex-client) and keeps the dhcp IPAM's leases,\n" +

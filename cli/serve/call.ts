@@ -9,6 +9,7 @@
  */
 import { CniError } from "../../conf/errors.ts";
 import { CURRENT_VERSION } from "../../conf/version.ts";
+import type { Trace } from "../../conf/trace.ts";
 import { type CniIo, runCni } from "../cni.ts";
 import type { Root } from "../root.ts";
 import { type CallFrame, PROTOCOL, type Reply } from "./protocol.ts";
@@ -73,6 +74,7 @@ export async function runCall(
   call: CallFrame,
   root: Root,
   signal?: AbortSignal,
+  trace?: Trace,
 ): Promise<Reply> {
   const { [PROTOCOL.cwdVariable]: cwd, ...env } = call.env;
   let stdout = "";
@@ -85,6 +87,7 @@ export async function runCall(
     stderr: (s: string) => void (stderr += s),
     argv0,
     signal,
+    trace,
   };
   // Relative paths (a conf's networksDir, CNI_NETNS) mean what they mean to the caller.
   if (cwd) io.cwd = cwd;

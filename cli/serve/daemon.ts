@@ -7,6 +7,7 @@
  */
 import { type CallContext, notServed, refusal, runCall } from "./call.ts";
 import { admitAndRun, type CallScheduler } from "./gate.ts";
+import { createTrace } from "../../conf/trace.ts";
 import {
   type CallFrame,
   decodeClientFrame,
@@ -29,6 +30,8 @@ export interface CallRecord {
   reason?: string;
   /** Time from arrival to reply (s). */
   seconds: number;
+  /** The call's timing marks as `PODPLEX_TRACE` prints them (with `--trace`). */
+  trace?: string;
   /** Set on the record of a run that ended after its client was answered (11). */
   late?: boolean;
   /** The call itself (stdin, env), for observers that look deeper. */
@@ -42,6 +45,8 @@ export interface Daemon extends CallContext {
   /** A call's deadline from its arrival (ms). */
   deadlineMs: number;
   draining: boolean;
+  /** Trace every call (`--trace`): its marks go to `observe` as {@linkcode CallRecord.trace}. */
+  trace?: boolean;
   /** Told of every call that was answered. */
   observe(record: CallRecord): void;
 }
@@ -97,14 +102,17 @@ export async function serveCall(
     return reply;
   }
   let answered = false;
+  let marks: string | undefined;
   const reply = await admitAndRun(call, d.scheduler, async (signal) => {
-    const r = await runCall(call, d.root, signal);
+    const trace = d.trace ? createTrace() : undefined;
+    const r = await runCall(call, d.root, signal, trace);
+    trace?.flush((line) => marks = line.trim());
     // Its client was told 11 at the deadline: what the run did in the end is still told.
     if (answered) record(r, { late: true });
     return r;
   }, { clientGone, deadlineMs: d.deadlineMs });
   answered = true;
-  record(reply);
+  record(reply, marks ? { trace: marks } : {});
   return reply;
 }
 
