@@ -147,8 +147,7 @@ export async function main(argv: string[], root: Root): Promise<number> {
     ready: () => ready && !d.draining,
   };
   if (view) d.viewProblem = (call) => viewProblem(view, call);
-  say(`podplex serve: listening on ${args.socket} (build ${d.build})\n`);
-  await acceptUntilStopped(listener, d);
+  await acceptUntilStopped(listener, d, `listening on ${args.socket} (build ${d.build})`);
   ready = false;
   await d.scheduler.drain();
   await closeAll(services);
@@ -206,7 +205,11 @@ async function startClusterIpam(file: string): Promise<Service> {
  * Accepts connections until SIGINT or SIGTERM: then the daemon drains (a call that arrives
  * is "not served" and runs per call), stops accepting and waits for what it accepted.
  */
-async function acceptUntilStopped(listener: Deno.UnixListener, d: Daemon): Promise<void> {
+async function acceptUntilStopped(
+  listener: Deno.UnixListener,
+  d: Daemon,
+  listening: string,
+): Promise<void> {
   const stop = () => {
     d.draining = true;
     try {
@@ -214,6 +217,8 @@ async function acceptUntilStopped(listener: Deno.UnixListener, d: Daemon): Promi
     } catch { /* already closed */ }
   };
   for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, stop);
+  // Said once a SIGTERM would be handled: whoever waits for this line may stop the daemon.
+  say(`podplex serve: ${listening}\n`);
   const pending = new Set<Promise<void>>();
   try {
     for await (const conn of listener) {
