@@ -32,10 +32,17 @@ const HELP = `usage: podplex net <command> [flags]
                        it comes from and the CNI conf a pod would get
   validate [FILES...]  check definition files (default: every file in networksDir); prints
                        every error with its file and field path; exit 1 on any error
+  nodes                the nodes of podplex's cluster network (type podplex-cluster): their
+                       subnet leases in etcd, VTEPs, last renewal, whether this node's VTEP
+                       has their entries
+  leave                this node leaves the cluster network (its lease revoked, its VTEP
+                       removed); stop its agent (podplex serve --cluster-network) first
 
 Flags:
 ${CONFIG_HELP}
-  --json             JSON output (list, show, validate)
+  --json             JSON output (list, show, validate, nodes)
+  --network FILE     nodes, leave: the cluster network conf (default: the podplex conf's
+                     clusterNetwork)
 `;
 
 /** One network as `net list --json` prints it. */
@@ -54,6 +61,7 @@ export function main(argv: string[]): Promise<number> {
     const [cmd, ...rest] = argv;
     const helped = subcommandHelp(cmd, HELP);
     if (helped !== undefined) return helped;
+    if (cmd === "nodes" || cmd === "leave") return await nodesCommand(cmd, rest);
     const { values: f, positionals } = parseFlags(rest, CONFIG_JSON_FLAGS);
     if (f.help) return (out(HELP), 0);
     if (!["list", "show", "validate"].includes(cmd)) {
@@ -68,6 +76,19 @@ export function main(argv: string[]): Promise<number> {
     if (positionals.length !== 1) throw new UsageError(`"net show" takes one network name`);
     return await show(cfg, positionals[0], !!f.json);
   });
+}
+
+/** `net nodes` and `net leave` (cli/_net_nodes.ts, loaded only for them). */
+async function nodesCommand(cmd: "nodes" | "leave", argv: string[]): Promise<number> {
+  const { values: f, positionals } = parseFlags(argv, {
+    ...CONFIG_JSON_FLAGS,
+    network: { type: "string" },
+  });
+  if (f.help) return (out(HELP), 0);
+  if (positionals.length) throw new UsageError(`"net ${cmd}" takes no arguments`);
+  const m = await import("./_net_nodes.ts");
+  const conf = await m.clusterConf(f.network, f.config);
+  return cmd === "nodes" ? await m.printNodes(conf, !!f.json) : await m.leave(conf);
 }
 
 /** The plugin types of a conf text, IPAM in parentheses. */

@@ -128,6 +128,7 @@ export async function main(argv: string[], root: Root): Promise<number> {
     services.push(await startDhcpKeeper(args.dhcp, args.socket));
     await root.meta(); // loaded before the first call, not by it
     if (args.ipam) services.push(await startClusterIpam(args.ipam));
+    if (args.cluster.length) services.push(await startClusterNetwork(args.cluster));
     listener = listenPrivate(args.socket);
   } catch (e) {
     say(`podplex serve: ${e instanceof Error ? e.message : e}\n`);
@@ -199,6 +200,13 @@ async function startDhcpKeeper(flags: string[], socket: string): Promise<Service
 async function startClusterIpam(file: string): Promise<Service> {
   const log = (l: string) => say(`podplex serve: ${l}\n`);
   return await (await import("./ipam.ts")).startIpamDaemon(file, log);
+}
+
+/** The node agents of podplex's cluster network (delegates/main/overlay/agent.ts). */
+async function startClusterNetwork(files: string[]): Promise<Service> {
+  const { startNodeAgents } = await import("../delegates/main/overlay/agent.ts");
+  const agents = await startNodeAgents(files, (l) => say(`podplex serve: ${l}\n`));
+  return { close: () => agents.stop() };
 }
 
 /**

@@ -15,6 +15,8 @@ export const BUILTINS: Readonly<Record<string, BuiltinLoader>> = Object.freeze({
   ipvlan: () => import("./main/ipvlan.ts").then((m) => m.ipvlan),
   vxlan: () => import("./main/vxlan.ts").then((m) => m.vxlan),
   loopback: () => import("./main/loopback.ts").then((m) => m.loopback),
+  "podplex-cluster": () => import("./main/overlay/cluster.ts").then((m) => m.podplexCluster),
+  flannel: () => import("./main/overlay/flannel.ts").then((m) => m.flannel),
   "host-local": () => import("./ipam/host_local/host_local.ts").then((m) => m.hostLocal),
   static: () => import("./ipam/static.ts").then((m) => m.staticIpam),
   whereabouts: () => import("./ipam/cluster/cluster.ts").then((m) => m.whereabouts),

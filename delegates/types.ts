@@ -156,6 +156,18 @@ export interface DelegateContext {
   ipam(command: "ADD" | "DEL" | "CHECK" | "GC" | "STATUS"): Promise<CniResult | undefined>;
   /** The traits of the IPAM plugin named by `ipam.type` (empty when there is none). */
   ipamTraits(): Promise<DelegateTraits>;
+  /**
+   * Runs another plugin (its `type`, built in or exec'd from CNI_PATH) with a conf of the
+   * caller's making and this call's env, link group and prevResult, as a meta plugin
+   * delegates (libcni's `invoke.DelegateAdd`; the flannel plugin). The conf must carry
+   * `name`, `type` and `cniVersion`.
+   *
+   * @returns the canonical result for ADD, else undefined
+   */
+  delegate?(
+    command: "ADD" | "DEL" | "CHECK" | "GC" | "STATUS",
+    conf: Record<string, unknown>,
+  ): Promise<CniResult | undefined>;
   /** See {@linkcode PluginRequest.linkGroup}. */
   linkGroup?: number;
 }

@@ -4,8 +4,18 @@
  *
  * @module
  */
-import { formatMac, macBytes } from "./_inet.ts";
-import { attrS32, attrStr, attrU32, MsgWriter, NLM_F, parseAttrs, viewOf } from "./_msg.ts";
+import { formatIpBytes, formatMac, macBytes } from "./_inet.ts";
+import {
+  type Attrs,
+  attrS32,
+  attrStr,
+  attrU32,
+  attrU8,
+  MsgWriter,
+  NLM_F,
+  parseAttrs,
+  viewOf,
+} from "./_msg.ts";
 import type { NlSocket } from "./_socket.ts";
 import { ERRNO, kernelError } from "./errors.ts";
 import type { NetNs } from "./netns.ts";
@@ -55,6 +65,35 @@ export interface LinkInfo {
   peerIndex?: number;
   /** IFLA_LINK_NETNSID: the netns id `peerIndex` lives in, when not this netns. */
   linkNetnsId?: number;
+  /** A VXLAN device's settings (kind "vxlan" only). */
+  vxlan?: VxlanInfo;
+}
+
+/** What a VXLAN device was created with (IFLA_VXLAN_* of IFLA_INFO_DATA). */
+export interface VxlanInfo {
+  vni: number;
+  /** UDP destination port. */
+  port?: number;
+  /** Local VTEP address. */
+  local?: string;
+  /** Underlay ifindex. */
+  dev?: number;
+  learning?: boolean;
+}
+
+const IFLA_VXLAN = { ID: 1, LINK: 3, LOCAL: 4, LEARNING: 7, PORT: 15, LOCAL6: 17 } as const;
+
+function parseVxlanData(d: Attrs): VxlanInfo {
+  const out: VxlanInfo = { vni: attrU32(d, IFLA_VXLAN.ID) ?? 0 };
+  const port = d.get(IFLA_VXLAN.PORT);
+  if (port && port.length >= 2) out.port = (port[0] << 8) | port[1]; // network order
+  const local = d.get(IFLA_VXLAN.LOCAL) ?? d.get(IFLA_VXLAN.LOCAL6);
+  if (local) out.local = formatIpBytes(local);
+  const dev = attrU32(d, IFLA_VXLAN.LINK);
+  if (dev) out.dev = dev;
+  const learning = attrU8(d, IFLA_VXLAN.LEARNING);
+  if (learning !== undefined) out.learning = learning !== 0;
+  return out;
 }
 
 /** A link by name or ifindex. */
@@ -102,8 +141,11 @@ export function parseLink(body: Uint8Array): LinkInfo {
   };
   const linkinfo = a.get(IFLA.LINKINFO);
   if (linkinfo) {
-    const kind = attrStr(parseAttrs(linkinfo), IFLA_INFO.KIND);
+    const li = parseAttrs(linkinfo);
+    const kind = attrStr(li, IFLA_INFO.KIND);
     if (kind) info.kind = kind;
+    const data = li.get(IFLA_INFO.DATA);
+    if (kind === "vxlan" && data) info.vxlan = parseVxlanData(parseAttrs(data));
   }
   const master = attrU32(a, IFLA.MASTER);
   if (master) info.master = master;

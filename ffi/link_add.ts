@@ -117,11 +117,13 @@ export interface VxlanOptions {
   learning?: boolean;
   ttl?: number;
   mtu?: number;
+  /** The device's own MAC (its VTEP address in L3 mode); random when absent. */
+  mac?: string;
 }
 
 /** Creates a VXLAN device. */
 export function addVxlan(sock: NlSocket, o: VxlanOptions): void {
-  const w = newLink(o.name, "vxlan", { mtu: o.mtu }, (w) => {
+  const w = newLink(o.name, "vxlan", { mtu: o.mtu, mac: o.mac }, (w) => {
     w.u32(IFLA_VXLAN.ID, o.vni);
     if (o.group !== undefined) {
       const g = ipBytes(o.group);

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { afOf, formatIpBytes, formatMac, ipBytes, macBytes } from "./_inet.ts";
+import { afOf, familyOfAf, formatIpBytes, formatMac, ipBytes, macBytes } from "./_inet.ts";
 import { MsgWriter, NLM_F, parseAttrs, viewOf } from "./_msg.ts";
 import type { NlSocket } from "./_socket.ts";
 
@@ -19,6 +19,21 @@ const NTF_SELF = 0x02;
 const NTF_MASTER = 0x04;
 const AF_BRIDGE = 7;
 const NDMSG_LEN = 12;
+
+/** A neighbour (ARP/NDP) entry. */
+export interface NeighEntry {
+  /** The neighbour's IP address. */
+  ip: string;
+  /** Its link-layer address (absent for an entry still resolving or failed). */
+  mac?: string;
+  /** The ifindex of the device. */
+  dev: number;
+  family: 4 | 6;
+  /** NUD_* state bits (0x80 permanent, 0x02 reachable, 0x20 failed...). */
+  state: number;
+  /** NUD_PERMANENT is set (a static entry, never aged out). */
+  permanent: boolean;
+}
 
 /** An FDB entry. */
 export interface FdbEntry {
@@ -69,6 +84,48 @@ export function addNeigh(
   });
   w.bytes(NDA.DST, ip.bytes).bytes(NDA.LLADDR, macBytes(o.mac));
   sock.request(`add neighbour ${o.ip} lladdr ${o.mac} on #${o.dev}`, w);
+}
+
+/**
+ * Deletes the neighbour entry for `ip` on `dev`.
+ *
+ * @throws {NetlinkError} kind "notfound" when there is none
+ */
+export function delNeigh(sock: NlSocket, o: { dev: number; ip: string }): void {
+  const ip = ipBytes(o.ip);
+  const w = neighMsg(RTM_DELNEIGH, NLM_F.ACK, { family: afOf(ip.family), dev: o.dev });
+  w.bytes(NDA.DST, ip.bytes);
+  sock.request(`delete neighbour ${o.ip} on #${o.dev}`, w);
+}
+
+/** Neighbour (ARP/NDP) entries of the socket's netns, of one device and family when given. */
+export function listNeigh(sock: NlSocket, o: { dev?: number; family?: 4 | 6 } = {}): NeighEntry[] {
+  const af = o.family === undefined ? 0 : afOf(o.family);
+  const make = () => neighMsg(RTM_GETNEIGH, NLM_F.DUMP, { family: af, dev: 0 });
+  const out: NeighEntry[] = [];
+  for (const m of sock.dump("list neighbours", make)) {
+    if (m.type !== RTM_NEWNEIGH) continue;
+    const nd = viewOf(m.body);
+    const family = familyOfAf(nd.getUint8(0));
+    const index = nd.getInt32(4, true);
+    if (!family || (o.family !== undefined && family !== o.family)) continue;
+    if (o.dev !== undefined && index !== o.dev) continue;
+    const a = parseAttrs(m.body, NDMSG_LEN);
+    const dst = a.get(NDA.DST);
+    if (!dst) continue;
+    const state = nd.getUint16(8, true);
+    const entry: NeighEntry = {
+      ip: formatIpBytes(dst),
+      dev: index,
+      family,
+      state,
+      permanent: (state & NUD_PERMANENT) !== 0,
+    };
+    const ll = a.get(NDA.LLADDR);
+    if (ll && ll.length === 6) entry.mac = formatMac(ll);
+    out.push(entry);
+  }
+  return out;
 }
 
 /** Options of {@linkcode addFdb}. */

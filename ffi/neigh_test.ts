@@ -13,8 +13,8 @@ async function bridgeFdb(ns: string, dev: string): Promise<BridgeFdb[]> {
 }
 
 /** A VXLAN device as flannel makes it (learning off), up; returns name and index. */
-function vxlan(nl: Netlink): { name: string; index: number } {
-  const name = ppName("vx");
+function vxlan(nl: Netlink, tag = "vx"): { name: string; index: number } {
+  const name = ppName(tag);
   nl.addVxlan({ name, vni: 1, port: 4789, local: "10.1.1.1", learning: false });
   nl.setUp(name);
   return { name, index: nl.requireLink(name).index };
@@ -123,3 +123,49 @@ Deno.test("addNeigh() on a missing device throws kind notfound", opts, async () 
     "notfound",
   );
 });
+
+Deno.test(
+  "listNeigh() reports permanent entries with their MAC; delNeigh() removes one",
+  opts,
+  async () => {
+    await using ns = await tempNetns("fnb");
+    using nl = Netlink.open(ns.path);
+    const vx = vxlan(nl, "fvx");
+    nl.addNeigh({ dev: vx.index, ip: "10.6.6.0", mac: "02:00:00:00:00:21" });
+    nl.addNeigh({ dev: vx.index, ip: "10.7.7.0", mac: "02:00:00:00:00:22" });
+    const mine = nl.listNeigh({ dev: vx.index, family: 4 }).map((n) => [n.ip, n.mac, n.permanent]);
+    assert.deepEqual(mine.sort(), [
+      ["10.6.6.0", "02:00:00:00:00:21", true],
+      ["10.7.7.0", "02:00:00:00:00:22", true],
+    ]);
+    nl.delNeigh({ dev: vx.index, ip: "10.6.6.0" });
+    const left = await ipJson(ns.name, "neigh", "show", "dev", vx.name);
+    assert.deepEqual(left.map((n) => n.dst), ["10.7.7.0"]);
+    throwsKind(() => nl.delNeigh({ dev: vx.index, ip: "10.6.6.0" }), "notfound");
+  },
+);
+
+Deno.test("addVxlan() with mac gives the device that address", opts, async () => {
+  await using ns = await tempNetns("fnb");
+  using nl = Netlink.open(ns.path);
+  const name = ppName("fvx");
+  nl.addVxlan({ name, vni: 7, local: "10.1.1.1", learning: false, mac: "0a:58:0a:f4:01:00" });
+  assert.equal(nl.requireLink(name).mac, "0a:58:0a:f4:01:00");
+});
+
+Deno.test(
+  "getLink() reports a VXLAN device's VNI, port, local address and learning",
+  opts,
+  async () => {
+    await using ns = await tempNetns("fnb");
+    using nl = Netlink.open(ns.path);
+    const name = ppName("fvx");
+    nl.addVxlan({ name, vni: 4242, port: 8472, local: "10.1.1.1", learning: false });
+    assert.deepEqual(nl.requireLink(name).vxlan, {
+      vni: 4242,
+      port: 8472,
+      local: "10.1.1.1",
+      learning: false,
+    });
+  },
+);

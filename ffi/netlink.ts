@@ -263,6 +263,16 @@ export class Netlink implements Disposable {
     neigh.addNeigh(this.#sock, o);
   }
 
+  /** Deletes the neighbour entry for `ip` on `dev`; kind "notfound" when there is none. */
+  delNeigh(o: { dev: number; ip: string }): void {
+    neigh.delNeigh(this.#sock, o);
+  }
+
+  /** Neighbour entries, of one device and/or family when given. */
+  listNeigh(o?: { dev?: number; family?: 4 | 6 }): neigh.NeighEntry[] {
+    return neigh.listNeigh(this.#sock, o);
+  }
+
   /** Adds (or with `append`, appends) an FDB entry. */
   addFdb(o: neigh.AddFdbOptions): void {
     neigh.addFdb(this.#sock, o);

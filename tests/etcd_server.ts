@@ -1,6 +1,6 @@
 /**
  * Real etcd servers for tests: one member or a 3-member cluster on loopback, each member in
- * a temp data dir on ports picked at random from 23790-23899, stopped and removed even when
+ * a temp data dir on ports picked at random from 23790-23899 (or `portRange`), stopped and removed even when
  * the test fails (`await using cluster = await startEtcd({ members: 3 })`).
  *
  * Needs Debian's `etcd-server` (3.4, installed by scripts/setup.sh).
@@ -30,6 +30,11 @@ export interface StartEtcdOptions {
    * address so that processes in other netns reach it; their URLs are in `endpointsOn`.
    */
   clientHosts?: string[];
+  /**
+   * The loopback port range ports are picked from, inclusive (default 23790-23899); tests of
+   * different suites running at once pick from ranges of their own.
+   */
+  portRange?: [number, number];
 }
 
 /** One member. */
@@ -123,11 +128,11 @@ function releasePorts(ports: number[]): void {
   }
 }
 
-/** `n` distinct free loopback ports from the range, in random order, reserved. */
-function pickPorts(n: number): number[] {
+/** `n` distinct free loopback ports from [lo, hi], in random order, reserved. */
+function pickPorts(n: number, [lo, hi]: [number, number] = [PORT_LO, PORT_HI]): number[] {
   const out: number[] = [];
   for (let tries = 0; out.length < n && tries < 1000; tries++) {
-    const p = PORT_LO + Math.floor(Math.random() * (PORT_HI - PORT_LO + 1));
+    const p = lo + Math.floor(Math.random() * (hi - lo + 1));
     if (out.includes(p) || !portFree(p)) continue;
     if (reservePort(p)) {
       if (portFree(p)) out.push(p);
@@ -136,7 +141,7 @@ function pickPorts(n: number): number[] {
   }
   if (out.length < n) {
     releasePorts(out);
-    throw new Error(`No ${n} free ports in ${PORT_LO}-${PORT_HI}`);
+    throw new Error(`No ${n} free ports in ${lo}-${hi}`);
   }
   return out;
 }
@@ -219,7 +224,7 @@ async function startOnce(o: StartEtcdOptions): Promise<EtcdCluster> {
   const n = o.members ?? 1;
   // tmpfs when there is one: etcd fsyncs every write, and a disk makes that the cost.
   const root = await Deno.makeTempDir({ prefix: "ppe-etcd-", dir: shmDir() });
-  const ports = pickPorts(2 * n);
+  const ports = pickPorts(2 * n, o.portRange);
   const scheme = o.tls ? "https" : "http";
   const members: EtcdMember[] = Array.from({ length: n }, (_, i) => ({
     name: `m${i}`,

@@ -15,6 +15,8 @@ export interface ServeArgs {
   dhcp: string[];
   /** The cluster IPAM network file (affinity lease, reconcile). */
   ipam?: string;
+  /** Cluster network confs (type podplex-cluster) whose node agent runs here. */
+  cluster: string[];
   /** Thick mode: what the daemon shares with the host (none: calls from another mount ns go per call). */
   view?: HostView;
   /** Calls in flight and queued at most. */
@@ -40,6 +42,7 @@ const FLAGS: Readonly<Record<string, Setter>> = {
     a.socket = v;
   },
   "--ipam-network": (a, v) => void (a.ipam = v),
+  "--cluster-network": (a, v) => void a.cluster.push(v),
   "--host-path": (a, v) => {
     if (!v.startsWith("/")) return `Invalid "--host-path": "${v}" is not an absolute path`;
     thick(a).paths.push(v);
@@ -84,6 +87,7 @@ export function parseServeArgs(
   const args: ServeArgs = {
     socket: PROTOCOL.defaultSocket,
     dhcp: [],
+    cluster: [],
     limits: { ...DEFAULT_LIMITS },
     deadlineMs: CALL_DEADLINE_MS,
   };
@@ -126,6 +130,7 @@ export const SERVE_USAGE = "usage: podplex serve [--socket PATH]   (default " +
   "  [--node-name NAME (default $NODE_NAME): watch this node's pods and the NADs]\n" +
   "  [--dhcp-socket PATH] [--dhcp-state-dir DIR] [--dhcp-timeout 10s] [--dhcp-resend-max 62s]\n" +
   "  [--dhcp-resend-timeout 208s] [--ipam-network FILE (cluster IPAM: affinity lease, reconcile)]\n" +
+  "  [--cluster-network FILE]... (podplex's cluster network: the node's subnet lease, VXLAN entries)\n" +
   "  serves CNI calls forwarded by the shim (podplex-client) and keeps the dhcp IPAM's leases,\n" +
   "  until SIGINT/SIGTERM. In thick mode (the daemon in the DaemonSet's container) --host-path\n" +
   "  names a directory mounted from the host at the same path, --host-root the host's root as\n" +

@@ -65,6 +65,47 @@ function ipamRunner(
   };
 }
 
+/**
+ * Runs the plugin of `conf.type` with a conf the delegate made (see
+ * {@linkcode DelegateContext.delegate}): in-process with the object, else exec'd with its
+ * bytes (prevResult put in them in the conf's version).
+ */
+function delegateRunner(
+  req: InProcessRequest,
+  registry: () => PluginRegistry,
+): NonNullable<DelegateContext["delegate"]> {
+  return async (command, conf) => {
+    const type = conf.type;
+    if (typeof type !== "string" || type === "") {
+      throw new CniError(Code.InvalidConfig, `Invalid "type": the delegate conf names no plugin`);
+    }
+    const version = typeof conf.cniVersion === "string" ? conf.cniVersion : "0.1.0";
+    const prev = req.prevResult;
+    const sub: InProcessRequest = {
+      command,
+      conf,
+      cniVersion: version,
+      env: req.env,
+      bytes: lazyBytes(prev ? { ...conf, prevResult: convertResult(prev, version) } : conf),
+    };
+    if (prev !== undefined) sub.prevResult = prev;
+    if (req.timeoutMs !== undefined) sub.timeoutMs = req.timeoutMs;
+    if (req.linkGroup !== undefined) sub.linkGroup = req.linkGroup;
+    const plugin = await registry().get(type, req.env.path);
+    if (plugin.call) {
+      const result = await plugin.call(sub);
+      if (command === "ADD" && !result) {
+        throw new CniError(Code.DelegateFailed, `Plugin "${type}" returned no result`);
+      }
+      return result;
+    }
+    const out = await plugin.invoke(bytesRequest(sub));
+    if (command !== "ADD") return undefined;
+    if (!out) throw new CniError(Code.DelegateFailed, `Plugin "${type}" returned no result`);
+    return toCanonical(out, version);
+  };
+}
+
 /** The bytes form of an in-process request (for an exec'd plugin). */
 export function bytesRequest(req: InProcessRequest): PluginRequest {
   const out: PluginRequest = { command: req.command, conf: req.bytes(), env: req.env };
@@ -83,6 +124,7 @@ export function delegateContext(
     cniArgs: parseCniArgs(req.env.args),
     raw: req.conf,
     ipam: ipamRunner(req, registry),
+    delegate: delegateRunner(req, registry),
     async ipamTraits(): Promise<DelegateTraits> {
       const type = ipamTypeOf(req.conf);
       return type ? (await registry().get(type, req.env.path)).traits : {};

@@ -1,0 +1,175 @@
+/**
+ * `podplex net nodes` and `podplex net leave`: the nodes of podplex's cluster network (their
+ * subnet leases in etcd, VTEPs, when each lease was last renewed, whether this node's VTEP
+ * has each one's entries), and this node leaving it.
+ *
+ * The cluster network conf is `--network FILE`, else the podplex conf's `clusterNetwork`
+ * when its type is `podplex-cluster`.
+ *
+ * @module
+ */
+import { CniError, Code } from "../conf/errors.ts";
+import { formatCidr } from "../conf/ip.ts";
+import { resolveClusterNetwork } from "../meta/networks.ts";
+import { Netlink } from "../ffi/mod.ts";
+import { EtcdClient } from "../delegates/_shared/etcd/client.ts";
+import { clusterNetConfOf, loadClusterNetConf } from "../delegates/main/overlay/agent.ts";
+import { type ClusterNetConf, etcdOptions } from "../delegates/main/overlay/conf.ts";
+import { removeMasq } from "../delegates/main/overlay/masq.ts";
+import type { SubnetLease } from "../delegates/main/overlay/network.ts";
+import { agentAlive, readNodeState, stateFile } from "../delegates/main/overlay/node_state.ts";
+import { readView } from "../delegates/main/overlay/subnets.ts";
+import { desiredEntries, readOverlay } from "../delegates/main/overlay/sync.ts";
+import { loadStandaloneConfig, localResolver } from "./_config.ts";
+import { UsageError } from "./_args.ts";
+import { out, printJson, table } from "./_output.ts";
+
+/** One node as `net nodes --json` prints it. */
+export interface NodeView {
+  node: string;
+  subnet: string;
+  publicIp: string;
+  vtepMac: string;
+  vni?: number;
+  /** The etcd lease ("0": a reservation without TTL). */
+  lease: string;
+  /** Seconds left on the lease (-1: gone or a reservation). */
+  ttl: number;
+  /** Seconds since the lease was last renewed (undefined when unknown). */
+  renewedAgo?: number;
+  /** This node. */
+  self: boolean;
+  /** Whether this node's VTEP has the node's route, neighbour and FDB entry. */
+  programmed?: boolean;
+}
+
+/** The cluster network conf: `--network FILE`, else the podplex conf's clusterNetwork. */
+export async function clusterConf(network?: string, config?: string): Promise<ClusterNetConf> {
+  if (network) return await loadClusterNetConf(network);
+  const cfg = await loadStandaloneConfig(config);
+  const net = await resolveClusterNetwork(
+    cfg.conf,
+    localResolver(cfg, cfg.conf.defaultNetworkNamespace),
+  );
+  if (!net) {
+    throw new UsageError(
+      `The podplex conf ${cfg.source} names no clusterNetwork; give --network FILE`,
+    );
+  }
+  try {
+    return clusterNetConfOf(net.confText, `the cluster network "${net.statusName}"`);
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message}; give --network FILE`);
+  }
+}
+
+/** Reads every lease with its TTL and what this node's kernel has for it. */
+export async function listNodes(
+  c: ClusterNetConf,
+): Promise<{ network: string; vni: number; nodes: NodeView[] }> {
+  const etcd = new EtcdClient(await etcdOptions(c));
+  try {
+    const view = await readView(etcd, c.prefix);
+    const here = programmedHere(c, view.leases, view.config.backend.vni);
+    const nodes = await Promise.all(view.leases.map(async (l): Promise<NodeView> => {
+      const v: NodeView = {
+        node: l.node ?? `(flannel ${l.publicIp})`,
+        subnet: l.subnetText,
+        publicIp: l.publicIp,
+        vtepMac: l.vtepMac ?? "",
+        lease: l.leaseId,
+        ttl: -1,
+        self: l.node === c.node,
+      };
+      if (l.vni !== undefined) v.vni = l.vni;
+      if (l.leaseId !== "0") {
+        const j = await etcd.call("/v3/lease/timetolive", { ID: l.leaseId });
+        v.ttl = Number(j.TTL ?? -1);
+        const granted = Number(j.grantedTTL ?? 0);
+        if (v.ttl >= 0 && granted > 0) v.renewedAgo = granted - v.ttl;
+      }
+      if (!v.self && here) v.programmed = here.has(l.key);
+      return v;
+    }));
+    const n = view.config.network;
+    return { network: formatCidr(n.network, n.prefix), vni: view.config.backend.vni, nodes };
+  } finally {
+    etcd.close();
+  }
+}
+
+/** The keys of the leases whose three entries this netns's VTEP holds (undefined: no VTEP). */
+function programmedHere(c: ClusterNetConf, leases: SubnetLease[], vni: number) {
+  using nl = Netlink.open();
+  const vtep = nl.getLink(c.vtepName!);
+  if (!vtep) return undefined;
+  const have = readOverlay(nl, vtep.index);
+  const done = new Set<string>();
+  for (const l of leases) {
+    const [e] = desiredEntries([l], vni, { node: c.node });
+    if (!e) continue;
+    const ok = have.routes.includes(`${e.subnet} via ${e.gw}`) &&
+      have.neighbours.includes(`${e.gw} ${e.mac}`) &&
+      have.fdb.includes(`${e.mac} dst ${e.publicIp}`);
+    if (ok) done.add(l.key);
+  }
+  return done;
+}
+
+/** Prints the nodes. */
+export async function printNodes(c: ClusterNetConf, json: boolean): Promise<number> {
+  const r = await listNodes(c);
+  if (json) {
+    printJson(r);
+    return 0;
+  }
+  const rows = r.nodes.map((n) => [
+    n.node + (n.self ? " (this node)" : ""),
+    n.subnet,
+    n.publicIp,
+    n.vtepMac,
+    n.lease === "0" ? "reserved" : n.ttl < 0 ? "expired" : `${n.ttl}s`,
+    n.renewedAgo === undefined ? "-" : `${n.renewedAgo}s ago`,
+    n.self ? "-" : n.programmed === undefined ? "no VTEP here" : n.programmed ? "yes" : "MISSING",
+  ]);
+  out(`cluster network ${r.network}, VXLAN VNI ${r.vni}, ${r.nodes.length} node(s)\n`);
+  out(table(["NODE", "SUBNET", "PUBLIC IP", "VTEP MAC", "TTL", "RENEWED", "ENTRIES HERE"], rows));
+  return 0;
+}
+
+/**
+ * This node leaves: its lease revoked (the other nodes' agents remove its entries), its VTEP
+ * and masquerade rules removed, its state files deleted. Refused while its agent runs (the
+ * agent would join again at once).
+ *
+ * @throws {CniError} code 11 while the agent runs
+ */
+export async function leave(c: ClusterNetConf): Promise<number> {
+  if (await agentAlive(c.stateDir)) {
+    throw new CniError(
+      Code.TryAgainLater,
+      `The node agent of "${c.name}" runs on this node: stop it (podplex serve) first, or it joins again`,
+    );
+  }
+  const s = await readNodeState(c.stateDir);
+  if (s?.leaseId && s.leaseId !== "0") {
+    const etcd = new EtcdClient(await etcdOptions(c));
+    try {
+      await etcd.leaseRevoke(s.leaseId);
+    } finally {
+      etcd.close();
+    }
+  }
+  {
+    using nl = Netlink.open();
+    nl.deleteLinkIfExists(s?.vtepName ?? c.vtepName!);
+  }
+  if (s?.ipMasq || c.ipMasq) await removeMasq();
+  for (const f of [stateFile(c.stateDir), c.subnetFile]) await Deno.remove(f).catch(() => {});
+  out(
+    s
+      ? `node "${s.node}" left: ${s.subnet} released, VTEP ${s.vtepName} removed\n`
+      : `node "${c.node}" holds nothing here; VTEP ${c.vtepName} removed if it existed\n`,
+  );
+  return 0;
+}

@@ -1,0 +1,353 @@
+/**
+ * The node agent of the cluster network (what flanneld does), run by `podplex serve
+ * --cluster-network FILE`:
+ *
+ * 1. joins (see `join.ts`), retrying with back-off while etcd is unreachable;
+ * 2. keeps the subnet's etcd lease alive (every TTL/3) and joins again when etcd says it is
+ *    gone, or when the node's key is deleted;
+ * 3. watches the subnet leases from the revision it listed at and keeps the VTEP's routes,
+ *    neighbours and FDB entries exactly equal to them after every batch of events; after a
+ *    broken watch it resumes from the next revision, and when that history was compacted it
+ *    re-lists and replaces what it knew (`Watcher.onResync`);
+ * 4. every `resyncSec` re-lists anyway and re-checks the kernel (a deleted entry, or a
+ *    deleted VTEP, comes back);
+ * 5. listens on `<stateDir>/agent.sock` once joined, so CNI calls know it runs.
+ *
+ * Stopping leaves the lease in etcd (it expires after its TTL unless the node comes back and
+ * keeps it): a restarted node keeps its subnet. Leaving the cluster is `podplex net leave`.
+ *
+ * @module
+ */
+import { CniError, Code } from "../../../conf/errors.ts";
+import { isObject } from "../../../conf/json.ts";
+import { Netlink } from "../../../ffi/mod.ts";
+import { EtcdClient, type KeepAlive } from "../../_shared/etcd/client.ts";
+import { Watcher, type WatchEvent } from "../../_shared/etcd/watch.ts";
+import { type ClusterNetConf, etcdOptions, parseClusterNetConf } from "./conf.ts";
+import { joinOnce, type JoinResult, withJoinLock } from "./join.ts";
+import { parseLease, subnetKey, type SubnetLease, subnetsPrefix } from "./network.ts";
+import { listenAlive, type NodeState, readNodeState } from "./node_state.ts";
+import { readView } from "./subnets.ts";
+import { desiredEntries, syncOverlay } from "./sync.ts";
+import { ensureVtep, type VtepSpec } from "./vtep.ts";
+import { tryParseCidr } from "../../../conf/ip.ts";
+
+/** The type of podplex's cluster network. */
+export const CLUSTER_TYPE = "podplex-cluster";
+
+/** Options of {@linkcode startNodeAgent}. */
+export interface NodeAgentOptions {
+  /** One line per event worth telling (joins, entries changed, etcd trouble). */
+  log?: (line: string) => void;
+  /** The Node's `spec.podCIDR`, when the subnet comes from Kubernetes. */
+  podCidr?: () => Promise<string | undefined>;
+}
+
+/** A running agent. */
+export interface NodeAgent {
+  readonly conf: ClusterNetConf;
+  /** The node's state after the last join (undefined until the first). */
+  readonly state: NodeState | undefined;
+  /** Resolves after the first join. */
+  readonly ready: Promise<void>;
+  /** Stops watching and refreshing; the lease stays in etcd. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Reads a cluster network conf file: a conf (type `podplex-cluster` or none) or a conflist
+ * holding one.
+ *
+ * @throws {CniError} code 7 naming the file and the problem
+ */
+export async function loadClusterNetConf(path: string): Promise<ClusterNetConf> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (err) {
+    throw new CniError(
+      Code.InvalidConfig,
+      `Cannot read the cluster network conf "${path}": ${(err as Error).message}`,
+    );
+  }
+  return clusterNetConfOf(text, `"${path}"`);
+}
+
+/**
+ * The cluster network conf in a conf or conflist text (`where` names it in messages).
+ *
+ * @throws {CniError} code 7 when it is not JSON or holds no `podplex-cluster` conf
+ */
+export function clusterNetConfOf(text: string, where: string): ClusterNetConf {
+  let j: unknown;
+  try {
+    j = JSON.parse(text);
+  } catch (err) {
+    throw new CniError(Code.InvalidConfig, `${where} is not JSON: ${(err as Error).message}`);
+  }
+  if (!isObject(j)) throw new CniError(Code.InvalidConfig, `${where} is not a JSON object`);
+  let conf = j;
+  if (Array.isArray(j.plugins)) {
+    const p = j.plugins.find((x) => isObject(x) && x.type === CLUSTER_TYPE);
+    if (!isObject(p)) {
+      throw new CniError(Code.InvalidConfig, `${where} has no plugin of type "${CLUSTER_TYPE}"`);
+    }
+    conf = { ...p, name: j.name, cniVersion: j.cniVersion };
+  } else if (j.type !== undefined && j.type !== CLUSTER_TYPE) {
+    throw new CniError(
+      Code.InvalidConfig,
+      `Invalid "type" in ${where}: "${j.type}" is not "${CLUSTER_TYPE}"`,
+    );
+  }
+  return parseClusterNetConf(conf);
+}
+
+/**
+ * Starts the agent for the conf at `path`; the first join runs in the background (see
+ * `ready`), so a daemon starts while etcd is still down.
+ *
+ * @throws {CniError} code 7 for a bad conf (nothing is started then)
+ */
+export async function startNodeAgent(path: string, o: NodeAgentOptions = {}): Promise<NodeAgent> {
+  const conf = await loadClusterNetConf(path);
+  const etcd = new EtcdClient(await etcdOptions(conf));
+  const agent = new Agent(conf, etcd, o);
+  agent.start();
+  return agent;
+}
+
+class Agent implements NodeAgent {
+  readonly conf: ClusterNetConf;
+  readonly ready: Promise<void>;
+  readonly #etcd: EtcdClient;
+  readonly #o: NodeAgentOptions;
+  readonly #nl = Netlink.open();
+  readonly #leases = new Map<string, SubnetLease>();
+  #state: NodeState | undefined;
+  #spec: VtepSpec | undefined;
+  #ka: KeepAlive | undefined;
+  #watch: Watcher | undefined;
+  #alive: { close(): void } | undefined;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #stopped = false;
+  #queue: Promise<void> = Promise.resolve();
+  #joined!: () => void;
+  #main: Promise<void> | undefined;
+  #wake: (() => void) | undefined;
+
+  constructor(conf: ClusterNetConf, etcd: EtcdClient, o: NodeAgentOptions) {
+    this.conf = conf;
+    this.#etcd = etcd;
+    this.#o = o;
+    this.ready = new Promise((r) => this.#joined = r);
+  }
+
+  get state(): NodeState | undefined {
+    return this.#state;
+  }
+
+  #log(line: string): void {
+    this.#o.log?.(`cluster network "${this.conf.name}": ${line}`);
+  }
+
+  start(): void {
+    this.#main = this.#run();
+  }
+
+  async #run(): Promise<void> {
+    const first = await this.#joinUntilDone();
+    if (!first || this.#stopped) return;
+    this.#watch = new Watcher(
+      this.#etcd,
+      {
+        key: subnetsPrefix(this.conf.prefix),
+        prefix: true,
+        startRevision: first.view.revision + 1,
+      },
+      {
+        onEvents: (events) => this.#serial(() => this.#onEvents(events)),
+        onResync: (kvs) =>
+          this.#serial(() => this.#replace(kvs.map(parseLease).filter((l) => l !== undefined))),
+        onError: (err) => this.#log(`etcd watch: ${err.message}; reconnecting`),
+      },
+    );
+    try {
+      this.#alive = await listenAlive(this.conf.stateDir);
+    } catch (err) {
+      this.#log(`${(err as Error).message}: CNI calls will not know this agent runs`);
+    }
+    const every = this.conf.resyncSec * 1000;
+    this.#timer = setInterval(() => void this.#serial(() => this.#resync()), every);
+    this.#joined();
+  }
+
+  /** Runs `fn` after everything queued before it (watch batches, resyncs, re-joins). */
+  #serial(fn: () => Promise<void> | void): Promise<void> {
+    const next = this.#queue.then(fn).catch((err) => {
+      this.#log(err instanceof Error ? err.message : String(err));
+    });
+    this.#queue = next;
+    return next;
+  }
+
+  /** Joins, retrying with back-off (0.5 s doubling to 10 s) until it works or stop. */
+  async #joinUntilDone(): Promise<JoinResult | undefined> {
+    let backoff = 500;
+    while (!this.#stopped) {
+      try {
+        const prev = this.#state ?? await readNodeState(this.conf.stateDir);
+        const podCidr = await this.#o.podCidr?.();
+        const r = await withJoinLock(
+          this.conf.stateDir,
+          () => joinOnce(this.#etcd, this.conf, this.#nl, prev, { podCidr }),
+        );
+        this.#applyJoin(r);
+        return r;
+      } catch (err) {
+        if (this.#stopped) break;
+        const msg = err instanceof Error ? err.message : String(err);
+        this.#log(`cannot join: ${msg}; trying again in ${backoff} ms`);
+        await this.#sleep(backoff);
+        backoff = Math.min(backoff * 2, 10_000);
+      }
+    }
+    return undefined;
+  }
+
+  /** Waits `ms`, or less when the agent stops. */
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(done, ms);
+      function done() {
+        clearTimeout(t);
+        resolve();
+      }
+      this.#wake = done;
+    });
+  }
+
+  #applyJoin(r: JoinResult): void {
+    const s = r.state;
+    const prevLease = this.#state?.leaseId;
+    this.#state = s;
+    this.#spec = r.spec;
+    this.#leases.clear();
+    for (const l of r.view.leases) this.#leases.set(l.key, l);
+    if (s.leaseId !== prevLease || !this.#ka) {
+      this.#ka?.stop();
+      this.#ka = s.leaseId === "0" ? undefined : this.#etcd.keepAlive(
+        s.leaseId,
+        this.conf.leaseTtlSec,
+        () => void this.#serial(() => this.#rejoin("etcd says the node's lease is gone")),
+      );
+    }
+    const remotes = this.#leases.size - 1;
+    this.#log(
+      `node "${s.node}" holds ${s.subnet} (${r.wrote ? "written" : "kept"}, lease ${s.leaseId}), ` +
+        `VTEP ${s.vtepName} ${s.vtepMac} MTU ${s.mtu}, ${remotes} other node(s)`,
+    );
+  }
+
+  async #rejoin(why: string): Promise<void> {
+    if (this.#stopped) return;
+    this.#log(`${why}: joining again`);
+    await this.#joinUntilDone();
+  }
+
+  async #onEvents(events: WatchEvent[]): Promise<void> {
+    const own = this.#ownKey();
+    let lostOwn = false;
+    for (const e of events) {
+      if (e.type === "DELETE") {
+        this.#leases.delete(e.kv.key);
+        if (e.kv.key === own) lostOwn = true;
+        continue;
+      }
+      const l = parseLease(e.kv);
+      if (l) this.#leases.set(l.key, l);
+      else this.#leases.delete(e.kv.key);
+    }
+    if (lostOwn) return await this.#rejoin("the node's subnet key was deleted");
+    this.#sync();
+  }
+
+  #replace(leases: SubnetLease[]): void {
+    this.#leases.clear();
+    for (const l of leases) this.#leases.set(l.key, l);
+    this.#log(`resynced from a full list: ${leases.length} lease(s)`);
+    if (!this.#ownPresent()) {
+      return void this.#serial(() => this.#rejoin("the node's lease is not listed"));
+    }
+    this.#sync();
+  }
+
+  async #resync(): Promise<void> {
+    if (this.#stopped) return;
+    const view = await readView(this.#etcd, this.conf.prefix);
+    this.#leases.clear();
+    for (const l of view.leases) this.#leases.set(l.key, l);
+    if (!this.#ownPresent()) return await this.#rejoin("the node's lease is not listed");
+    this.#sync();
+  }
+
+  #ownKey(): string | undefined {
+    const sn = this.#state ? tryParseCidr(this.#state.subnet) : undefined;
+    return sn ? subnetKey(this.conf.prefix, sn) : undefined;
+  }
+
+  #ownPresent(): boolean {
+    const key = this.#ownKey();
+    return key !== undefined && this.#leases.get(key)?.node === this.conf.node;
+  }
+
+  /** Puts the kernel in line with the leases known now. */
+  #sync(): void {
+    if (this.#stopped || !this.#spec || !this.#state) return;
+    const vtep = ensureVtep(this.#nl, this.#spec);
+    const want = desiredEntries([...this.#leases.values()], this.#state.vni, {
+      node: this.conf.node,
+      ownSubnet: this.#state.subnet,
+    });
+    const r = syncOverlay(this.#nl, vtep, want);
+    if (r.added.length || r.removed.length) {
+      const parts = [];
+      if (r.added.length) parts.push(`added ${r.added.join(", ")}`);
+      if (r.removed.length) parts.push(`removed ${r.removed.join(", ")}`);
+      this.#log(`VTEP entries ${parts.join("; ")} (${want.length} remote node(s))`);
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#wake?.();
+    clearInterval(this.#timer);
+    this.#ka?.stop();
+    this.#alive?.close();
+    await this.#watch?.close();
+    await this.#main?.catch(() => {});
+    await this.#queue;
+    this.#nl.close();
+    this.#etcd.close();
+  }
+}
+
+/**
+ * Starts one agent per conf file (`podplex serve --cluster-network FILE...`).
+ *
+ * @throws {CniError} code 7 for a bad conf (the others started are stopped again)
+ */
+export async function startNodeAgents(
+  paths: string[],
+  log: (line: string) => void,
+): Promise<{ agents: NodeAgent[]; stop(): Promise<void> }> {
+  const agents: NodeAgent[] = [];
+  const stop = async () => void await Promise.all(agents.map((a) => a.stop()));
+  try {
+    for (const p of paths) agents.push(await startNodeAgent(p, { log }));
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { agents, stop };
+}

@@ -1,0 +1,218 @@
+import assert from "node:assert/strict";
+import { CniError } from "../../../conf/errors.ts";
+import { formatIp, parseCidr } from "../../../conf/ip.ts";
+import { parseClusterNetConf } from "./conf.ts";
+import {
+  freeSubnets,
+  leaseValue,
+  parseLease,
+  parseNetworkConfig,
+  sameAttrs,
+  subnetFits,
+  subnetKey,
+} from "./network.ts";
+import { formatSubnetEnv, parseSubnetEnv } from "./subnet_env.ts";
+import { delegateConf, parseFlannelConf } from "./flannel.ts";
+
+const codeOf = (fn: () => unknown): { code: number; msg: string } => {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof CniError) return { code: err.code, msg: err.message };
+    throw err;
+  }
+  throw new Error("did not throw");
+};
+
+Deno.test("network config: flannel's defaults (SubnetLen 24, the first subnet skipped)", () => {
+  const c = parseNetworkConfig({ Network: "10.244.0.0/16" }, "t");
+  assert.equal(c.subnetLen, 24);
+  assert.equal(formatIp(c.subnetMin), "10.244.1.0");
+  assert.equal(formatIp(c.subnetMax), "10.244.255.0");
+  assert.deepEqual(c.backend, { type: "vxlan", vni: 1, port: 8472 });
+  // A /24 network: subnets of /26, four of them, the first never handed out.
+  const small = parseNetworkConfig(
+    { Network: "10.9.9.0/24", Backend: { VNI: 7, Port: 4789 } },
+    "t",
+  );
+  assert.equal(small.subnetLen, 26);
+  assert.deepEqual(freeSubnets(small, []).map((s) => `${formatIp(s.network)}/${s.prefix}`), [
+    "10.9.9.64/26",
+    "10.9.9.128/26",
+    "10.9.9.192/26",
+  ]);
+  assert.deepEqual(small.backend, { type: "vxlan", vni: 7, port: 4789 });
+});
+
+Deno.test("network config: bad values are code 7 naming the key and the place", () => {
+  const cases: Array<[unknown, RegExp]> = [
+    [{ Network: "10.0.0.0/29" }, /"Network" in t: a \/29 is too small/],
+    [{ Network: "fd00::/64" }, /"Network" in t: "fd00::\/64" is not an IPv4 CIDR/],
+    [{ Network: "10.0.0.0/16", SubnetLen: 17 }, /"SubnetLen" in t: 17 must be 18 to 30/],
+    [
+      { Network: "10.0.0.0/16", SubnetMin: "10.0.0.7" },
+      /"SubnetMin" in t: "10.0.0.7" is not on a \/24/,
+    ],
+    [{ Network: "10.0.0.0/16", Backend: { Type: "host-gw" } }, /"Backend.Type" in t: "host-gw"/],
+    [{ Network: "10.0.0.0/16", EnableIPv6: true }, /"EnableIPv6" in t: .* IPv4 only/],
+    ["x", /not a JSON object/],
+  ];
+  for (const [raw, re] of cases) {
+    const e = codeOf(() => parseNetworkConfig(raw, "t"));
+    assert.equal(e.code, 7, e.msg);
+    assert.match(e.msg, re);
+  }
+});
+
+Deno.test("free subnets skip every leased one and stay in the window", () => {
+  const c = parseNetworkConfig({ Network: "10.5.0.0/22", SubnetLen: 24 }, "t");
+  const taken = [parseCidr("10.5.2.0/24")];
+  const free = freeSubnets(c, taken).map((s) => formatIp(s.network));
+  assert.deepEqual(free, ["10.5.1.0", "10.5.3.0"]);
+  assert.ok(subnetFits(c, parseCidr("10.5.3.0/24")));
+  assert.ok(!subnetFits(c, parseCidr("10.5.0.0/24")), "the first subnet is the network's");
+  assert.ok(!subnetFits(c, parseCidr("10.5.3.0/25")), "other length");
+  assert.ok(!subnetFits(c, parseCidr("10.6.1.0/24")));
+});
+
+Deno.test("a lease round-trips through flannel's key and value layout", () => {
+  const attrs = { node: "n1", publicIp: "10.0.0.5", vtepMac: "0A:58:00:00:00:01", vni: 1 };
+  const key = subnetKey("/coreos.com/network", parseCidr("10.244.3.0/24"));
+  assert.equal(key, "/coreos.com/network/subnets/10.244.3.0-24");
+  const value = leaseValue(attrs);
+  assert.deepEqual(JSON.parse(value), {
+    PublicIP: "10.0.0.5",
+    PublicIPv6: null,
+    BackendType: "vxlan",
+    BackendData: { VNI: 1, VtepMAC: "0A:58:00:00:00:01" },
+    PodplexNode: "n1",
+  });
+  const kv = { key, value, createRevision: 2, modRevision: 3, version: 1, lease: "77" };
+  const l = parseLease(kv)!;
+  assert.equal(l.subnetText, "10.244.3.0/24");
+  assert.equal(l.vtepMac, "0a:58:00:00:00:01");
+  assert.equal(l.leaseId, "77");
+  assert.ok(sameAttrs(l, attrs));
+  assert.ok(!sameAttrs(l, { ...attrs, publicIp: "10.0.0.6" }));
+  // A flanneld lease (no PodplexNode) parses; junk does not.
+  const flanneld = `{"PublicIP":"192.168.64.3","PublicIPv6":null,"BackendType":"vxlan",` +
+    `"BackendData":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:44"}}`;
+  assert.equal(parseLease({ ...kv, value: flanneld })?.node, undefined);
+  assert.equal(parseLease({ ...kv, value: "{" }), undefined);
+  assert.equal(parseLease({ ...kv, key: "/coreos.com/network/subnets/10.244.3.7-24" }), undefined);
+});
+
+Deno.test("subnet.env: the agent writes flannel's format; the reader takes flannel's", () => {
+  const text = formatSubnetEnv({
+    network: "10.244.0.0/16",
+    subnet: "10.244.3.0/24",
+    mtu: 1450,
+    ipMasq: true,
+  });
+  assert.equal(
+    text,
+    "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.3.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n",
+  );
+  assert.deepEqual(parseSubnetEnv(text, "f"), {
+    networks: ["10.244.0.0/16"],
+    subnet: "10.244.3.0/24",
+    mtu: 1450,
+    ipMasq: true,
+  });
+  const dual = parseSubnetEnv(
+    "FLANNEL_NETWORK=10.1.0.0/16,10.1.0.0/16\nFLANNEL_IPV6_NETWORK=fd00::/56\n" +
+      "FLANNEL_IPV6_SUBNET=fd00:0:0:5::1/64\nFLANNEL_MTU=1400\nFLANNEL_IPMASQ=yes\n",
+    "f",
+  );
+  assert.deepEqual(dual, {
+    networks: ["10.1.0.0/16", "fd00::/56"],
+    subnet6: "fd00:0:0:5::/64",
+    mtu: 1400,
+    ipMasq: false,
+  });
+  const e = codeOf(() => parseSubnetEnv("FLANNEL_NETWORK=10.1.0.0/16\n", "/run/x.env"));
+  assert.equal(e.code, 7);
+  assert.equal(
+    e.msg,
+    `"/run/x.env" is missing FLANNEL_SUBNET, FLANNEL_IPV6_SUBNET, FLANNEL_MTU, FLANNEL_IPMASQ`,
+  );
+  assert.match(codeOf(() => parseSubnetEnv(text.replace("1450", "big"), "f")).msg, /FLANNEL_MTU/);
+});
+
+Deno.test("flannel: the delegate conf is the reference's (README example, kube-flannel.yml)", () => {
+  const env = { networks: ["10.1.0.0/16"], subnet: "10.1.17.0/24", mtu: 1472, ipMasq: true };
+  assert.deepEqual(delegateConf(parseFlannelConf({ name: "mynet", type: "flannel" }), env), {
+    name: "mynet",
+    type: "bridge",
+    ipMasq: false,
+    mtu: 1472,
+    isGateway: true,
+    ipam: {
+      type: "host-local",
+      ranges: [[{ subnet: "10.1.17.0/24" }]],
+      routes: [{ dst: "10.1.0.0/16" }],
+    },
+  });
+  const kube = parseFlannelConf({
+    name: "cbr0",
+    cniVersion: "0.3.1",
+    type: "flannel",
+    delegate: { hairpinMode: true, isDefaultGateway: true },
+    runtimeConfig: { portMappings: [] },
+  });
+  const d = delegateConf(kube, { ...env, ipMasq: false });
+  assert.equal(d.ipMasq, true, "not FLANNEL_IPMASQ");
+  assert.equal(d.cniVersion, "0.3.1");
+  assert.equal(d.hairpinMode, true);
+  assert.equal(d.isDefaultGateway, true);
+  assert.deepEqual(d.runtimeConfig, { portMappings: [] });
+  const kept = delegateConf(
+    parseFlannelConf({ name: "n", delegate: { type: "ipvlan", mtu: 1400, ipMasq: true } }),
+    env,
+  );
+  assert.deepEqual([kept.type, kept.mtu, kept.ipMasq, "isGateway" in kept], [
+    "ipvlan",
+    1400,
+    true,
+    false,
+  ]);
+  for (
+    const [delegate, re] of [
+      [{ name: "x" }, /must not have 'name'/],
+      [{ ipam: {} }, /must not have 'ipam'/],
+      [{ type: 5 }, /must have \(string\) 'type'/],
+    ] as const
+  ) {
+    assert.match(codeOf(() => parseFlannelConf({ name: "n", delegate })).msg, re);
+  }
+});
+
+Deno.test("cluster conf: defaults, and bad fields are code 7 naming them", () => {
+  const c = parseClusterNetConf(
+    { name: "cluster", etcdEndpoints: "http://a:1, http://b:2" },
+    (k) => (k === "NODENAME" ? "n-7" : undefined),
+  );
+  assert.deepEqual(c.etcd.endpoints, ["http://a:1", "http://b:2"]);
+  assert.equal(c.node, "n-7");
+  assert.equal(c.vtepName, "podplex.1");
+  assert.equal(c.prefix, "/coreos.com/network");
+  assert.equal(c.stateDir, "/var/lib/cni/podplex-cluster/cluster");
+  assert.equal(c.subnetFile, "/var/lib/cni/podplex-cluster/cluster/subnet.env");
+  assert.deepEqual([c.port, c.vni, c.leaseTtlSec, c.bridge], [8472, 1, 86400, "cni0"]);
+  const cases: Array<[Record<string, unknown>, RegExp]> = [
+    [{ name: "c" }, /Missing "etcdEndpoints"/],
+    [{ name: "c", etcdEndpoints: [1] }, /Invalid "etcdEndpoints"/],
+    [{ name: "c", etcdEndpoints: "x", network: "10.0.0.0" }, /Invalid "network": "10.0.0.0"/],
+    [{ name: "c", etcdEndpoints: "x", vni: 123456789 }, /Invalid "vni"/],
+    [{ name: "c", etcdEndpoints: "x", vni: 12345678 }, /Missing "vtepName"/],
+    [{ name: "c", etcdEndpoints: "x", publicIp: "fd00::1" }, /Invalid "publicIp"/],
+    [{ name: "c", etcdEndpoints: "x", ipam: { subnet: "10.0.0.0/24" } }, /"ipam.subnet"/],
+    [{ name: "c", etcdEndpoints: "x", etcdCertFile: "/c" }, /needs "etcdKeyFile"/],
+    [{ etcdEndpoints: "x" }, /Missing "name"/],
+  ];
+  for (const [raw, re] of cases) {
+    const e = codeOf(() => parseClusterNetConf(raw, () => undefined));
+    assert.equal(e.code, 7, e.msg);
+    assert.match(e.msg, re);
+  }
+});

@@ -1,0 +1,383 @@
+/**
+ * Simulated nodes of podplex's cluster network for end-to-end tests: a real etcd (1 or 3
+ * members, ports 23900-23999), an underlay bridge in the host netns (10.212.<r>.1/24, so that
+ * nodes reach etcd), N nodes (a netns each, `eth0` on the underlay, their own conf, state
+ * and `podplex serve` daemon when started), pods (a netns each) ADDed by `bin/podplex` run
+ * inside their node's netns as kubelet would.
+ *
+ * Names start with `ppf`. Everything is removed on dispose, daemons killed, even on failure.
+ *
+ * @module
+ */
+import { EtcdClient } from "../delegates/_shared/etcd/client.ts";
+import { parseLease, type SubnetLease, subnetsPrefix } from "../delegates/main/overlay/network.ts";
+import {
+  desiredEntries,
+  expectedState,
+  type OverlayState,
+  readOverlay,
+} from "../delegates/main/overlay/sync.ts";
+import { type NodeState, readNodeState } from "../delegates/main/overlay/node_state.ts";
+import { Netlink } from "../ffi/mod.ts";
+import { type EtcdCluster, startEtcd } from "./etcd_server.ts";
+import { ppName, run, tryRun } from "./testutils.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+/** `bin/podplex` of this checkout. */
+export const PODPLEX = `${ROOT}/bin/podplex`;
+
+const RECEIVER = `import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.settimeout(5)
+print("ready", flush=True)
+try:
+    data, peer = s.recvfrom(64)
+    print(peer[0], flush=True)
+except socket.timeout:
+    print("timeout", flush=True)`;
+const SENDER = `import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(3):
+    s.sendto(b"ppf", (sys.argv[1], int(sys.argv[2])))
+    time.sleep(0.05)`;
+
+/** Options of {@linkcode OverlayRig.start}. */
+export interface OverlayRigOptions {
+  nodes?: number;
+  members?: number;
+  /** The cluster network (default 10.208.0.0/16). */
+  network?: string;
+  subnetLen?: number;
+  /** More fields of every node's cluster conf. */
+  conf?: Record<string, unknown>;
+  /** Only some nodes' etcd endpoints: members by node index (default: all members). */
+  endpointsOf?: (node: number) => number[];
+}
+
+/** One simulated node. */
+export interface OverlayNode {
+  index: number;
+  name: string;
+  ns: string;
+  ip: string;
+  dir: string;
+  /** The cluster network conf (`podplex-cluster`). */
+  clusterConf: string;
+  /** The podplex conflist whose clusterNetwork it is. */
+  podplexConf: string;
+  stateDir: string;
+  agent?: Deno.ChildProcess;
+  agentLog: string;
+}
+
+/** One pod. */
+export interface OverlayPod {
+  id: string;
+  ns: string;
+  node: number;
+  ip: string;
+}
+
+/** The rig; dispose it with `await using`. */
+export class OverlayRig implements AsyncDisposable {
+  readonly etcd: EtcdCluster;
+  readonly nodes: OverlayNode[] = [];
+  readonly pods: OverlayPod[] = [];
+  readonly dir: string;
+  readonly client: EtcdClient;
+  readonly hostIp: string;
+  readonly #underlay: string;
+  readonly #o: OverlayRigOptions;
+  readonly #octet: number;
+
+  private constructor(
+    etcd: EtcdCluster,
+    dir: string,
+    underlay: string,
+    octet: number,
+    o: OverlayRigOptions,
+  ) {
+    this.etcd = etcd;
+    this.dir = dir;
+    this.#underlay = underlay;
+    this.#octet = octet;
+    this.hostIp = `10.212.${octet}.1`;
+    this.#o = o;
+    this.client = new EtcdClient({ endpoints: etcd.endpoints, totalTimeoutMs: 10000 });
+  }
+
+  /** Starts etcd, the underlay and the nodes (no daemon yet). */
+  static async start(o: OverlayRigOptions = {}): Promise<OverlayRig> {
+    const dir = await Deno.makeTempDir({ prefix: "ppf-rig-" });
+    const octet = 1 + Math.floor(Math.random() * 250);
+    const underlay = ppName("fu");
+    await run("ip", "link", "add", underlay, "type", "bridge");
+    let etcd: EtcdCluster | undefined;
+    try {
+      await run("ip", "addr", "add", `10.212.${octet}.1/24`, "dev", underlay);
+      await run("ip", "link", "set", underlay, "up");
+      etcd = await startEtcd({
+        members: o.members ?? 1,
+        clientHosts: [`10.212.${octet}.1`],
+        portRange: [23900, 23999],
+      });
+      const rig = new OverlayRig(etcd, dir, underlay, octet, o);
+      for (let i = 0; i < (o.nodes ?? 3); i++) await rig.addNode();
+      return rig;
+    } catch (err) {
+      await etcd?.stop();
+      await tryRun("ip", "link", "del", underlay);
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      throw err;
+    }
+  }
+
+  /** The conf of node `i` (its cluster network conf fields). */
+  confOf(i: number, name: string, dir: string): Record<string, unknown> {
+    const members = this.#o.endpointsOf?.(i) ?? this.etcd.members.map((_, k) => k);
+    const all = this.etcd.endpointsOn(this.hostIp);
+    return {
+      cniVersion: "1.0.0",
+      name: "cluster",
+      type: "podplex-cluster",
+      etcdEndpoints: members.map((k) => all[k]),
+      network: this.#o.network ?? "10.208.0.0/16",
+      ...(this.#o.subnetLen ? { subnetLen: this.#o.subnetLen } : {}),
+      node: name,
+      iface: "eth0",
+      dataDir: `${dir}/data`,
+      ipam: { dataDir: `${dir}/leases` },
+      etcdTimeoutMs: 3000,
+      ...this.#o.conf,
+    };
+  }
+
+  /** Adds a node (netns, underlay address, confs); returns it. */
+  async addNode(): Promise<OverlayNode> {
+    const index = this.nodes.length;
+    const name = `node${index}`;
+    const dir = `${this.dir}/${name}`;
+    const ns = ppName(`fn${index}`);
+    const node: OverlayNode = {
+      index,
+      name,
+      ns,
+      ip: `10.212.${this.#octet}.${10 + index}`,
+      dir,
+      clusterConf: `${dir}/nets/default/cluster.json`,
+      podplexConf: `${dir}/podplex.conflist`,
+      stateDir: `${dir}/data/cluster`,
+      agentLog: `${dir}/agent.log`,
+    };
+    this.nodes.push(node); // before it exists: dispose removes a half-made node too
+    await run("ip", "netns", "add", ns);
+    await run("ip", "-n", ns, "link", "set", "lo", "up");
+    const host = ppName("fv");
+    await run("ip", "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", ns);
+    await run("ip", "link", "set", host, "master", this.#underlay, "up");
+    await run("ip", "-n", ns, "addr", "add", `${node.ip}/24`, "dev", "eth0");
+    await run("ip", "-n", ns, "link", "set", "eth0", "up");
+    await Deno.mkdir(`${dir}/nets/default`, { recursive: true });
+    await Deno.writeTextFile(node.clusterConf, JSON.stringify(this.confOf(index, name, dir)));
+    await Deno.writeTextFile(
+      node.podplexConf,
+      JSON.stringify({
+        cniVersion: "1.1.0",
+        name: "podplex",
+        plugins: [{
+          type: "podplex",
+          clusterNetwork: "default/cluster",
+          networksDir: `${dir}/nets`,
+          stateDir: `${dir}/state`,
+        }],
+      }),
+    );
+    return node;
+  }
+
+  /** Starts node `i`'s daemon (`podplex serve --cluster-network`); resolves once it joined. */
+  async startAgent(i: number, waitMs = 15000): Promise<void> {
+    const n = this.nodes[i];
+    // The shell execs ip, which execs podplex: the child's pid is the daemon's.
+    const cmd = `exec ip netns exec "$1" "$2" serve --socket "$3" --cluster-network "$4" 2>>"$5"`;
+    n.agent = new Deno.Command("sh", {
+      args: ["-c", cmd, "sh", n.ns, PODPLEX, `${n.dir}/serve.sock`, n.clusterConf, n.agentLog],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    const end = Date.now() + waitMs;
+    while (Date.now() < end) {
+      if (await Deno.stat(`${n.stateDir}/agent.sock`).then(() => true, () => false)) return;
+      const st = await Promise.race([n.agent.status, new Promise((r) => setTimeout(r, 50))]);
+      if (st) break;
+    }
+    throw new Error(`The agent of ${n.name} did not join: ${await this.log(i)}`);
+  }
+
+  /** Stops node `i`'s daemon with `signal` and waits for it. */
+  async stopAgent(i: number, signal: Deno.Signal = "SIGTERM"): Promise<void> {
+    const p = this.nodes[i].agent;
+    if (!p) return;
+    this.nodes[i].agent = undefined;
+    try {
+      p.kill(signal);
+    } catch { /* gone */ }
+    await p.status;
+  }
+
+  /** Node `i`'s daemon log. */
+  async log(i: number): Promise<string> {
+    return await Deno.readTextFile(this.nodes[i].agentLog).catch(() => "");
+  }
+
+  /** Runs `bin/podplex args...` in node `i`'s netns. */
+  async podplex(i: number, ...args: string[]): Promise<{ code: number; out: string; err: string }> {
+    const out = await new Deno.Command("ip", {
+      args: ["netns", "exec", this.nodes[i].ns, PODPLEX, ...args],
+      env: { PODPLEX_SOCKET: "/nonexistent/podplex.sock" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const dec = new TextDecoder();
+    return { code: out.code, out: dec.decode(out.stdout), err: dec.decode(out.stderr) };
+  }
+
+  /** One CNI call of `pod` through node `i`'s podplex conf. */
+  async cni(command: "ADD" | "DEL" | "CHECK", pod: { id: string; ns: string }, node: number) {
+    const n = this.nodes[node];
+    const child = new Deno.Command("ip", {
+      args: ["netns", "exec", n.ns, PODPLEX],
+      env: {
+        CNI_COMMAND: command,
+        CNI_CONTAINERID: pod.id,
+        CNI_NETNS: `/run/netns/${pod.ns}`,
+        CNI_IFNAME: "eth0",
+        CNI_PATH: "/usr/lib/cni",
+        CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=${pod.id}`,
+        PODPLEX_SOCKET: "/nonexistent/podplex.sock",
+      },
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const w = child.stdin.getWriter();
+    // What libcni writes on stdin: the list's one plugin with the list's name and version.
+    const list = JSON.parse(await Deno.readTextFile(n.podplexConf));
+    const conf = { ...list.plugins[0], name: list.name, cniVersion: list.cniVersion };
+    await w.write(new TextEncoder().encode(JSON.stringify(conf)));
+    await w.close();
+    const out = await child.output();
+    const dec = new TextDecoder();
+    const text = dec.decode(out.stdout);
+    let json: Record<string, unknown> | undefined;
+    try {
+      json = JSON.parse(text);
+    } catch { /* not JSON */ }
+    return { code: out.code, json, text, stderr: dec.decode(out.stderr) };
+  }
+
+  /** Makes a pod on node `i` (netns + ADD); returns it with its eth0 address. */
+  async addPod(i: number): Promise<OverlayPod> {
+    const ns = ppName("fp");
+    await run("ip", "netns", "add", ns);
+    const pod: OverlayPod = { id: `ppf${ns.slice(4)}n${i}`, ns, node: i, ip: "" };
+    this.pods.push(pod);
+    const r = await this.cni("ADD", pod, i);
+    if (r.code !== 0) throw new Error(`ADD on ${this.nodes[i].name} failed: ${r.text}${r.stderr}`);
+    const ips = (r.json?.ips ?? []) as Array<{ address: string }>;
+    pod.ip = ips[0]?.address.split("/")[0] ?? "";
+    return pod;
+  }
+
+  /** Every subnet lease in etcd. */
+  async leases(): Promise<SubnetLease[]> {
+    const r = await this.client.range(subnetsPrefix("/coreos.com/network"), { prefix: true });
+    return r.kvs.map(parseLease).filter((l): l is SubnetLease => l !== undefined);
+  }
+
+  /** Node `i`'s state file. */
+  state(i: number): Promise<NodeState | undefined> {
+    return readNodeState(this.nodes[i].stateDir);
+  }
+
+  /** What the kernel of node `i` has on its VTEP (empty when there is no VTEP). */
+  overlay(i: number, vtep = "podplex.1"): OverlayState {
+    using nl = Netlink.open(`/run/netns/${this.nodes[i].ns}`);
+    const l = nl.getLink(vtep);
+    return l ? readOverlay(nl, l.index) : { routes: [], neighbours: [], fdb: [] };
+  }
+
+  /** What node `i`'s VTEP should hold for `leases`. */
+  expected(i: number, leases: SubnetLease[], vni = 1): OverlayState {
+    return expectedState(desiredEntries(leases, vni, { node: this.nodes[i].name }));
+  }
+
+  /** Polls until `cond` holds or `ms` passed; the time it took (ms), or -1. */
+  async until(cond: () => boolean | Promise<boolean>, ms = 5000, stepMs = 10): Promise<number> {
+    const t0 = performance.now();
+    while (performance.now() - t0 < ms) {
+      if (await cond()) return performance.now() - t0;
+      await new Promise((r) => setTimeout(r, stepMs));
+    }
+    return await cond() ? performance.now() - t0 : -1;
+  }
+
+  /** Pings `to` from `from` (count packets, bounded); whether every reply came. */
+  async ping(from: OverlayPod, to: string, count = 2): Promise<boolean> {
+    return await tryRun(
+      "ip",
+      "netns",
+      "exec",
+      from.ns,
+      "ping",
+      "-c",
+      String(count),
+      "-i",
+      "0.2",
+      "-W",
+      "1",
+      to,
+    );
+  }
+
+  /**
+   * The source address a UDP datagram from netns `fromNs` to `toIp` has when it arrives in
+   * netns `toNs` (a python3 receiver there prints its peer; bounded by 5 s).
+   */
+  async sourceSeen(fromNs: string, toNs: string, toIp: string): Promise<string> {
+    const port = String(20000 + Math.floor(Math.random() * 20000));
+    const recv = new Deno.Command("ip", {
+      args: ["netns", "exec", toNs, "python3", "-c", RECEIVER, port],
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const lines = recv.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    try {
+      const first = await lines.read();
+      if (first.value?.trim() !== "ready") throw new Error(`receiver: ${first.value}`);
+      await run("ip", "netns", "exec", fromNs, "python3", "-c", SENDER, toIp, port);
+      let text = "";
+      for (;;) {
+        const r = await lines.read();
+        if (r.done) break;
+        text += r.value;
+      }
+      return text.trim();
+    } finally {
+      await recv.status;
+      await recv.stderr.cancel().catch(() => {});
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    for (const n of this.nodes.keys()) await this.stopAgent(n, "SIGKILL");
+    this.client.close();
+    for (const p of this.pods) await tryRun("ip", "netns", "delete", p.ns);
+    for (const n of this.nodes) await tryRun("ip", "netns", "delete", n.ns);
+    await tryRun("ip", "link", "del", this.#underlay);
+    await this.etcd.stop();
+    await Deno.remove(this.dir, { recursive: true }).catch(() => {});
+  }
+}
