@@ -15,12 +15,25 @@ import { out } from "./_output.ts";
 const HELP = `usage: podplex graph [--format mermaid|dot] [flags]
 
 Pods (from the state dir) and networks (local definitions and those pods use), one edge
-per pod interface labelled with its name and IPs.
+per pod interface labelled with its name and IPs. When the cluster network is podplex's
+(type podplex-cluster), also its nodes (subnet, underlay address) on the VXLAN overlay,
+read from etcd.
 
 Flags:
   --format F         mermaid (default) or dot
+  --network FILE     the cluster network conf (default: the podplex conf's clusterNetwork)
+  --no-nodes         leave the cluster network's nodes out (no etcd read)
 ${CONFIG_HELP}
 `;
+
+/** The cluster network's nodes as the graph draws them. */
+export interface OverlayView {
+  /** The network pods attach to it as (`ns/name`), if known. */
+  network?: string;
+  cidr: string;
+  vni: number;
+  nodes: Array<{ node: string; subnet: string; publicIp: string; self: boolean }>;
+}
 
 /** An identifier safe in both Mermaid and DOT. */
 function id(prefix: string, name: string): string {
@@ -42,6 +55,7 @@ export function renderGraph(
   pods: PodView[],
   networks: string[],
   format: "mermaid" | "dot",
+  overlay?: OverlayView,
 ): string {
   const nets = new Set(networks);
   for (const p of pods) for (const i of p.interfaces) if (i.network) nets.add(i.network);
@@ -76,9 +90,60 @@ export function renderGraph(
         }
       }
     }
-    lines.push("}");
   }
+  if (overlay) lines.push(...overlayLines(overlay, format));
+  if (format === "dot") lines.push("}");
   return lines.join("\n") + "\n";
+}
+
+/**
+ * The overlay: a hub for the VXLAN segment, a box per node (its subnet) joined to it by its
+ * underlay address, and this node joined to the cluster network pods attach to.
+ */
+function overlayLines(o: OverlayView, format: "mermaid" | "dot"): string[] {
+  const q = (s: string) => JSON.stringify(s);
+  const hub = id("overlay", `vni${o.vni}`);
+  const hubLabel = `VXLAN VNI ${o.vni} ${o.cidr}`;
+  const out: string[] = [];
+  if (format === "mermaid") out.push(`  ${hub}{{${q(hubLabel)}}}`);
+  else out.push(`  ${hub} [label=${q(hubLabel)}, shape=hexagon];`);
+  for (const n of o.nodes) {
+    const nid = id("node", n.node);
+    const label = `node ${n.node} ${n.subnet}${n.self ? " (this node)" : ""}`;
+    if (format === "mermaid") {
+      out.push(`  ${nid}[[${q(label)}]]`, `  ${nid} -- ${q(n.publicIp)} --- ${hub}`);
+      if (n.self && o.network) out.push(`  ${id("net", o.network)} --- ${nid}`);
+    } else {
+      out.push(`  ${nid} [label=${q(label)}, shape=box3d];`);
+      out.push(`  ${nid} -- ${hub} [label=${q(n.publicIp)}];`);
+      if (n.self && o.network) out.push(`  ${id("net", o.network)} -- ${nid};`);
+    }
+  }
+  return out;
+}
+
+/** The cluster network's nodes, when it is podplex's and etcd answers (else undefined). */
+async function overlayOf(
+  network: string | undefined,
+  config: string | undefined,
+  clusterName: string | undefined,
+): Promise<OverlayView | undefined> {
+  const m = await import("./_net_nodes.ts");
+  let conf;
+  try {
+    conf = await m.clusterConf(network, config);
+  } catch (err) {
+    if (network) throw err;
+    return undefined; // the cluster network is not podplex's: nothing to draw
+  }
+  const r = await m.listNodes({
+    ...conf,
+    etcd: { ...conf.etcd, timeoutMs: Math.min(conf.etcd.timeoutMs, 2000) },
+  });
+  const nodes = [...r.nodes].sort((a, b) => a.node.localeCompare(b.node));
+  const view: OverlayView = { cidr: r.network, vni: r.vni, nodes };
+  if (clusterName) view.network = clusterName;
+  return view;
 }
 
 /** Entry of `podplex graph`. */
@@ -87,6 +152,8 @@ export function main(argv: string[], root: Root): Promise<number> {
     const { values: f, positionals } = parseFlags(argv, {
       config: { type: "string" },
       format: { type: "string" },
+      network: { type: "string" },
+      "no-nodes": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     });
     if (f.help) return (out(HELP), 0);
@@ -100,7 +167,14 @@ export function main(argv: string[], root: Root): Promise<number> {
       const { namespace, name } = definitionName(file);
       return `${namespace}/${name}`;
     });
-    out(renderGraph(await listPods(root, cfg, false), networks, format));
+    const cluster = typeof cfg.conf.clusterNetwork === "string"
+      ? cfg.conf.clusterNetwork
+      : undefined;
+    const clusterName = cluster && !cluster.includes("/")
+      ? `${cfg.conf.defaultNetworkNamespace}/${cluster}`
+      : cluster;
+    const overlay = f["no-nodes"] ? undefined : await overlayOf(f.network, f.config, clusterName);
+    out(renderGraph(await listPods(root, cfg, false), networks, format, overlay));
     return 0;
   });
 }

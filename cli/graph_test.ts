@@ -37,3 +37,23 @@ Deno.test("renderGraph() writes an undirected DOT graph", () => {
   assert.match(d, /net_demo_overlay \[label="demo\/overlay", shape=ellipse\];/);
   assert.match(d, /\}\n$/);
 });
+
+Deno.test("renderGraph() draws the cluster network's nodes on the VXLAN overlay", () => {
+  const overlay = {
+    network: "demo/cluster",
+    cidr: "10.244.0.0/16",
+    vni: 1,
+    nodes: [
+      { node: "node-a", subnet: "10.244.5.0/24", publicIp: "10.250.99.11", self: true },
+      { node: "node-b", subnet: "10.244.9.0/24", publicIp: "10.250.99.12", self: false },
+    ],
+  };
+  const m = renderGraph([], ["demo/cluster"], "mermaid", overlay);
+  assert.ok(m.includes('  overlay_vni1{{"VXLAN VNI 1 10.244.0.0/16"}}\n'), m);
+  assert.ok(m.includes('  node_node_a[["node node-a 10.244.5.0/24 (this node)"]]\n'), m);
+  assert.ok(m.includes('  node_node_b -- "10.250.99.12" --- overlay_vni1\n'), m);
+  assert.ok(m.includes("  net_demo_cluster --- node_node_a\n"), m);
+  assert.ok(!m.includes("net_demo_cluster --- node_node_b"), m);
+  const d = renderGraph([], [], "dot", overlay);
+  assert.match(d, /node_node_b -- overlay_vni1 \[label="10\.250\.99\.12"\];\n\}\n$/);
+});

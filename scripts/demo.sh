@@ -1,36 +1,60 @@
 #!/usr/bin/env bash
-# podplex demo: two simulated nodes (network namespaces ppdemo-nodeA/B joined by an underlay
-# veth), pods brought up with 'podplex pod up' from the definitions in examples/demo, pings
-# over a node-local bridge network and over a VXLAN overlay between the nodes, then teardown.
+# podplex demo: podplex as the cluster network of three simulated nodes. A real etcd (Debian's
+# etcd-server) and an underlay bridge live in a netns of their own; the nodes (netns
+# ppdemo-nodeA/B/C) join it by veth, each runs 'podplex serve --cluster-network', which leases
+# the node a /24 of 10.244.0.0/16 in etcd and programs the other nodes' VXLAN routes,
+# neighbours and FDB entries. Pods ('podplex pod up', definitions from examples/demo) ping
+# each other across nodes by pod IP; node C leaves and its routes disappear from A and B;
+# then everything is torn down.
 #
-# Everything it makes is named ppdemo* and lives in its own netns; state, leases and confs go
-# to a temp dir. The host's interfaces, /etc/cni and /var/lib/cni are never touched. It
-# cleans up on success, on failure and on Ctrl-C, and exits non-zero when any step fails.
+# Everything it makes is named ppdemo* and lives in its own netns; state, leases, confs and
+# etcd's data go to a temp dir. The host's interfaces, /etc/cni and /var/lib/cni are never
+# touched. It cleans up on success, on failure and on Ctrl-C, and exits non-zero when any
+# step fails.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 podplex="$root/bin/podplex"
-nodes=(A B)
-pod_netns=(ppdemo-a1 ppdemo-a2 ppdemo-b1)
+nodes=(A B C)
+pods=(a1 a2 b1 c1)
+etcd_ip=10.250.99.1
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "demo: must run as root (it creates network namespaces)" >&2
+  exit 1
+fi
+if ! [ -x /usr/bin/etcd ]; then
+  echo "demo: no /usr/bin/etcd (Debian's etcd-server; run bash scripts/setup.sh)" >&2
   exit 1
 fi
 
 work=$(mktemp -d /tmp/ppdemo.XXXXXX)
 bold=$(tput bold 2>/dev/null || true)
 plain=$(tput sgr0 2>/dev/null || true)
+started=$(date +%s)
+declare -A agent_pid=()
+etcd_pid=
 
 step() { printf '\n%s==> %s%s\n' "$bold" "$*" "$plain"; }
 
-# Runs podplex inside a node's netns, so the node's bridge and vxlan device live there.
-on() {
+# Runs podplex inside a node's netns, as that node (its conf, its name in the cluster); exec'd,
+# so that a background run's pid is podplex's.
+on() { (exec_on "$@"); }
+exec_on() {
   local node=$1
   shift
-  ip netns exec "ppdemo-node$node" env \
+  exec ip netns exec "ppdemo-node$node" env \
     PODPLEX_CONFIG="$work/node-${node,,}/podplex.conflist" CNI_PATH=/usr/lib/cni \
+    PODPLEX_NODE_NAME="node-${node,,}" PODPLEX_SOCKET=/nonexistent/podplex.sock \
     "$podplex" "$@"
+}
+
+stop_agent() {
+  local node=$1 pid=${agent_pid[$1]:-}
+  [ -n "$pid" ] || return 0
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  unset "agent_pid[$node]"
 }
 
 cleanup() {
@@ -41,13 +65,18 @@ cleanup() {
   trap - EXIT
   set +e
   step "teardown"
-  for pod in a1 a2 b1; do
+  for pod in "${pods[@]}"; do
     local node=${pod:0:1}
     if [ -f "$work/node-$node/state/standalone/podplex-demo-$pod.json" ]; then
       on "${node^^}" pod down "$pod" --namespace demo || rc=1
     fi
   done
-  for ns in "${pod_netns[@]}" ppdemo-nodeA ppdemo-nodeB; do
+  for n in "${nodes[@]}"; do stop_agent "$n"; done
+  if [ -n "$etcd_pid" ]; then
+    kill "$etcd_pid" 2>/dev/null
+    wait "$etcd_pid" 2>/dev/null
+  fi
+  for ns in "${pods[@]/#/ppdemo-}" "${nodes[@]/#/ppdemo-node}" ppdemo-ul; do
     ip netns delete "$ns" 2>/dev/null
   done
   rm -rf "$work"
@@ -58,7 +87,7 @@ cleanup() {
     rc=1
   fi
   if [ "$rc" -eq 0 ]; then
-    printf '\n%sdemo: success, nothing left behind%s\n' "$bold" "$plain"
+    printf '\n%sdemo: success in %ss, nothing left behind%s\n' "$bold" "$(($(date +%s) - started))" "$plain"
   else
     printf '\n%sdemo: FAILED (exit %s)%s\n' "$bold" "$rc" "$plain" >&2
   fi
@@ -67,51 +96,112 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-step "two nodes joined by an underlay veth (10.250.99.1 <-> 10.250.99.2)"
+# Waits (up to $2 tenths of a second) until the command in $3... succeeds.
+wait_for() {
+  local what=$1 tenths=$2
+  shift 2
+  for _ in $(seq "$tenths"); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  echo "demo: $what did not happen" >&2
+  return 1
+}
+
+etcd_healthy() {
+  ip netns exec ppdemo-ul bash -c "exec 3<>/dev/tcp/$etcd_ip/2379 &&
+    printf 'GET /health HTTP/1.0\r\n\r\n' >&3 && grep -q '\"health\":\"true\"' <&3"
+}
+
+step "the underlay: netns ppdemo-ul with bridge ppdemo-br ($etcd_ip/24) and etcd on $etcd_ip:2379"
+ip netns add ppdemo-ul
+ip -n ppdemo-ul link set lo up
+ip -n ppdemo-ul link add ppdemo-br type bridge
+ip -n ppdemo-ul addr add "$etcd_ip/24" dev ppdemo-br
+ip -n ppdemo-ul link set ppdemo-br up
+ip netns exec ppdemo-ul /usr/bin/etcd --name ppdemo --data-dir "$work/etcd" \
+  --listen-client-urls "http://$etcd_ip:2379" --advertise-client-urls "http://$etcd_ip:2379" \
+  --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+  --initial-cluster ppdemo=http://127.0.0.1:2380 --logger zap --log-outputs "$work/etcd.log" \
+  >/dev/null 2>&1 &
+etcd_pid=$!
+wait_for "etcd answering" 100 etcd_healthy
+echo "etcd $(/usr/bin/etcd --version | head -1 | awk '{print $3}') up"
+
+step "three nodes on the underlay: A, B, C (10.250.99.11-13)"
+i=11
 for n in "${nodes[@]}"; do
   ip netns add "ppdemo-node$n"
   ip -n "ppdemo-node$n" link set lo up
+  ip -n ppdemo-ul link add "ppdemo-u$n" type veth peer name eth0 netns "ppdemo-node$n"
+  ip -n ppdemo-ul link set "ppdemo-u$n" master ppdemo-br up
+  ip -n "ppdemo-node$n" addr add "10.250.99.$i/24" dev eth0
+  ip -n "ppdemo-node$n" link set eth0 up
+  i=$((i + 1))
 done
-ip -n ppdemo-nodeA link add ppdemo-ua type veth peer name ppdemo-ub netns ppdemo-nodeB
-ip -n ppdemo-nodeA addr add 10.250.99.1/24 dev ppdemo-ua
-ip -n ppdemo-nodeB addr add 10.250.99.2/24 dev ppdemo-ub
-ip -n ppdemo-nodeA link set ppdemo-ua up
-ip -n ppdemo-nodeB link set ppdemo-ub up
-echo "ppdemo-nodeA, ppdemo-nodeB up"
+echo "ppdemo-nodeA, ppdemo-nodeB, ppdemo-nodeC up"
 
 step "network definitions from examples/demo (paths rewritten into $work)"
-cp -r "$root/examples/demo/node-a" "$root/examples/demo/node-b" "$work/"
-grep -rl '@DEMO_DIR@' "$work" | xargs sed -i "s#@DEMO_DIR@#$work#g"
+for n in a b c; do
+  cp -r "$root/examples/demo/node-a" "$work/node-$n"
+  grep -rl 'node-a\|@DEMO_DIR@' "$work/node-$n" |
+    xargs sed -i -e "s#@DEMO_DIR@#$work#g" -e "s#/node-a/#/node-$n/#g"
+done
 on A net validate
 on A net list
 
-step "pods: a1 (lan + overlay) and a2 (lan) on node A, b1 (lan + overlay) on node B"
+step "node agents: 'podplex serve --cluster-network' on each node"
+for n in "${nodes[@]}"; do
+  (exec_on "$n" serve --socket "$work/node-${n,,}/serve.sock" \
+    --cluster-network "$work/node-${n,,}/networks.d/demo/cluster.json") \
+    2>"$work/node-${n,,}/agent.log" &
+  agent_pid[$n]=$!
+  wait_for "node $n joining" 150 test -S "$work/node-${n,,}/cluster/cluster/agent.sock"
+  grep -o 'node "node-.*' "$work/node-${n,,}/agent.log" | head -1
+done
+wait_for "node A seeing B and C" 30 bash -c \
+  "[ \$(ip -n ppdemo-nodeA route show dev podplex.1 | wc -l) -eq 2 ]"
+on A net nodes
+
+step "pods: a1 and a2 on node A (cluster network + lan), b1 on node B, c1 on node C"
 # The pod netns are made here, in the host's mount namespace: 'ip netns exec' gives podplex
 # a private mount namespace, so a netns it bind-mounted there would vanish with it.
-for ns in "${pod_netns[@]}"; do ip netns add "$ns"; done
+for pod in "${pods[@]}"; do ip netns add "ppdemo-$pod"; done
 on A pod up --annotations "$root/examples/demo/pod-a1.yaml" --netns /run/netns/ppdemo-a1
-on A pod up a2 --namespace demo --netns /run/netns/ppdemo-a2
-on B pod up --annotations "$root/examples/demo/pod-b1.yaml" --netns /run/netns/ppdemo-b1
-
-step "pod list on node A and on node B"
+on A pod up a2 --namespace demo --networks lan --netns /run/netns/ppdemo-a2
+on B pod up b1 --namespace demo --netns /run/netns/ppdemo-b1
+on C pod up c1 --namespace demo --netns /run/netns/ppdemo-c1
 on A pod list
-on B pod list
-
-step "node A: status and graph"
-on A status
-on A graph
 
 addr_of() { ip -n "$1" -4 -o addr show dev "$2" | awk '{print $4}' | cut -d/ -f1; }
-a2_ip=$(addr_of ppdemo-a2 eth0)
-b1_ip=$(addr_of ppdemo-b1 net1)
+b1_ip=$(addr_of ppdemo-b1 eth0)
+c1_ip=$(addr_of ppdemo-c1 eth0)
+a1_lan=$(addr_of ppdemo-a1 net1)
 
-step "bridge: a1 -> a2 ($a2_ip) on node A"
-on A pod exec a1 --namespace demo -- ping -c 3 -i 0.2 -W 1 "$a2_ip"
+step "node A: the VXLAN routes to B's and C's subnets, and the graph"
+ip -n ppdemo-nodeA route show dev podplex.1
+on A graph
 
-step "overlay: a1 (node A) -> b1 ($b1_ip, node B) over VXLAN VNI 42"
-on A pod exec a1 --namespace demo -- ping -c 3 -i 0.2 -W 1 "$b1_ip"
+step "across nodes by pod IP: a1 (node A) -> b1 ($b1_ip, node B) and c1 ($c1_ip, node C)"
+on A pod exec a1 --namespace demo -- ping -c 2 -i 0.2 -W 1 "$b1_ip"
+on A pod exec a1 --namespace demo -- ping -c 2 -i 0.2 -W 1 "$c1_ip"
+on B pod exec b1 --namespace demo -- ping -c 2 -i 0.2 -W 1 "$c1_ip"
 
-step "CHECK every pod"
-on A pod check a1 --namespace demo
-on A pod check a2 --namespace demo
-on B pod check b1 --namespace demo
+step "on node A: a2 -> a1 over the node-local lan network ($a1_lan, a1's net1)"
+on A pod exec a2 --namespace demo -- ping -c 2 -i 0.2 -W 1 -I net1 "$a1_lan"
+
+step "node C leaves: its pod down, its agent stopped, 'podplex net leave'"
+on C pod down c1 --namespace demo
+stop_agent C
+on C net leave
+wait_for "C's route going from node A" 30 bash -c \
+  "[ \$(ip -n ppdemo-nodeA route show dev podplex.1 | wc -l) -eq 1 ]"
+echo "node A's VXLAN routes now:"
+ip -n ppdemo-nodeA route show dev podplex.1
+on A net nodes
+if on A pod exec a1 --namespace demo -- ping -c 1 -W 1 "$c1_ip" >/dev/null 2>&1; then
+  echo "demo: $c1_ip still answers after node C left" >&2
+  exit 1
+fi
+echo "c1's address no longer answers"
+on A pod exec a1 --namespace demo -- ping -c 1 -W 1 "$b1_ip" >/dev/null && echo "b1 still does"

@@ -49,8 +49,8 @@ export interface OverlayRigOptions {
   /** The cluster network (default 10.208.0.0/16). */
   network?: string;
   subnetLen?: number;
-  /** More fields of every node's cluster conf. */
-  conf?: Record<string, unknown>;
+  /** More fields of every node's cluster conf (a function: of the node's dir). */
+  conf?: Record<string, unknown> | ((dir: string) => Record<string, unknown>);
   /** Only some nodes' etcd endpoints: members by node index (default: all members). */
   endpointsOf?: (node: number) => number[];
 }
@@ -149,7 +149,7 @@ export class OverlayRig implements AsyncDisposable {
       dataDir: `${dir}/data`,
       ipam: { dataDir: `${dir}/leases` },
       etcdTimeoutMs: 3000,
-      ...this.#o.conf,
+      ...(typeof this.#o.conf === "function" ? this.#o.conf(dir) : this.#o.conf),
     };
   }
 

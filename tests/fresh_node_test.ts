@@ -117,7 +117,7 @@ Deno.test("the demo's first step (net validate, net list of node A) runs from a 
   const list = await fresh(LAUNCHER, ["net", "list", "--config", confPath], tmp.path);
   assertEquals(list.code, 0, list.stderr);
   match(list.stdout, /demo\/lan/);
-  match(list.stdout, /demo\/overlay/);
+  match(list.stdout, /demo\/cluster \(cluster\)/);
 });
 
 Deno.test("the artifact runs from a copy outside the checkout, naming nothing of it", async () => {

@@ -19,6 +19,7 @@
  * @module
  */
 import { CniError, Code } from "../../../conf/errors.ts";
+import { tryParseCidr } from "../../../conf/ip.ts";
 import { isObject } from "../../../conf/json.ts";
 import { Netlink } from "../../../ffi/mod.ts";
 import { EtcdClient, type KeepAlive } from "../../_shared/etcd/client.ts";
@@ -30,7 +31,6 @@ import { listenAlive, type NodeState, readNodeState } from "./node_state.ts";
 import { readView } from "./subnets.ts";
 import { desiredEntries, syncOverlay } from "./sync.ts";
 import { ensureVtep, type VtepSpec } from "./vtep.ts";
-import { tryParseCidr } from "../../../conf/ip.ts";
 
 /** The type of podplex's cluster network. */
 export const CLUSTER_TYPE = "podplex-cluster";

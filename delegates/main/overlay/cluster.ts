@@ -127,13 +127,13 @@ async function check(c: ClusterNetConf, ctx: DelegateContext): Promise<void> {
   await runner(ctx)("CHECK", conf);
 }
 
-/** GC and STATUS go to the bridge (and its host-local) for the node's current subnet. */
+/**
+ * GC and STATUS go to the bridge (and its host-local) for the node's current subnet; a node
+ * that never joined has nothing to collect and is ready (its first ADD joins).
+ */
 async function forward(c: ClusterNetConf, ctx: DelegateContext, verb: "GC" | "STATUS") {
   const s = await readNodeState(c.stateDir);
-  if (!s) {
-    if (verb === "STATUS" && !(await agentAlive(c.stateDir))) return; // ADD will join
-    return;
-  }
+  if (!s) return;
   await runner(ctx)(verb, bridgeConf(c, s, ctx.raw, String(ctx.raw.cniVersion ?? c.cniVersion)));
 }
 
