@@ -103,7 +103,7 @@ export {
 export { createMetaPlugin } from "./meta/plugin.ts";
 export type { MetaDeps, MetaKernel } from "./meta/context.ts";
 export type { DefinitionFiles } from "./meta/files.ts";
-export type { Logger, LogLevel } from "./meta/log.ts";
+export type { LogFields, Logger, LogLevel } from "./meta/log.ts";
 export { createTrace, NO_TRACE, type Trace } from "./conf/trace.ts";
 export { parsePodplexConf, type PodplexConf } from "./meta/conf.ts";
 export {

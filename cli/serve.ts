@@ -11,7 +11,10 @@
  */
 import { createRoot, type Root, type RootOptions } from "./root.ts";
 import { parseServeArgs, SERVE_USAGE, type ServeArgs } from "./serve/args.ts";
-import { createFileCache } from "../meta/files.ts";
+import { createFileCache, type FileCache } from "../meta/files.ts";
+import { jsonLogLine } from "../meta/log.ts";
+import type { WatchedKubeClient } from "../meta/k8s_watch.ts";
+import { ServeMetrics, serveMetrics } from "./serve/metrics.ts";
 import { checkHostPaths, type HostView, viewProblem } from "./serve/view.ts";
 import { writeAllSync } from "../conf/io.ts";
 import { PROTOCOL } from "./serve/protocol.ts";
@@ -22,6 +25,8 @@ import { CallScheduler } from "./serve/gate.ts";
 /** Where the daemon listens unless `--socket` (or the client's PODPLEX_SOCKET) says otherwise. */
 export const DEFAULT_SOCKET = PROTOCOL.defaultSocket;
 
+let jsonLog = false;
+
 /** Logs one line per call on the daemon's stderr (what ran, how). */
 function logCall(r: CallRecord): void {
   const ms = `${(r.seconds * 1000).toFixed(1)} ms`;
@@ -30,6 +35,25 @@ function logCall(r: CallRecord): void {
     : r.late
     ? `ended after its client was answered: status ${r.status} in ${ms}`
     : `exit ${r.status} in ${ms}`;
+  if (jsonLog) {
+    const pod = /K8S_POD_NAME=([^;]*)/.exec(r.call?.env.CNI_ARGS ?? "")?.[1];
+    const ns = /K8S_POD_NAMESPACE=([^;]*)/.exec(r.call?.env.CNI_ARGS ?? "")?.[1];
+    return void writeAllSync(
+      Deno.stderr,
+      new TextEncoder().encode(
+        jsonLogLine(r.status === 0 || r.status === PROTOCOL.notServed ? "info" : "warning", what, {
+          verb: r.verb,
+          containerId: r.containerId,
+          ifname: r.ifname,
+          pod: pod ? `${ns ?? ""}/${pod}` : undefined,
+          code: r.status === PROTOCOL.notServed ? undefined : r.code,
+          ms: Math.round(r.seconds * 1e4) / 10,
+          fallback: r.fallback,
+          trace: r.trace,
+        }) + "\n",
+      ),
+    );
+  }
   say(`podplex serve: ${r.verb} ${r.containerId} ${r.ifname}: ${what}\n`);
   if (r.trace) say(`podplex serve: ${r.verb} ${r.containerId} ${r.ifname}: ${r.trace}\n`);
 }
@@ -96,7 +120,15 @@ function listenPrivate(path: string): Deno.UnixListener {
   }
 }
 
+/** A line of the daemon's own (as JSON with `--log-format json`). */
 function say(text: string): void {
+  if (jsonLog) {
+    const msg = text.replace(/^podplex serve: /, "").replace(/\n$/, "");
+    return void writeAllSync(
+      Deno.stderr,
+      new TextEncoder().encode(jsonLogLine("info", msg) + "\n"),
+    );
+  }
   writeAllSync(Deno.stderr, text);
 }
 
@@ -117,10 +149,12 @@ export async function main(argv: string[], root: Root): Promise<number> {
     say(`podplex serve: ${args.error}\n${SERVE_USAGE}`);
     return 2;
   }
+  jsonLog = args.logFormat === "json";
   const view = args.view && hostView(args.view);
   // What runs beside the call loop, started in order, closed in reverse: one line each.
   const services: Service[] = [];
-  const daemonRoot = root = createRoot(daemonRootOptions(args, view));
+  const cache = createFileCache();
+  const daemonRoot = root = createRoot(daemonRootOptions(args, cache, view));
   services.push({ close: () => Promise.resolve(daemonRoot.close()) });
   let listener: Deno.UnixListener;
   try {
@@ -136,18 +170,37 @@ export async function main(argv: string[], root: Root): Promise<number> {
     return 1;
   }
   let ready = true;
+  const build = readBuildId();
+  const metrics = args.metrics ? new ServeMetrics(build) : undefined;
   const d: Daemon = {
-    build: readBuildId(),
+    build,
     own: ownNamespaces(),
     root,
     scheduler: new CallScheduler(args.limits),
     deadlineMs: args.deadlineMs,
     trace: args.trace,
     draining: false,
-    observe: logCall,
+    observe(r) {
+      logCall(r);
+      metrics?.observe(r);
+    },
+    observeFrame(reason, why) {
+      say(`podplex serve: frame not served (${why})\n`);
+      metrics?.fallback(reason);
+    },
     ready: () => ready && !d.draining,
   };
   if (view) d.viewProblem = (call) => viewProblem(view, call);
+  if (metrics && args.metrics) {
+    const files = cache;
+    services.push(serveMetrics(args.metrics, () =>
+      metrics.render({
+        inFlight: () => d.scheduler.running,
+        queued: () => d.scheduler.waiting,
+        files: () => ({ ...files.stats, size: files.size }),
+        kube: () => daemonRoot.kubeClients().filter((k): k is WatchedKubeClient => "sizes" in k),
+      }), (l) => say(`podplex serve: ${l}\n`)));
+  }
   await acceptUntilStopped(listener, d, `listening on ${args.socket} (build ${d.build})`);
   ready = false;
   await d.scheduler.drain();
@@ -172,8 +225,8 @@ function hostView(asked: HostView): HostView {
  * node's pods and the NADs watched (with a node name), and in thick mode external plugins
  * run in the host's mount namespace (serve/view.ts).
  */
-function daemonRootOptions(args: ServeArgs, view?: HostView): RootOptions {
-  const opts: RootOptions = { meta: { files: createFileCache() } };
+function daemonRootOptions(args: ServeArgs, files: FileCache, view?: HostView): RootOptions {
+  const opts: RootOptions = { meta: { files } };
   if (view?.mountNs) opts.exec = { mountNs: view.mountNs, hostRoot: view.root };
   if (args.nodeName) {
     opts.watch = { nodeName: args.nodeName, log: (l) => say(`podplex serve: ${l}\n`) };

@@ -53,7 +53,13 @@ export interface Harness extends AsyncDisposable {
 }
 
 const enc = new TextEncoder();
-const silent: Logger = { error() {}, warning() {}, info() {}, debug() {} };
+const silent: Logger = {
+  error() {},
+  warning() {},
+  info() {},
+  debug() {},
+  with: () => silent,
+};
 
 /** The container and interface every harness request is for. */
 export const CONTAINER = "ppc1";

@@ -185,7 +185,10 @@ async function rollBack(
 ): Promise<CniError> {
   const err = CniError.wrap(e);
   const { containerId, ifname } = state;
-  call.log.warning(`ADD of "${containerId}" failed, rolling back: ${err.message}`);
+  const network = state.attachments[done]?.network;
+  call.log.with({ network }).warning(
+    `ADD of "${containerId}" failed, rolling back: ${err.message}`,
+  );
   // What ran is on disk before the undo starts: a podplex killed during the rollback leaves a
   // state from which the runtime's DEL undoes exactly that.
   await call.store.save(state).catch(() => {});

@@ -54,6 +54,8 @@ export interface PodplexConf {
   logLevel: "error" | "warning" | "info" | "debug";
   /** Where the log goes (default: stderr). */
   logFile?: string;
+  /** `text` (default) or `json`: one JSON object a line. */
+  logFormat: "text" | "json";
   /** The capabilities podplex takes from the runtime. */
   capabilities?: Record<string, boolean>;
   /** Delegate types to exec as external binaries instead of the built-in. */
@@ -77,6 +79,7 @@ export const CONF_DEFAULTS = {
   systemNamespaces: ["kube-system"],
   resultMode: "merged",
   logLevel: "warning",
+  logFormat: "text",
 } as const;
 
 // Keys the spec reserves or that runtimes add; accepted (and ignored where podplex has no use).
@@ -112,6 +115,7 @@ const OWN = new Set([
   "resultMode",
   "logLevel",
   "logFile",
+  "logFormat",
   "preferExternal",
 ]);
 
@@ -294,6 +298,7 @@ export function parsePodplexConf(raw: Record<string, unknown>, cwd?: string): Po
     logLevel: oneOf(entry, "logLevel", ["error", "warning", "info", "debug"] as const) ??
       CONF_DEFAULTS.logLevel,
     logFile: path(entry, "logFile", cwd),
+    logFormat: oneOf(entry, "logFormat", ["text", "json"] as const) ?? CONF_DEFAULTS.logFormat,
     capabilities: capabilitiesOf(entry),
     preferExternal: strList(entry, "preferExternal"),
     runtimeConfig: obj(entry, "runtimeConfig"),

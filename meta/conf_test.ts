@@ -51,6 +51,7 @@ Deno.test("parsePodplexConf() keeps every field it is given", () => {
     resultMode: "cluster",
     logLevel: "debug",
     logFile: "/l",
+    logFormat: "json",
     capabilities: { portMappings: true },
     preferExternal: ["bridge"],
     runtimeConfig: { portMappings: [] },

@@ -130,7 +130,16 @@ export function openCall(req: InProcessRequest, deps: MetaDeps): MetaCall {
     runtimeArgs: conf.runtimeConfig ?? {},
     registry: deps.registry(conf),
     store: deps.store?.(conf) ?? createStateStore(conf.stateDir),
-    log: deps.log?.(conf) ?? createLogger(conf.logLevel, conf.logFile),
+    log: deps.log?.(conf) ?? createLogger(conf.logLevel, conf.logFile, {
+      format: conf.logFormat,
+      fields: {
+        verb: req.command,
+        containerId: req.env.containerId,
+        pod: cniArgs.get("K8S_POD_NAME")
+          ? `${cniArgs.get("K8S_POD_NAMESPACE") ?? ""}/${cniArgs.get("K8S_POD_NAME")}`
+          : undefined,
+      },
+    }),
     now: deps.now ?? (() => new Date()),
     kernel: deps.kernel ?? ffiKernel,
     trace,

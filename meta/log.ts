@@ -11,6 +11,10 @@
  *   (same inode), and a missing one is created with O_CREAT|O_EXCL, which fails on a
  *   symlink. A refused `logFile` sends the lines to stderr, saying why once.
  *
+ * `logFormat: "json"` writes one JSON object a line instead: `time`, `level`, `msg`, and the
+ * call's `verb`, `containerId`, `pod` and, where one is at issue, `network`. The same
+ * characters are escaped (as JSON `\u` escapes, so the line still parses).
+ *
  * @module
  */
 
@@ -29,6 +33,21 @@ export interface Logger {
   info(msg: string): void;
   /** Details for debugging. */
   debug(msg: string): void;
+  /** The same log with more fields on every line (JSON: keys; text: `key=value` after). */
+  with(fields: LogFields): Logger;
+}
+
+/** Fields a line carries besides its message. */
+export type LogFields = Record<string, string | number | undefined>;
+
+/** How lines are written. */
+export type LogFormat = "text" | "json";
+
+/** Options of {@linkcode createLogger}. */
+export interface LoggerOptions {
+  format?: LogFormat;
+  /** Fields on every JSON line (the call's verb, container id, pod). */
+  fields?: LogFields;
 }
 
 // C0 and C1 controls, DEL, the line/paragraph separators and the bidi embedding/isolate marks.
@@ -48,6 +67,19 @@ export function escapeLogText(msg: string): string {
   return msg.replace(
     UNSAFE,
     (c) => NAMED[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
+// What JSON.stringify leaves as is but a log line must not carry raw (see escapeLogText).
+const UNSAFE_IN_JSON = /[\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+/** One JSON log line (no newline): the fields, escaped so that it is one printable line. */
+export function jsonLogLine(level: LogLevel, msg: string, fields: LogFields = {}): string {
+  const obj: Record<string, unknown> = { time: new Date().toISOString(), level, msg };
+  for (const [k, v] of Object.entries(fields)) if (v !== undefined && !(k in obj)) obj[k] = v;
+  return JSON.stringify(obj).replace(
+    UNSAFE_IN_JSON,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
   );
 }
 
@@ -91,33 +123,45 @@ function appendTo(file: string, line: Uint8Array): string | undefined {
 }
 
 /**
- * Creates a logger writing lines at or above `level` to `file` (appended) or stderr.
- * Write failures are ignored: a log must never fail a CNI call.
+ * Creates a logger writing lines at or above `level` to `file` (appended) or stderr, as
+ * text or JSON (see the module doc). Write failures are ignored: a log must never fail a
+ * CNI call.
  */
-export function createLogger(level: LogLevel = "warning", file?: string): Logger {
+export function createLogger(
+  level: LogLevel = "warning",
+  file?: string,
+  opts: LoggerOptions = {},
+): Logger {
   const max = LEVELS[level];
   const enc = new TextEncoder();
-  let refused = false;
+  const state = { refused: false };
   const toStderr = (bytes: Uint8Array) => Deno.stderr.writeSync(bytes);
-  const write = (lvl: LogLevel, msg: string) => {
-    if (LEVELS[lvl] > max) return;
-    const line = enc.encode(`${new Date().toISOString()} podplex ${lvl}: ${escapeLogText(msg)}\n`);
-    try {
-      if (!file || refused) return void toStderr(line);
-      const why = appendTo(file, line);
-      if (why) {
-        refused = true;
-        toStderr(enc.encode(`podplex: not logging to "${escapeLogText(file)}": ${why}\n`));
-        toStderr(line);
+  const make = (fields: LogFields): Logger => {
+    const write = (lvl: LogLevel, msg: string) => {
+      if (LEVELS[lvl] > max) return;
+      const text = opts.format === "json"
+        ? jsonLogLine(lvl, msg, fields)
+        : `${new Date().toISOString()} podplex ${lvl}: ${escapeLogText(msg)}`;
+      const line = enc.encode(text + "\n");
+      try {
+        if (!file || state.refused) return void toStderr(line);
+        const why = appendTo(file, line);
+        if (why) {
+          state.refused = true;
+          toStderr(enc.encode(`podplex: not logging to "${escapeLogText(file)}": ${why}\n`));
+          toStderr(line);
+        }
+      } catch {
+        // ignored on purpose: see above
       }
-    } catch {
-      // ignored on purpose: see above
-    }
+    };
+    return {
+      error: (m) => write("error", m),
+      warning: (m) => write("warning", m),
+      info: (m) => write("info", m),
+      debug: (m) => write("debug", m),
+      with: (more) => make({ ...fields, ...more }),
+    };
   };
-  return {
-    error: (m) => write("error", m),
-    warning: (m) => write("warning", m),
-    info: (m) => write("info", m),
-    debug: (m) => write("debug", m),
-  };
+  return make(opts.fields ?? {});
 }

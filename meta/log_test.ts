@@ -58,3 +58,37 @@ Deno.test("logFile is never written through a symlink, nor when not owned by roo
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("logFormat json: one parsable object a line with the call's fields, nothing raw", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "pptlog" });
+  try {
+    const file = `${dir}/log`;
+    const log = createLogger("info", file, {
+      format: "json",
+      fields: { verb: "ADD", containerId: "c1", pod: "default/web" },
+    });
+    log.with({ network: "default/lan" }).warning("bad\nline \u2028 \u202e rtl \u0085");
+    log.debug("not at info");
+    log.info("second");
+    const lines = Deno.readTextFileSync(file).split("\n").filter((l) => l);
+    assert.equal(lines.length, 2);
+    assert.doesNotMatch(lines[0], /[\u2028\u202e\u0085\n]/, "escaped in the text of the line");
+    const first = JSON.parse(lines[0]);
+    assert.deepEqual(
+      { ...first, time: undefined },
+      {
+        time: undefined,
+        level: "warning",
+        msg: "bad\nline \u2028 \u202e rtl \u0085",
+        verb: "ADD",
+        containerId: "c1",
+        pod: "default/web",
+        network: "default/lan",
+      },
+    );
+    assert.equal(JSON.parse(lines[1]).network, undefined);
+    assert(!Number.isNaN(Date.parse(first.time)));
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});

@@ -275,7 +275,7 @@ async function startDaemon(node: ThickNode, extra: string[] = []): Promise<Thick
     await child.status;
     await reading;
   };
-  for (let i = 0; !log.includes("podplex serve: listening on"); i++) {
+  for (let i = 0; !/(podplex serve: |"msg":")listening on/.test(log); i++) {
     if (i > 300) {
       await stop("SIGKILL");
       throw new Error(`The thick daemon did not start: ${log}`);
@@ -286,7 +286,11 @@ async function startDaemon(node: ThickNode, extra: string[] = []): Promise<Thick
     pid: child.pid,
     log: () => log,
     served: (verb) =>
-      log.split("\n").filter((l) => l.includes(`: ${verb} `) && l.includes(": exit")).length,
+      log.split("\n").filter((l) =>
+        l.startsWith("{")
+          ? JSON.parse(l).verb === verb && /^exit /.test(JSON.parse(l).msg)
+          : l.includes(`: ${verb} `) && l.includes(": exit")
+      ).length,
     stop,
     async [Symbol.asyncDispose]() {
       await stop("SIGKILL");

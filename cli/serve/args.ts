@@ -27,6 +27,10 @@ export interface ServeArgs {
   trace?: boolean;
   /** This node's name: its pods and the NADs are watched (else every read is a GET). */
   nodeName?: string;
+  /** Prometheus metrics on `host:port` or a unix socket. */
+  metrics?: { address?: string; socket?: string };
+  /** The daemon's own lines: text, or one JSON object a line. */
+  logFormat: "text" | "json";
 }
 
 type Setter = (a: ServeArgs, v: string) => string | void;
@@ -52,6 +56,20 @@ const FLAGS: Readonly<Record<string, Setter>> = {
   "--max-in-flight": (a, v) => limit(a, "maxInFlight", "--max-in-flight", v),
   "--max-queued": (a, v) => limit(a, "maxQueued", "--max-queued", v),
   "--node-name": (a, v) => void (a.nodeName = v || undefined),
+  "--metrics-address": (a, v) => {
+    if (!/^(\[[0-9a-fA-F:]+\]|[^:]+):[0-9]{1,5}$/.test(v)) {
+      return `Invalid "--metrics-address": "${v}" is not host:port (e.g. 127.0.0.1:9091)`;
+    }
+    a.metrics = { address: v };
+  },
+  "--metrics-socket": (a, v) => {
+    if (!v.startsWith("/")) return `Invalid "--metrics-socket": "${v}" is not an absolute path`;
+    a.metrics = { socket: v };
+  },
+  "--log-format": (a, v) => {
+    if (v !== "text" && v !== "json") return `Invalid "--log-format": "${v}" is not text or json`;
+    a.logFormat = v;
+  },
   "--call-deadline-ms": (a, v) => {
     const n = Number(v);
     if (!/^[0-9]+$/.test(v) || n < 1 || n >= PROTOCOL.clientTimeoutS * 1000) {
@@ -90,6 +108,7 @@ export function parseServeArgs(
     cluster: [],
     limits: { ...DEFAULT_LIMITS },
     deadlineMs: CALL_DEADLINE_MS,
+    logFormat: "text",
   };
   let wantThick = false;
   for (let i = 0; i < argv.length; i++) {
@@ -128,6 +147,7 @@ export const SERVE_USAGE = "usage: podplex serve [--socket PATH]   (default " +
   `  [--max-in-flight N (${DEFAULT_LIMITS.maxInFlight})] [--max-queued N (${DEFAULT_LIMITS.maxQueued})]\n` +
   `  [--call-deadline-ms N (${CALL_DEADLINE_MS})] [--trace (each call's PODPLEX_TRACE marks)]\n` +
   "  [--node-name NAME (default $NODE_NAME): watch this node's pods and the NADs]\n" +
+  "  [--metrics-address 127.0.0.1:9091 | --metrics-socket PATH] [--log-format text|json]\n" +
   "  [--dhcp-socket PATH] [--dhcp-state-dir DIR] [--dhcp-timeout 10s] [--dhcp-resend-max 62s]\n" +
   "  [--dhcp-resend-timeout 208s] [--ipam-network FILE (cluster IPAM: affinity lease, reconcile)]\n" +
   "  [--cluster-network FILE]... (podplex's cluster network: the node's subnet lease, VXLAN entries)\n" +

@@ -49,21 +49,48 @@ export function notServed(why: string): Reply {
   return { status: PROTOCOL.notServed, stdout: "", stderr: why };
 }
 
+/** Why a call was sent back to run per call, as the metrics count it. */
+export type FallbackReason =
+  | "build"
+  | "protocol"
+  | "not_ready"
+  | "netns"
+  | "mount_namespace"
+  | "paths"
+  | "malformed";
+
+/** A refusal: its reason and the sentence the client (and the log) get. */
+export interface Refusal {
+  reason: FallbackReason;
+  why: string;
+}
+
 /**
  * Why the daemon must not run this call (the client then runs it per call, nothing lost),
  * or undefined when it may.
  */
-export function refusal(call: CallFrame, ctx: CallContext): string | undefined {
+export function refusal(call: CallFrame, ctx: CallContext): Refusal | undefined {
+  const no = (reason: FallbackReason, why: string) => ({ reason, why });
   if (call.build !== ctx.build) {
-    return `the client is of build "${call.build}", the daemon of build "${ctx.build}"`;
+    return no(
+      "build",
+      `the client is of build "${call.build}", the daemon of build "${ctx.build}"`,
+    );
   }
-  if (!ctx.ready()) return "the daemon is not ready";
-  if (call.netns !== ctx.own.netns) return "wrong namespace: the caller is in another netns";
+  if (!ctx.ready()) return no("not_ready", "the daemon is not ready");
+  if (call.netns !== ctx.own.netns) {
+    return no("netns", "wrong namespace: the caller is in another netns");
+  }
   const cwd = call.env[PROTOCOL.cwdVariable];
-  if (cwd !== undefined && !cwd.startsWith("/")) return `the caller's cwd "${cwd}" is not absolute`;
+  if (cwd !== undefined && !cwd.startsWith("/")) {
+    return no("paths", `the caller's cwd "${cwd}" is not absolute`);
+  }
   if (call.mntns === ctx.own.mntns) return undefined;
-  if (!ctx.viewProblem) return "wrong namespace: the caller is in another mount namespace";
-  return ctx.viewProblem(call);
+  if (!ctx.viewProblem) {
+    return no("mount_namespace", "wrong namespace: the caller is in another mount namespace");
+  }
+  const problem = ctx.viewProblem(call);
+  return problem === undefined ? undefined : no("paths", problem);
 }
 
 /**

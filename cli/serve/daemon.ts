@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { type CallContext, notServed, refusal, runCall } from "./call.ts";
+import { type CallContext, type FallbackReason, notServed, refusal, runCall } from "./call.ts";
 import { admitAndRun, type CallScheduler } from "./gate.ts";
 import { createTrace } from "../../conf/trace.ts";
 import {
@@ -26,8 +26,9 @@ export interface CallRecord {
   status: number;
   /** The CNI error code of a failed call (0 on success). */
   code: number;
-  /** Why it was not served (NOT_SERVED only). */
+  /** Why it was not served (NOT_SERVED only): the sentence, and its kind. */
   reason?: string;
+  fallback?: FallbackReason;
   /** Time from arrival to reply (s). */
   seconds: number;
   /** The call's timing marks as `PODPLEX_TRACE` prints them (with `--trace`). */
@@ -49,6 +50,8 @@ export interface Daemon extends CallContext {
   trace?: boolean;
   /** Told of every call that was answered. */
   observe(record: CallRecord): void;
+  /** Told of a frame answered "not served" before it was a call (protocol 1, malformed). */
+  observeFrame?(reason: FallbackReason, why: string): void;
 }
 
 /** The reply to a readiness probe: ready (0) only for the daemon's own build. */
@@ -95,10 +98,10 @@ export async function serveCall(
       reply,
       ...extra,
     });
-  const why = refusal(call, d);
-  if (why !== undefined) {
-    const reply = notServed(why);
-    record(reply, { reason: why });
+  const no = refusal(call, d);
+  if (no !== undefined) {
+    const reply = notServed(no.why);
+    record(reply, { reason: no.why, fallback: no.reason });
     return reply;
   }
   let answered = false;
@@ -160,12 +163,16 @@ export async function handle(conn: Deno.Conn, d: Daemon): Promise<void> {
     try {
       const frame = decodeClientFrame(await readFrame(conn));
       if (frame.kind === "legacy") {
-        reply = encodeReply(notServed(`protocol 1 is not served by build "${d.build}"`), true);
+        const why = `protocol 1 is not served by build "${d.build}"`;
+        d.observeFrame?.("protocol", why);
+        reply = encodeReply(notServed(why), true);
       } else if (frame.kind === "probe") reply = encodeReply(probeReply(d, frame.build));
       else reply = encodeReply(await serveCall(d, frame, watchClient(conn).signal));
     } catch (e) {
       // A malformed frame was never run: the client may run podplex itself.
-      reply = encodeReply(notServed(e instanceof Error ? e.message : String(e)));
+      const why = e instanceof Error ? e.message : String(e);
+      d.observeFrame?.("malformed", why);
+      reply = encodeReply(notServed(why));
     }
     await writeFull(conn, reply);
   } catch {
