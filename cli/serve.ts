@@ -150,6 +150,30 @@ export async function main(argv: string[], root: Root): Promise<number> {
     return 2;
   }
   jsonLog = args.logFormat === "json";
+  // From here on SIGTERM stops the daemon cleanly, also while it starts.
+  const stopping = stopSignals();
+  try {
+    return await run(args, root, stopping.signal);
+  } finally {
+    stopping.remove();
+  }
+}
+
+/** SIGINT and SIGTERM as an abort signal, from now until `remove()`. */
+function stopSignals(): { signal: AbortSignal; remove(): void } {
+  const ctl = new AbortController();
+  const stop = () => ctl.abort();
+  for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, stop);
+  return {
+    signal: ctl.signal,
+    remove: () => {
+      for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.removeSignalListener(sig, stop);
+    },
+  };
+}
+
+/** Starts the services, serves until `stop` aborts, then drains and cleans up. */
+async function run(args: ServeArgs, root: Root, stop: AbortSignal): Promise<number> {
   const view = args.view && hostView(args.view);
   // What runs beside the call loop, started in order, closed in reverse: one line each.
   const services: Service[] = [];
@@ -201,7 +225,7 @@ export async function main(argv: string[], root: Root): Promise<number> {
         kube: () => daemonRoot.kubeClients().filter((k): k is WatchedKubeClient => "sizes" in k),
       }), (l) => say(`podplex serve: ${l}\n`)));
   }
-  await acceptUntilStopped(listener, d, `listening on ${args.socket} (build ${d.build})`);
+  await acceptUntilStopped(listener, d, `listening on ${args.socket} (build ${d.build})`, stop);
   ready = false;
   await d.scheduler.drain();
   await closeAll(services);
@@ -270,6 +294,7 @@ async function acceptUntilStopped(
   listener: Deno.UnixListener,
   d: Daemon,
   listening: string,
+  stopSignal: AbortSignal,
 ): Promise<void> {
   const stop = () => {
     d.draining = true;
@@ -277,9 +302,9 @@ async function acceptUntilStopped(
       listener.close();
     } catch { /* already closed */ }
   };
-  for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, stop);
-  // Said once a SIGTERM would be handled: whoever waits for this line may stop the daemon.
   say(`podplex serve: ${listening}\n`);
+  if (stopSignal.aborted) stop(); // stopped while it started
+  else stopSignal.addEventListener("abort", stop, { once: true });
   const pending = new Set<Promise<void>>();
   try {
     for await (const conn of listener) {
@@ -294,6 +319,5 @@ async function acceptUntilStopped(
     const grace = new Promise((r) => timer = setTimeout(r, 5000));
     await Promise.race([Promise.allSettled(pending), grace]);
     clearTimeout(timer);
-    for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.removeSignalListener(sig, stop);
   }
 }
