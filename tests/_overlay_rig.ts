@@ -278,6 +278,19 @@ export class OverlayRig implements AsyncDisposable {
     return { code: out.code, json, text, stderr: dec.decode(out.stderr) };
   }
 
+  /** A pod netns (removed at dispose), for a CNI call made by the test. */
+  async addPodNetns(): Promise<string> {
+    const ns = ppName("fp");
+    await run("ip", "netns", "add", ns);
+    this.pods.push({ id: "", ns, node: -1, ip: "" });
+    return ns;
+  }
+
+  /** How many links netns `ns` has. */
+  async linkCount(ns: string): Promise<number> {
+    return JSON.parse(await run("ip", "-j", "-n", ns, "link", "show")).length;
+  }
+
   /** Makes a pod on node `i` (netns + ADD); returns it with its eth0 address. */
   async addPod(i: number): Promise<OverlayPod> {
     const ns = ppName("fp");

@@ -192,5 +192,15 @@ Deno.test({
     assert.match(nodes.out, /node0 \(this node\)/);
     for (const s of [s1.subnet]) assert.ok(nodes.out.includes(s), nodes.out);
     assert.match(nodes.out, /node1 .* yes/);
+    // etcd gone and no daemon: the ADD is code 11 within the bound and leaves nothing.
+    await rig.etcd.kill(0);
+    const ns = (await rig.addNode()).ns; // a node that never joined
+    const pod = { id: "ppfdown0", ns: await rig.addPodNetns(), node: 3, ip: "" };
+    const down = await rig.cni("ADD", pod, 3);
+    assert.equal(down.code, 1, down.text);
+    assert.equal(down.json?.code, 11, down.text);
+    assert.match(String(down.json?.msg), /etcd did not answer/);
+    assert.equal(await rig.linkCount(pod.ns), 1, "only lo in the pod");
+    assert.equal(await rig.linkCount(ns), 2, "only lo and eth0 on the node: no VTEP, no bridge");
   },
 });
