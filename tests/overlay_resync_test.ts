@@ -70,6 +70,8 @@ Deno.test({
       endpointsOf: (i) => (i === 0 ? [0] : [1, 2]),
     });
     for (let i = 0; i < 3; i++) await rig.startAgent(i);
+    // node2's lease reaches node0 through member 0 a moment after node2 joined.
+    await rig.until(() => exact(rig, [0, 1, 2]), 3000);
     await assertExact(rig, [0, 1, 2], "3 nodes");
     await rig.etcd.kill(0); // node0's watch is broken now
     const n3 = await rig.addNode();
@@ -80,6 +82,7 @@ Deno.test({
     assert.equal(left.code, 0, left.err);
     const rev = (await rig.client.range("/", { prefix: true, keysOnly: true, limit: 1 })).revision;
     await rig.client.call("/v3/kv/compaction", { revision: String(rev), physical: true });
+    await rig.until(() => exact(rig, [1, 3]), 3000);
     await assertExact(rig, [1, 3], "the nodes that still reach etcd");
     const stale = rig.overlay(0);
     assert.ok(stale.routes.some((r) => r.startsWith(s2.subnet)), "node0 still routes to node2");

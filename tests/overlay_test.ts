@@ -83,6 +83,10 @@ Deno.test({
     pods.forEach((p, i) =>
       assert.ok(p.ip.startsWith(subnets[i].split(".").slice(0, 3).join(".")), p.ip)
     );
+    await rig.until(async () => {
+      const leases = await rig.leases();
+      return [0, 1, 2].every((i) => rig.overlay(i).routes.length === 2 && leases.length === 3);
+    }, 3000);
     await assertExact(rig, [0, 1, 2], "3 nodes");
     await pingAll(rig, pods);
 
