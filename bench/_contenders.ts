@@ -5,6 +5,8 @@
  * - podplex: `bin/podplex` once per pod, exactly as a runtime execs it (env + stdin).
  * - serve: the same call through a resident `podplex serve`: the client with the launcher's
  *   deno command after `--` (the sh launcher's ~1 ms is not included).
+ * - thick: thick mode as deployed: the installed entry (the host's shim: sh launcher, then the
+ *   client) talking to the daemon in its own mount namespace (bench/_daemons.ts).
  * - reference: `/usr/lib/cni/bridge` (host-local IPAM) once per attachment, DEL in reverse.
  * - floor: the same kernel work by `ip -batch`: one process for the host side (veth pair with
  *   its peer born in the pod netns, bridge port, up) and one inside the pod netns (up,
@@ -13,6 +15,7 @@
  * @module
  */
 import type { ExecSpec, PodJob } from "./_runner.ts";
+import { thickDirs } from "./_daemons.ts";
 import { DENO_FLAGS } from "./_build.ts";
 import {
   bridgeName,
@@ -66,6 +69,12 @@ function podplexExec(f: Fixture, j: number, n: number, cmd: "ADD" | "DEL"): Exec
 function artifactExec(f: Fixture, j: number, n: number, cmd: "ADD" | "DEL"): ExecSpec[] {
   const env = cniEnv(f, "artifact", j, cmd);
   return [{ path: f.installed, env, stdin: podplexConfFile(f, n, "artifact") }];
+}
+
+/** Thick mode as deployed: the installed entry (the host's shim) and the daemon's socket. */
+function thickExec(f: Fixture, j: number, n: number, cmd: "ADD" | "DEL"): ExecSpec[] {
+  const env = { ...cniEnv(f, "thick", j, cmd), PODPLEX_SOCKET: thickDirs(f).socket };
+  return [{ path: f.installed, env, stdin: podplexConfFile(f, n, "thick") }];
 }
 
 function serveExec(f: Fixture, j: number, n: number, cmd: "ADD" | "DEL"): ExecSpec[] {
@@ -139,6 +148,8 @@ export async function podJob(
     ? podplexExec(f, j, n, cmd)
     : c === "artifact"
     ? artifactExec(f, j, n, cmd)
+    : c === "thick"
+    ? thickExec(f, j, n, cmd)
     : c === "serve"
     ? serveExec(f, j, n, cmd)
     : c === "reference"

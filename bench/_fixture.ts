@@ -7,15 +7,18 @@
  */
 
 import { type BuildInfo, snapshotBuild } from "./_build.ts";
+import { startThickDaemon } from "./_daemons.ts";
 
 /**
  * The contenders, in the order of their address blocks. `podplex` is bin/podplex of a
  * checkout (which execs the artifact in dist/node/); `serve` is podplex behind a resident
  * `podplex serve` daemon, exec'd as the launcher would: `<payload>/podplex-client -- deno ...`;
  * `artifact` is the node artifact as `podplex install` put it into a CNI bin dir, exec'd
- * directly, as kubelet's runtime on a node does.
+ * directly, as kubelet's runtime on a node does; `thick` is thick mode as deployed: that
+ * same installed entry is the host's shim, and the daemon runs in a container of its own
+ * with the DaemonSet's mounts (bench/_daemons.ts).
  */
-export const CONTENDERS = ["podplex", "reference", "floor", "serve", "artifact"] as const;
+export const CONTENDERS = ["podplex", "reference", "floor", "serve", "artifact", "thick"] as const;
 /** A contender's name. */
 export type ContenderId = typeof CONTENDERS[number];
 
@@ -32,6 +35,10 @@ export interface Fixture {
   build: BuildInfo;
   /** The `podplex serve` daemon of the `serve` contender. */
   daemon?: Deno.ChildProcess;
+  /** The thick contender's daemon (in its own mount namespace). */
+  thick?: Deno.ChildProcess;
+  /** Its log so far (a line per call). */
+  thickLog?: () => string;
   /** The entry `podplex install` wrote into the `artifact` contender's CNI bin dir. */
   installed: string;
   cleanup(): Promise<void>;
@@ -75,6 +82,11 @@ export function leasesDir(f: Fixture, c: ContenderId): string {
 /** podplex's stateDir (`serve` has its own). */
 export function stateDir(f: Fixture, c: ContenderId = "podplex"): string {
   return `${f.dir}/${c}/state`;
+}
+
+/** The pid of a contender's daemon (serve, thick), whose CPU and memory count too. */
+export function daemonPid(f: Fixture, c: ContenderId): number | undefined {
+  return c === "serve" ? f.daemon?.pid : c === "thick" ? f.thick?.pid : undefined;
 }
 
 /** podplex's networksDir (`serve` has its own). */
@@ -127,6 +139,8 @@ function podplexConf(f: Fixture, n: number, c: ContenderId): Record<string, unkn
     defaultNetworks: Array.from({ length: n - 1 }, (_, i) => `default/net${i + 1}`),
     networksDir: networksDir(f, c),
     stateDir: stateDir(f, c),
+    // Thick: every file a call may read is under the daemon's mounts, or it runs per call.
+    ...(c === "thick" ? { confDir: `${f.dir}/thick/net.d` } : {}),
   };
 }
 
@@ -150,9 +164,10 @@ async function writeJson(path: string, value: unknown): Promise<void> {
 
 /** Removes every netns and link whose name carries this run's id, then the temp dir. */
 async function removeAll(f: Fixture): Promise<void> {
-  if (f.daemon) {
-    f.daemon.kill("SIGTERM");
-    await f.daemon.status;
+  for (const d of [f.daemon, f.thick]) {
+    if (!d) continue;
+    d.kill("SIGTERM");
+    await d.status;
   }
   const prefix = `pp${f.rid}`;
   const netns = await new Deno.Command("ip", { args: ["netns", "list"], stdout: "piped" })
@@ -236,6 +251,9 @@ export async function createFixture(pods: number): Promise<Fixture> {
       }
     }
     f.daemon = await startDaemon(f);
+    const thick = await startThickDaemon(f, f.installed.replace(/\/podplex$/, ""));
+    f.thick = thick.child;
+    f.thickLog = thick.log;
     for (let i = 0; i < MAX_ATTACHMENTS; i++) {
       const br = bridgeName(f, "floor", i);
       await ipOrThrow("link", "add", br, "type", "bridge");

@@ -11,6 +11,7 @@ import type { BurstSamples, PodSamples, ScenarioResult } from "./_scenarios.ts";
 import { pairSum, r2, summarize, type Summary } from "./_stats.ts";
 import { chart } from "./_svg.ts";
 import { describePhase, type TraceBreakdown } from "./_trace.ts";
+import { thickSection, type ThickServed } from "./_report_thick.ts";
 
 /** Everything one bench run measured. */
 export interface BenchResults {
@@ -23,6 +24,10 @@ export interface BenchResults {
   sequential: ScenarioResult<PodSamples>[];
   burst: ScenarioResult<BurstSamples>[];
   breakdown?: Breakdown;
+  /** The daemons at the end: resident memory (KiB) and CPU since they started (ms). */
+  daemons?: Record<"thick" | "serve", { rss: number; anon: number; cpuMs: number }>;
+  /** The thick daemon's own time of each sequential call, from its log. */
+  thickServed?: ThickServed[];
 }
 
 /** ADD, DEL and ADD+DEL (same pod) summaries of one contender. */
@@ -32,6 +37,9 @@ export interface PhaseSummaries {
   addDel: Summary;
   addRssKb: Summary;
   delRssKb: Summary;
+  /** CPU per ADD+DEL (processes, plus the daemon's), and the daemon's part alone (ms). */
+  cpu: Summary;
+  daemonCpu: Summary;
 }
 
 /** Summaries of per-pod samples. */
@@ -42,6 +50,8 @@ export function phases(s: PodSamples): PhaseSummaries {
     addDel: summarize(pairSum(s.add, s.del)),
     addRssKb: summarize(s.addRssKb),
     delRssKb: summarize(s.delRssKb),
+    cpu: summarize(pairSum(s.addCpuMs ?? [], s.delCpuMs ?? [])),
+    daemonCpu: summarize(pairSum(s.addDaemonCpuMs ?? [], s.delDaemonCpuMs ?? [])),
   };
 }
 
@@ -68,11 +78,12 @@ function sequentialTable(results: BenchResults): string {
         cell(p.del),
         cell(p.addDel),
         `${mb(p.addRssKb.max)} / ${mb(p.delRssKb.max)}`,
+        f1(p.cpu.p50),
       ]);
     }
   }
   return table(
-    ["att", "contender", "ADD ms", "DEL ms", "ADD+DEL ms", "max RSS MB ADD/DEL"],
+    ["att", "contender", "ADD ms", "DEL ms", "ADD+DEL ms", "max RSS MB ADD/DEL", "CPU ms ADD+DEL"],
     rows,
   );
 }
@@ -207,6 +218,8 @@ export function formatReport(r: BenchResults): string {
     burstTable(r),
     "\nIssue 7 targets",
     targets(r),
+    "",
+    thickSection(r),
   ];
   const b = r.breakdown;
   if (b) {

@@ -38,6 +38,8 @@ export interface ExecTiming {
   maxRssKb: number;
   /** The fork on CLOCK_REALTIME in epoch ms, for a stamped exec (NaN otherwise). */
   forkEpochMs: number;
+  /** User + system CPU of the exec and its waited children (ms). */
+  cpuMs: number;
 }
 
 /** One pod's measurement: from its first fork to its last wait. */
@@ -102,6 +104,7 @@ function parse(pods: PodJob[], text: string): RunTiming {
         wallMs: +f[5] / 1000,
         maxRssKb: +f[6],
         forkEpochMs: +f[7] ? +f[7] / 1000 : NaN,
+        cpuMs: +f[8] / 1000,
       };
     } else if (f[0] === "P") {
       Object.assign(timings[+f[1]], {

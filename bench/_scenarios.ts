@@ -6,8 +6,15 @@
  * @module
  */
 import { podJob, verifyAdded, verifyDeleted, verifyReleased } from "./_contenders.ts";
-import { type ContenderId, CONTENDERS, type Fixture, MAX_ATTACHMENTS } from "./_fixture.ts";
-import { type PodTiming, runPods } from "./_runner.ts";
+import {
+  type ContenderId,
+  CONTENDERS,
+  daemonPid,
+  type Fixture,
+  MAX_ATTACHMENTS,
+} from "./_fixture.ts";
+import { type PodJob, type PodTiming, runPods, type RunTiming } from "./_runner.ts";
+import { cpuMs } from "./_daemons.ts";
 
 /** Per-pod samples of one contender, in milliseconds (and KiB for memory). */
 export interface PodSamples {
@@ -16,6 +23,15 @@ export interface PodSamples {
   /** Peak RSS of the largest process of each ADD / DEL (wait4's ru_maxrss). */
   addRssKb: number[];
   delRssKb: number[];
+  /**
+   * CPU of each ADD / DEL (ms): its processes' user + system time, plus for a contender with
+   * a daemon (serve, thick) the daemon's CPU over the call (a burst: its share of the
+   * burst's); `*DaemonCpuMs` is that daemon part alone.
+   */
+  addCpuMs: number[];
+  delCpuMs: number[];
+  addDaemonCpuMs: number[];
+  delDaemonCpuMs: number[];
 }
 
 /** A burst's samples of one contender: makespans of the whole burst, and per-pod latencies. */
@@ -37,13 +53,39 @@ export function rotate(k: number): ContenderId[] {
 }
 
 function emptyPodSamples(): PodSamples {
-  return { add: [], del: [], addRssKb: [], delRssKb: [] };
+  return {
+    add: [],
+    del: [],
+    addRssKb: [],
+    delRssKb: [],
+    addCpuMs: [],
+    delCpuMs: [],
+    addDaemonCpuMs: [],
+    delDaemonCpuMs: [],
+  };
 }
 
-function record(s: PodSamples, phase: "add" | "del", pod: PodTiming): void {
+function record(s: PodSamples, phase: "add" | "del", pod: PodTiming, daemonMs = 0): void {
   s[phase].push(pod.wallMs);
   const rss = Math.max(...pod.execs.map((e) => e.maxRssKb));
   (phase === "add" ? s.addRssKb : s.delRssKb).push(rss);
+  const cpu = pod.execs.reduce((a, e) => a + e.cpuMs, 0) + daemonMs;
+  (phase === "add" ? s.addCpuMs : s.delCpuMs).push(cpu);
+  (phase === "add" ? s.addDaemonCpuMs : s.delDaemonCpuMs).push(daemonMs);
+}
+
+/** Runs `jobs` and measures the CPU the contender's daemon spent meanwhile (0: none). */
+async function runMeasured(
+  f: Fixture,
+  c: ContenderId,
+  jobDir: string,
+  jobs: PodJob[],
+  parallel = false,
+): Promise<{ t: RunTiming; daemonMs: number }> {
+  const pid = daemonPid(f, c);
+  const before = pid ? cpuMs(pid) : 0;
+  const t = await runPods(jobDir, jobs, parallel);
+  return { t, daemonMs: pid ? cpuMs(pid) - before : 0 };
 }
 
 async function verifyAll(f: Fixture, c: ContenderId, n: number, added: boolean): Promise<void> {
@@ -90,8 +132,8 @@ export async function sequential(
       for (let j = 0; j < f.pods; j++) {
         for (const c of rotate(j + r)) {
           const cmd = phase === "add" ? "ADD" : "DEL";
-          const t = await runPods(jobDir, [await podJob(f, c, j, n, cmd)]);
-          record(out[c], phase, t.pods[0]);
+          const { t, daemonMs } = await runMeasured(f, c, jobDir, [await podJob(f, c, j, n, cmd)]);
+          record(out[c], phase, t.pods[0], daemonMs);
         }
       }
       for (const c of CONTENDERS) await verifyAll(f, c, n, phase === "add");
@@ -121,9 +163,9 @@ export async function burst(
         const cmd = phase === "add" ? "ADD" : "DEL";
         const jobs = [];
         for (let j = 0; j < f.pods; j++) jobs.push(await podJob(f, c, j, n, cmd));
-        const t = await runPods(jobDir, jobs, true);
+        const { t, daemonMs } = await runMeasured(f, c, jobDir, jobs, true);
         (phase === "add" ? out[c].addMakespan : out[c].delMakespan).push(t.totalMs);
-        for (const pod of t.pods) record(out[c], phase, pod);
+        for (const pod of t.pods) record(out[c], phase, pod, daemonMs / t.pods.length);
         await verifyAll(f, c, n, phase === "add");
       }
     }

@@ -15,6 +15,7 @@ const COLORS: Record<string, string> = {
   floor: "#718096",
   serve: "#2f855a",
   artifact: "#6b46c1",
+  thick: "#c05621",
 };
 const PANEL_W = 300;
 const PANEL_H = 260;

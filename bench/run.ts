@@ -21,6 +21,8 @@ import { buildRunner } from "./_runner.ts";
 import { burst, sequential, warmUp } from "./_scenarios.ts";
 import { type Breakdown, measureBreakdown } from "./_breakdown.ts";
 import { type BenchResults, printReport, writeResults } from "./_report.ts";
+import { cpuMs, rssKb, servedMs } from "./_daemons.ts";
+import type { ThickServed } from "./_report_thick.ts";
 
 const progress = (s: string) => console.error(`bench: ${s}`);
 
@@ -72,8 +74,11 @@ async function bench(f: Fixture, opts: ReturnType<typeof options>): Promise<Benc
   const started = performance.now();
   const seq = [];
   const bursts = [];
+  const thickServed: ThickServed[] = [];
   for (const n of opts.sizes) {
+    const from = f.thickLog?.().length ?? 0;
     seq.push(await sequential(f, jobDir, n, opts.rounds, progress));
+    thickServed.push({ attachments: n, ...servedMs(f.thickLog?.().slice(from) ?? "") });
     bursts.push(await burst(f, jobDir, n, opts.rounds, progress));
   }
   let breakdown: Breakdown | undefined;
@@ -96,6 +101,11 @@ async function bench(f: Fixture, opts: ReturnType<typeof options>): Promise<Benc
     sequential: seq,
     burst: bursts,
     breakdown,
+    daemons: {
+      thick: { ...rssKb(f.thick!.pid), cpuMs: cpuMs(f.thick!.pid) },
+      serve: { ...rssKb(f.daemon!.pid), cpuMs: cpuMs(f.daemon!.pid) },
+    },
+    thickServed,
   };
 }
 
