@@ -276,6 +276,9 @@ export class ServeMetrics {
     );
     const mem = Deno.memoryUsage();
     fam("podplex_heap_used_bytes", "gauge", "JavaScript heap in use.").add(mem.heapUsed);
+    fam("podplex_heap_total_bytes", "gauge", "JavaScript heap reserved.").add(mem.heapTotal);
+    fam("podplex_external_bytes", "gauge", "Memory of JavaScript objects held outside the heap.")
+      .add(mem.external);
   }
 }
 
