@@ -29,6 +29,17 @@ COPY . .
 RUN bash scripts/artifact.sh /artifact
 
 FROM ${RUNTIME_IMAGE}
+# iptables and nft for ipMasq and macspoofchk, which thick mode runs in this container; a no-op
+# when the base has them.
+RUN missing=""; \
+    for p in iptables nftables; do \
+      dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || \
+        missing="$missing $p"; \
+    done; \
+    if [ -n "$missing" ]; then \
+      apt-get update && apt-get install -y --no-install-recommends $missing && \
+      rm -rf /var/lib/apt/lists/*; \
+    fi
 COPY --from=build /artifact /podplex
 ENTRYPOINT ["/podplex/podplex", "install"]
 CMD ["--watch"]

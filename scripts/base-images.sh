@@ -26,10 +26,12 @@ build_image=$(arg BUILD_IMAGE)
 trim=(--dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*'
   --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*')
 build_pkgs=gcc,libc6-dev,libnl-3-200,libnl-route-3-200,ca-certificates,libstdc++6
+# What the runtime stage needs beyond the artifact: the firewall tools ipMasq uses (thick mode).
+runtime_pkgs=iptables,nftables
 node_bin=$(readlink -f "$(command -v node)")
 npm_dir=$(npm root -g)/npm
 recipe() { printf '%s\n' "$@" | sha256sum | cut -c1-16; }
-runtime_key=$(recipe essential "${trim[@]}")
+runtime_key=$(recipe essential "${trim[@]}" "$runtime_pkgs")
 build_key=$(recipe essential "${trim[@]}" "$build_pkgs" "$("$node_bin" --version)" \
   "$(npm --version)")
 
@@ -67,7 +69,7 @@ import() {
 
 command -v mmdebstrap >/dev/null || { echo "base-images: mmdebstrap missing (scripts/setup.sh)" >&2; exit 1; }
 # The two debootstraps run side by side (mostly waiting on downloads and dpkg).
-make_tar "runtime-$runtime_key" "${trim[@]}" > "$cache/.runtime.path" &
+make_tar "runtime-$runtime_key" "${trim[@]}" --include="$runtime_pkgs" > "$cache/.runtime.path" &
 runtime_job=$!
 build_tar=$(make_tar "build-$build_key" "${trim[@]}" --include="$build_pkgs" "${node_hooks[@]}")
 wait "$runtime_job"

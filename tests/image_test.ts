@@ -98,6 +98,19 @@ Deno.test({
       await new Deno.Command("podman", { args: ["rm", "-f", name], env: podmanEnv() }).output();
     }
 
+    // Thick mode runs ipMasq's and macspoofchk's firewall calls in this image.
+    for (const tool of ["iptables", "nft"]) {
+      const o = await new Deno.Command("podman", {
+        args: ["run", "--rm", "--network=host", "--entrypoint", tool, TAG, "--version"],
+        env: podmanEnv(),
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      if (!o.success) {
+        throw new Error(`the image has no working ${tool}: ${new TextDecoder().decode(o.stderr)}`);
+      }
+    }
+
     // What the container installed runs on the host: a loopback ADD through its alias.
     await using ns = await tempNetns("ppn");
     await Deno.symlink("podplex", `${h.bin}/loopback`);
