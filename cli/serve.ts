@@ -282,8 +282,15 @@ async function startClusterIpam(file: string): Promise<Service> {
 /** The node agents of podplex's cluster network (delegates/main/overlay/agent.ts). */
 async function startClusterNetwork(files: string[]): Promise<Service> {
   const { startNodeAgents } = await import("../delegates/main/overlay/agent.ts");
-  const agents = await startNodeAgents(files, (l) => say(`podplex serve: ${l}\n`));
-  return { close: () => agents.stop() };
+  const { nodePodCidrs } = await import("./_node_pod_cidr.ts");
+  const cidrs = nodePodCidrs();
+  try {
+    const agents = await startNodeAgents(files, (l) => say(`podplex serve: ${l}\n`), cidrs.source);
+    return { close: () => agents.stop().finally(cidrs.close) };
+  } catch (e) {
+    cidrs.close();
+    throw e;
+  }
 }
 
 /**

@@ -44,6 +44,11 @@ export interface KubeClient {
 /** A KubeClient that holds a TLS client; `close()` releases it. */
 export interface ClosableKubeClient extends KubeClient, Disposable {
   close(): void;
+  /**
+   * The Node's pod CIDRs (`spec.podCIDRs`, else `spec.podCIDR`): empty when it has none yet
+   * (the node controller has not given one), null when the Node does not exist.
+   */
+  getNodePodCidrs(name: string): Promise<string[] | null>;
   /** LIST of a collection path: its items and the list's resourceVersion. */
   list(path: string): Promise<{ items: unknown[]; resourceVersion: string }>;
   /**
@@ -261,6 +266,14 @@ export function createKubeClient(opts: KubeClientOptions): ClosableKubeClient {
       const json = await getJson(path);
       if (json === null) return null;
       return nadInfo(json, ns) ?? (check(nadSchema, json, path), nadInfo(json, ns)!);
+    },
+    async getNodePodCidrs(name) {
+      const path = `/api/v1/nodes/${enc(name)}`;
+      const json = await getJson(path);
+      if (json === null) return null;
+      const spec = (json as { spec?: { podCIDR?: unknown; podCIDRs?: unknown } }).spec ?? {};
+      const list = Array.isArray(spec.podCIDRs) ? spec.podCIDRs : [spec.podCIDR];
+      return list.filter((c): c is string => typeof c === "string" && c !== "");
     },
     async list(path) {
       const json = await getJson(path) as {

@@ -206,7 +206,7 @@ function rbacProblems(m: Map<string, Obj>, sa: string, ns: string, requests: Obj
   const verbOf: Record<string, string> = { GET: "get", PATCH: "patch", PUT: "update" };
   for (const req of requests) {
     const p = req.path.match(
-      /^\/(?:api\/v1|apis\/([^/]+)\/[^/]+)\/namespaces\/[^/]+\/([^/]+)\/[^/]+(?:\/([^/]+))?$/,
+      /^\/(?:api\/v1|apis\/([^/]+)\/[^/]+)(?:\/namespaces\/[^/]+)?\/([^/]+)\/[^/]+(?:\/([^/]+))?$/,
     );
     if (!p) {
       bad.push(`the client requested ${req.path}, which the check cannot map to a resource`);

@@ -15,6 +15,7 @@ async function clientRequests(): Promise<{ method: string; path: string }[]> {
   await using tmp = await tempDir("ppn-drift");
   api.addPod("default", "web");
   api.addNad("default", "lan", `{"cniVersion":"1.0.0","type":"bridge"}`);
+  api.nodes.set("node-1", ["10.244.1.0/24"]);
   const kubeconfig = `${tmp.path}/kubeconfig`;
   await Deno.writeTextFile(
     kubeconfig,
@@ -26,6 +27,8 @@ async function clientRequests(): Promise<{ method: string; path: string }[]> {
   await client.getPod("default", "web");
   await client.getNad("default", "lan");
   await client.patchPodAnnotations("default", "web", { "k8s.v1.cni.cncf.io/network-status": "[]" });
+  // The cluster network's node agent with kubeSubnetMgr.
+  await client.getNodePodCidrs("node-1");
   return api.requests.map(({ method, path }) => ({ method, path }));
 }
 
@@ -36,7 +39,7 @@ Deno.test("deploy/ agrees with the code (flags, paths, ConfigMap, image, RBAC, C
   for (const kind of ["CustomResourceDefinition", "ServiceAccount", "ClusterRole", "DaemonSet"]) {
     ok([...m.keys()].some((k) => k.startsWith(`${kind}/`)), `deploy/ has a ${kind}`);
   }
-  assertEquals(requests.map((r) => r.method), ["GET", "GET", "PATCH"]);
+  assertEquals(requests.map((r) => r.method), ["GET", "GET", "PATCH", "GET"]);
   assertEquals(await driftProblems(m, requests), []);
 });
 

@@ -6,6 +6,7 @@
  * - `GET  /api/v1/namespaces/<ns>/pods/<name>`
  * - `PATCH /api/v1/namespaces/<ns>/pods/<name>[/status]` (JSON merge patch of annotations)
  * - `GET  /apis/k8s.cni.cncf.io/v1/namespaces/<ns>/network-attachment-definitions/<name>`
+ * - `GET  /api/v1/nodes/<name>` (its `spec.podCIDR` and `spec.podCIDRs`)
  * - LIST and WATCH (resourceVersion, bookmarks, 410 Gone after a compaction) of
  *   `/api/v1/pods?fieldSelector=spec.nodeName=<node>` and of
  *   `/apis/k8s.cni.cncf.io/v1/network-attachment-definitions` (tests/_k8s_fake_watch.ts)
@@ -37,6 +38,8 @@ export interface FakeKubeApiOptions {
   /** PEM server certificate and key: serve HTTPS. */
   cert?: string;
   key?: string;
+  /** The address to listen on (default 127.0.0.1; a test's own underlay address for nodes). */
+  hostname?: string;
 }
 
 /** A running fake API server. */
@@ -47,6 +50,8 @@ export interface FakeKubeApi extends AsyncDisposable {
   pods: Map<string, { annotations: Record<string, string>; uid: string; nodeName?: string }>;
   /** NetworkAttachmentDefinition objects by `ns/name` (stored as the API returns them). */
   nads: Map<string, Record<string, unknown>>;
+  /** Nodes by name: their `spec.podCIDRs` (the first is `spec.podCIDR`). */
+  nodes: Map<string, string[]>;
   requests: SeenRequest[];
   /** Answer this many of the next PATCHes with 409 Conflict. */
   conflicts: number;
@@ -62,6 +67,7 @@ export interface FakeKubeApi extends AsyncDisposable {
   stop(): Promise<void>;
 }
 
+const NODE = /^\/api\/v1\/nodes\/([^/]+)$/;
 const POD = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)(\/status)?$/;
 const ALL_NADS = "/apis/k8s.cni.cncf.io/v1/network-attachment-definitions";
 const NAD =
@@ -79,6 +85,7 @@ export function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<FakeKub
     url: "",
     pods: new Map(),
     nads: new Map(),
+    nodes: new Map(),
     requests: [],
     conflicts: 0,
     watch: new WatchHub(),
@@ -173,6 +180,16 @@ export function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<FakeKub
     if (req.method === "GET" && (path === "/api/v1/pods" || path === ALL_NADS)) {
       return listOrWatch(url);
     }
+    const node = NODE.exec(path);
+    if (node && req.method === "GET") {
+      const name = decodeURIComponent(node[1]);
+      const cidrs = api.nodes.get(name);
+      if (!cidrs) return status(404, "NotFound", `nodes "${name}" not found`);
+      const spec: Record<string, unknown> = cidrs.length
+        ? { podCIDR: cidrs[0], podCIDRs: cidrs }
+        : {};
+      return Response.json({ apiVersion: "v1", kind: "Node", metadata: { name }, spec });
+    }
     const pod = POD.exec(path);
     if (pod && req.method === "GET" && !pod[3]) {
       const json = podJson(decodeURIComponent(pod[1]), decodeURIComponent(pod[2]));
@@ -218,13 +235,14 @@ export function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<FakeKub
 
   const tls = opts.cert && opts.key ? { cert: opts.cert, key: opts.key } : {};
   return new Promise((resolve) => {
+    const hostname = opts.hostname ?? "127.0.0.1";
     const server = Deno.serve({
-      hostname: "127.0.0.1",
+      hostname,
       port: 0,
       ...tls,
       onListen: ({ port }) => {
         // For HTTPS the certificate must name IP 127.0.0.1 (subjectAltName).
-        api.url = `${opts.cert ? "https" : "http"}://127.0.0.1:${port}`;
+        api.url = `${opts.cert ? "https" : "http"}://${hostname}:${port}`;
         resolve(api);
       },
     }, handle);

@@ -43,6 +43,14 @@ export interface NodeAgentOptions {
   podCidr?: () => Promise<string | undefined>;
 }
 
+/**
+ * Gives the `podCidr` source of a conf that asks for one (`kubeSubnetMgr`): the composition
+ * root passes it, so that this floor needs no Kubernetes client of its own.
+ */
+export type PodCidrSource = (
+  conf: ClusterNetConf,
+) => (() => Promise<string | undefined>) | undefined;
+
 /** A running agent. */
 export interface NodeAgent {
   readonly conf: ClusterNetConf;
@@ -108,8 +116,22 @@ export function clusterNetConfOf(text: string, where: string): ClusterNetConf {
  *
  * @throws {CniError} code 7 for a bad conf (nothing is started then)
  */
-export async function startNodeAgent(path: string, o: NodeAgentOptions = {}): Promise<NodeAgent> {
+export async function startNodeAgent(
+  path: string,
+  o: NodeAgentOptions = {},
+  podCidrs?: PodCidrSource,
+): Promise<NodeAgent> {
   const conf = await loadClusterNetConf(path);
+  if (conf.kubeSubnetMgr && !o.podCidr) {
+    const source = podCidrs?.(conf);
+    if (!source) {
+      throw new CniError(
+        Code.InvalidConfig,
+        `Invalid "kubeSubnetMgr" in "${path}": no Kubernetes API to read the Node's podCIDR from`,
+      );
+    }
+    o = { ...o, podCidr: source };
+  }
   const etcd = new EtcdClient(await etcdOptions(conf));
   const agent = new Agent(conf, etcd, o);
   agent.start();
@@ -340,11 +362,12 @@ class Agent implements NodeAgent {
 export async function startNodeAgents(
   paths: string[],
   log: (line: string) => void,
+  podCidrs?: PodCidrSource,
 ): Promise<{ agents: NodeAgent[]; stop(): Promise<void> }> {
   const agents: NodeAgent[] = [];
   const stop = async () => void await Promise.all(agents.map((a) => a.stop()));
   try {
-    for (const p of paths) agents.push(await startNodeAgent(p, { log }));
+    for (const p of paths) agents.push(await startNodeAgent(p, { log }, podCidrs));
   } catch (err) {
     await stop();
     throw err;

@@ -23,6 +23,8 @@
  * | `dataDir` | `/var/lib/cni/podplex-cluster` | node state under `<dataDir>/<name>/` |
  * | `subnetFile` | `<dataDir>/<name>/subnet.env` | flannel's subnet.env, written by the agent |
  * | `ipam` | `{type: host-local}` | a base the node's subnet is put into, as flannel does |
+ * | `kubeSubnetMgr` | false | the subnet is the Node's `spec.podCIDR` (flannel's `--kube-subnet-mgr`) |
+ * | `kubeconfig` | the podplex kubeconfig | the API server the Node is read from |
  *
  * @module
  */
@@ -66,6 +68,10 @@ export interface ClusterNetConf {
   subnetFile: string;
   /** The base of the pods' IPAM section (`type` host-local unless given). */
   ipam: Obj;
+  /** The subnet is the Node's `spec.podCIDR`, read from the API server (`kubeconfig`). */
+  kubeSubnetMgr: boolean;
+  /** The kubeconfig for `kubeSubnetMgr` (default: the one `podplex install` writes). */
+  kubeconfig?: string;
 }
 
 /** Where the node state lives unless `dataDir` says otherwise. */
@@ -105,7 +111,10 @@ export function parseClusterNetConf(
     stateDir,
     subnetFile: confString(raw, "subnetFile") ?? `${stateDir}/subnet.env`,
     ipam: ipamBase(raw),
+    kubeSubnetMgr: confBool(raw, "kubeSubnetMgr"),
   };
+  const kubeconfig = confString(raw, "kubeconfig");
+  if (kubeconfig) conf.kubeconfig = kubeconfig;
   const network = confString(raw, "network");
   if (network !== undefined) {
     const c = tryParseCidr(network);
