@@ -9,6 +9,7 @@
 import { CniError, Code } from "../conf/errors.ts";
 import { META_TYPE, parsePodplexConf } from "../meta/conf.ts";
 import { INSTALLED_CONF, PODPLEX_CAPABILITIES } from "./_config.ts";
+import { writeFileAtomic } from "../conf/io.ts";
 
 /** The file name of podplex's conflist in the conf dir (sorts before the default network's). */
 export const CONFLIST_NAME = INSTALLED_CONF.slice(INSTALLED_CONF.lastIndexOf("/") + 1);
@@ -186,11 +187,6 @@ current-context: podplex
  * Writes `text` to `path` through a temp file in the same dir and a rename: a runtime or a
  * CNI call reading it never sees half a file.
  */
-export async function writeAtomic(path: string, text: string, mode: number): Promise<void> {
-  const dir = path.slice(0, path.lastIndexOf("/")) || "/";
-  await Deno.mkdir(dir, { recursive: true });
-  const tmp = `${dir}/.${path.slice(dir.length + 1)}.podplex-tmp`;
-  await Deno.writeTextFile(tmp, text, { mode });
-  await Deno.chmod(tmp, mode); // the umask must not widen a 0600 kubeconfig's mode, nor narrow
-  await Deno.rename(tmp, path);
+export function writeAtomic(path: string, text: string, mode: number): Promise<void> {
+  return writeFileAtomic(path, text, { mode, dirMode: 0o755 });
 }

@@ -22,7 +22,7 @@
  * @module
  */
 import { CniError, Code } from "../conf/errors.ts";
-import { writeAllSync } from "../conf/io.ts";
+import { TEMP_MARK, writeFileAtomic, writeFileAtomicSync } from "../conf/io.ts";
 import { readBoundedTextSync } from "../conf/bounded_read.ts";
 
 /** One network attachment of a pod, as ADD ran it. */
@@ -120,7 +120,7 @@ export interface StateStoreOptions {
 
 const CONTAINER_ID = /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/;
 const SUFFIX = ".json";
-const TMP_MARK = ".tmp-";
+const TMP_MARK = TEMP_MARK;
 /** A pod's state is a few KiB; 128 networks with large results stay far below this. */
 const MAX_STATE_BYTES = 8 * 1024 * 1024;
 
@@ -147,16 +147,6 @@ function isPodState(v: unknown): v is PodState {
     );
 }
 
-/** Best effort fsync of a directory so the rename itself survives a power loss. */
-function syncDir(dir: string): void {
-  try {
-    using f = Deno.openSync(dir, { read: true });
-    f.syncSync();
-  } catch {
-    // Some filesystems refuse fsync on directories; the rename is still atomic.
-  }
-}
-
 function ensureDir(dir: string): void {
   Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
   // mkdir's mode is filtered by the umask and an existing dir keeps its mode: enforce 0700.
@@ -164,39 +154,11 @@ function ensureDir(dir: string): void {
 }
 
 /**
- * Writes `data` to `path` atomically: a temp file beside it (0600), fsync, rename.
+ * Writes `data` to `path` atomically (`conf/io.ts`'s `writeFileAtomicSync`, 0600).
  * Exported for tests that simulate a crash between the write and the rename.
  */
 export function writeAtomic(path: string, data: string): Promise<void> {
-  try {
-    writeAtomicSync(path, data);
-    return Promise.resolve();
-  } catch (err) {
-    return Promise.reject(err);
-  }
-}
-
-function writeAtomicSync(path: string, data: string): void {
-  const dir = path.slice(0, path.lastIndexOf("/")) || "/";
-  const rand = crypto.getRandomValues(new Uint32Array(1))[0].toString(16);
-  const tmp = `${dir}/.${path.slice(dir.length + 1)}${TMP_MARK}${rand}`;
-  try {
-    const file = Deno.openSync(tmp, { write: true, createNew: true, mode: 0o600 });
-    try {
-      writeAllSync(file, data);
-      file.syncSync();
-    } finally {
-      file.close();
-    }
-    Deno.chmodSync(tmp, 0o600); // the umask may have narrowed it; never widened
-    Deno.renameSync(tmp, path);
-  } catch (err) {
-    try {
-      Deno.removeSync(tmp);
-    } catch { /* the first error is the one to report */ }
-    throw err;
-  }
-  syncDir(dir);
+  return writeFileAtomic(path, data);
 }
 
 function ioError(action: string, path: string, err: unknown): CniError {
@@ -241,7 +203,7 @@ export function createStateStore(dir: string, opts: StateStoreOptions = {}): Sta
       const path = `${dir}/${fileName(s.containerId, s.ifname)}`;
       try {
         ensureDir(dir);
-        writeAtomicSync(path, JSON.stringify(s));
+        writeFileAtomicSync(path, JSON.stringify(s));
       } catch (err) {
         throw ioError("write", path, err);
       }

@@ -20,6 +20,7 @@ import { nodeKey } from "./keys.ts";
 import { journalDir, replayJournalDir } from "./journal.ts";
 import { readSpaces, reconcile, type ReconcileOptions, type ReconcileReport } from "./reconcile.ts";
 import { SpaceKeys } from "./keys.ts";
+import { writeFileAtomic } from "../../../conf/io.ts";
 
 /** Options of {@linkcode startNodeAffinity}. */
 export interface NodeAffinityOptions {
@@ -54,10 +55,7 @@ export async function startNodeAffinity(o: NodeAffinityOptions): Promise<NodeAff
     lease = (await o.etcd.leaseGrant(ttl)).id;
     await o.etcd.put(nodeKey(prefix, o.node), JSON.stringify({ t: Date.now() }), lease);
     await reattachClaims(o.etcd, prefix, o.node, lease);
-    const path = leaseFile(o.dataDir, o.node);
-    await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true, mode: 0o700 });
-    await Deno.writeTextFile(`${path}.tmp`, lease);
-    await Deno.rename(`${path}.tmp`, path);
+    await writeFileAtomic(leaseFile(o.dataDir, o.node), lease, { dirMode: 0o700 });
     ka = o.etcd.keepAlive(lease, ttl, () => {
       if (!stopped) attach().catch(() => {});
     });

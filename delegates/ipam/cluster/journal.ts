@@ -16,6 +16,7 @@
 import type { EtcdClient } from "../../_shared/etcd/client.ts";
 import { SpaceKeys } from "./keys.ts";
 import { ClusterStore } from "./store.ts";
+import { writeFileAtomic } from "../../../conf/io.ts";
 
 /** One journaled release. */
 export interface JournalEntry {
@@ -35,17 +36,8 @@ export function journalDir(dataDir: string, node: string): string {
 
 /** Writes an entry durably (temp file, fsync, rename). */
 export async function journalAppend(dir: string, e: JournalEntry): Promise<string> {
-  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
   const path = `${dir}/${e.containerId}-${e.ifname}.json`;
-  const tmp = `${path}.tmp`;
-  const f = await Deno.open(tmp, { write: true, create: true, truncate: true, mode: 0o600 });
-  try {
-    await f.write(new TextEncoder().encode(JSON.stringify(e)));
-    await f.sync();
-  } finally {
-    f.close();
-  }
-  await Deno.rename(tmp, path);
+  await writeFileAtomic(path, JSON.stringify(e), { dirMode: 0o700 });
   return path;
 }
 

@@ -8,6 +8,7 @@ import type { Lease } from "./client.ts";
 import { decodeMessage, leaseOptions } from "./message.ts";
 import { fromHex } from "./_hex.ts";
 import type { LeaseRequest } from "./protocol.ts";
+import { writeFileAtomic } from "../../../conf/io.ts";
 
 /** What the keeper must remember of one lease to renew and release it after a restart. */
 export interface LeaseRecord extends LeaseRequest {
@@ -70,17 +71,8 @@ export class LeaseStore {
   }
 
   /** Writes (or replaces) a record atomically. */
-  async put(r: LeaseRecord): Promise<void> {
-    await Deno.mkdir(this.dir, { recursive: true, mode: 0o700 });
-    const file = this.#file(r.clientId);
-    const tmp = `${file}.tmp-${crypto.randomUUID().slice(0, 8)}`;
-    try {
-      await Deno.writeTextFile(tmp, JSON.stringify(r) + "\n", { mode: 0o600 });
-      await Deno.rename(tmp, file);
-    } catch (e) {
-      await Deno.remove(tmp).catch(() => {});
-      throw e;
-    }
+  put(r: LeaseRecord): Promise<void> {
+    return writeFileAtomic(this.#file(r.clientId), JSON.stringify(r) + "\n", { dirMode: 0o700 });
   }
 
   /** Removes a record; a missing one is fine. */

@@ -16,6 +16,7 @@
  */
 import { CniError, Code } from "../../../conf/errors.ts";
 import { formatCidr, nextIp, tryParseCidr } from "../../../conf/ip.ts";
+import { writeFileAtomic as writeWhole } from "../../../conf/io.ts";
 
 /** A subnet.env's content. */
 export interface SubnetEnv {
@@ -95,17 +96,7 @@ function bad(msg: string): CniError {
   return new CniError(Code.InvalidConfig, msg);
 }
 
-/** Writes `text` to `path` whole (a temp file renamed over it), mode 0644, dirs made 0755. */
-export async function writeFileAtomic(path: string, text: string, mode = 0o644): Promise<void> {
-  const dir = path.slice(0, path.lastIndexOf("/")) || "/";
-  await Deno.mkdir(dir, { recursive: true, mode: 0o755 });
-  const tmp = `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
-  try {
-    await Deno.writeTextFile(tmp, text, { mode });
-    await Deno.chmod(tmp, mode); // the umask filters writeTextFile's mode
-    await Deno.rename(tmp, path);
-  } catch (err) {
-    await Deno.remove(tmp).catch(() => {});
-    throw err;
-  }
+/** Writes `text` to `path` whole (`conf/io.ts`), mode 0644 unless given, dirs made 0755. */
+export function writeFileAtomic(path: string, text: string, mode = 0o644): Promise<void> {
+  return writeWhole(path, text, { mode, dirMode: 0o755 });
 }
