@@ -103,20 +103,39 @@ function declaredCapabilities(conf: Record<string, unknown>): Record<string, boo
 }
 
 /**
+ * The `cniVersion` podplex's conflist says when neither a flag nor a default conf names one:
+ * the newest version that every runtime in the field reads. libcni before 1.2 (containerd
+ * 1.6 and 1.7, CRI-O and podman built with it) refuses a 1.1.0 result ("unsupported CNI
+ * result version"), so a node whose runtime is one of them would get no pod network at all.
+ */
+export const FALLBACK_CNI_VERSION = "1.0.0";
+
+/**
+ * The conflist's `cniVersion`: `--cni-version` when given, else the default network conf's
+ * (the runtime already reads that one: Multus's entrypoint keeps it too), else
+ * {@linkcode FALLBACK_CNI_VERSION}.
+ */
+export function conflistVersion(flag?: string, defaultConf?: DefaultConf): string {
+  return flag ?? defaultConf?.cniVersion ?? FALLBACK_CNI_VERSION;
+}
+
+/**
  * The conflist text: podplex as the only plugin with `fields` (its conf from the ConfigMap
  * and flags), podplex's capabilities plus the default conf's (so the runtime passes them on,
  * as Multus nests its master's), and the default conf's bytes spliced in unchanged as the
- * inline `clusterNetwork`; the list takes the default conf's `cniVersion`.
+ * inline `clusterNetwork`; the list's `cniVersion` is {@linkcode conflistVersion}'s.
  *
- * @param fields podplex conf fields; `clusterNetwork` there wins over `defaultConf`
+ * @param fields podplex conf fields; `clusterNetwork` there wins over `defaultConf` as the
+ *   cluster network (the default conf then only lends its `cniVersion`)
+ * @param cniVersion `--cni-version`, when given
  * @throws {CniError} code 7 when the result is a conf the meta-plugin would refuse
  */
 export function buildConflist(
   fields: Record<string, unknown>,
   defaultConf?: DefaultConf,
+  cniVersion = conflistVersion(undefined, defaultConf),
 ): string {
   const embedded = fields.clusterNetwork === undefined ? defaultConf : undefined;
-  const cniVersion = embedded?.cniVersion ?? "1.1.0";
   const capabilities = {
     ...(embedded ? declaredCapabilities(JSON.parse(embedded.text)) : {}),
     ...PODPLEX_CAPABILITIES,

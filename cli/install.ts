@@ -11,6 +11,7 @@
  */
 import { CniError, Code } from "../conf/errors.ts";
 import { parseYaml } from "../conf/yaml.ts";
+import { isSupported, SUPPORTED_VERSIONS } from "../conf/version.ts";
 import { BUILTIN_TYPES } from "../delegates/catalog.ts";
 import { SA_DIR } from "../meta/k8s.ts";
 import { guard, parseFlags, UsageError } from "./_args.ts";
@@ -20,7 +21,9 @@ import { installArtifact, runningArtifact } from "./_install_artifact.ts";
 import {
   buildConflist,
   CONFLIST_NAME,
+  conflistVersion,
   type DefaultConf,
+  FALLBACK_CNI_VERSION,
   findDefaultConf,
   KUBECONFIG_HOST_PATH,
   KUBECONFIG_SUBPATH,
@@ -46,6 +49,7 @@ export const INSTALL_FLAGS = {
   "kubeconfig-file-host": { type: "string" },
   kubeconfig: { type: "string" },
   "cluster-network": { type: "string" },
+  "cni-version": { type: "string" },
   "default-network": { type: "string", multiple: true },
   "networks-dir": { type: "string" },
   "state-dir": { type: "string" },
@@ -81,6 +85,11 @@ Flags:
   --kubeconfig FILE              use this kubeconfig instead of the service account's
   --cluster-network X            an explicit cluster network ("ns/name", a conf file name):
                                  no waiting for, nor embedding of, the default conf
+  --cni-version V                the conflist's cniVersion (default: the default network
+                                 conf's, else ${FALLBACK_CNI_VERSION}); podplex converts every result
+                                 to it. Runtimes read up to: containerd 1.6/1.7, CRI-O and
+                                 podman on libcni < 1.2: 1.0.0; libcni 1.2+ (containerd 2.x):
+                                 1.1.0. A version the runtime cannot read fails every pod
   --default-network NS/N         a network every pod gets (repeatable)
   --networks-dir DIR, --state-dir DIR
   --namespace-isolation          pods use only networks of their namespace (and global ones)
@@ -143,6 +152,8 @@ interface Paths {
   kubeconfig: string;
   saDir: string;
   defaultFile?: string;
+  /** `--cni-version`, when given. */
+  cniVersion?: string;
   /** Whether the kubeconfig is podplex's to write (a service account token is mounted). */
   ownKubeconfig: boolean;
 }
@@ -176,7 +187,8 @@ async function pass(p: Paths, fields: Record<string, unknown>, log: Logger): Pro
   const kube = p.ownKubeconfig ? await wantedKubeconfig(p) : undefined;
   if (kube !== undefined && await sync(p.kubeconfig, kube, 0o600)) log(`wrote ${p.kubeconfig}`);
   let def: DefaultConf | undefined;
-  if (fields.clusterNetwork === undefined) {
+  if (fields.clusterNetwork !== undefined) def = versionSource(p);
+  else {
     def = findDefaultConf(p.confDir, p.defaultFile);
     if (!def) {
       const have = (await readOrNull(p.conflist)) !== null;
@@ -188,11 +200,26 @@ async function pass(p: Paths, fields: Record<string, unknown>, log: Logger): Pro
       return have;
     }
   }
-  const text = buildConflist(fields, def);
+  const version = conflistVersion(p.cniVersion, def);
+  const text = buildConflist(fields, def, version);
   if (await sync(p.conflist, text, 0o644)) {
-    log(`wrote ${p.conflist}` + (def ? ` (cluster network: ${def.path})` : ""));
+    const from = fields.clusterNetwork === undefined && def ? `, cluster network: ${def.path}` : "";
+    log(`wrote ${p.conflist} (cniVersion ${version}${from})`);
   }
   return true;
+}
+
+/**
+ * With an explicit cluster network, the default network conf (when one is there) still names
+ * the version the node's runtime reads; one that cannot be read lends nothing.
+ */
+function versionSource(p: Paths): DefaultConf | undefined {
+  try {
+    return findDefaultConf(p.confDir, p.defaultFile);
+  } catch (e) {
+    if (e instanceof CniError) return undefined;
+    throw e;
+  }
 }
 
 type Logger = (line: string) => void;
@@ -268,6 +295,13 @@ function install(argv: string[], stopped: Promise<Deno.Signal>): Promise<number>
     if (f["cleanup-config-on-exit"] && !f.watch) {
       throw new UsageError(`--cleanup-config-on-exit needs --watch`);
     }
+    const cniVersion = f["cni-version"];
+    if (cniVersion !== undefined && !isSupported(cniVersion)) {
+      throw new UsageError(
+        `--cni-version "${cniVersion}" is not a CNI version podplex speaks ` +
+          `(${SUPPORTED_VERSIONS.join(", ")})`,
+      );
+    }
     const fields = await podplexFields(f);
     buildConflist(fields); // refuse a bad ConfigMap or flag before touching the host
     const confDir = (f["conf-dir"] ?? DEFAULT_CONF_DIR).replace(/\/+$/, "");
@@ -297,6 +331,7 @@ function install(argv: string[], stopped: Promise<Deno.Signal>): Promise<number>
       kubeconfig: `${confDir}/${KUBECONFIG_SUBPATH}`,
       saDir,
       defaultFile: f["default-network-file"],
+      cniVersion,
       ownKubeconfig,
     };
     return await loop(paths, fields, f, stopped);

@@ -6,6 +6,8 @@ import { runningArtifact } from "./_install_artifact.ts";
 import {
   buildConflist,
   CONFLIST_NAME,
+  conflistVersion,
+  FALLBACK_CNI_VERSION,
   findDefaultConf,
   kubeconfigText,
   writeAtomic,
@@ -73,7 +75,7 @@ Deno.test("buildConflist() keeps an explicit clusterNetwork and refuses a bad fi
     text: FLANNEL,
     cniVersion: "0.3.1",
   }));
-  assert.equal(list.cniVersion, "1.1.0");
+  assert.equal(list.cniVersion, "0.3.1", "the default conf still names the runtime's version");
   assert.equal(list.plugins[0].clusterNetwork, "kube-system/lan");
   assert.throws(
     () => buildConflist({ defaultNetworks: [""] }),
@@ -83,6 +85,24 @@ Deno.test("buildConflist() keeps an explicit clusterNetwork and refuses a bad fi
     () => buildConflist({ clustrNetwork: "x" }),
     (e) => e instanceof CniError && e.code === 7 && e.message.includes("clustrNetwork"),
   );
+});
+
+Deno.test("buildConflist() without a default conf says 1.0.0, which every runtime reads", () => {
+  // containerd 1.6/1.7 (libcni < 1.2) fail every pod on a 1.1.0 result: issue 20.
+  const list = JSON.parse(buildConflist({ clusterNetwork: "kube-system/cluster" }));
+  assert.equal(list.cniVersion, "1.0.0");
+  assert.equal(FALLBACK_CNI_VERSION, "1.0.0");
+  const forced = JSON.parse(
+    buildConflist({}, { path: "/x/a.conf", text: FLANNEL, cniVersion: "0.3.1" }, "1.1.0"),
+  );
+  assert.equal(forced.cniVersion, "1.1.0", "--cni-version wins over the default conf's");
+});
+
+Deno.test("conflistVersion() takes the flag, then the default conf's, then the fallback", () => {
+  const def = { path: "/x/a.conf", text: FLANNEL, cniVersion: "0.4.0" };
+  assert.equal(conflistVersion("0.3.1", def), "0.3.1");
+  assert.equal(conflistVersion(undefined, def), "0.4.0");
+  assert.equal(conflistVersion(undefined, undefined), FALLBACK_CNI_VERSION);
 });
 
 Deno.test("kubeconfigText() embeds the token and CA and names a missing variable", async () => {

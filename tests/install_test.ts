@@ -104,3 +104,37 @@ Deno.test({
     match(await run("ip", "-n", ns.name, "link", "show", "lo"), /UP/);
   },
 });
+
+Deno.test("install writes a cniVersion the node's runtime reads: 1.0.0 alone, the default conf's, the flag's", async () => {
+  await using h = await fakeHost();
+  const once = async (...args: string[]) => {
+    const r = spawnInstall(LAUNCHER, [...hostArgs(h), ...args]);
+    const code = await r.child.status.then((s) => s.code);
+    await r.stop();
+    return { code, output: r.output() };
+  };
+  const written = async () =>
+    JSON.parse(await Deno.readTextFile(`${h.confDir}/00-podplex.conflist`)).cniVersion;
+
+  // No default conf to wrap: what containerd 1.6/1.7 read (a 1.1.0 list failed every pod).
+  const alone = await once("--cluster-network", "kube-system/cluster");
+  assertEquals(alone.code, 0, alone.output);
+  assertEquals(await written(), "1.0.0");
+  match(alone.output, /cniVersion 1\.0\.0/);
+
+  // An explicit cluster network still takes the default conf's version.
+  await Deno.writeTextFile(
+    `${h.confDir}/10-a.conf`,
+    `{"cniVersion":"0.4.0","name":"a","type":"bridge"}`,
+  );
+  assertEquals((await once("--cluster-network", "kube-system/cluster")).code, 0);
+  assertEquals(await written(), "0.4.0");
+
+  assertEquals((await once("--cni-version", "1.1.0")).code, 0);
+  assertEquals(await written(), "1.1.0");
+
+  const bad = await once("--cni-version", "1.2");
+  ok(bad.code !== 0, "an unknown version is refused");
+  match(bad.output, /--cni-version "1\.2" is not a CNI version/);
+  assertEquals(await written(), "1.1.0", "a refused run leaves the conflist as it was");
+});
