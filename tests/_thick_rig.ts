@@ -151,7 +151,7 @@ export async function thickNode(opts: ThickNodeOptions = {}): Promise<ThickNode>
     dataDir,
     runDir,
     socket,
-    // What the DaemonSet mounts at the same paths (deploy/thick/, checked against these).
+    // What the DaemonSet mounts at the same paths (deploy/daemonset.yaml, checked against these).
     hostPaths: THICK_DEFAULTS.paths.filter((h) => !h.endsWith("/netns")).map(p),
     bridges,
     conflist,

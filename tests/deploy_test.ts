@@ -43,6 +43,16 @@ Deno.test("deploy/ agrees with the code (flags, paths, ConfigMap, image, RBAC, C
   assertEquals(await driftProblems(m, requests), []);
 });
 
+Deno.test("deploy/thin (the per-call install) agrees with the code with deploy/'s CRD, RBAC, ConfigMap", async () => {
+  const m = await loadManifests();
+  const thin = await loadManifests(`${new URL("../deploy/thin", import.meta.url).pathname}`);
+  ok(thin.has("DaemonSet/podplex"), "deploy/thin has the DaemonSet");
+  for (const [k, v] of thin) m.set(k, v);
+  const pod = installContainer(m).pod;
+  ok(!pod.containers.some((c: Obj) => c.name === "daemon"), "thin runs no daemon");
+  assertEquals(await driftProblems(m, requests), []);
+});
+
 /** A deep copy of the manifests with `edit` applied. */
 async function mutated(edit: (m: Map<string, Obj>) => void): Promise<Map<string, Obj>> {
   const m = structuredClone(await loadManifests());

@@ -1,6 +1,6 @@
 /**
- * deploy/thick/daemonset.yaml agrees with the code: its install container is the one of
- * deploy/daemonset.yaml, its daemon runs `podplex serve` with flags serve knows, and mounts
+ * deploy/daemonset.yaml (thick, the default install) agrees with the code: its install
+ * container is the one of deploy/thin/daemonset.yaml, its daemon runs `podplex serve` with flags serve knows, and mounts
  * what `--thick` assumes (serve/view.ts THICK_DEFAULTS) from the host at the same paths, with
  * /run/netns propagated, hostPID and hostNetwork on, the readiness probe the launcher answers.
  * Each check is shown to fail on a manifest that disagrees.
@@ -30,7 +30,7 @@ function problems(thick: Obj, thin: Obj): string[] {
   const byName = (p: Obj, n: string) => (p.containers as Obj[]).find((c) => c.name === n);
   const install = byName(pod, "install");
   if (JSON.stringify(install) !== JSON.stringify(byName(thin.spec.template.spec, "install"))) {
-    bad.push("the install container differs from deploy/daemonset.yaml's");
+    bad.push("the install container differs from deploy/thin/daemonset.yaml's");
   }
   if (pod.hostNetwork !== true) bad.push("not on the host network");
   if (pod.hostPID !== true) bad.push("no hostPID (the host's /proc and pid 1's mount namespace)");
@@ -78,10 +78,10 @@ function problems(thick: Obj, thin: Obj): string[] {
   return bad;
 }
 
-const thin = await daemonSet("deploy/daemonset.yaml");
-const thick = await daemonSet("deploy/thick/daemonset.yaml");
+const thin = await daemonSet("deploy/thin/daemonset.yaml");
+const thick = await daemonSet("deploy/daemonset.yaml");
 
-Deno.test("deploy/thick agrees with serve's --thick, the launcher and deploy/daemonset.yaml", () => {
+Deno.test("deploy/daemonset.yaml (thick) agrees with serve's --thick, the launcher and deploy/thin", () => {
   assertEquals(problems(thick, thin), []);
 });
 

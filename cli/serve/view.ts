@@ -37,7 +37,7 @@ export interface HostView {
 }
 
 /**
- * What `--thick` means: the DaemonSet's hostPath mounts (deploy/thick/), the host's root
+ * What `--thick` means: the DaemonSet's hostPath mounts (deploy/daemonset.yaml), the host's root
  * and mount namespace through pid 1 (hostPID).
  */
 export const THICK_DEFAULTS: Readonly<Required<HostView>> = Object.freeze({
