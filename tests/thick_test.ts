@@ -226,6 +226,10 @@ Deno.test({
     await using d2 = await node.startDaemon();
     const v = ok(await node.call({ CNI_COMMAND: "VERSION" }, ""), "VERSION");
     assert.equal(JSON.parse(v.stdout).cniVersion, "1.1.0");
+    // As libcni probes (invoke.GetVersionInfo): dummy values that name no netns or dir.
+    const dummy = { CNI_COMMAND: "VERSION", CNI_NETNS: "dummy", CNI_IFNAME: "dummy" };
+    const probed = ok(await node.call({ ...dummy, CNI_PATH: "dummy" }, ""), "VERSION, dummy env");
+    assert.deepEqual(JSON.parse(probed.stdout), JSON.parse(v.stdout));
     const conf = JSON.parse(node.conflist);
     const gcConf = {
       ...conf.plugins[0],
@@ -238,7 +242,7 @@ Deno.test({
       JSON.stringify(gcConf),
     );
     ok(gc, "GC");
-    assert.deepEqual([d2.served("VERSION"), d2.served("GC")], [1, 1], d2.log());
+    assert.deepEqual([d2.served("VERSION"), d2.served("GC")], [2, 1], d2.log());
     assert.deepEqual(await leftovers(node, ns.name), NOTHING);
   },
 });

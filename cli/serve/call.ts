@@ -78,6 +78,10 @@ export function refusal(call: CallFrame, ctx: CallContext): Refusal | undefined 
     );
   }
   if (!ctx.ready()) return no("not_ready", "the daemon is not ready");
+  // VERSION touches no netns and no file, and libcni's GetVersionInfo sends CNI_NETNS,
+  // CNI_IFNAME and CNI_PATH as "dummy" (relative paths no view can share): only the build
+  // decides its answer.
+  if (call.env.CNI_COMMAND === "VERSION") return undefined;
   if (call.netns !== ctx.own.netns) {
     return no("netns", "wrong namespace: the caller is in another netns");
   }
