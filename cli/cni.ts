@@ -127,6 +127,8 @@ export function readEnv(command: Verb, env: CniIo["env"], cwd?: string): PluginE
     path: (env.CNI_PATH ?? "").split(":").filter((p) => p !== "").map((p) => resolveIn(cwd, p)),
   };
   if (cwd) out.cwd = cwd;
+  // The name is cli/serve/protocol.ts's socketEnv, not imported: the per-call path stays small.
+  if (env.PODPLEX_SOCKET) out.daemonSocket = resolveIn(cwd, env.PODPLEX_SOCKET);
   if (required.includes("CNI_CONTAINERID")) {
     out.containerId = validateContainerId(env.CNI_CONTAINERID!);
   } else if (env.CNI_CONTAINERID) out.containerId = env.CNI_CONTAINERID;

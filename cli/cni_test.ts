@@ -2,7 +2,7 @@ import { deepStrictEqual as assertEquals, match } from "node:assert/strict";
 import { CniError } from "../conf/errors.ts";
 import type { PluginRequest } from "../delegates/types.ts";
 import { fakePlugin } from "../delegates/runner/testing.ts";
-import { runCni, validateContainerId, validateIfname } from "./cni.ts";
+import { readEnv, runCni, validateContainerId, validateIfname } from "./cni.ts";
 
 const CONF = `{"cniVersion":"1.0.0","name":"net1","type":"fake"}`;
 const ENV = {
@@ -330,4 +330,17 @@ Deno.test("CNI_ARGS follows skel's LoadArgs: unknown keys are code 4 unless Igno
     `{"cniVersion":"1.1.0","name":"n","type":"fake"}`,
   );
   assertEquals(gc.code, 0);
+});
+
+Deno.test("readEnv() carries PODPLEX_SOCKET, resolved against the caller's cwd", () => {
+  const env = { CNI_COMMAND: "DEL", CNI_CONTAINERID: "c1", CNI_IFNAME: "eth0" };
+  assertEquals(readEnv("DEL", env).daemonSocket, undefined);
+  assertEquals(
+    readEnv("DEL", { ...env, PODPLEX_SOCKET: "/tmp/pp/podplex.sock" }).daemonSocket,
+    "/tmp/pp/podplex.sock",
+  );
+  assertEquals(
+    readEnv("DEL", { ...env, PODPLEX_SOCKET: "run/p.sock" }, "/w").daemonSocket,
+    "/w/run/p.sock",
+  );
 });

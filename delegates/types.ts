@@ -36,6 +36,11 @@ export interface PluginEnv {
    * paths of the call are resolved against it (`conf/paths.ts`), external plugins run in it.
    */
   cwd?: string;
+  /**
+   * PODPLEX_SOCKET, when the caller set it: the `podplex serve` socket it was pointed at. The
+   * daemon's other sockets (the DHCP lease keeper's) sit beside it.
+   */
+  daemonSocket?: string;
 }
 
 /** One call of a plugin. */

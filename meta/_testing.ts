@@ -50,16 +50,23 @@ export interface Harness extends AsyncDisposable {
   /** A request as a runtime makes it. */
   req(command: PluginRequest["command"], extra?: Partial<PluginRequest["env"]>): PluginRequest;
   faults: Faults;
+  /** The warnings the meta-plugin logged. */
+  warnings: string[];
 }
 
 const enc = new TextEncoder();
-const silent: Logger = {
-  error() {},
-  warning() {},
-  info() {},
-  debug() {},
-  with: () => silent,
-};
+
+/** A logger that drops everything but warnings, which it keeps in `warnings`. */
+function quiet(warnings: string[]): Logger {
+  const log: Logger = {
+    error() {},
+    warning: (msg: string) => void warnings.push(msg),
+    info() {},
+    debug() {},
+    with: () => log,
+  };
+  return log;
+}
 
 /** The container and interface every harness request is for. */
 export const CONTAINER = "ppc1";
@@ -117,6 +124,7 @@ export async function metaHarness(
     );
   }
   const events: Event[] = [];
+  const warnings: string[] = [];
   const h = { events, faults };
   const plugins = { ppfake: fakeDelegate("main", h), ppfakeipam: fakeDelegate("ipam", h) };
   const store = createStateStore(stateDir);
@@ -153,7 +161,7 @@ export async function metaHarness(
   const plugin = createMetaPlugin({
     registry: () => registry,
     kernel,
-    log: () => silent,
+    log: () => quiet(warnings),
     store: () => store,
     now: () => new Date("2026-12-01T00:00:00Z"),
   });
@@ -176,6 +184,7 @@ export async function metaHarness(
     networksDir,
     stateDir,
     faults,
+    warnings,
     conf,
     req(command, extra = {}) {
       return {

@@ -15,6 +15,7 @@ import {
   type MetaCall,
   newPodState,
   planInput,
+  POD_ANNOTATIONS_ARG,
   runtimeAnnotations,
 } from "./context.ts";
 import { mergeResults } from "./merge.ts";
@@ -215,7 +216,10 @@ async function podAnnotations(call: MetaCall): Promise<Record<string, string>> {
   const { namespace, name } = call.pod;
   if (!namespace || !name) return {};
   const kube = await call.kube();
-  if (!kube) return {};
+  if (!kube) {
+    warnBlind(call, `${namespace}/${name}`);
+    return {};
+  }
   const pod = await kube.getPod(namespace, name, call.pod.uid);
   if (!pod) {
     call.log.warning(`Pod "${namespace}/${name}" not found in the API; using no annotations`);
@@ -228,6 +232,21 @@ async function podAnnotations(call: MetaCall): Promise<Record<string, string>> {
     );
   }
   return pod.annotations;
+}
+
+/**
+ * A Kubernetes pod whose annotations podplex has no way to read: the runtime passes them
+ * only for a declared capability, and there is no API server to ask. Its networks
+ * annotation would be ignored without a word (Multus is silent here: containerd users then
+ * see only eth0), so say which setting is missing.
+ */
+function warnBlind(call: MetaCall, pod: string): void {
+  if (call.conf.capabilities?.[POD_ANNOTATIONS_ARG] === true) return; // declared: none given
+  call.log.warning(
+    `Cannot read the annotations of pod "${pod}": the podplex conf declares no ` +
+      `"${POD_ANNOTATIONS_ARG}" capability and names no kubeconfig; the pod gets only its ` +
+      `cluster network and defaultNetworks (add "capabilities": {"${POD_ANNOTATIONS_ARG}": true})`,
+  );
 }
 
 /** Writes network-status to the pod when an API server is configured; failures only warn. */

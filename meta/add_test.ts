@@ -71,3 +71,21 @@ Deno.test("a rollback that cannot release an attachment keeps the state and join
   ]);
   assert.ok(await h.store.load(CONTAINER, "eth0"), "the runtime's DEL must be able to finish");
 });
+
+Deno.test("ADD of a Kubernetes pod whose annotations cannot be read says which setting is missing", async () => {
+  await using h = await metaHarness();
+  const k8s = { args: "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web" };
+  await h.plugin.invoke(h.req("ADD", k8s));
+  assert.equal(h.warnings.length, 1, JSON.stringify(h.warnings));
+  assert.match(h.warnings[0], /pod "default\/web".*"io\.kubernetes\.cri\.pod-annotations"/);
+  await h.plugin.invoke(h.req("DEL", k8s));
+
+  // Declared (containerd then passes the annotations; a nil map means the pod has none),
+  // or a pod that is not Kubernetes' (podman names no namespace): nothing to say.
+  const declared = { ...h.req("ADD", k8s) };
+  declared.conf = h.conf({ capabilities: { "io.kubernetes.cri.pod-annotations": true } });
+  await h.plugin.invoke(declared);
+  await h.plugin.invoke({ ...h.req("DEL", k8s), conf: declared.conf });
+  await h.plugin.invoke(h.req("ADD", { args: "IgnoreUnknown=1;K8S_POD_NAME=web" }));
+  assert.equal(h.warnings.length, 1, JSON.stringify(h.warnings));
+});

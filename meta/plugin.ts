@@ -232,7 +232,7 @@ async function metaGc(call: MetaCall): Promise<void> {
   for (const [confText, name] of networks) {
     try {
       await runChain(parseConfOrList(confText), "GC", {
-        env: { path: call.env.path },
+        env: { path: call.env.path, daemonSocket: call.env.daemonSocket },
         registry: call.registry,
         validAttachments: expanded,
         gcInProcessAnyVersion: true,
@@ -260,7 +260,7 @@ async function metaStatus(call: MetaCall): Promise<void> {
   const cluster = await clusterNetwork(call);
   if (!cluster) return;
   await runChain(parseConfOrList(cluster.confText), "STATUS", {
-    env: { path: call.env.path },
+    env: { path: call.env.path, daemonSocket: call.env.daemonSocket },
     registry: call.registry,
   });
 }

@@ -132,6 +132,42 @@ async function addCheckDel(kind: Kind) {
   }
 }
 
+/**
+ * A keeper of a daemon on a socket of its own, found by a per-call run that names no
+ * daemonSocketPath but was pointed at that daemon (PODPLEX_SOCKET, as PluginEnv carries it).
+ */
+async function keeperBesideDaemonSocket() {
+  await using dir = await tempDir("ppdk");
+  await using lan = await startLan({ kind: "bridge" });
+  const k = await keeper(dir.path);
+  try {
+    assert.equal(k.socket, `${dir.path}/dhcp.sock`);
+    await using pod = await tempNetns("dp");
+    const call = caller("bridge", lan);
+    const env = {
+      containerId: "dc2",
+      netns: pod.path,
+      ifname: "net1",
+      path: [],
+      daemonSocket: `${dir.path}/podplex.sock`,
+    };
+    const conf = netConf("bridge", lan, k.socket);
+    delete (conf.ipam as { daemonSocketPath?: string }).daemonSocketPath;
+    const res = await call("ADD", conf, env);
+    assert.deepEqual(k.keeper.held, ["dc2/ppdlan/net1"]);
+    await call("DEL", { ...conf, prevResult: res }, env);
+    assert.deepEqual(k.keeper.held, []);
+  } finally {
+    await k.close();
+  }
+}
+
+Deno.test({
+  name: "dhcp: without daemonSocketPath, the keeper beside PODPLEX_SOCKET's daemon is used",
+  ...opts,
+  fn: keeperBesideDaemonSocket,
+});
+
 Deno.test({
   name: "dhcp via macvlan: ADD leases what dnsmasq shows, with routes and DNS; DEL releases",
   ...opts,

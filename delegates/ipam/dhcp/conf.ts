@@ -17,8 +17,28 @@ import {
 } from "../_conf.ts";
 import { OPT } from "./message.ts";
 
-/** Where podplex's lease keeper (`podplex serve`) listens unless `daemonSocketPath` says. */
+/**
+ * Where podplex's lease keeper (`podplex serve`) listens unless `daemonSocketPath` says, or
+ * the call's PODPLEX_SOCKET points at a daemon elsewhere ({@linkcode keeperSockets}).
+ */
 export const DEFAULT_DAEMON_SOCKET = "/run/podplex/dhcp.sock";
+
+/** The keeper's socket's name beside the daemon's socket (serve's `--dhcp-socket` default). */
+export const KEEPER_SOCKET_NAME = "dhcp.sock";
+
+/**
+ * The sockets to ask, in order: `daemonSocketPath` alone when the conf gives it; else the
+ * keeper beside the daemon the caller was pointed at (PODPLEX_SOCKET), then the default.
+ */
+export function keeperSockets(conf: DhcpConf, daemonSocket?: string): string[] {
+  if (conf.socketPath !== undefined) return [conf.socketPath];
+  const beside = daemonSocket
+    ? `${daemonSocket.slice(0, daemonSocket.lastIndexOf("/")) || ""}/${KEEPER_SOCKET_NAME}`
+    : undefined;
+  return beside && beside !== DEFAULT_DAEMON_SOCKET
+    ? [beside, DEFAULT_DAEMON_SOCKET]
+    : [DEFAULT_DAEMON_SOCKET];
+}
 
 /** An option to send: a fixed value, or the value of a CNI_ARGS key. */
 export interface ProvideOption {
@@ -31,8 +51,8 @@ export interface ProvideOption {
 export interface DhcpConf {
   name: string;
   cniVersion: string;
-  /** The lease keeper's socket. */
-  socketPath: string;
+  /** `ipam.daemonSocketPath`: the lease keeper's socket (else {@linkcode keeperSockets}). */
+  socketPath?: string;
   provide: ProvideOption[];
   /** Codes for the parameter request list, defaults included unless skipped. */
   request: number[];
@@ -132,8 +152,7 @@ export function parseDhcpConf(raw: Json): DhcpConf {
   return {
     name: optString(raw, "name", "name") ?? "",
     cniVersion: confVersion(raw),
-    socketPath: optString(ipam, "daemonSocketPath", "ipam.daemonSocketPath") ||
-      DEFAULT_DAEMON_SOCKET,
+    socketPath: optString(ipam, "daemonSocketPath", "ipam.daemonSocketPath") || undefined,
     provide: parseProvide(ipam),
     request: parseRequest(ipam),
     priority: (priority as number | undefined) ?? 0,

@@ -3,6 +3,7 @@ import { CniError } from "../../../conf/errors.ts";
 import {
   clientId,
   DEFAULT_DAEMON_SOCKET,
+  keeperSockets,
   parseDhcpConf,
   parseOptionName,
   requestOptions,
@@ -22,11 +23,19 @@ function code7(fn: () => unknown, re: RegExp): void {
 
 Deno.test("parseDhcpConf() defaults: podplex's keeper socket, router + subnet mask requested", () => {
   const c = parseDhcpConf(net({}));
-  assert.equal(c.socketPath, DEFAULT_DAEMON_SOCKET);
+  assert.equal(c.socketPath, undefined);
+  assert.deepEqual(keeperSockets(c), [DEFAULT_DAEMON_SOCKET]);
+  // A daemon on a socket of its own keeps its leases beside it (issue 20).
+  assert.deepEqual(keeperSockets(c, "/tmp/ppx/podplex.sock"), [
+    "/tmp/ppx/dhcp.sock",
+    DEFAULT_DAEMON_SOCKET,
+  ]);
+  assert.deepEqual(keeperSockets(c, "/run/podplex/podplex.sock"), [DEFAULT_DAEMON_SOCKET]);
   assert.deepEqual(c.request, [3, 1]);
   assert.deepEqual(c.provide, []);
   assert.equal(c.priority, 0);
-  assert.equal(parseDhcpConf(net({ daemonSocketPath: "/tmp/x.sock" })).socketPath, "/tmp/x.sock");
+  const given = parseDhcpConf(net({ daemonSocketPath: "/tmp/x.sock" }));
+  assert.deepEqual(keeperSockets(given, "/tmp/ppx/podplex.sock"), ["/tmp/x.sock"]);
 });
 
 Deno.test("parseDhcpConf() reads request with skipDefault and option names or numbers", () => {

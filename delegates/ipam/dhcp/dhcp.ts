@@ -1,7 +1,7 @@
 /**
  * The built-in `dhcp` IPAM delegate, configured as the reference plugin (plugins/ipam/dhcp):
- * it asks the lease keeper of `podplex serve` (at `ipam.daemonSocketPath`, default
- * `/run/podplex/dhcp.sock`) to obtain a lease on CNI_IFNAME inside CNI_NETNS, keep it, and
+ * it asks the lease keeper of `podplex serve` (at `ipam.daemonSocketPath`, else beside the
+ * call's PODPLEX_SOCKET, then at `/run/podplex/dhcp.sock`) to obtain a lease on CNI_IFNAME inside CNI_NETNS, keep it, and
  * release it on DEL, and builds the reference's result from the ACK (plus `dns`).
  *
  * Without a daemon ADD fails with code 11 saying so; DEL then succeeds (nothing can be held
@@ -16,9 +16,9 @@ import { validAttachments } from "../../../conf/gc.ts";
 import { resolveIn } from "../../../conf/paths.ts";
 import type { CniResult } from "../../../conf/types.ts";
 import type { BuiltinDelegate, DelegateContext } from "../../types.ts";
-import { clientId, type DhcpConf, parseDhcpConf, requestOptions } from "./conf.ts";
+import { clientId, type DhcpConf, keeperSockets, parseDhcpConf, requestOptions } from "./conf.ts";
 import { decodeMessage, leaseOptions } from "./message.ts";
-import { callKeeper, NoKeeperError } from "./protocol.ts";
+import { callKeeper, type KeeperAnswer, type KeeperRequest, NoKeeperError } from "./protocol.ts";
 import { fromHex, toHex } from "./_hex.ts";
 import { leaseResult } from "./result.ts";
 
@@ -32,12 +32,33 @@ function absoluteNetns(env: DelegateContext["env"]): string {
   return resolveIn(env.cwd ?? Deno.cwd(), env.netns);
 }
 
+/**
+ * Asks the first keeper that answers of {@linkcode keeperSockets}: a daemon started on a
+ * socket of its own keeps its leases beside it, and a per-call run must find them there.
+ *
+ * @throws {NoKeeperError} the last one's, when none answers
+ */
+async function askKeeper(
+  conf: DhcpConf,
+  ctx: Pick<DelegateContext, "env">,
+  req: KeeperRequest,
+): Promise<KeeperAnswer> {
+  const sockets = keeperSockets(conf, ctx.env.daemonSocket);
+  for (let i = 0;; i++) {
+    try {
+      return await callKeeper(sockets[i], req);
+    } catch (e) {
+      if (!(e instanceof NoKeeperError) || i === sockets.length - 1) throw e;
+    }
+  }
+}
+
 /** ADD: a lease from the keeper, as the reference's result (ips, routes) plus dns. */
 export async function dhcpAdd(conf: DhcpConf, ctx: DelegateContext): Promise<CniResult> {
   const options = [...requestOptions(conf, ctx.cniArgs)].map(([k, v]) =>
     [k, toHex(v)] as [number, string]
   );
-  const answer = await callKeeper(conf.socketPath, {
+  const answer = await askKeeper(conf, ctx, {
     op: "add",
     clientId: idOf(conf, ctx),
     containerId: ctx.env.containerId ?? "",
@@ -59,7 +80,7 @@ export async function dhcpAdd(conf: DhcpConf, ctx: DelegateContext): Promise<Cni
 /** DEL: the keeper releases the lease (DHCPRELEASE on the still existing link). */
 export async function dhcpDel(conf: DhcpConf, ctx: DelegateContext): Promise<void> {
   try {
-    await callKeeper(conf.socketPath, { op: "del", clientId: idOf(conf, ctx) });
+    await askKeeper(conf, ctx, { op: "del", clientId: idOf(conf, ctx) });
   } catch (e) {
     // No daemon: no lease can be held (see the module doc); DEL stays idempotent.
     if (!(e instanceof NoKeeperError)) throw e;
@@ -68,13 +89,13 @@ export async function dhcpDel(conf: DhcpConf, ctx: DelegateContext): Promise<voi
 
 /** CHECK: the keeper holds a current lease whose address is on the interface. */
 export async function dhcpCheck(conf: DhcpConf, ctx: DelegateContext): Promise<void> {
-  await callKeeper(conf.socketPath, { op: "check", clientId: idOf(conf, ctx) });
+  await askKeeper(conf, ctx, { op: "check", clientId: idOf(conf, ctx) });
 }
 
 /** STATUS: the keeper answers (code 50 otherwise). */
-export async function dhcpStatus(conf: DhcpConf): Promise<void> {
+export async function dhcpStatus(conf: DhcpConf, ctx: DelegateContext): Promise<void> {
   try {
-    await callKeeper(conf.socketPath, { op: "status" });
+    await askKeeper(conf, ctx, { op: "status" });
   } catch (e) {
     const err = CniError.wrap(e);
     throw new CniError(Code.NotAvailable, err.message, err.details, { cause: e });
@@ -88,7 +109,7 @@ export async function dhcpGc(conf: DhcpConf, ctx: DelegateContext): Promise<void
     ifname: a.ifname,
   }));
   try {
-    await callKeeper(conf.socketPath, { op: "gc", netName: conf.name, valid });
+    await askKeeper(conf, ctx, { op: "gc", netName: conf.name, valid });
   } catch (e) {
     if (!(e instanceof NoKeeperError)) throw e;
   }
