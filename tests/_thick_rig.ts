@@ -11,6 +11,7 @@
  */
 import { ppName, run, tryRun } from "./testutils.ts";
 import { THICK_DEFAULTS } from "../cli/serve/view.ts";
+import { PODPLEX_CAPABILITIES } from "../cli/_config.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const dec = new TextDecoder();
@@ -137,6 +138,8 @@ export async function thickNode(opts: ThickNodeOptions = {}): Promise<ThickNode>
       networksDir,
       stateDir,
       confDir,
+      // As `podplex install` declares them: containerd passes the pod's annotations then.
+      capabilities: PODPLEX_CAPABILITIES,
       ...opts.conf,
     }],
   });
