@@ -27,6 +27,7 @@ import { createResolver, resolveClusterNetwork, type ResolvedNetwork } from "./n
 import { planAttachments } from "./plan.ts";
 import type { PodState } from "./state.ts";
 import { attachmentChainOptions, delAttachments } from "./teardown.ts";
+import { withCurrentDefinitions } from "./recover.ts";
 
 /**
  * Creates the meta-plugin (the plugin for `type: "podplex"`) with its edges.
@@ -114,7 +115,10 @@ async function metaDel(call: MetaCall): Promise<void> {
     await call.store.remove(containerId, ifname);
     return;
   }
-  const errors = (await delAttachments(call, withNetns(call, state))).map((f) => f.error);
+  // An entry whose conf does not decode goes through its network's current definition.
+  const { state: usable, lost } = await withCurrentDefinitions(call, withNetns(call, state));
+  const failures = [...await delAttachments(call, usable), ...lost];
+  const errors = failures.map((f) => f.error);
   // The state stays so that the runtime's retry can finish the job.
   if (errors.length) {
     throw joinErrors(errors, `DEL of container "${containerId}" left attachments behind`);

@@ -124,3 +124,59 @@ Deno.test("a FIFO in place of a state file does not hold DEL: it is released fro
   assert.equal(calls(h.events, "DEL").filter((c) => c.startsWith("main")).length, 3);
   assert.equal(await Deno.lstat(fifo).then(() => true, () => false), false);
 });
+
+/** Replaces the recorded conf of attachment `i` in the pod's state file with `text`. */
+async function corruptEntry(stateDir: string, i: number, text: string): Promise<void> {
+  const file = `${stateDir}/${CONTAINER}@eth0.json`;
+  const state = JSON.parse(await Deno.readTextFile(file));
+  state.attachments[i].confText = text;
+  await Deno.writeTextFile(file, JSON.stringify(state));
+}
+
+Deno.test("DEL releases a corrupt state entry through its network's current definition", async () => {
+  await using h = await metaHarness();
+  await h.plugin.invoke(h.req("ADD"));
+  await corruptEntry(h.stateDir, 1, '{"cniVersion": "1.1.0", "name": "net-b", "plug');
+  h.events.length = 0;
+  await h.plugin.invoke(h.req("DEL"));
+  // Every attachment released, net-b's IPAM too (it held an address), chains in reverse.
+  assert.deepEqual(calls(h.events, "DEL"), [
+    "ipam:DEL:net-c",
+    "main:DEL:net-c",
+    "ipam:DEL:net-b",
+    "main:DEL:net-b",
+    "ipam:DEL:net-a",
+    "main:DEL:net-a",
+  ]);
+  const netB = h.events.find((e) => e.verb === "DEL" && e.network === "net-b");
+  assert.ok(netB?.prevResult, "the recorded ADD result is still the cached result");
+  assert.equal(await h.store.load(CONTAINER, "eth0"), null, "nothing left to undo: state gone");
+  assert.match(h.warnings.join("\n"), /"default\/net-b" \("net1"\) does not decode/);
+});
+
+Deno.test("a corrupt entry whose network is gone too is reported after the others were released", async () => {
+  await using h = await metaHarness();
+  await h.plugin.invoke(h.req("ADD"));
+  await corruptEntry(h.stateDir, 2, "not json");
+  await Deno.remove(`${h.networksDir}/default/net-c.conflist`);
+  h.events.length = 0;
+  const e = await cniError(h.plugin.invoke(h.req("DEL")));
+  assert.equal(e.code, 6, e.message);
+  assert.match(JSON.stringify(e), /net-c.*does not decode/);
+  assert.deepEqual(calls(h.events, "DEL").filter((c) => c.startsWith("main")), [
+    "main:DEL:net-b",
+    "main:DEL:net-a",
+  ]);
+  assert.ok(await h.store.load(CONTAINER, "eth0"), "the state stays: net-c is left to undo");
+  // The definition back: the runtime's retry finishes the job.
+  await Deno.writeTextFile(
+    `${h.networksDir}/default/net-c.conflist`,
+    JSON.stringify({
+      cniVersion: "1.1.0",
+      name: "net-c",
+      plugins: [{ type: "ppfake" }, { type: "ppfakeipam" }],
+    }),
+  );
+  await h.plugin.invoke(h.req("DEL"));
+  assert.equal(await h.store.load(CONTAINER, "eth0"), null);
+});
