@@ -117,6 +117,7 @@ export {
   type AttachmentState,
   type BrokenState,
   createStateStore,
+  type HotplugBasis,
   type PodState,
   type StateStore,
   type StateStoreOptions,

@@ -29,6 +29,7 @@ import { err, out, printJson } from "./_output.ts";
 import { guard, parseFlags, subcommandHelp, UsageError } from "./_args.ts";
 import { runVerb } from "./_local_runtime.ts";
 import type { Root } from "./root.ts";
+import { hotplugCmd, withPodLock } from "./_pod_hotplug.ts";
 
 /** The runtimeConfig key containerd passes the pod's annotations under. */
 const IFNAME = "eth0";
@@ -44,6 +45,10 @@ const HELP = `usage: podplex pod <command> [flags]
                            metadata.namespace/name when not given
     --netns PATH           use this existing netns instead of creating /run/netns/NAME
     --json                 print the pod as JSON
+  attach NAME --networks LIST   plug the listed networks into the running pod (as a
+               change of its networks annotation: new elements get the lowest free netN)
+  detach NAME --networks LIST   unplug them ("ns/name@ifname"; the interface may be left
+               out when the pod has that network once); the cluster network stays
   down NAME    DEL the pod's networks, then remove the netns if 'pod up' created it
   check NAME   CHECK the pod's networks (exit 1 when something is missing or wrong)
   list         every pod in the state dir: interfaces, IPs, networks, health (--json)
@@ -81,6 +86,8 @@ export function main(argv: string[], root: Root): Promise<number> {
     if (f.help) return (out(HELP), 0);
     const allowed: Record<string, (keyof typeof f)[]> = {
       up: ["config", "namespace", "networks", "annotations", "netns", "json"],
+      attach: ["config", "namespace", "networks", "json"],
+      detach: ["config", "namespace", "networks", "json"],
       down: ["config", "namespace"],
       check: ["config", "namespace"],
       list: ["config", "json"],
@@ -96,8 +103,14 @@ export function main(argv: string[], root: Root): Promise<number> {
     if (cmd === "up") return await up(root, cfg, positionals, f);
     const name = onePositional(positionals, cmd);
     const namespace = checkPodName("namespace", f.namespace ?? DEFAULT_NAMESPACE);
-    const rec = await requireRecord(cfg, namespace, name);
-    return cmd === "down" ? await down(root, cfg, rec) : await check(root, cfg, rec);
+    const containerId = containerIdFor(namespace, name);
+    return await withPodLock(cfg, containerId, async () => {
+      const rec = await requireRecord(cfg, namespace, name);
+      if (cmd === "attach" || cmd === "detach") {
+        return await hotplugCmd(root, cfg, rec, cmd, f, viewOf);
+      }
+      return cmd === "down" ? await down(root, cfg, rec) : await check(root, cfg, rec);
+    });
   });
 }
 

@@ -18,6 +18,7 @@ import type { MetaDeps } from "../meta/context.ts";
 import type { ClosableKubeClient, KubeClient } from "../meta/k8s.ts";
 import type { WatchedKubeOptions } from "../meta/k8s_watch.ts";
 import type { Resolver } from "./cni.ts";
+import type { HotplugOutcome, HotplugRequest } from "../meta/hotplug.ts";
 
 /** What the rest of `cli/` is given. */
 export interface Root {
@@ -25,6 +26,11 @@ export interface Root {
   readonly builtins: Readonly<Record<string, BuiltinLoader>>;
   /** The meta-plugin (`type: "podplex"`), loaded when first asked for. */
   meta(): Promise<Plugin>;
+  /**
+   * Brings a running pod's attachments in line with its annotations (meta/hotplug.ts), with
+   * the meta-plugin's edges. The caller holds the pod's per-container lock.
+   */
+  hotplug(req: HotplugRequest): Promise<HotplugOutcome>;
   /** The registry delegates are served from (one per `preferExternal` set, kept). */
   registry(preferExternal?: readonly string[]): PluginRegistry;
   /**
@@ -74,19 +80,21 @@ export function createRoot(opts: RootOptions = {}): Root {
   };
   const kube = kubeClients(opts.watch);
   let meta: Promise<Plugin> | undefined;
+  const metaDeps: MetaDeps = {
+    kube: kube.get,
+    ...opts.meta,
+    registry: (conf: PodplexConf) => registry(conf.preferExternal),
+  };
   // Loaded lazily: a VERSION probe or a built-in's own call does not pay for the meta-plugin.
   const loadMeta = () =>
-    meta ??= import("../meta/plugin.ts").then((m) =>
-      m.createMetaPlugin({
-        kube: kube.get,
-        ...opts.meta,
-        registry: (conf: PodplexConf) => registry(conf.preferExternal),
-      })
-    );
+    meta ??= import("../meta/plugin.ts").then((m) => m.createMetaPlugin(metaDeps));
   const isBuiltin = (type: string) => Object.hasOwn(builtins, type);
   return {
     builtins,
     meta: loadMeta,
+    async hotplug(req) {
+      return await (await import("../meta/hotplug.ts")).hotplugPod(metaDeps, req);
+    },
     registry,
     resolver(argv0?: string): Resolver {
       return async (type: string): Promise<Plugin> => {

@@ -22,7 +22,7 @@ import { mergeResults } from "./merge.ts";
 import { buildNetworkStatus } from "./network_status.ts";
 import { NETWORK_STATUS_ANNOTATION } from "./annotations.ts";
 import { capabilityArgsFor, cniArgsFor, planAttachments, type PlannedAttachment } from "./plan.ts";
-import type { AttachmentState, PodState } from "./state.ts";
+import type { AttachmentState, HotplugBasis, PodState } from "./state.ts";
 import { delAttachments } from "./teardown.ts";
 import { awaitReadiness } from "./readiness.ts";
 import { assignDeviceIds } from "./device_id.ts";
@@ -56,6 +56,7 @@ export async function metaAdd(call: MetaCall): Promise<CniResult> {
   );
 
   const state = newPodState(call);
+  state.hotplug = hotplugBasis(call);
   state.linkGroup = linkGroupFor(containerId, ifname);
   state.attachments = plan.attachments.map((att) => recordFor(call, att));
   const lists = state.attachments.map(runnableList);
@@ -116,7 +117,7 @@ function stopIfCancelled(call: MetaCall): void {
  *
  * @throws {CniError} code 6/7 naming the network
  */
-function runnableList(r: AttachmentState): ConfList {
+export function runnableList(r: AttachmentState): ConfList {
   try {
     const list = parseConfOrList(r.confText);
     if (list.plugins.some((p) => p.type === META_TYPE)) {
@@ -128,6 +129,14 @@ function runnableList(r: AttachmentState): ConfList {
   }
 }
 
+/** What a later hot-plug of this pod runs with: this ADD's conf, CNI_PATH and CNI_ARGS. */
+function hotplugBasis(call: MetaCall): HotplugBasis {
+  const { prevResult: _p, runtimeConfig: _r, ...conf } = call.req.conf;
+  const basis: HotplugBasis = { conf, path: [...call.env.path] };
+  if (call.env.args !== undefined) basis.args = call.env.args;
+  return basis;
+}
+
 /** What the state remembers of one attachment before it runs: its exact conf and args. */
 export function recordFor(call: MetaCall, att: PlannedAttachment): AttachmentState {
   const record: AttachmentState = {
@@ -137,6 +146,7 @@ export function recordFor(call: MetaCall, att: PlannedAttachment): AttachmentSta
     isDefault: att.isDefault,
     confText: withCniArgs(att.network.confText, att.selection?.cniArgs),
   };
+  if (att.selection) record.selected = true;
   const cniArgs = cniArgsFor(att, call.env.args);
   if (cniArgs !== undefined) record.cniArgs = cniArgs;
   const capabilityArgs = capabilityArgsFor(att, call.runtimeArgs);
@@ -145,7 +155,7 @@ export function recordFor(call: MetaCall, att: PlannedAttachment): AttachmentSta
 }
 
 /** Runs one attachment's chain and keeps its result in `record`. */
-async function addOne(
+export async function addOne(
   call: MetaCall,
   record: AttachmentState,
   list: ConfList,

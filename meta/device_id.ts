@@ -60,6 +60,22 @@ export function podDevices(checkpointText: string, podUid: string): Map<string, 
   return out;
 }
 
+/**
+ * The device IDs the confs of a pod's attachments already carry (a hot-plug must not give
+ * one of them again).
+ */
+export function heldDeviceIds(confTexts: readonly string[]): Set<string> {
+  const out = new Set<string>();
+  for (const text of confTexts) {
+    try {
+      const conf = JSON.parse(text) as Record<string, unknown>;
+      const targets = Array.isArray(conf.plugins) ? conf.plugins.filter(isObject) : [conf];
+      for (const p of targets) if (typeof p.deviceID === "string") out.add(p.deviceID);
+    } catch { /* a conf that does not parse holds no device we could give */ }
+  }
+  return out;
+}
+
 /** A conf or conflist text with `deviceID` and `pciBusID` set (in every plugin of a list). */
 export function withDeviceId(confText: string, deviceId: string): string {
   const conf = JSON.parse(confText) as Record<string, unknown>;
@@ -90,6 +106,7 @@ export async function assignDeviceIds(
   call: MetaCall,
   attachments: PlannedAttachment[],
   checkpoint = KUBELET_CHECKPOINT,
+  held: ReadonlySet<string> = new Set(),
 ): Promise<void> {
   const wanting = attachments.filter((a) => a.network.resourceName);
   if (wanting.length === 0) return;
@@ -109,7 +126,9 @@ export async function assignDeviceIds(
       readRequiredTextSync(checkpoint, { what: "kubelet's device checkpoint", maxBytes: 16 << 20 }),
       uid,
     );
-    const id = devices.get(resourceName!)?.shift();
+    const free = devices.get(resourceName!)?.filter((d) => !held.has(d));
+    const id = free?.[0];
+    if (id) devices.set(resourceName!, devices.get(resourceName!)!.filter((d) => d !== id));
     if (!id) {
       throw new CniError(
         Code.InvalidConfig,

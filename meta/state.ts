@@ -49,6 +49,30 @@ export interface AttachmentState {
    * would stop the chain before the plugins that hold an address).
    */
   pluginsRan?: number;
+  /**
+   * Made for an element of the networks annotation (not the cluster network, not one of
+   * `defaultNetworks`): a change of the annotation may remove it.
+   */
+  selected?: boolean;
+  /**
+   * A hot-plug of this attachment was under way (`add`: its ADD, `remove`: its DEL) when this
+   * was written: a podplex killed in the middle leaves it marked, and the next reconcile of
+   * the pod DELs it and forgets it, so it exists completely or not at all.
+   */
+  pending?: "add" | "remove";
+}
+
+/**
+ * What a hot-plug needs to run as the pod's ADD ran: the podplex conf (without
+ * `prevResult` and `runtimeConfig`, which were the ADD's own), CNI_PATH and CNI_ARGS.
+ */
+export interface HotplugBasis {
+  /** The podplex conf object the ADD was called with. */
+  conf: Record<string, unknown>;
+  /** CNI_PATH of the ADD. */
+  path: string[];
+  /** CNI_ARGS of the ADD. */
+  args?: string;
 }
 
 /** Everything podplex remembers about one ADD. */
@@ -75,6 +99,8 @@ export interface PodState {
   attachments: AttachmentState[];
   /** The network-status entries written to the pod. */
   networkStatus?: unknown[];
+  /** Absent in states written before hot-plug existed: such pods cannot be hot-plugged. */
+  hotplug?: HotplugBasis;
 }
 
 /** The state cache. */
