@@ -44,6 +44,8 @@ export interface Root {
   close(): void;
   /** The API clients in use now, by kubeconfig (the daemon's metrics read their stats). */
   kubeClients(): KubeClient[];
+  /** The API client of a conf's kubeconfig (the one its calls use; none without one). */
+  kube(conf: PodplexConf): Promise<KubeClient | undefined>;
 }
 
 /** Options of {@linkcode createRoot}; tests replace the edges. */
@@ -108,6 +110,7 @@ export function createRoot(opts: RootOptions = {}): Root {
     },
     close: kube.close,
     kubeClients: kube.current,
+    kube: kube.get,
   };
 }
 

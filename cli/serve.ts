@@ -225,8 +225,10 @@ async function run(args: ServeArgs, root: Root, stop: AbortSignal): Promise<numb
         kube: () => daemonRoot.kubeClients().filter((k): k is WatchedKubeClient => "sizes" in k),
       }), (l) => say(`podplex serve: ${l}\n`)));
   }
+  const dynamic = args.dynamicNetworks ? await startHotplug(args, d) : undefined;
   await acceptUntilStopped(listener, d, `listening on ${args.socket} (build ${d.build})`, stop);
   ready = false;
+  await dynamic?.close();
   await d.scheduler.drain();
   await closeAll(services);
   try {
@@ -256,6 +258,23 @@ function daemonRootOptions(args: ServeArgs, files: FileCache, view?: HostView): 
     opts.watch = { nodeName: args.nodeName, log: (l) => say(`podplex serve: ${l}\n`) };
   } else say("podplex serve: no node name (--node-name, NODE_NAME): pods are read by GET\n");
   return opts;
+}
+
+/**
+ * The hot-plug controller (serve/dynamic.ts): pods' changes under the scheduler key their
+ * CNI calls take.
+ */
+async function startHotplug(args: ServeArgs, d: Daemon): Promise<{ close(): Promise<void> }> {
+  const { startDynamicNetworks } = await import("./serve/dynamic.ts");
+  say(`podplex serve: dynamic networks on, pods' states in ${args.stateDirs.join(", ")}\n`);
+  return startDynamicNetworks({
+    root: d.root,
+    lock: (containerId, fn) => d.scheduler.run({ key: containerId }, fn),
+    stateDirs: args.stateDirs,
+    nodeName: args.nodeName!,
+    log: (l) => say(`podplex serve: ${l}\n`),
+    now: () => new Date(),
+  });
 }
 
 /** Something the daemon runs beside its calls. */

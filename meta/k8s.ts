@@ -25,7 +25,7 @@ export interface KubeClient {
     ns: string,
     name: string,
     uid?: string,
-  ): Promise<{ annotations: Record<string, string>; uid?: string } | null>;
+  ): Promise<PodInfo | null>;
   /** A NetworkAttachmentDefinition's `spec.config`; null when it does not exist (404). */
   getNad(
     ns: string,
@@ -59,6 +59,11 @@ export interface ClosableKubeClient extends KubeClient, Disposable {
    * @throws {GoneError} when the server answers 410 (the resourceVersion is too old)
    */
   watch(path: string, signal: AbortSignal): AsyncIterable<WatchEvent>;
+  /**
+   * Creates an Event (core/v1) in namespace `ns` (the daemon's hot-plug tells a pod's
+   * owner what changed, as Multus does).
+   */
+  createEvent(ns: string, event: Record<string, unknown>): Promise<void>;
 }
 
 /** One event of a watch stream. */
@@ -71,7 +76,12 @@ export interface WatchEvent {
 export class GoneError extends Error {}
 
 /** A pod object's annotations and uid (what {@linkcode KubeClient.getPod} gives). */
-export type PodInfo = { annotations: Record<string, string>; uid?: string };
+export type PodInfo = {
+  annotations: Record<string, string>;
+  uid?: string;
+  /** Its metadata.deletionTimestamp is set: the pod is going away. */
+  deleting?: true;
+};
 
 /** A NAD object's fields (what {@linkcode KubeClient.getNad} gives). */
 export type NadInfo = {
@@ -103,6 +113,7 @@ const podSchema = z.object({
   metadata: z.object({
     annotations: z.optional(z.nullable(z.record(z.string(), z.string()))),
     uid: z.optional(z.string()),
+    deletionTimestamp: z.optional(z.nullable(z.string())),
   }),
 });
 
@@ -134,6 +145,7 @@ export function podInfo(obj: unknown): PodInfo | undefined {
   if (!r.success) return undefined;
   const out: PodInfo = { annotations: r.data.metadata.annotations ?? {} };
   if (r.data.metadata.uid) out.uid = r.data.metadata.uid;
+  if (r.data.metadata.deletionTimestamp) out.deleting = true;
   return out;
 }
 
@@ -191,12 +203,13 @@ export function createKubeClient(opts: KubeClientOptions): ClosableKubeClient {
     path: string,
     body?: unknown,
     signal: AbortSignal = AbortSignal.timeout(timeoutMs),
+    contentType = "application/merge-patch+json",
   ): Promise<Response> {
     conn ??= connect(opts).then((c) => (resolved = c));
     const c = await conn;
     const url = `${c.server}${path}`;
     const headers: Record<string, string> = { accept: "application/json", ...c.headers };
-    if (body !== undefined) headers["content-type"] = "application/merge-patch+json";
+    if (body !== undefined) headers["content-type"] = contentType;
     try {
       return await fetch(url, {
         method,
@@ -316,6 +329,12 @@ export function createKubeClient(opts: KubeClientOptions): ClosableKubeClient {
         await res.body?.cancel();
         await new Promise((r) => setTimeout(r, 20 * attempt));
       }
+    },
+    async createEvent(ns, event) {
+      const path = `/api/v1/namespaces/${enc(ns)}/events`;
+      const res = await request("POST", path, event, undefined, "application/json");
+      if (!res.ok) throw await failed("POST", path, res);
+      await res.body?.cancel();
     },
     close() {
       resolved?.client?.close();

@@ -53,6 +53,17 @@ interface InformerOptions<T> {
   /** Pause after a failure (ms), doubled up to 30 s. */
   backoffMs: number;
   log(line: string): void;
+  /** Told of every object change applied, and of every LIST (`LISTED`, no key). */
+  notify?(type: PodChange["type"], key?: string, value?: T): void;
+}
+
+/** A change of this node's pods, as the watch saw it (`LISTED`: the cache was listed anew). */
+export interface PodChange {
+  type: "ADDED" | "MODIFIED" | "DELETED" | "LISTED";
+  /** `ns/name` (absent for `LISTED`). */
+  key?: string;
+  /** The pod as it is now (absent for `DELETED` and `LISTED`). */
+  pod?: PodInfo;
 }
 
 function keyOf(obj: Record<string, unknown>): string | undefined {
@@ -83,11 +94,14 @@ function startInformer<T>(api: ClosableKubeClient, o: InformerOptions<T>): Infor
     rv = versionOf(ev.object) ?? rv;
     o.stats.events++;
     if (ev.type === "BOOKMARK" || key === undefined) return;
-    if (ev.type === "DELETED") store.delete(key);
-    else {
+    if (ev.type === "DELETED") {
+      store.delete(key);
+      o.notify?.("DELETED", key);
+    } else {
       const v = o.parse(ev.object);
       if (v === undefined) store.delete(key);
       else store.set(key, v);
+      o.notify?.(ev.type, key, v);
     }
   };
 
@@ -101,6 +115,7 @@ function startInformer<T>(api: ClosableKubeClient, o: InformerOptions<T>): Infor
     }
     rv = list.resourceVersion;
     o.stats.lists++;
+    o.notify?.("LISTED");
   };
 
   const loop = async (): Promise<void> => {
@@ -160,6 +175,11 @@ export interface WatchedKubeClient extends ClosableKubeClient {
   readonly stats: WatchStats;
   /** Objects held, and whether each cache is live. */
   sizes(): { pods: number; nads: number; podsLive: boolean; nadsLive: boolean };
+  /**
+   * Calls `listener` after each change of this node's pods is in the cache (and after each
+   * LIST); returns the unsubscribe.
+   */
+  onPods(listener: (change: PodChange) => void): () => void;
 }
 
 /**
@@ -182,10 +202,20 @@ export function watchedKube(api: ClosableKubeClient, opts: WatchedKubeOptions): 
     log: opts.log ?? (() => {}),
   };
   const selector = encodeURIComponent(`spec.nodeName=${opts.nodeName}`);
+  const listeners = new Set<(change: PodChange) => void>();
   const pods = startInformer<PodInfo>(api, {
     ...common,
     path: `/api/v1/pods?fieldSelector=${selector}`,
     parse: podInfo,
+    notify(type, key, pod) {
+      for (const l of listeners) {
+        try {
+          l({ type, key, pod });
+        } catch (e) {
+          common.log(`pod listener failed: ${(e as Error).message}`);
+        }
+      }
+    },
   });
   const nads = startInformer<NadInfo>(api, {
     ...common,
@@ -196,6 +226,10 @@ export function watchedKube(api: ClosableKubeClient, opts: WatchedKubeOptions): 
     ...api,
     stats,
     sizes: () => ({ pods: pods.size, nads: nads.size, podsLive: pods.live, nadsLive: nads.live }),
+    onPods(listener) {
+      listeners.add(listener);
+      return () => void listeners.delete(listener);
+    },
     getPod(ns, name, uid) {
       const held = pods.live ? pods.get(`${ns}/${name}`) : undefined;
       // Another UID: the pod was recreated and the watch has not told yet; ask the API.

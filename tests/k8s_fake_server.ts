@@ -7,6 +7,7 @@
  * - `PATCH /api/v1/namespaces/<ns>/pods/<name>[/status]` (JSON merge patch of annotations)
  * - `GET  /apis/k8s.cni.cncf.io/v1/namespaces/<ns>/network-attachment-definitions/<name>`
  * - `GET  /api/v1/nodes/<name>` (its `spec.podCIDR` and `spec.podCIDRs`)
+ * - `POST /api/v1/namespaces/<ns>/events` (kept in `events`, with a name from `generateName`)
  * - LIST and WATCH (resourceVersion, bookmarks, 410 Gone after a compaction) of
  *   `/api/v1/pods?fieldSelector=spec.nodeName=<node>` and of
  *   `/apis/k8s.cni.cncf.io/v1/network-attachment-definitions` (tests/_k8s_fake_watch.ts)
@@ -47,7 +48,12 @@ export interface FakeKubeApi extends AsyncDisposable {
   /** `http://127.0.0.1:<port>` or `https://127.0.0.1:<port>`. */
   url: string;
   /** Pods by `ns/name` (nodeName: the node they run on, default "node-1"). */
-  pods: Map<string, { annotations: Record<string, string>; uid: string; nodeName?: string }>;
+  pods: Map<
+    string,
+    { annotations: Record<string, string>; uid: string; nodeName?: string; deleting?: string }
+  >;
+  /** Events created, in order. */
+  events: Array<Record<string, unknown>>;
   /** NetworkAttachmentDefinition objects by `ns/name` (stored as the API returns them). */
   nads: Map<string, Record<string, unknown>>;
   /** Nodes by name: their `spec.podCIDRs` (the first is `spec.podCIDR`). */
@@ -60,6 +66,8 @@ export interface FakeKubeApi extends AsyncDisposable {
   /** Changes a pod's annotations (a watch sees MODIFIED). */
   setPodAnnotations(ns: string, name: string, annotations: Record<string, string>): void;
   deletePod(ns: string, name: string): void;
+  /** Sets the pod's deletionTimestamp (a graceful delete begins; a watch sees MODIFIED). */
+  markPodDeleting(ns: string, name: string): void;
   deleteNad(ns: string, name: string): void;
   /** The resourceVersion history and open watches (compact, bookmark, expire, end). */
   watch: WatchHub;
@@ -68,6 +76,7 @@ export interface FakeKubeApi extends AsyncDisposable {
 }
 
 const NODE = /^\/api\/v1\/nodes\/([^/]+)$/;
+const EVENTS = /^\/api\/v1\/namespaces\/([^/]+)\/events$/;
 const POD = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)(\/status)?$/;
 const ALL_NADS = "/apis/k8s.cni.cncf.io/v1/network-attachment-definitions";
 const NAD =
@@ -86,6 +95,7 @@ export function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<FakeKub
     pods: new Map(),
     nads: new Map(),
     nodes: new Map(),
+    events: [],
     requests: [],
     conflicts: 0,
     watch: new WatchHub(),
@@ -115,6 +125,10 @@ export function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<FakeKub
       api.pods.delete(`${ns}/${name}`);
       api.watch.change("pods", "DELETED", obj);
     },
+    markPodDeleting(ns, name) {
+      api.pods.get(`${ns}/${name}`)!.deleting = new Date().toISOString();
+      api.watch.change("pods", "MODIFIED", podJson(ns, name)!);
+    },
     deleteNad(ns, name) {
       const obj = api.nads.get(`${ns}/${name}`);
       if (!obj) return;
@@ -139,6 +153,7 @@ export function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<FakeKub
         uid: pod.uid,
         annotations: { ...pod.annotations },
         resourceVersion: String(api.watch.rv),
+        ...(pod.deleting ? { deletionTimestamp: pod.deleting } : {}),
       },
       spec: { containers: [], nodeName: pod.nodeName },
       status: {},
@@ -162,6 +177,21 @@ export function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<FakeKub
     return Response.json(podJson(ns, name));
   }
 
+  /** An Event as the API server takes it: its namespace must be the path's. */
+  function createEvent(ns: string, seen: SeenRequest): Response {
+    const ev = seen.body as { metadata?: Record<string, unknown> } | undefined;
+    if (seen.contentType !== "application/json" || !ev?.metadata) {
+      return status(400, "BadRequest", "not an Event object");
+    }
+    if (ev.metadata.namespace !== undefined && ev.metadata.namespace !== ns) {
+      return status(400, "BadRequest", "the namespace of the object does not match the path");
+    }
+    const name = ev.metadata.name ?? `${ev.metadata.generateName ?? ""}${crypto.randomUUID()}`;
+    const stored = { ...ev, metadata: { ...ev.metadata, name, namespace: ns } };
+    api.events.push(stored);
+    return Response.json(stored, { status: 201 });
+  }
+
   async function handle(req: Request): Promise<Response> {
     const url = new URL(req.url);
     const path = url.pathname;
@@ -172,7 +202,9 @@ export function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<FakeKub
       authorization: req.headers.get("authorization"),
       contentType: req.headers.get("content-type"),
     };
-    if (req.method === "PATCH") seen.body = await req.json().catch(() => undefined);
+    if (req.method === "PATCH" || req.method === "POST") {
+      seen.body = await req.json().catch(() => undefined);
+    }
     api.requests.push(seen);
     if (opts.token && seen.authorization !== `Bearer ${opts.token}`) {
       return status(401, "Unauthorized", "Unauthorized");
@@ -180,6 +212,8 @@ export function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<FakeKub
     if (req.method === "GET" && (path === "/api/v1/pods" || path === ALL_NADS)) {
       return listOrWatch(url);
     }
+    const events = EVENTS.exec(path);
+    if (events && req.method === "POST") return createEvent(decodeURIComponent(events[1]), seen);
     const node = NODE.exec(path);
     if (node && req.method === "GET") {
       const name = decodeURIComponent(node[1]);

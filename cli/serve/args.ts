@@ -5,6 +5,7 @@
  * @module
  */
 import { PROTOCOL } from "./protocol.ts";
+import { CONF_DEFAULTS } from "../../meta/conf.ts";
 import { type HostView, THICK_DEFAULTS } from "./view.ts";
 import { CALL_DEADLINE_MS, DEFAULT_LIMITS, type SchedulerLimits } from "./gate.ts";
 
@@ -31,6 +32,10 @@ export interface ServeArgs {
   metrics?: { address?: string; socket?: string };
   /** The daemon's own lines: text, or one JSON object a line. */
   logFormat: "text" | "json";
+  /** Hot-plug: pods' network annotation changes are applied (cli/serve/dynamic.ts). */
+  dynamicNetworks?: boolean;
+  /** Where the hot-plug controller finds pods' states (default: the conf default). */
+  stateDirs: string[];
 }
 
 type Setter = (a: ServeArgs, v: string) => string | void;
@@ -56,6 +61,10 @@ const FLAGS: Readonly<Record<string, Setter>> = {
   "--max-in-flight": (a, v) => limit(a, "maxInFlight", "--max-in-flight", v),
   "--max-queued": (a, v) => limit(a, "maxQueued", "--max-queued", v),
   "--node-name": (a, v) => void (a.nodeName = v || undefined),
+  "--state-dir": (a, v) => {
+    if (!v.startsWith("/")) return `Invalid "--state-dir": "${v}" is not an absolute path`;
+    a.stateDirs.push(v);
+  },
   "--metrics-address": (a, v) => {
     if (!/^(\[[0-9a-fA-F:]+\]|[^:]+):[0-9]{1,5}$/.test(v)) {
       return `Invalid "--metrics-address": "${v}" is not host:port (e.g. 127.0.0.1:9091)`;
@@ -109,6 +118,7 @@ export function parseServeArgs(
     limits: { ...DEFAULT_LIMITS },
     deadlineMs: CALL_DEADLINE_MS,
     logFormat: "text",
+    stateDirs: [],
   };
   let wantThick = false;
   for (let i = 0; i < argv.length; i++) {
@@ -120,6 +130,10 @@ export function parseServeArgs(
     }
     if (a === "--trace") {
       args.trace = true;
+      continue;
+    }
+    if (a === "--dynamic-networks") {
+      args.dynamicNetworks = true;
       continue;
     }
     if (a.startsWith("--dhcp-")) {
@@ -137,6 +151,10 @@ export function parseServeArgs(
   }
   if (wantThick) applyThick(args);
   args.nodeName ??= env.NODE_NAME || undefined;
+  if (args.dynamicNetworks && !args.nodeName) {
+    return { error: `"--dynamic-networks" needs this node's name (--node-name, NODE_NAME)` };
+  }
+  if (args.stateDirs.length === 0) args.stateDirs.push(CONF_DEFAULTS.stateDir);
   return args;
 }
 
@@ -151,6 +169,8 @@ export const SERVE_USAGE = "usage: podplex serve [--socket PATH]   (default " +
   "  [--dhcp-socket PATH] [--dhcp-state-dir DIR] [--dhcp-timeout 10s] [--dhcp-resend-max 62s]\n" +
   "  [--dhcp-resend-timeout 208s] [--ipam-network FILE (cluster IPAM: affinity lease, reconcile)]\n" +
   "  [--cluster-network FILE]... (podplex's cluster network: the node's subnet lease, VXLAN entries)\n" +
+  "  [--dynamic-networks [--state-dir DIR]...] (hot-plug: a change of a running pod's networks\n" +
+  `  annotation plugs its networks in and out; pods found by their state, default ${CONF_DEFAULTS.stateDir})\n` +
   "  serves CNI calls forwarded by the shim (podplex-client) and keeps the dhcp IPAM's leases,\n" +
   "  until SIGINT/SIGTERM. In thick mode (the daemon in the DaemonSet's container) --host-path\n" +
   "  names a directory mounted from the host at the same path, --host-root the host's root as\n" +

@@ -1,0 +1,232 @@
+/**
+ * `podplex serve --dynamic-networks`: the hot-plug controller. When the networks annotation
+ * of a pod that podplex ADDed on this node changes, the pod's attachments are brought in line
+ * with it (meta/hotplug.ts), under the pod's per-container lock (the scheduler key CNI calls
+ * of that container take, so a kubelet DEL and a hot-plug never interleave); network-status
+ * is PATCHed and an Event emitted after each change, as Multus and its dynamic-networks
+ * controller emit them (Normal `AddedInterface` / `RemovedInterface`, Warning
+ * `FailedAddingInterface` / `FailedRemovingInterface` with the CNI error).
+ *
+ * What it watches is the daemon's own watch of this node's pods (meta/k8s_watch.ts): every
+ * API client the daemon holds is subscribed to (each kubeconfig a pod's ADD used; looked for
+ * at start, from the states, and every {@linkcode DynamicContext.pollMs} among the clients the
+ * calls made). Pods are found by their state (`stateDirs`), which also holds the podplex conf
+ * their ADD ran with.
+ *
+ * A pod is acted on once per distinct value of its network annotations: a failed hot-plug is
+ * tried again only when the annotation changes or the daemon restarts (no hot loop). On
+ * start, on each subscription and after each re-LIST every pod is looked at once, so a
+ * change missed while the daemon was down (or a hot-plug it was killed in) is finished. A pod
+ * being deleted (deletionTimestamp) is left alone; one whose sandbox is being DELeted waits
+ * for the lock and then finds no state.
+ *
+ * @module
+ */
+import { CniError } from "../../conf/errors.ts";
+import {
+  DEFAULT_NETWORK_ANNOTATION,
+  GENIE_ANNOTATION,
+  NETWORK_STATUS_ANNOTATION,
+  NETWORKS_ANNOTATION,
+} from "../../meta/annotations.ts";
+import { parsePodplexConf } from "../../meta/conf.ts";
+import type { HotplugChange } from "../../meta/hotplug.ts";
+import type { KubeClient } from "../../meta/k8s.ts";
+import type { PodChange, WatchedKubeClient } from "../../meta/k8s_watch.ts";
+import { createStateStore, type PodState } from "../../meta/state.ts";
+import type { Root } from "../root.ts";
+import { podEvent } from "./dynamic_events.ts";
+import { NotStarted } from "./gate.ts";
+
+/** What the controller is started with. */
+export interface DynamicContext {
+  root: Root;
+  /** Runs `fn` under the pod's per-container lock (the daemon's scheduler key). */
+  lock<T>(containerId: string, fn: () => Promise<T>): Promise<T>;
+  /** Where the pods' states are. */
+  stateDirs: string[];
+  /** This node's name (the Events' source). */
+  nodeName: string;
+  log(line: string): void;
+  now(): Date;
+  /** How often the daemon's API clients are looked at for new ones (ms, default 1000). */
+  pollMs?: number;
+}
+
+/** Counters for the metrics and the tests. */
+export interface DynamicStats {
+  /** Changes made (attachments plugged in or out). */
+  changes: number;
+  /** Changes that failed (and annotations refused as a whole). */
+  failures: number;
+  /** Pods looked at. */
+  reconciles: number;
+}
+
+/** The running controller. */
+export interface DynamicController {
+  readonly stats: DynamicStats;
+  /** Looks at every pod once (new API clients subscribed first). */
+  reconcile(): Promise<void>;
+  /** Resolves when no pod is being worked on. */
+  idle(): Promise<void>;
+  /** Stops: no new work; what runs finishes. */
+  close(): Promise<void>;
+}
+
+/** The annotations that decide a pod's attachments: their values, as one string. */
+function fingerprint(annotations: Record<string, string>): string {
+  return JSON.stringify(
+    [NETWORKS_ANNOTATION, DEFAULT_NETWORK_ANNOTATION, GENIE_ANNOTATION].map((k) =>
+      annotations[k] ?? null
+    ),
+  );
+}
+
+const podKey = (s: PodState) => `${s.podNamespace}/${s.podName}`;
+const stateId = (s: PodState) => `${s.containerId}@${s.ifname}`;
+
+/** Starts the controller; it looks at every pod once right away. */
+export function startDynamicNetworks(ctx: DynamicContext): DynamicController {
+  const stats: DynamicStats = { changes: 0, failures: 0, reconciles: 0 };
+  const handled = new Map<string, string>();
+  const subscribed = new WeakSet<object>();
+  const unsubscribe: (() => void)[] = [];
+  const active = new Map<string, Promise<void>>();
+  const dirty = new Set<string>();
+  let closed = false;
+
+  async function statesOf(key?: string): Promise<PodState[]> {
+    const out: PodState[] = [];
+    for (const dir of ctx.stateDirs) {
+      const states = await createStateStore(dir, { warn: ctx.log }).list().catch(() => []);
+      for (const s of states) {
+        if (s.podNamespace && s.podName && (key === undefined || podKey(s) === key)) out.push(s);
+      }
+    }
+    return out;
+  }
+
+  function enqueue(key: string): void {
+    if (closed) return;
+    if (active.has(key)) return void dirty.add(key);
+    const work = (async () => {
+      do {
+        dirty.delete(key);
+        await reconcilePod(key).catch((e) => {
+          if (!(e instanceof NotStarted)) return ctx.log(`hot-plug of pod "${key}": ${e}`);
+          // The daemon is full of calls: this pod is looked at again in a second.
+          Deno.unrefTimer(setTimeout(() => enqueue(key), 1000));
+        });
+      } while (dirty.has(key) && !closed);
+    })().finally(() => active.delete(key));
+    active.set(key, work);
+  }
+
+  async function enqueueAll(): Promise<void> {
+    for (const key of new Set((await statesOf()).map(podKey))) enqueue(key);
+  }
+
+  function onPods(change: PodChange): void {
+    if (change.type === "LISTED") void enqueueAll();
+    else if (change.type !== "DELETED" && change.key) enqueue(change.key);
+  }
+
+  function subscribe(client: KubeClient | undefined): void {
+    if (!client || !("onPods" in client) || subscribed.has(client)) return;
+    subscribed.add(client);
+    unsubscribe.push((client as WatchedKubeClient).onPods(onPods));
+    void enqueueAll();
+  }
+
+  async function clientOf(state: PodState): Promise<KubeClient | undefined> {
+    const conf = parsePodplexConf(state.hotplug!.conf);
+    const client = await ctx.root.kube(conf);
+    subscribe(client);
+    return client;
+  }
+
+  async function reconcilePod(key: string): Promise<void> {
+    for (const state of await statesOf(key)) {
+      if (closed) return;
+      if (!state.hotplug) continue; // ADDed by an older podplex: left as it is
+      const kube = await clientOf(state);
+      if (!kube) continue;
+      const pod = await kube.getPod(state.podNamespace!, state.podName!, state.podUid);
+      if (!pod || pod.deleting) continue;
+      if (state.podUid && pod.uid && pod.uid !== state.podUid) continue; // another sandbox's
+      const fp = fingerprint(pod.annotations);
+      const interrupted = state.attachments.some((a) => a.pending);
+      if (handled.get(stateId(state)) === fp && !interrupted) continue;
+      handled.set(stateId(state), fp);
+      stats.reconciles++;
+      await plug(kube, state, pod.annotations).catch((e) => {
+        handled.delete(stateId(state)); // not tried (the lock refused it): next time it is
+        throw e;
+      });
+    }
+  }
+
+  async function plug(kube: KubeClient, state: PodState, annotations: Record<string, string>) {
+    const [namespace, name] = [state.podNamespace!, state.podName!];
+    const tell = async (change: HotplugChange | CniError, now: PodState) => {
+      const ok = !(change instanceof CniError) && !change.error;
+      if (ok) stats.changes++;
+      else stats.failures++;
+      const what = change instanceof CniError
+        ? change.message
+        : `${change.kind} ${change.network} as "${change.ifname}"` +
+          (change.error ? ` failed: ${change.error.message}` : "");
+      ctx.log(`hot-plug of pod "${namespace}/${name}": ${what}`);
+      if (ok) {
+        await kube.patchPodAnnotations(namespace, name, {
+          [NETWORK_STATUS_ANNOTATION]: JSON.stringify(now.networkStatus ?? [], null, 2),
+        }).catch((e) => ctx.log(`cannot write network-status to "${namespace}/${name}": ${e}`));
+      }
+      const event = podEvent(
+        { namespace, name, uid: state.podUid },
+        change,
+        ctx.nodeName,
+        ctx.now(),
+      );
+      await (kube as { createEvent?: (ns: string, e: unknown) => Promise<void> }).createEvent?.(
+        namespace,
+        event,
+      ).catch((e) => ctx.log(`cannot create an Event for "${namespace}/${name}": ${e}`));
+    };
+    await ctx.lock(state.containerId, async () => {
+      try {
+        await ctx.root.hotplug({ state, annotations, onChange: (c, now) => tell(c, now) });
+      } catch (e) {
+        await tell(CniError.wrap(e), state); // the annotation as a whole was refused
+      }
+    });
+  }
+
+  const poll = setInterval(() => {
+    for (const c of ctx.root.kubeClients()) subscribe(c);
+  }, ctx.pollMs ?? 1000);
+  Deno.unrefTimer(poll);
+
+  const controller: DynamicController = {
+    stats,
+    async reconcile() {
+      for (const c of ctx.root.kubeClients()) subscribe(c);
+      for (const s of await statesOf()) {
+        if (s.hotplug) await clientOf(s).catch((e) => ctx.log(`hot-plug: ${e}`));
+      }
+      await enqueueAll();
+    },
+    async idle() {
+      while (active.size) await Promise.allSettled([...active.values()]);
+    },
+    async close() {
+      closed = true;
+      clearInterval(poll);
+      for (const u of unsubscribe.splice(0)) u();
+      await controller.idle();
+    },
+  };
+  void controller.reconcile().catch((e) => ctx.log(`hot-plug: ${e}`));
+  return controller;
+}
