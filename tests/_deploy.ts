@@ -203,10 +203,16 @@ function rbacProblems(m: Map<string, Obj>, sa: string, ns: string, requests: Obj
     (role.rules as Obj[]).some((r) =>
       r.apiGroups.includes(group) && r.resources.includes(resource) && r.verbs.includes(verb)
     );
-  const verbOf: Record<string, string> = { GET: "get", PATCH: "patch", PUT: "update" };
+  const verbOf: Record<string, string> = {
+    GET: "get",
+    PATCH: "patch",
+    PUT: "update",
+    POST: "create",
+  };
   for (const req of requests) {
+    // An object (`.../pods/web[/status]`), or a collection a POST creates in (`.../events`).
     const p = req.path.match(
-      /^\/(?:api\/v1|apis\/([^/]+)\/[^/]+)(?:\/namespaces\/[^/]+)?\/([^/]+)\/[^/]+(?:\/([^/]+))?$/,
+      /^\/(?:api\/v1|apis\/([^/]+)\/[^/]+)(?:\/namespaces\/[^/]+)?\/([^/]+)(?:\/[^/]+(?:\/([^/]+))?)?$/,
     );
     if (!p) {
       bad.push(`the client requested ${req.path}, which the check cannot map to a resource`);

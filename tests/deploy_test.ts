@@ -29,6 +29,8 @@ async function clientRequests(): Promise<{ method: string; path: string }[]> {
   await client.patchPodAnnotations("default", "web", { "k8s.v1.cni.cncf.io/network-status": "[]" });
   // The cluster network's node agent with kubeSubnetMgr.
   await client.getNodePodCidrs("node-1");
+  // The hot-plug controller's Events (serve --dynamic-networks).
+  await client.createEvent("default", { metadata: { generateName: "web." }, reason: "x" });
   return api.requests.map(({ method, path }) => ({ method, path }));
 }
 
@@ -39,7 +41,7 @@ Deno.test("deploy/ agrees with the code (flags, paths, ConfigMap, image, RBAC, C
   for (const kind of ["CustomResourceDefinition", "ServiceAccount", "ClusterRole", "DaemonSet"]) {
     ok([...m.keys()].some((k) => k.startsWith(`${kind}/`)), `deploy/ has a ${kind}`);
   }
-  assertEquals(requests.map((r) => r.method), ["GET", "GET", "PATCH", "GET"]);
+  assertEquals(requests.map((r) => r.method), ["GET", "GET", "PATCH", "GET", "POST"]);
   assertEquals(await driftProblems(m, requests), []);
 });
 
@@ -89,6 +91,10 @@ Deno.test("the drift test fails on each kind of disagreement", async () => {
     ["a command that is not the image's entry", (m) => {
       installContainer(m).container.command = ["/usr/src/podplex/bin/podplex", "install"];
     }, /command .* is not the image's ENTRYPOINT/],
+    ["RBAC without events create", (m) => {
+      const role = m.get("ClusterRole/podplex")!;
+      role.rules = role.rules.filter((r: Obj) => !r.resources.includes("events"));
+    }, /does not allow POST events/],
     ["RBAC without pods/status patch", (m) => {
       const role = m.get("ClusterRole/podplex")!;
       role.rules = role.rules.filter((r: Obj) => !r.resources.includes("pods/status"));

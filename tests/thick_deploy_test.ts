@@ -39,7 +39,9 @@ function problems(thick: Obj, thin: Obj): string[] {
   if (JSON.stringify(d.command) !== JSON.stringify(["/podplex/podplex", "serve"])) {
     bad.push(`the daemon's command ${JSON.stringify(d.command)} is not podplex serve`);
   }
-  const args = parseServeArgs(d.args ?? []);
+  // The pod's env gives NODE_NAME (checked below): what serve then reads.
+  const hasNode = (d.env ?? []).some((e: Obj) => e.name === "NODE_NAME");
+  const args = parseServeArgs(d.args ?? [], hasNode ? { NODE_NAME: "node-1" } : {});
   if ("error" in args) bad.push(`serve refuses the daemon's args: ${args.error}`);
   else if ("help" in args) bad.push("the daemon's args ask for help");
   else {
@@ -48,6 +50,12 @@ function problems(thick: Obj, thin: Obj): string[] {
     }
     if (args.socket !== PROTOCOL.defaultSocket) {
       bad.push(`the daemon listens on "${args.socket}", the shim connects to the default`);
+    }
+    if (!args.dynamicNetworks) bad.push("the daemon runs without --dynamic-networks (hot-plug)");
+    for (const dir of args.stateDirs) {
+      if (!args.view?.paths.some((p) => dir === p || dir.startsWith(`${p}/`))) {
+        bad.push(`the hot-plug's state dir "${dir}" is not a host path the daemon shares`);
+      }
     }
   }
   const volumes = new Map<string, Obj>((pod.volumes as Obj[]).map((v) => [v.name, v]));
@@ -92,6 +100,12 @@ Deno.test("the thick drift check fails on each kind of disagreement", () => {
     ["an unknown flag", (m) => daemon(m).args.push("--bogus"), /Unknown argument "--bogus"/],
     ["thin mode", (m) => daemon(m).args = [], /not in thick mode/],
     ["another socket", (m) => daemon(m).args.push("--socket=/x.sock"), /listens on "\/x.sock"/],
+    ["no hot-plug", (m) => {
+      daemon(m).args = daemon(m).args.filter((a: string) => a !== "--dynamic-networks");
+    }, /without --dynamic-networks/],
+    ["a hot-plug state dir the host does not share", (m) => {
+      daemon(m).args.push("--state-dir=/var/lib/podplex");
+    }, /state dir "\/var\/lib\/podplex" is not a host path/],
     ["a state dir not mounted", (m) => {
       daemon(m).volumeMounts = daemon(m).volumeMounts.filter((v: Obj) =>
         v.mountPath !== "/var/lib/cni"
