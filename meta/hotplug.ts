@@ -80,7 +80,9 @@ export interface HotplugOutcome {
  */
 export async function hotplugPod(deps: MetaDeps, req: HotplugRequest): Promise<HotplugOutcome> {
   const call = callFor(req.state, deps);
-  // Read again under the caller's lock: a DEL may have just removed it.
+  // Read again under the caller's lock: a DEL may have just removed it. Temp files a podplex
+  // killed mid-write left go first (safe under the lock, as at the start of a DEL).
+  await call.store.removeTemps(req.state.containerId, req.state.ifname);
   const state = await call.store.load(req.state.containerId, req.state.ifname);
   if (!state) return { state: null, changes: [] };
   const changes: HotplugChange[] = [];

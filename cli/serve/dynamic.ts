@@ -157,13 +157,17 @@ export function startDynamicNetworks(ctx: DynamicContext): DynamicController {
       if (state.podUid && pod.uid && pod.uid !== state.podUid) continue; // another sandbox's
       const fp = fingerprint(pod.annotations);
       const interrupted = state.attachments.some((a) => a.pending);
+      const first = !handled.has(stateId(state));
       if (handled.get(stateId(state)) === fp && !interrupted) continue;
       handled.set(stateId(state), fp);
       stats.reconciles++;
-      await plug(kube, state, pod.annotations).catch((e) => {
+      const after = await plug(kube, state, pod.annotations).catch((e) => {
         handled.delete(stateId(state)); // not tried (the lock refused it): next time it is
         throw e;
       });
+      // A daemon killed between a change and its PATCH left the status behind: the first
+      // look after a start writes it when it differs from the state's.
+      if (first && after) await publishIfStale(kube, after, pod.annotations);
     }
   }
 
@@ -194,13 +198,31 @@ export function startDynamicNetworks(ctx: DynamicContext): DynamicController {
         event,
       ).catch((e) => ctx.log(`cannot create an Event for "${namespace}/${name}": ${e}`));
     };
-    await ctx.lock(state.containerId, async () => {
+    return await ctx.lock(state.containerId, async () => {
       try {
-        await ctx.root.hotplug({ state, annotations, onChange: (c, now) => tell(c, now) });
+        return (await ctx.root.hotplug({ state, annotations, onChange: (c, now) => tell(c, now) }))
+          .state;
       } catch (e) {
         await tell(CniError.wrap(e), state); // the annotation as a whole was refused
+        return null;
       }
     });
+  }
+
+  async function publishIfStale(
+    kube: KubeClient,
+    state: PodState,
+    annotations: Record<string, string>,
+  ): Promise<void> {
+    const want = JSON.stringify(state.networkStatus ?? []);
+    let has: string | undefined;
+    try {
+      has = JSON.stringify(JSON.parse(annotations[NETWORK_STATUS_ANNOTATION] ?? "null"));
+    } catch { /* not JSON: rewritten */ }
+    if (has === want) return;
+    await kube.patchPodAnnotations(state.podNamespace!, state.podName!, {
+      [NETWORK_STATUS_ANNOTATION]: JSON.stringify(state.networkStatus ?? [], null, 2),
+    }).catch((e) => ctx.log(`cannot write network-status to "${podKey(state)}": ${e}`));
   }
 
   const poll = setInterval(() => {
