@@ -8,10 +8,11 @@
  * Needs root (it creates `pp` netns, bridges and veths, all removed on exit and on Ctrl-C).
  *
  * Then, when etcd is installed, the cluster IPAM's benchmark (bench/ipam_bench.ts: per-call
- * ADD+DEL against host-local, and a 3-node burst with and without block affinity).
+ * ADD+DEL against host-local, and a 3-node burst with and without block affinity), and the
+ * hot-plug benchmark (bench/hotplug_bench.ts: watch event to status PATCH, 1 and 3 networks).
  *
  * usage: deno run -A bench/run.ts [--quick] [--rounds N] [--pods N] [--sizes 1,3,5]
- *        [--breakdown N] [--no-breakdown] [--no-ipam]
+ *        [--breakdown N] [--no-breakdown] [--no-ipam] [--no-hotplug]
  *
  * @module
  */
@@ -37,6 +38,7 @@ function options() {
       breakdown: { type: "string" },
       "no-breakdown": { type: "boolean", default: false },
       "no-ipam": { type: "boolean", default: false },
+      "no-hotplug": { type: "boolean", default: false },
       out: { type: "string", default: new URL("./results/", import.meta.url).pathname },
     },
   });
@@ -49,6 +51,7 @@ function options() {
     breakdown: values["no-breakdown"] ? 0 : int(values.breakdown, values.quick ? 5 : 15),
     out: values.out,
     ipam: !values["no-ipam"],
+    hotplug: !values["no-hotplug"],
   };
 }
 
@@ -141,6 +144,11 @@ async function main(): Promise<number> {
         burst: opts.quick ? 30 : 90,
         outDir: opts.out,
       });
+    }
+    if (opts.hotplug) {
+      progress("hot-plug (serve --dynamic-networks)");
+      const { hotplugBench } = await import("./hotplug_bench.ts");
+      await hotplugBench({ rounds: opts.quick ? 10 : 30, outDir: opts.out });
     }
     return 0;
   } finally {

@@ -61,6 +61,8 @@ export interface FakeKubeApi extends AsyncDisposable {
   requests: SeenRequest[];
   /** Answer this many of the next PATCHes with 409 Conflict. */
   conflicts: number;
+  /** Called when a PATCH of a pod's annotations has been applied (the bench times it). */
+  onPatch?: (ns: string, name: string, annotations: Record<string, string>) => void;
   addPod(ns: string, name: string, annotations?: Record<string, string>, nodeName?: string): void;
   addNad(ns: string, name: string, config?: string): void;
   /** Changes a pod's annotations (a watch sees MODIFIED). */
@@ -174,6 +176,7 @@ export function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<FakeKub
       else pod.annotations[k] = v;
     }
     api.watch.change("pods", "MODIFIED", podJson(ns, name)!);
+    api.onPatch?.(ns, name, pod.annotations);
     return Response.json(podJson(ns, name));
   }
 
