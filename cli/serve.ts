@@ -21,6 +21,7 @@ import { PROTOCOL } from "./serve/protocol.ts";
 import { ownNamespaces } from "./serve/call.ts";
 import { type CallRecord, type Daemon, handle } from "./serve/daemon.ts";
 import { CallScheduler } from "./serve/gate.ts";
+import type { DynamicController } from "./serve/dynamic.ts";
 
 /** Where the daemon listens unless `--socket` (or the client's PODPLEX_SOCKET) says otherwise. */
 export const DEFAULT_SOCKET = PROTOCOL.defaultSocket;
@@ -215,6 +216,7 @@ async function run(args: ServeArgs, root: Root, stop: AbortSignal): Promise<numb
     ready: () => ready && !d.draining,
   };
   if (view) d.viewProblem = (call) => viewProblem(view, call);
+  const dynamic = args.dynamicNetworks ? await startHotplug(args, d) : undefined;
   if (metrics && args.metrics) {
     const files = cache;
     services.push(serveMetrics(args.metrics, () =>
@@ -223,9 +225,9 @@ async function run(args: ServeArgs, root: Root, stop: AbortSignal): Promise<numb
         queued: () => d.scheduler.waiting,
         files: () => ({ ...files.stats, size: files.size }),
         kube: () => daemonRoot.kubeClients().filter((k): k is WatchedKubeClient => "sizes" in k),
+        hotplug: dynamic && (() => dynamic.stats),
       }), (l) => say(`podplex serve: ${l}\n`)));
   }
-  const dynamic = args.dynamicNetworks ? await startHotplug(args, d) : undefined;
   await acceptUntilStopped(listener, d, `listening on ${args.socket} (build ${d.build})`, stop);
   ready = false;
   await dynamic?.close();
@@ -264,7 +266,7 @@ function daemonRootOptions(args: ServeArgs, files: FileCache, view?: HostView): 
  * The hot-plug controller (serve/dynamic.ts): pods' changes under the scheduler key their
  * CNI calls take.
  */
-async function startHotplug(args: ServeArgs, d: Daemon): Promise<{ close(): Promise<void> }> {
+async function startHotplug(args: ServeArgs, d: Daemon): Promise<DynamicController> {
   const { startDynamicNetworks } = await import("./serve/dynamic.ts");
   say(`podplex serve: dynamic networks on, pods' states in ${args.stateDirs.join(", ")}\n`);
   return startDynamicNetworks({

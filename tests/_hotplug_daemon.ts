@@ -28,6 +28,8 @@ export interface HotplugNode extends AsyncDisposable {
   api: FakeKubeApi;
   socket: string;
   daemon: HotplugDaemon;
+  /** The daemon's metrics text (curl of its metrics socket). */
+  metrics(): Promise<string>;
   /** Starts the daemon again (after a stop or a kill). */
   restart(): Promise<HotplugDaemon>;
   /** A CNI call of pod `name` (container `id`) in `netns`, through the daemon. */
@@ -58,6 +60,8 @@ async function startDaemon(socket: string, stateDir: string): Promise<HotplugDae
       "--dynamic-networks",
       "--state-dir",
       stateDir,
+      "--metrics-socket",
+      `${socket}.metrics`,
     ],
     stdout: "null",
     stderr: "piped",
@@ -90,7 +94,11 @@ async function startDaemon(socket: string, stateDir: string): Promise<HotplugDae
  * Starts a node with `count` networks (10.163.<base+i>.0/24); network net-a is the cluster
  * network; the podplex conf names the kubeconfig of the fake API server.
  */
-export async function hotplugNode(count: number, base: number): Promise<HotplugNode> {
+export async function hotplugNode(
+  count: number,
+  base: number,
+  extraConf: Record<string, unknown> = {},
+): Promise<HotplugNode> {
   const f = await hotplugNetworks(count, base);
   const api = await startFakeKubeApi({ token: "t" });
   const kc = `${f.dir}/kubeconfig`;
@@ -104,12 +112,21 @@ export async function hotplugNode(count: number, base: number): Promise<HotplugN
     networksDir: f.networksDir,
     stateDir: f.stateDir,
     kubeconfig: kc,
+    ...extraConf,
   });
   const node: HotplugNode = {
     f,
     api,
     socket,
     daemon: await startDaemon(socket, f.stateDir),
+    async metrics() {
+      const out = await new Deno.Command("curl", {
+        args: ["-sf", "--unix-socket", `${socket}.metrics`, "http://x/metrics"],
+        stdout: "piped",
+      }).output();
+      if (!out.success) throw new Error("curl of the metrics failed");
+      return dec.decode(out.stdout);
+    },
     async restart() {
       await node.daemon.stop("SIGKILL");
       node.daemon = await startDaemon(socket, f.stateDir);

@@ -83,6 +83,9 @@ Deno.test({
     await new Promise((r) => setTimeout(r, 1500));
     assert.equal(eventsOf(api, "ppdweb").length, before + 1);
 
+    const metrics = await node.metrics();
+    assert.match(metrics, /^podplex_hotplug_changes_total 4$/m);
+    assert.match(metrics, /^podplex_hotplug_failures_total 1$/m);
     // A pod being deleted is left alone.
     api.markPodDeleting("default", "ppdweb");
     change("net-c,net-b");
@@ -121,6 +124,52 @@ Deno.test({
     await waitFor("net1 gone", () => !statusInterfaces(api, "ppdbare").includes("net1"));
     assert.deepEqual(await podLinks(ns.name), ["eth0"]);
     assert.equal((await node.cni("DEL", "ppdc2", "ppdbare", ns.path)).code, 0);
+    assert.deepEqual(leases(f.dataDir), []);
+  },
+});
+
+Deno.test({
+  name:
+    "dynamic networks: a NAD from the API is hot-plugged; namespaceIsolation refuses another namespace's",
+  ignore: !isRoot,
+  async fn() {
+    await using node = await hotplugNode(2, 75, { namespaceIsolation: true });
+    const { api, f } = node;
+    await using ns = await ppdNetns();
+    api.addNad(
+      "default",
+      "ppd-nad",
+      JSON.stringify({
+        cniVersion: "1.0.0",
+        type: "bridge",
+        bridge: f.bridges[1],
+        ipam: { type: "host-local", subnet: `${f.prefix(7)}.0/24`, dataDir: f.dataDir },
+      }),
+    );
+    api.addNad("other", "ppd-far", JSON.stringify({ cniVersion: "1.0.0", type: "bridge" }));
+    api.addPod("default", "ppdnad");
+    assert.equal((await node.cni("ADD", "ppdc3", "ppdnad", ns.path)).code, 0);
+    api.setPodAnnotations("default", "ppdnad", {
+      ...api.pods.get("default/ppdnad")!.annotations,
+      ...nets("ppd-nad@nad0"),
+    });
+    await waitFor("nad0", () => statusInterfaces(api, "ppdnad").includes("nad0"));
+    assert.deepEqual(await addrsOf(ns.name, "nad0"), [`${f.prefix(7)}.2/24`]);
+    assert.deepEqual(eventsOf(api, "ppdnad"), [
+      `AddedInterface Add nad0 [${f.prefix(7)}.2/24] from default/ppd-nad`,
+    ]);
+    // Another namespace's NAD: refused by namespaceIsolation, as at ADD; nad0 stays.
+    api.setPodAnnotations("default", "ppdnad", {
+      ...api.pods.get("default/ppdnad")!.annotations,
+      ...nets("ppd-nad@nad0,other/ppd-far@far0"),
+    });
+    await waitFor("the Warning", () => eventsOf(api, "ppdnad").length === 2);
+    assert.match(
+      eventsOf(api, "ppdnad")[1],
+      /^FailedAddingInterface Cannot add far0 from other\/ppd-far: .*namespace/,
+    );
+    assert.deepEqual(await podLinks(ns.name), ["eth0", "nad0"]);
+    assert.equal((await node.cni("DEL", "ppdc3", "ppdnad", ns.path)).code, 0);
     assert.deepEqual(leases(f.dataDir), []);
   },
 });

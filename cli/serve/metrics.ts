@@ -39,6 +39,8 @@ export interface ScrapeSources {
   files?: () => { hits: number; misses: number; size: number };
   /** The watched API clients' counters and cache sizes. */
   kube?: () => KubeSource[];
+  /** The hot-plug controller's counters (serve --dynamic-networks). */
+  hotplug?: () => { changes: number; failures: number; reconciles: number };
 }
 
 /** One watched API client's numbers. */
@@ -157,6 +159,26 @@ export class ServeMetrics {
     for (const [verb, n] of this.#late) late.add(n, { verb });
     this.#stateSeries(fam);
     this.#cacheSeries(fam, src);
+    const hp = src.hotplug?.();
+    if (hp) {
+      fam(
+        "podplex_hotplug_changes_total",
+        "counter",
+        "Attachments plugged into or out of running pods.",
+      )
+        .add(hp.changes);
+      fam(
+        "podplex_hotplug_failures_total",
+        "counter",
+        "Hot-plug changes that failed, and annotations refused as a whole.",
+      ).add(hp.failures);
+      fam(
+        "podplex_hotplug_reconciles_total",
+        "counter",
+        "Pods whose annotation change was acted on.",
+      )
+        .add(hp.reconciles);
+    }
     this.#processSeries(fam);
     return fams.map((f) => f.lines.join("\n")).join("\n") + "\n";
   }
