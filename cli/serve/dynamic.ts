@@ -90,17 +90,33 @@ const stateId = (s: PodState) => `${s.containerId}@${s.ifname}`;
 export function startDynamicNetworks(ctx: DynamicContext): DynamicController {
   const stats: DynamicStats = { changes: 0, failures: 0, reconciles: 0 };
   const handled = new Map<string, string>();
+  /** Per pod (`ns/name`): the annotations' fingerprint last looked at. */
+  const seen = new Map<string, string>();
   const subscribed = new WeakSet<object>();
   const unsubscribe: (() => void)[] = [];
   const active = new Map<string, Promise<void>>();
   const dirty = new Set<string>();
   let closed = false;
 
+  // Every state is written by a rename into its dir, which moves the dir's mtime: a dir whose
+  // mtime did not move is listed from memory (a node's pods change status often). Deno gives
+  // the mtime in ms, so a dir changed less than a second before its listing is not kept (a
+  // second rename within the same ms would look like none).
+  const listed = new Map<string, { mtime: number; states: PodState[] }>();
+  async function listDir(dir: string): Promise<PodState[]> {
+    const mtime = (await Deno.stat(dir).catch(() => null))?.mtime?.getTime() ?? -1;
+    const held = listed.get(dir);
+    if (held && held.mtime === mtime && mtime !== -1) return held.states;
+    const states = await createStateStore(dir, { warn: ctx.log }).list().catch(() => []);
+    if (Date.now() - mtime > 1000) listed.set(dir, { mtime, states });
+    else listed.delete(dir);
+    return states;
+  }
+
   async function statesOf(key?: string): Promise<PodState[]> {
     const out: PodState[] = [];
     for (const dir of ctx.stateDirs) {
-      const states = await createStateStore(dir, { warn: ctx.log }).list().catch(() => []);
-      for (const s of states) {
+      for (const s of await listDir(dir)) {
         if (s.podNamespace && s.podName && (key === undefined || podKey(s) === key)) out.push(s);
       }
     }
@@ -128,8 +144,11 @@ export function startDynamicNetworks(ctx: DynamicContext): DynamicController {
   }
 
   function onPods(change: PodChange): void {
-    if (change.type === "LISTED") void enqueueAll();
-    else if (change.type !== "DELETED" && change.key) enqueue(change.key);
+    if (change.type === "LISTED") return void enqueueAll();
+    if (change.type === "DELETED" || !change.key) return;
+    // Most changes of a pod are its status: the same network annotations need no look.
+    if (change.pod && seen.get(change.key) === fingerprint(change.pod.annotations)) return;
+    enqueue(change.key);
   }
 
   function subscribe(client: KubeClient | undefined): void {
@@ -147,7 +166,11 @@ export function startDynamicNetworks(ctx: DynamicContext): DynamicController {
   }
 
   async function reconcilePod(key: string): Promise<void> {
-    for (const state of await statesOf(key)) {
+    const states = await statesOf(key);
+    // Remembered only for a pod that has a state: one whose ADD has not written it yet is
+    // looked at again on its next event.
+    if (states.length === 0) seen.delete(key);
+    for (const state of states) {
       if (closed) return;
       if (!state.hotplug) continue; // ADDed by an older podplex: left as it is
       const kube = await clientOf(state);
@@ -156,6 +179,7 @@ export function startDynamicNetworks(ctx: DynamicContext): DynamicController {
       if (!pod || pod.deleting) continue;
       if (state.podUid && pod.uid && pod.uid !== state.podUid) continue; // another sandbox's
       const fp = fingerprint(pod.annotations);
+      seen.set(key, fp);
       const interrupted = state.attachments.some((a) => a.pending);
       const first = !handled.has(stateId(state));
       if (handled.get(stateId(state)) === fp && !interrupted) continue;
