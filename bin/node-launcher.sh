@@ -30,12 +30,14 @@ fi
 # main thread only, and a young generation of 2 MiB semi-spaces: after a burst of 20 pods
 # V8 had grown its semi-spaces and kept them, so 1,000 ADD/DEL cycles later the daemon held
 # 93 MiB of anonymous memory; with the cap it holds 46-50 MiB throughout, for the same CPU
-# per call. A per-call run exits before any of it matters.
+# per call. --expose-gc lets the daemon free at once the buffers of requests a client began
+# and abandoned (cli/serve/frames.ts): an idle daemon would otherwise keep them until its
+# next allocation. A per-call run exits before any of it matters.
 v8=
 if [ "${1:-}" = serve ]; then
   MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2}
   export MALLOC_ARENA_MAX
-  v8=--v8-flags=--single-threaded-gc,--max-semi-space-size=2
+  v8=--v8-flags=--single-threaded-gc,--max-semi-space-size=2,--expose-gc
 fi
 
 nargs=$#

@@ -22,6 +22,7 @@ import { ownNamespaces } from "./serve/call.ts";
 import { type CallRecord, type Daemon, handle } from "./serve/daemon.ts";
 import { CallScheduler } from "./serve/gate.ts";
 import type { DynamicController } from "./serve/dynamic.ts";
+import { FrameBudget } from "./serve/frames.ts";
 
 /** Where the daemon listens unless `--socket` (or the client's PODPLEX_SOCKET) says otherwise. */
 export const DEFAULT_SOCKET = PROTOCOL.defaultSocket;
@@ -203,6 +204,8 @@ async function run(args: ServeArgs, root: Root, stop: AbortSignal): Promise<numb
     root,
     scheduler: new CallScheduler(args.limits),
     deadlineMs: args.deadlineMs,
+    frames: new FrameBudget(args.maxBufferedBytes),
+    readDeadlineMs: args.readDeadlineMs,
     trace: args.trace,
     draining: false,
     observe(r) {

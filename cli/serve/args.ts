@@ -8,6 +8,7 @@ import { PROTOCOL } from "./protocol.ts";
 import { CONF_DEFAULTS } from "../../meta/conf.ts";
 import { type HostView, THICK_DEFAULTS } from "./view.ts";
 import { CALL_DEADLINE_MS, DEFAULT_LIMITS, type SchedulerLimits } from "./gate.ts";
+import { DEFAULT_BUFFERED_BYTES, DEFAULT_READ_DEADLINE_MS } from "./frames.ts";
 
 /** What the flags ask for. */
 export interface ServeArgs {
@@ -24,6 +25,10 @@ export interface ServeArgs {
   limits: SchedulerLimits;
   /** A call's deadline from its arrival (ms). */
   deadlineMs: number;
+  /** How long a client has to send its whole frame (ms). */
+  readDeadlineMs: number;
+  /** The most bytes of frames still arriving, across all connections. */
+  maxBufferedBytes: number;
   /** Log each call's timing marks (`PODPLEX_TRACE` lines). */
   trace?: boolean;
   /** This node's name: its pods and the NADs are watched (else every read is a GET). */
@@ -87,6 +92,19 @@ const FLAGS: Readonly<Record<string, Setter>> = {
     }
     a.deadlineMs = n;
   },
+  "--read-deadline-ms": (a, v) => {
+    if (!/^[0-9]+$/.test(v) || Number(v) < 1) {
+      return `Invalid "--read-deadline-ms": "${v}" is not a positive integer`;
+    }
+    a.readDeadlineMs = Number(v);
+  },
+  "--max-buffered-bytes": (a, v) => {
+    if (!/^[0-9]+$/.test(v) || Number(v) < PROTOCOL.maxFrame) {
+      return `Invalid "--max-buffered-bytes": "${v}" is not an integer of at least one ` +
+        `frame (${PROTOCOL.maxFrame})`;
+    }
+    a.maxBufferedBytes = Number(v);
+  },
 };
 
 function limit(a: ServeArgs, key: keyof SchedulerLimits, flag: string, v: string) {
@@ -117,6 +135,8 @@ export function parseServeArgs(
     cluster: [],
     limits: { ...DEFAULT_LIMITS },
     deadlineMs: CALL_DEADLINE_MS,
+    readDeadlineMs: DEFAULT_READ_DEADLINE_MS,
+    maxBufferedBytes: DEFAULT_BUFFERED_BYTES,
     logFormat: "text",
     stateDirs: [],
   };
@@ -164,6 +184,8 @@ export const SERVE_USAGE = "usage: podplex serve [--socket PATH]   (default " +
   "  [--thick] [--host-path DIR]... [--host-root DIR] [--host-mount-ns PATH]\n" +
   `  [--max-in-flight N (${DEFAULT_LIMITS.maxInFlight})] [--max-queued N (${DEFAULT_LIMITS.maxQueued})]\n` +
   `  [--call-deadline-ms N (${CALL_DEADLINE_MS})] [--trace (each call's PODPLEX_TRACE marks)]\n` +
+  `  [--read-deadline-ms N (${DEFAULT_READ_DEADLINE_MS}): a client's whole request]\n` +
+  `  [--max-buffered-bytes N (${DEFAULT_BUFFERED_BYTES}): requests still arriving, in all]\n` +
   "  [--node-name NAME (default $NODE_NAME): watch this node's pods and the NADs]\n" +
   "  [--metrics-address 127.0.0.1:9091 | --metrics-socket PATH] [--log-format text|json]\n" +
   "  [--dhcp-socket PATH] [--dhcp-state-dir DIR] [--dhcp-timeout 10s] [--dhcp-resend-max 62s]\n" +

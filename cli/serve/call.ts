@@ -57,7 +57,11 @@ export type FallbackReason =
   | "netns"
   | "mount_namespace"
   | "paths"
-  | "malformed";
+  | "malformed"
+  /** Frames still arriving held the daemon's whole buffer budget. */
+  | "busy"
+  /** The frame did not arrive whole within the read deadline. */
+  | "slow";
 
 /** A refusal: its reason and the sentence the client (and the log) get. */
 export interface Refusal {

@@ -8,6 +8,7 @@
 import { type CallContext, type FallbackReason, notServed, refusal, runCall } from "./call.ts";
 import { admitAndRun, type CallScheduler } from "./gate.ts";
 import { createTrace } from "../../conf/trace.ts";
+import { type FrameBudget, FrameRefused, readFrame } from "./frames.ts";
 import {
   type CallFrame,
   decodeClientFrame,
@@ -45,6 +46,10 @@ export interface Daemon extends CallContext {
   scheduler: CallScheduler;
   /** A call's deadline from its arrival (ms). */
   deadlineMs: number;
+  /** The bytes of frames still arriving, across all connections (`frames.ts`). */
+  frames: FrameBudget;
+  /** How long a client has to send its whole frame (ms). */
+  readDeadlineMs: number;
   draining: boolean;
   /** Trace every call (`--trace`): its marks go to `observe` as {@linkcode CallRecord.trace}. */
   trace?: boolean;
@@ -119,28 +124,8 @@ export async function serveCall(
   return reply;
 }
 
-async function readFull(conn: Deno.Conn, n: number): Promise<Uint8Array> {
-  const buf = new Uint8Array(n);
-  for (let off = 0; off < n;) {
-    const got = await conn.read(buf.subarray(off));
-    if (got === null) throw new Error(`Connection closed after ${off} of ${n} bytes`);
-    off += got;
-  }
-  return buf;
-}
-
 async function writeFull(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
   for (let off = 0; off < bytes.length;) off += await conn.write(bytes.subarray(off));
-}
-
-/** Reads one client frame's body. */
-async function readFrame(conn: Deno.Conn): Promise<Uint8Array> {
-  const head = await readFull(conn, 4);
-  const len = new DataView(head.buffer).getUint32(0);
-  if (len > PROTOCOL.maxFrame) {
-    throw new Error(`Frame of ${len} bytes exceeds ${PROTOCOL.maxFrame}`);
-  }
-  return await readFull(conn, len);
 }
 
 /**
@@ -161,7 +146,7 @@ export async function handle(conn: Deno.Conn, d: Daemon): Promise<void> {
   try {
     let reply: Uint8Array;
     try {
-      const frame = decodeClientFrame(await readFrame(conn));
+      const frame = decodeClientFrame(await readFrame(conn, d.frames, d.readDeadlineMs));
       if (frame.kind === "legacy") {
         const why = `protocol 1 is not served by build "${d.build}"`;
         d.observeFrame?.("protocol", why);
@@ -171,7 +156,7 @@ export async function handle(conn: Deno.Conn, d: Daemon): Promise<void> {
     } catch (e) {
       // A malformed frame was never run: the client may run podplex itself.
       const why = e instanceof Error ? e.message : String(e);
-      d.observeFrame?.("malformed", why);
+      d.observeFrame?.(e instanceof FrameRefused ? e.reason : "malformed", why);
       reply = encodeReply(notServed(why));
     }
     await writeFull(conn, reply);

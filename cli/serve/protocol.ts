@@ -42,8 +42,15 @@ export const PROTOCOL = Object.freeze({
   legacyReplyMagic: "PPR1",
   /** The status of a call that was not run: the client falls back to per call. */
   notServed: -1,
-  /** The largest body accepted either way (a conf on stdin is a few KiB). */
-  maxFrame: 16 << 20,
+  /**
+   * The largest body accepted either way. A call's frame is its env (a few KiB) and its
+   * stdin: a conflist with a prevResult is KiBs, 4 MiB leaves hundreds of times that. A
+   * larger call is not lost: the daemon refuses it before reading its body and the client
+   * runs it per call, where stdin may hold up to 16 MiB (cli/main.ts). The bound is what
+   * one connection can make the daemon hold; all of them together are capped too
+   * (serve/frames.ts).
+   */
+  maxFrame: 4 << 20,
   /** Where the daemon listens and the client connects unless told otherwise. */
   defaultSocket: "/run/podplex/podplex.sock",
   /** The client's variable naming another socket. */
