@@ -70,15 +70,22 @@ const CHUNK = 1 << 20;
 /**
  * Frees the chunks of frames that never completed: V8 collects unreachable buffers only
  * when something allocates, and an idle daemon does not; `podplex serve` runs with
- * `--expose-gc` (the launcher), a daemon run from the sources without. At most once a
- * second, and only on this abnormal path.
+ * `--expose-gc` (the launcher), a daemon run from the sources without. One collection
+ * after a burst of abandoned frames (100 ms after the last), at most one a second: a
+ * client abandoning frames in a loop costs the daemon a bounded share of its CPU.
  */
 let lastGc = 0;
+let gcTimer: ReturnType<typeof setTimeout> | undefined;
 function collectAbandoned(): void {
   const gc = (globalThis as { gc?: () => void }).gc;
-  if (!gc || Date.now() - lastGc < 1000) return;
-  lastGc = Date.now();
-  setTimeout(gc, 0); // after the caller dropped its references
+  if (!gc) return;
+  clearTimeout(gcTimer);
+  const wait = Math.max(100, lastGc + 1000 - Date.now());
+  gcTimer = setTimeout(() => {
+    gcTimer = undefined;
+    lastGc = Date.now();
+    gc();
+  }, wait);
 }
 
 /** A frame the daemon will not read: answered "not served", so the client runs it itself. */
