@@ -168,7 +168,15 @@ Deno.test({
       const [p] = await addPods(node, 1, `r${round}`);
       try {
         setNetworks(node, p, "net-b,net-c@data1");
-        await new Promise((r) => setTimeout(r, Math.random() * 60));
+        if (round % 2) {
+          // The DEL arrives while the hot-plug runs: it waits for the pod's lock, then
+          // removes the pod with what the hot-plug made.
+          await waitFor("the hot-plug under way", async () => {
+            const s = await createStateStore(node.f.stateDir, { warn: () => {} })
+              .load(p.id, "eth0").catch(() => null);
+            return !!s && s.attachments.length > 1;
+          });
+        } else await new Promise((r) => setTimeout(r, Math.random() * 60));
         const del = await node.cni("DEL", p.id, p.name, p.ns.path);
         assert.equal(del.code, 0, del.stdout + del.stderr);
         // A hot-plug that was queued behind the DEL finds no state and does nothing.
