@@ -160,10 +160,26 @@ function diffFor(
   return { ...diff, remove: diff.remove.map((c) => c.att) };
 }
 
-/** Writes the state with network-status rebuilt from the attachments that are complete. */
-async function saveState(call: MetaCall, state: PodState): Promise<void> {
+/**
+ * Writes the state with network-status rebuilt from the attachments that are complete,
+ * unless the pod's state is gone: a DEL that did not take this pod's lock (a per-call run
+ * beside the daemon) removed it, and writing it would bring a DELeted pod back.
+ *
+ * @returns false when the state was gone (nothing written)
+ */
+async function saveState(call: MetaCall, state: PodState): Promise<boolean> {
+  if (!(await call.store.load(state.containerId, state.ifname).catch(() => state))) return false;
   state.networkStatus = buildNetworkStatus(state.attachments.filter((a) => !a.pending));
   await call.store.save(state);
+  return true;
+}
+
+/** The error of a change whose pod was DELeted under it. */
+function podGone(state: PodState): CniError {
+  return new CniError(
+    Code.UnknownContainer,
+    `Container "${state.containerId}" was DELeted while its hot-plug ran`,
+  );
 }
 
 /** DELs one attachment alone (no link group: the pod's other links stay). */
@@ -214,7 +230,9 @@ async function detachOne(
   att: AttachmentState,
 ): Promise<HotplugChange> {
   att.pending = "remove";
-  await saveState(call, state);
+  if (!(await saveState(call, state))) {
+    return { kind: "remove", network: att.network, ifname: att.ifname, error: podGone(state) };
+  }
   call.log.info(`Unplugging "${att.network}" ("${att.ifname}")`);
   return await forget(call, state, att, {
     kind: "remove",
@@ -269,12 +287,21 @@ async function attachOne(
     record.pending = "add";
     state.attachments.push(record);
     // On disk before any side effect: a podplex killed during the ADD leaves the mark.
-    await saveState(call, state);
+    if (!(await saveState(call, state))) {
+      state.attachments.pop();
+      record = undefined;
+      throw podGone(state);
+    }
     call.log.info(`Plugging "${network.statusName}" in as "${ifname}"`);
     ran = true;
     change.result = await addOne(call, record, list, planned, state.linkGroup);
     delete record.pending;
-    await saveState(call, state);
+    if (!(await saveState(call, state))) {
+      // The pod went while this ran: what this made goes too, and no state comes back.
+      await delAlone(call, state, record);
+      record = undefined;
+      throw podGone(state);
+    }
     return change;
   } catch (e) {
     // addOne's errors name the network and interface already.

@@ -32,8 +32,17 @@ export interface HotplugNode extends AsyncDisposable {
   metrics(): Promise<string>;
   /** Starts the daemon again (after a stop or a kill). */
   restart(): Promise<HotplugDaemon>;
-  /** A CNI call of pod `name` (container `id`) in `netns`, through the daemon. */
-  cni(command: "ADD" | "DEL" | "CHECK", id: string, name: string, netns: string): Promise<Out>;
+  /**
+   * A CNI call of pod `name` (container `id`) in `netns`, through the daemon (`perCall`: run
+   * by bin/podplex itself, as the shim does when the daemon cannot serve it).
+   */
+  cni(
+    command: "ADD" | "DEL" | "CHECK",
+    id: string,
+    name: string,
+    netns: string,
+    perCall?: boolean,
+  ): Promise<Out>;
 }
 
 /** What one call printed and returned. */
@@ -101,6 +110,7 @@ export async function hotplugNode(
 ): Promise<HotplugNode> {
   const f = await hotplugNetworks(count, base);
   const api = await startFakeKubeApi({ token: "t" });
+  await Deno.mkdir(`${f.dir}/bin`); // plugins of a test's own (CNI_PATH's first dir)
   const kc = `${f.dir}/kubeconfig`;
   await Deno.writeTextFile(kc, kubeconfig(api.url));
   const socket = `${f.dir}/ppd.sock`;
@@ -132,16 +142,17 @@ export async function hotplugNode(
       node.daemon = await startDaemon(socket, f.stateDir);
       return node.daemon;
     },
-    async cni(command, id, name, netns) {
+    async cni(command, id, name, netns, perCall) {
       const env = {
         PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
         CNI_COMMAND: command,
         CNI_CONTAINERID: id,
         CNI_NETNS: netns,
         CNI_IFNAME: "eth0",
-        CNI_PATH: "/usr/lib/cni",
+        CNI_PATH: `${f.dir}/bin:/usr/lib/cni`,
         CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=${name}`,
-        PODPLEX_SOCKET: socket,
+        // A socket that does not exist: bin/podplex runs the call itself.
+        PODPLEX_SOCKET: perCall ? `${socket}.none` : socket,
       };
       const child = new Deno.Command(BIN, {
         env,

@@ -159,16 +159,53 @@ Deno.test({
   },
 });
 
+/**
+ * `net-slow`: a bridge, then a plugin that takes 300 ms on ADD (a slow delegate), so a DEL
+ * run per call lands in the middle of its hot-plug.
+ */
+async function slowNetwork(node: HotplugNode): Promise<void> {
+  const plugin = `${node.f.dir}/bin/ppd-slow`;
+  await Deno.writeTextFile(
+    plugin,
+    `#!/bin/sh
+# Passes prevResult on, after 300 ms on ADD.
+input=$(cat)
+case "$CNI_COMMAND" in
+  ADD) sleep 0.3; printf '%s' "$input" | python3 -c 'import json,sys; c=json.load(sys.stdin); r=c["prevResult"]; r["cniVersion"]=c["cniVersion"]; print(json.dumps(r))';;
+  VERSION) echo '{"cniVersion":"1.0.0","supportedVersions":["0.4.0","1.0.0"]}';;
+esac
+`,
+  );
+  await Deno.chmod(plugin, 0o755);
+  await Deno.writeTextFile(
+    `${node.f.networksDir}/default/net-slow.json`,
+    JSON.stringify({
+      cniVersion: "1.0.0",
+      name: "net-slow",
+      plugins: [
+        {
+          type: "bridge",
+          bridge: node.f.bridges[2],
+          ipam: { type: "host-local", subnet: `${node.f.prefix(5)}.0/24`, dataDir: node.f.dataDir },
+        },
+        { type: "ppd-slow" },
+      ],
+    }),
+  );
+}
+
 Deno.test({
   name: "dynamic networks: a kubelet DEL racing a hot-plug leaves nothing behind",
   ignore: !isRoot,
   async fn() {
     await using node = await hotplugNode(3, 100);
-    for (let round = 0; round < (LONG ? 20 : 6); round++) {
+    await slowNetwork(node);
+    for (let round = 0; round < (LONG ? 30 : 9); round++) {
       const [p] = await addPods(node, 1, `r${round}`);
       try {
-        setNetworks(node, p, "net-b,net-c@data1");
-        if (round % 2) {
+        const perCall = round % 3 === 2; // a DEL the shim ran itself: it takes no daemon lock
+        setNetworks(node, p, perCall ? "net-slow@data1" : "net-b,net-c@data1");
+        if (round % 3) {
           // The DEL arrives while the hot-plug runs: it waits for the pod's lock, then
           // removes the pod with what the hot-plug made.
           await waitFor("the hot-plug under way", async () => {
@@ -177,10 +214,13 @@ Deno.test({
             return !!s && s.attachments.length > 1;
           });
         } else await new Promise((r) => setTimeout(r, Math.random() * 60));
-        const del = await node.cni("DEL", p.id, p.name, p.ns.path);
+        const del = await node.cni("DEL", p.id, p.name, p.ns.path, perCall);
         assert.equal(del.code, 0, del.stdout + del.stderr);
-        // A hot-plug that was queued behind the DEL finds no state and does nothing.
-        await new Promise((r) => setTimeout(r, 200));
+        // A hot-plug queued behind the DEL finds no state and does nothing; one that ran beside
+        // a per-call DEL finds the state gone and undoes what it made.
+        // A hot-plug takes ~30 ms here (net-slow 330): what it does after the DEL is done by
+        // then (generous for a loaded machine).
+        await new Promise((r) => setTimeout(r, 800));
         assert.deepEqual(await podLinks(p.ns.name), [], `round ${round}`);
         assert.deepEqual(leases(node.f.dataDir), [], `round ${round}`);
         assert.deepEqual(stateNames(node.f.stateDir), [], `round ${round}`);
