@@ -86,19 +86,38 @@ Deno.test({
     const metrics = await node.metrics();
     assert.match(metrics, /^podplex_hotplug_changes_total 4$/m);
     assert.match(metrics, /^podplex_hotplug_failures_total 1$/m);
+    // The network appears; a restart of the daemon tries the same annotation again.
+    await Deno.writeTextFile(
+      `${f.networksDir}/default/nope.json`,
+      JSON.stringify({
+        cniVersion: "1.0.0",
+        name: "nope",
+        type: "bridge",
+        bridge: f.bridges[1],
+        ipam: { type: "host-local", subnet: `${f.prefix(8)}.0/24`, dataDir: f.dataDir },
+      }),
+    );
+    const firstLog = node.daemon.log();
+    await node.restart();
+    await waitFor(
+      "data9 after the restart",
+      () => statusInterfaces(api, "ppdweb").includes("data9"),
+    );
+    assert.deepEqual(await podLinks(ns.name), ["data9", "eth0", "net1"]);
+
     // A pod being deleted is left alone.
     api.markPodDeleting("default", "ppdweb");
     change("net-c,net-b");
     await new Promise((r) => setTimeout(r, 1000));
-    assert.deepEqual(await podLinks(ns.name), ["eth0", "net1"]);
+    assert.deepEqual(await podLinks(ns.name), ["data9", "eth0", "net1"]);
 
     const del = await node.cni("DEL", "ppdc1", "ppdweb", ns.path);
     assert.equal(del.code, 0, del.stdout + del.stderr);
     assert.deepEqual(await podLinks(ns.name), []);
     assert.deepEqual(leases(f.dataDir), []);
     assert.deepEqual(stateNames(f.stateDir), []);
-    assert.match(node.daemon.log(), /ADD ppdc1 eth0: exit 0/); // served by the daemon
-    assert.match(node.daemon.log(), /hot-plug of pod "default\/ppdweb": add default\/net-b/);
+    assert.match(firstLog, /ADD ppdc1 eth0: exit 0/); // served by the daemon
+    assert.match(firstLog, /hot-plug of pod "default\/ppdweb": add default\/net-b/);
   },
 });
 
