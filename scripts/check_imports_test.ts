@@ -15,6 +15,11 @@ Deno.test("floorOf() puts conf lowest and cli highest; test code has no floor", 
   assert.ok(floorOf("delegates/_shared/veth.ts")! < floorOf("delegates/main/bridge.ts")!);
   assert.ok(floorOf("delegates/ipam/static.ts")! < floorOf("delegates/runner/chain.ts")!);
   assert.ok(floorOf("meta/add.ts")! < floorOf("cli/root.ts")!);
+  assert.ok(floorOf("ffi/link.ts")! < floorOf("clients/etcd/client.ts")!);
+  assert.ok(floorOf("clients/k8s/k8s.ts")! < floorOf("delegates/_shared/veth.ts")!);
+  assert.ok(floorOf("meta/add.ts")! < floorOf("controllers/overlay/agent.ts")!);
+  assert.ok(floorOf("controllers/controller.ts")! < floorOf("cli/serve.ts")!);
+  assert.equal(floorOf("controllers/testing.ts"), undefined);
   assert.equal(floorOf("meta/add_test.ts"), undefined);
   assert.equal(floorOf("delegates/runner/testing.ts"), undefined);
 });
@@ -26,6 +31,65 @@ Deno.test("checkGraph() reports an import up a floor", () => {
   }));
   assert.deepEqual(v.map((x) => x.kind), ["upward"]);
   assert.match(v[0].text, /registry\.ts .* meta\/plugin\.ts/);
+});
+
+Deno.test("checkGraph() names a plugin importing a controller", () => {
+  const v = checkGraph(graph({
+    "delegates/ipam/dhcp/dhcp.ts": `import { k } from "../../../controllers/dhcp/keeper.ts";`,
+    "controllers/dhcp/keeper.ts": "",
+  }));
+  assert.deepEqual(v.map((x) => x.kind), ["plugin-imports-controller"]);
+  assert.match(v[0].text, /dhcp\.ts .* controllers\/dhcp\/keeper\.ts .*plugin imports controller/);
+});
+
+Deno.test("checkGraph() names a controller importing cli/, and a client importing up", () => {
+  const v = checkGraph(graph({
+    "controllers/ipam/reconciler.ts": `import type { Root } from "../../cli/root.ts";`,
+    "clients/etcd/client.ts": `import { v } from "../../delegates/_shared/veth.ts";`,
+    "cli/root.ts": "",
+    "delegates/_shared/veth.ts": "",
+  }));
+  assert.deepEqual(v.map((x) => x.kind).sort(), ["controller-imports-cli", "upward"]);
+});
+
+Deno.test("checkGraph() allows controllers/ to import meta/, clients/ and delegates/", () => {
+  const v = checkGraph(graph({
+    "controllers/overlay/agent.ts": `import { a } from "../../meta/k8s.ts";\n` +
+      `import { b } from "../../clients/etcd/client.ts";\n` +
+      `import { c } from "../../delegates/main/overlay/sync.ts";`,
+    "meta/k8s.ts": `import { e } from "../clients/k8s/k8s.ts";`,
+    "delegates/main/overlay/sync.ts": `import { e } from "../../../clients/etcd/client.ts";`,
+    "clients/etcd/client.ts": "",
+    "clients/k8s/k8s.ts": "",
+  }));
+  assert.deepEqual(v, []);
+});
+
+Deno.test("checkGraph() finds each kind of resident loop in delegates/, not in tests or comments", () => {
+  const loops = [
+    "const t = setInterval(tick, 1000);",
+    'const l = Deno.listen({ transport: "unix", path });',
+    'const u = Deno.listenDatagram({ port: 67, transport: "udp" });',
+    "for await (const e of Deno.watchFs(dir)) {}",
+    "const w = new Watcher(etcd, prefix);",
+    "for await (const ev of api.watch(path, signal)) {}",
+  ];
+  for (const line of loops) {
+    const v = checkGraph(graph({ "delegates/main/thing.ts": line }));
+    assert.deepEqual(v.map((x) => x.kind), ["resident-loop"], line);
+    assert.match(v[0].text, /delegates\/main\/thing\.ts starts resident work .*controllers\//);
+  }
+  assert.deepEqual(
+    checkGraph(graph({
+      "delegates/main/thing_test.ts": loops.join("\n"),
+      "delegates/_shared/testing.ts": loops.join("\n"),
+      "delegates/main/thing.ts":
+        "// setInterval(tick, 1000)\n/** Deno.listen() */\nsetTimeout(f, 1);",
+      "controllers/overlay/agent.ts": loops.join("\n"),
+      "clients/etcd/watch.ts": loops.join("\n"),
+    })),
+    [],
+  );
 });
 
 Deno.test("checkGraph() reports a cycle, also one of type imports, with its path", () => {
