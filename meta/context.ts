@@ -36,6 +36,13 @@ export interface MetaKernel {
    */
   deleteLinkGroup(netns: string, group: number): Promise<void>;
   /**
+   * Deletes the links of link group `group` in the netns whose names are not in `keep` (a
+   * hot-plug killed mid-creation left one under its temporary name).
+   *
+   * @returns the names deleted
+   */
+  deleteStrayLinks?(netns: string, group: number, keep: readonly string[]): Promise<string[]>;
+  /**
    * Makes the pod's default routes what its `default-route` requests say, updating the
    * results in place.
    */
@@ -100,6 +107,9 @@ const ffiKernel: MetaKernel = {
   },
   async deleteLinkGroup(netns, group) {
     await (await import("./kernel.ts")).deleteLinkGroup(netns, group);
+  },
+  async deleteStrayLinks(netns, group, keep) {
+    return (await import("./kernel.ts")).deleteStrayLinks(netns, group, keep);
   },
   async applyDefaultRoutes(netns, attachments, results) {
     (await import("./routes.ts")).applyDefaultRoutes(netns, attachments, results);

@@ -90,8 +90,15 @@ export async function hotplugPod(deps: MetaDeps, req: HotplugRequest): Promise<H
     changes.push(c);
     await req.onChange?.(c, state);
   };
-  for (const att of state.attachments.filter((a) => a.pending)) {
-    await report(await finishInterrupted(call, state, att));
+  const interrupted = state.attachments.filter((a) => a.pending);
+  const cutAdd = interrupted.some((a) => a.pending === "add");
+  for (const att of interrupted) await report(await finishInterrupted(call, state, att));
+  if (cutAdd && state.linkGroup && state.netns) {
+    // A link made under its temporary name before the kill carries the pod's group but no
+    // attachment's name: no DEL finds it by name.
+    const keep = state.attachments.map((a) => a.ifname);
+    const strays = await call.kernel.deleteStrayLinks?.(state.netns, state.linkGroup, keep);
+    if (strays?.length) call.log.info(`Deleted links left by a killed hot-plug: ${strays}`);
   }
   const diff = diffFor(call, state, req.annotations);
   for (const r of diff.refused) {

@@ -1,6 +1,7 @@
 /**
  * The meta-plugin's own kernel work through `ffi/` (the default `MetaKernel`): deleting a
- * pod's link group. Loaded only by the verbs that need it.
+ * pod's link group, or the strays of an interrupted hot-plug in it. Loaded only by the verbs
+ * that need it.
  *
  * @module
  */
@@ -61,4 +62,38 @@ export async function deleteLinkGroup(netns: string, group: number): Promise<voi
   } finally {
     ns.close();
   }
+}
+
+/**
+ * Deletes the links of `group` in the netns at `netns` whose names are not in `keep`: what a
+ * podplex killed in the middle of creating a link left (a veth's container end still under
+ * its temporary name). A netns that is gone has none.
+ *
+ * @returns the names deleted
+ */
+export function deleteStrayLinks(netns: string, group: number, keep: readonly string[]): string[] {
+  let ns;
+  try {
+    ns = NetNs.open(netns);
+  } catch {
+    return [];
+  }
+  const deleted: string[] = [];
+  try {
+    const nl = Netlink.open(ns);
+    try {
+      for (const l of nl.listLinks()) {
+        if (l.group !== group || keep.includes(l.name)) continue;
+        try {
+          nl.deleteLink(l.index);
+          deleted.push(l.name);
+        } catch { /* gone meanwhile */ }
+      }
+    } finally {
+      nl.close();
+    }
+  } finally {
+    ns.close();
+  }
+  return deleted;
 }

@@ -10,7 +10,7 @@ import { NETWORKS_ANNOTATION } from "../meta/annotations.ts";
 import { POD_ANNOTATIONS_ARG } from "../meta/context.ts";
 import { createStateStore, type PodState } from "../meta/state.ts";
 import type { HotplugChange } from "../meta/hotplug.ts";
-import { isRoot, linkExists } from "./testutils.ts";
+import { isRoot, linkExists, run } from "./testutils.ts";
 import {
   addrsOf,
   bridgePorts,
@@ -18,6 +18,7 @@ import {
   hotplugNetworks,
   leases,
   podLinks,
+  ppdName,
   ppdNetns,
   stateNames,
 } from "./_hotplug_rig.ts";
@@ -199,7 +200,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "hot-plug finishes an attachment a killed podplex left pending, then diffs again",
+  name:
+    "hot-plug finishes an attachment a killed podplex left pending (and its stray link), then diffs again",
   ignore: !isRoot,
   async fn() {
     await using f = await hotplugNetworks(3, 40);
@@ -213,6 +215,11 @@ Deno.test({
     const s = await state(f);
     s.attachments[1].pending = "add";
     await store.save(s);
+    // ...and a link it was creating, still under its temporary name, in the pod's group.
+    const stray = ppdName("t");
+    await run("ip", "link", "add", stray, "type", "veth", "peer", "name", ppdName("h"));
+    await run("ip", "link", "set", stray, "netns", ns.name);
+    await run("ip", "-n", ns.name, "link", "set", stray, "group", String(s.linkGroup));
     const changes = await plug(root, f, "net-b@data1");
     assert.deepEqual(summary(changes), ["remove default/net-b@data1", "add default/net-b@data1"]);
     assert.deepEqual(await podLinks(ns.name), ["data1", "eth0"]);

@@ -92,6 +92,8 @@ export function startDynamicNetworks(ctx: DynamicContext): DynamicController {
   const handled = new Map<string, string>();
   /** Per pod (`ns/name`): the annotations' fingerprint last looked at. */
   const seen = new Map<string, string>();
+  /** Per pod: the states (`handled`'s keys) found for it, forgotten with the pod. */
+  const idsOf = new Map<string, Set<string>>();
   const subscribed = new WeakSet<object>();
   const unsubscribe: (() => void)[] = [];
   const active = new Map<string, Promise<void>>();
@@ -145,7 +147,12 @@ export function startDynamicNetworks(ctx: DynamicContext): DynamicController {
 
   function onPods(change: PodChange): void {
     if (change.type === "LISTED") return void enqueueAll();
-    if (change.type === "DELETED" || !change.key) return;
+    if (!change.key) return;
+    if (change.type === "DELETED") {
+      for (const id of idsOf.get(change.key) ?? []) handled.delete(id);
+      idsOf.delete(change.key);
+      return void seen.delete(change.key);
+    }
     // Most changes of a pod are its status: the same network annotations need no look.
     if (change.pod && seen.get(change.key) === fingerprint(change.pod.annotations)) return;
     enqueue(change.key);
@@ -180,6 +187,7 @@ export function startDynamicNetworks(ctx: DynamicContext): DynamicController {
       if (state.podUid && pod.uid && pod.uid !== state.podUid) continue; // another sandbox's
       const fp = fingerprint(pod.annotations);
       seen.set(key, fp);
+      idsOf.set(key, (idsOf.get(key) ?? new Set()).add(stateId(state)));
       const interrupted = state.attachments.some((a) => a.pending);
       const first = !handled.has(stateId(state));
       if (handled.get(stateId(state)) === fp && !interrupted) continue;
