@@ -162,7 +162,9 @@ export async function leave(c: ClusterNetConf): Promise<number> {
   }
   {
     using nl = Netlink.open();
-    nl.deleteLinkIfExists(s?.vtepName ?? c.vtepName!);
+    // A host-gw node has no VTEP ("" in its state); its direct routes go with the peers'
+    // leases (every agent drops the routes of a lease that is gone).
+    nl.deleteLinkIfExists(s?.vtepName || c.vtepName!);
   }
   if (s?.ipMasq || c.ipMasq) await removeMasq();
   for (const f of [stateFile(c.stateDir), c.subnetFile]) await Deno.remove(f).catch(() => {});

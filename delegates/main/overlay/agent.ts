@@ -25,12 +25,10 @@ import { Netlink } from "../../../ffi/mod.ts";
 import { EtcdClient, type KeepAlive } from "../../_shared/etcd/client.ts";
 import { Watcher, type WatchEvent } from "../../_shared/etcd/watch.ts";
 import { type ClusterNetConf, etcdOptions, parseClusterNetConf } from "./conf.ts";
-import { joinOnce, type JoinResult, withJoinLock } from "./join.ts";
+import { joinOnce, type JoinResult, type PeerContext, programPeers, withJoinLock } from "./join.ts";
 import { parseLease, subnetKey, type SubnetLease, subnetsPrefix } from "./network.ts";
 import { listenAlive, type NodeState, readNodeState } from "./node_state.ts";
 import { readView } from "./subnets.ts";
-import { desiredEntries, syncOverlay } from "./sync.ts";
-import { ensureVtep, type VtepSpec } from "./vtep.ts";
 
 /** The type of podplex's cluster network. */
 export const CLUSTER_TYPE = "podplex-cluster";
@@ -146,7 +144,9 @@ class Agent implements NodeAgent {
   readonly #nl = Netlink.open();
   readonly #leases = new Map<string, SubnetLease>();
   #state: NodeState | undefined;
-  #spec: VtepSpec | undefined;
+  #peers: PeerContext | undefined;
+  /** The refusals last logged (each is told once, not at every resync). */
+  #refused = "";
   #ka: KeepAlive | undefined;
   #watch: Watcher | undefined;
   #alive: { close(): void } | undefined;
@@ -252,7 +252,8 @@ class Agent implements NodeAgent {
     const s = r.state;
     const prevLease = this.#state?.leaseId;
     this.#state = s;
-    this.#spec = r.spec;
+    this.#peers = r.peers;
+    this.#tellRefused(r.report.refused);
     this.#leases.clear();
     for (const l of r.view.leases) this.#leases.set(l.key, l);
     if (s.leaseId !== prevLease || !this.#ka) {
@@ -266,7 +267,8 @@ class Agent implements NodeAgent {
     const remotes = this.#leases.size - 1;
     this.#log(
       `node "${s.node}" holds ${s.subnet} (${r.wrote ? "written" : "kept"}, lease ${s.leaseId}), ` +
-        `VTEP ${s.vtepName} ${s.vtepMac} MTU ${s.mtu}, ${remotes} other node(s)`,
+        `${s.vtepName ? `VTEP ${s.vtepName} ${s.vtepMac}` : s.backend} MTU ${s.mtu}, ` +
+        `${remotes} other node(s)`,
     );
   }
 
@@ -324,19 +326,21 @@ class Agent implements NodeAgent {
 
   /** Puts the kernel in line with the leases known now. */
   #sync(): void {
-    if (this.#stopped || !this.#spec || !this.#state) return;
-    const vtep = ensureVtep(this.#nl, this.#spec);
-    const want = desiredEntries([...this.#leases.values()], this.#state.vni, {
-      node: this.conf.node,
-      ownSubnet: this.#state.subnet,
-    });
-    const r = syncOverlay(this.#nl, vtep, want);
+    if (this.#stopped || !this.#peers || !this.#state) return;
+    const r = programPeers(this.#nl, this.#peers, [...this.#leases.values()]);
+    this.#tellRefused(r.refused);
     if (r.added.length || r.removed.length) {
       const parts = [];
       if (r.added.length) parts.push(`added ${r.added.join(", ")}`);
       if (r.removed.length) parts.push(`removed ${r.removed.join(", ")}`);
-      this.#log(`VTEP entries ${parts.join("; ")} (${want.length} remote node(s))`);
+      this.#log(`entries ${parts.join("; ")} (${this.#leases.size - 1} remote node(s))`);
     }
+  }
+
+  #tellRefused(refused: string[]): void {
+    const text = refused.join("; ");
+    if (text && text !== this.#refused) this.#log(`refused: ${text}`);
+    this.#refused = text;
   }
 
   async stop(): Promise<void> {

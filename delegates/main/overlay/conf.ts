@@ -11,6 +11,8 @@
  * | `etcdTimeoutMs` | 5000 | the bound of one etcd call |
  * | `network`, `subnetLen` | | the cluster network, written to etcd when it has none |
  * | `vni`, `port` | 1, 8472 | the VXLAN backend, idem (etcd's config wins) |
+ * | `backend` | `vxlan` | `vxlan` or `host-gw` (flannel's `Backend.Type`), idem |
+ * | `directRouting` | false | vxlan: route to peers on the same subnet (`Backend.DirectRouting`), idem |
  * | `node` | `PODPLEX_NODE_NAME`, `NODENAME`, the host name | this node's name in its lease |
  * | `iface` | the link of `publicIp`, else the default-route link | the underlay |
  * | `publicIp` | the underlay's first IPv4 address | the address other nodes send VXLAN to |
@@ -33,7 +35,7 @@ import { tryParseCidr, tryParseIp } from "../../../conf/ip.ts";
 import { isObject } from "../../../conf/json.ts";
 import { confBool, confInt, confLinkName, confString } from "../../_shared/conf_read.ts";
 import type { EtcdOptions } from "../../_shared/etcd/client.ts";
-import { DEFAULT_PREFIX, FLANNEL_VXLAN_PORT } from "./network.ts";
+import { type BackendType, DEFAULT_PREFIX, FLANNEL_VXLAN_PORT } from "./network.ts";
 
 type Obj = Record<string, unknown>;
 
@@ -53,6 +55,9 @@ export interface ClusterNetConf {
   subnetLen?: number;
   vni: number;
   port: number;
+  /** The backend a config written from this conf names. */
+  backend: BackendType;
+  directRouting: boolean;
   node: string;
   iface?: string;
   publicIp?: string;
@@ -102,6 +107,8 @@ export function parseClusterNetConf(
     prefix: (confString(raw, "etcdPrefix") ?? DEFAULT_PREFIX).replace(/\/+$/, ""),
     vni,
     port: confInt(raw, "port", 1, 65535) ?? FLANNEL_VXLAN_PORT,
+    backend: backendOf(raw),
+    directRouting: confBool(raw, "directRouting"),
     node: confString(raw, "node") ?? nodeName(env),
     bridge: confLinkName(raw, "bridge") ?? "cni0",
     hairpinMode: confBool(raw, "hairpinMode"),
@@ -137,6 +144,17 @@ export function parseClusterNetConf(
   const mtu = confInt(raw, "mtu", 576, 65535);
   if (mtu !== undefined) conf.mtu = mtu;
   return conf;
+}
+
+function backendOf(raw: Obj): BackendType {
+  const b = confString(raw, "backend") ?? "vxlan";
+  if (b !== "vxlan" && b !== "host-gw") {
+    throw bad(`Invalid "backend": "${b}" (podplex serves "vxlan" and "host-gw")`);
+  }
+  if (b === "host-gw" && confBool(raw, "directRouting")) {
+    throw bad(`Invalid "directRouting": it is a vxlan option, and "backend" is "host-gw"`);
+  }
+  return b;
 }
 
 /** `podplex.<vni>` (15 bytes at most: a VNI of 8 digits needs `vtepName`). */

@@ -10,18 +10,62 @@
  * @module
  */
 import { CniError, Code } from "../../../conf/errors.ts";
-import { formatCidr } from "../../../conf/ip.ts";
+import { type Cidr, formatCidr } from "../../../conf/ip.ts";
 import type { LinkInfo, Netlink } from "../../../ffi/mod.ts";
 import type { EtcdClient } from "../../_shared/etcd/client.ts";
 import { defaultRouteInterface } from "../../_shared/link_common.ts";
 import type { ClusterNetConf } from "./conf.ts";
 import { ensureMasq } from "./masq.ts";
-import type { NodeAttrs, SubnetLease } from "./network.ts";
+import { onSegment, planPeers, syncDirectRoutes } from "./direct.ts";
+import type { Backend, NodeAttrs, SubnetLease } from "./network.ts";
 import { ensureStateDir, type NodeState, writeNodeState } from "./node_state.ts";
 import { formatSubnetEnv, writeFileAtomic } from "./subnet_env.ts";
 import { acquireSubnet, type ClusterView, readView } from "./subnets.ts";
-import { desiredEntries, syncOverlay, type SyncReport, vtepAddress } from "./sync.ts";
+import { syncOverlay, type SyncReport, vtepAddress } from "./sync.ts";
 import { ensureVtep, overlayMtu, stableMac, type VtepSpec } from "./vtep.ts";
+
+/** What programming the other nodes needs: the backend, the VTEP (vxlan), the underlay. */
+export interface PeerContext {
+  node: string;
+  subnet: string;
+  backend: Backend;
+  network: Cidr;
+  underlay: LinkInfo;
+  /** The VTEP to make (vxlan only). */
+  spec?: VtepSpec;
+}
+
+/** What {@linkcode programPeers} changed, and the peers it refused (one message each). */
+export interface PeersReport extends SyncReport {
+  refused: string[];
+}
+
+/**
+ * Puts the kernel in line with `leases`: the VTEP and its entries (vxlan), the underlay's
+ * direct routes (host-gw, DirectRouting). The VTEP goes first, so that a peer moving from
+ * VXLAN to a direct route has its VTEP route removed before the direct one is added.
+ *
+ * @throws {CniError} code 101 for a kernel failure
+ */
+export function programPeers(nl: Netlink, p: PeerContext, leases: SubnetLease[]): PeersReport {
+  const underlay = nl.requireLink(p.underlay.index);
+  const plan = planPeers(
+    leases,
+    p.backend,
+    { node: p.node, ownSubnet: p.subnet },
+    (ip) => onSegment(nl, underlay.index, ip),
+  );
+  const r: PeersReport = { added: [], removed: [], refused: plan.refused };
+  if (p.spec) {
+    const o = syncOverlay(nl, ensureVtep(nl, p.spec), plan.vxlan);
+    r.added.push(...o.added);
+    r.removed.push(...o.removed);
+  }
+  const d = syncDirectRoutes(nl, underlay, p.network, plan.direct);
+  r.added.push(...d.added);
+  r.removed.push(...d.removed);
+  return r;
+}
 
 /** What a join did. */
 export interface JoinResult {
@@ -30,9 +74,8 @@ export interface JoinResult {
   view: ClusterView;
   /** Whether the lease key was written (false: found and renewed). */
   wrote: boolean;
-  vtep: LinkInfo;
-  spec: VtepSpec;
-  report: SyncReport;
+  peers: PeerContext;
+  report: PeersReport;
 }
 
 /** The underlay link and the node's address on it. */
@@ -68,8 +111,19 @@ export function resolveUnderlay(nl: Netlink, c: ClusterNetConf): { link: LinkInf
 }
 
 /** The attributes the node publishes. */
-export async function nodeAttrs(c: ClusterNetConf, publicIp: string, vni: number) {
-  const attrs: NodeAttrs = { node: c.node, publicIp, vtepMac: await stableMac(c.node, vni), vni };
+export async function nodeAttrs(
+  c: ClusterNetConf,
+  publicIp: string,
+  vni: number,
+  backendType: Backend["type"] = "vxlan",
+) {
+  const attrs: NodeAttrs = {
+    node: c.node,
+    publicIp,
+    vtepMac: await stableMac(c.node, vni),
+    vni,
+    backendType,
+  };
   return attrs;
 }
 
@@ -89,11 +143,19 @@ export async function joinOnce(
 ): Promise<JoinResult> {
   const { link, ip } = resolveUnderlay(nl, c);
   const seed = c.network
-    ? { network: c.network, subnetLen: c.subnetLen, vni: c.vni, port: c.port }
+    ? {
+      network: c.network,
+      subnetLen: c.subnetLen,
+      vni: c.vni,
+      port: c.port,
+      backend: c.backend,
+      directRouting: c.directRouting,
+    }
     : undefined;
   const view = await readView(etcd, c.prefix, seed);
-  const vni = view.config.backend.vni;
-  const attrs = await nodeAttrs(c, ip, vni);
+  const backend = view.config.backend;
+  const vni = backend.vni;
+  const attrs = await nodeAttrs(c, ip, vni, backend.type);
   const got = await acquireSubnet(etcd, c.prefix, attrs, {
     ttlSec: c.leaseTtlSec,
     previous: prev?.subnet,
@@ -101,23 +163,28 @@ export async function joinOnce(
     view,
   });
   const subnet = got.lease.subnetText;
-  const spec: VtepSpec = {
+  // host-gw has no VTEP and no encapsulation: the pods get the underlay's MTU.
+  const spec: VtepSpec | undefined = backend.type === "host-gw" ? undefined : {
     name: c.vtepName!,
     vni,
-    port: view.config.backend.port,
+    port: backend.port,
     underlay: link,
     local: ip,
     mac: attrs.vtepMac,
     address: vtepAddress(subnet),
     mtu: overlayMtu(link.mtu, c.mtu),
   };
-  const vtep = ensureVtep(nl, spec);
+  const mtu = spec?.mtu ?? hostGwMtu(link.mtu, c.mtu);
+  const peers: PeerContext = {
+    node: c.node,
+    subnet,
+    backend,
+    network: view.config.network,
+    underlay: link,
+    spec,
+  };
   const leases = withOwn(got.view.leases, got.lease);
-  const report = syncOverlay(
-    nl,
-    vtep,
-    desiredEntries(leases, vni, { node: c.node, ownSubnet: subnet }),
-  );
+  const report = programPeers(nl, peers, leases);
   const network = formatCidr(view.config.network.network, view.config.network.prefix);
   if (c.ipMasq) await ensureMasq(network, subnet);
   const state: NodeState = {
@@ -125,18 +192,29 @@ export async function joinOnce(
     network,
     subnet,
     publicIp: ip,
-    vtepName: spec.name,
-    vtepMac: spec.mac,
+    backend: backend.type,
+    vtepName: spec?.name ?? "",
+    vtepMac: spec?.mac ?? "",
     vni,
-    port: spec.port,
-    mtu: spec.mtu,
+    port: backend.port,
+    mtu,
     ipMasq: c.ipMasq,
     leaseId: got.leaseId,
     updatedAt: Date.now(),
   };
   await writeNodeState(c.stateDir, state);
   await writeSubnetFile(c, state);
-  return { state, view: { ...got.view, leases }, wrote: got.wrote, vtep, spec, report };
+  return { state, view: { ...got.view, leases }, wrote: got.wrote, peers, report };
+}
+
+function hostGwMtu(underlay: number, mtu?: number): number {
+  if (mtu !== undefined && mtu > underlay) {
+    throw new CniError(
+      Code.InvalidConfig,
+      `Invalid "mtu": ${mtu} exceeds the underlay's ${underlay}`,
+    );
+  }
+  return mtu ?? underlay;
 }
 
 /** The list with the node's lease as it is now (replacing its older self). */

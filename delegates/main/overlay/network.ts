@@ -12,7 +12,11 @@
  *   podplex's own (flannel ignores unknown fields): a podplex node finds its lease by its
  *   name, a flanneld one by its PublicIP.
  *
- * IPv4 only: a config with `EnableIPv6` is refused.
+ * Backends: `vxlan` (with `DirectRouting`: peers on the node's own underlay subnet are routed
+ * to directly, the others over VXLAN) and `host-gw` (a route per peer via its PublicIP, no
+ * encapsulation). A dual-stack flanneld key (`10.244.1.0-24&fd00:10:244:1::-64`, flannel's
+ * MakeSubnetKey) is read as its IPv4 subnet. IPv4 only otherwise: a config with `EnableIPv6`
+ * is refused.
  *
  * @module
  */
@@ -47,7 +51,19 @@ export interface NetworkConfig {
   /** The network addresses of the first and last subnet that may be leased. */
   subnetMin: IP;
   subnetMax: IP;
-  backend: { type: "vxlan"; vni: number; port: number };
+  backend: Backend;
+}
+
+/** The backends podplex serves, by flannel's `Backend.Type` names. */
+export type BackendType = "vxlan" | "host-gw";
+
+/** The config's `Backend`. */
+export interface Backend {
+  type: BackendType;
+  vni: number;
+  port: number;
+  /** vxlan only: peers on the node's underlay subnet get a route, not VXLAN. */
+  directRouting: boolean;
 }
 
 /** One subnet lease as read from etcd. */
@@ -57,8 +73,12 @@ export interface SubnetLease {
   subnet: Cidr;
   /** `10.244.1.0/24`. */
   subnetText: string;
-  /** The node's underlay address (the VXLAN packets' destination). */
+  /** The node's underlay address (the VXLAN packets' destination, host-gw's next hop). */
   publicIp: string;
+  /** The IPv6 subnet of a dual-stack flanneld key (`fd00:10:244:1::/64`), when there is one. */
+  ipv6SubnetText?: string;
+  /** `PublicIPv6`, when set. */
+  publicIpv6?: string;
   backendType: string;
   vni?: number;
   /** The node's VTEP MAC (its VXLAN device's address). */
@@ -76,6 +96,8 @@ export interface NodeAttrs {
   publicIp: string;
   vtepMac: string;
   vni: number;
+  /** What `BackendType` the lease says (default vxlan). */
+  backendType?: BackendType;
 }
 
 const bad = (msg: string) => new CniError(Code.InvalidConfig, msg);
@@ -154,11 +176,17 @@ function boundOf(v: unknown, key: string, net: Cidr, len: number, where: string)
   return ip;
 }
 
-function backendOf(v: unknown, where: string): NetworkConfig["backend"] {
+function backendOf(v: unknown, where: string): Backend {
   const b = isObject(v) ? v : {};
   const type = typeof b.Type === "string" ? b.Type : "vxlan";
-  if (type !== "vxlan") {
-    throw bad(`Invalid "Backend.Type" in ${where}: "${type}" (podplex serves "vxlan")`);
+  if (type !== "vxlan" && type !== "host-gw") {
+    throw bad(
+      `Invalid "Backend.Type" in ${where}: "${type}" (podplex serves "vxlan" and "host-gw")`,
+    );
+  }
+  const dr = b.DirectRouting ?? false;
+  if (typeof dr !== "boolean") {
+    throw bad(`Invalid "Backend.DirectRouting" in ${where}: ${JSON.stringify(dr)} is not a bool`);
   }
   const vni = b.VNI ?? 1;
   if (typeof vni !== "number" || !Number.isInteger(vni) || vni < 1 || vni > 0xffffff) {
@@ -168,7 +196,7 @@ function backendOf(v: unknown, where: string): NetworkConfig["backend"] {
   if (typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535) {
     throw bad(`Invalid "Backend.Port" in ${where}: ${JSON.stringify(port)} is not a UDP port`);
   }
-  return { type, vni, port };
+  return { type, vni, port, directRouting: type === "vxlan" && dr };
 }
 
 /** The config JSON a node writes when etcd has none (flannel's field names). */
@@ -177,10 +205,17 @@ export function networkConfigJson(c: {
   subnetLen?: number;
   vni: number;
   port: number;
+  backend?: BackendType;
+  directRouting?: boolean;
 }): string {
   const out: Record<string, unknown> = { Network: c.network };
   if (c.subnetLen) out.SubnetLen = c.subnetLen;
-  out.Backend = { Type: "vxlan", VNI: c.vni, Port: c.port };
+  out.Backend = c.backend === "host-gw" ? { Type: "host-gw" } : {
+    Type: "vxlan",
+    VNI: c.vni,
+    Port: c.port,
+    ...(c.directRouting ? { DirectRouting: true } : {}),
+  };
   return JSON.stringify(out);
 }
 
@@ -213,7 +248,8 @@ export function subnetOf(network: IP, len: number): Cidr {
   return { ip: network, network, prefix: len, family: 4 };
 }
 
-const KEY_RE = /\/subnets\/(\d{1,3}(?:\.\d{1,3}){3})-(\d{1,2})$/;
+/** flannel's MakeSubnetKey: `10.244.1.0-24`, dual stack `10.244.1.0-24&fd00:10:244:1::-64`. */
+const KEY_RE = /\/subnets\/(\d{1,3}(?:\.\d{1,3}){3})-(\d{1,2})(?:&([0-9a-f:]+)-(\d{1,3}))?$/;
 
 /** A lease from its etcd key and value; undefined for a key or value that is not one. */
 export function parseLease(kv: KeyValue): SubnetLease | undefined {
@@ -236,6 +272,14 @@ export function parseLease(kv: KeyValue): SubnetLease | undefined {
     leaseId: kv.lease,
     modRevision: kv.modRevision,
   };
+  if (m![3]) {
+    const sn6 = tryParseCidr(`${m![3]}/${m![4]}`);
+    if (!sn6 || sn6.family !== 6 || sn6.network.value !== sn6.ip.value) return undefined;
+    lease.ipv6SubnetText = formatCidr(sn6.network, sn6.prefix);
+  }
+  if (typeof j.PublicIPv6 === "string" && tryParseIp(j.PublicIPv6)?.family === 6) {
+    lease.publicIpv6 = j.PublicIPv6;
+  }
   const data = isObject(j.BackendData) ? j.BackendData : {};
   if (typeof data.VNI === "number") lease.vni = data.VNI;
   if (typeof data.VtepMAC === "string") lease.vtepMac = data.VtepMAC.toLowerCase();
@@ -245,17 +289,19 @@ export function parseLease(kv: KeyValue): SubnetLease | undefined {
 
 /** The value a node puts in its lease. */
 export function leaseValue(a: NodeAttrs): string {
+  // host-gw publishes no BackendData (flannel's route backends marshal none either).
   return JSON.stringify({
     PublicIP: a.publicIp,
     PublicIPv6: null,
-    BackendType: "vxlan",
-    BackendData: { VNI: a.vni, VtepMAC: a.vtepMac },
+    BackendType: a.backendType ?? "vxlan",
+    ...(a.backendType === "host-gw" ? {} : { BackendData: { VNI: a.vni, VtepMAC: a.vtepMac } }),
     PodplexNode: a.node,
   });
 }
 
 /** Whether a lease already says what `a` would publish. */
 export function sameAttrs(l: SubnetLease, a: NodeAttrs): boolean {
-  return l.publicIp === a.publicIp && l.vtepMac === a.vtepMac.toLowerCase() && l.vni === a.vni &&
-    l.node === a.node && l.backendType === "vxlan";
+  const type = a.backendType ?? "vxlan";
+  if (l.publicIp !== a.publicIp || l.node !== a.node || l.backendType !== type) return false;
+  return type === "host-gw" || (l.vtepMac === a.vtepMac.toLowerCase() && l.vni === a.vni);
 }

@@ -5,6 +5,7 @@ import { parseClusterNetConf } from "./conf.ts";
 import {
   freeSubnets,
   leaseValue,
+  networkConfigJson,
   parseLease,
   parseNetworkConfig,
   sameAttrs,
@@ -13,6 +14,7 @@ import {
 } from "./network.ts";
 import { formatSubnetEnv, parseSubnetEnv } from "./subnet_env.ts";
 import { delegateConf, parseFlannelConf } from "./flannel.ts";
+import { planPeers } from "./direct.ts";
 
 const codeOf = (fn: () => unknown): { code: number; msg: string } => {
   try {
@@ -29,7 +31,7 @@ Deno.test("network config: flannel's defaults (SubnetLen 24, the first subnet sk
   assert.equal(c.subnetLen, 24);
   assert.equal(formatIp(c.subnetMin), "10.244.1.0");
   assert.equal(formatIp(c.subnetMax), "10.244.255.0");
-  assert.deepEqual(c.backend, { type: "vxlan", vni: 1, port: 8472 });
+  assert.deepEqual(c.backend, { type: "vxlan", vni: 1, port: 8472, directRouting: false });
   // A /24 network: subnets of /26, four of them, the first never handed out.
   const small = parseNetworkConfig(
     { Network: "10.9.9.0/24", Backend: { VNI: 7, Port: 4789 } },
@@ -41,7 +43,39 @@ Deno.test("network config: flannel's defaults (SubnetLen 24, the first subnet sk
     "10.9.9.128/26",
     "10.9.9.192/26",
   ]);
-  assert.deepEqual(small.backend, { type: "vxlan", vni: 7, port: 4789 });
+  assert.deepEqual(small.backend, { type: "vxlan", vni: 7, port: 4789, directRouting: false });
+});
+
+Deno.test("network config: flannel's host-gw and vxlan DirectRouting backends", () => {
+  const hg = parseNetworkConfig({ Network: "10.244.0.0/16", Backend: { Type: "host-gw" } }, "t");
+  assert.equal(hg.backend.type, "host-gw");
+  assert.equal(hg.backend.directRouting, false);
+  const dr = parseNetworkConfig(
+    { Network: "10.244.0.0/16", Backend: { Type: "vxlan", DirectRouting: true } },
+    "t",
+  );
+  assert.deepEqual(dr.backend, { type: "vxlan", vni: 1, port: 8472, directRouting: true });
+  // What a node writes when etcd has no config: flannel's names, read back the same.
+  const written = JSON.parse(networkConfigJson({
+    network: "10.244.0.0/16",
+    vni: 1,
+    port: 8472,
+    directRouting: true,
+  }));
+  assert.deepEqual(written.Backend, { Type: "vxlan", VNI: 1, Port: 8472, DirectRouting: true });
+  assert.deepEqual(
+    JSON.parse(networkConfigJson({ network: "10.9.0.0/16", vni: 1, port: 1, backend: "host-gw" })),
+    { Network: "10.9.0.0/16", Backend: { Type: "host-gw" } },
+  );
+  const conf = (extra: Record<string, unknown>) =>
+    parseClusterNetConf({ name: "c", etcdEndpoints: "http://e:2379", node: "n", ...extra });
+  assert.equal(conf({ backend: "host-gw" }).backend, "host-gw");
+  assert.equal(conf({}).backend, "vxlan");
+  assert.match(codeOf(() => conf({ backend: "udp" })).msg, /Invalid "backend": "udp"/);
+  assert.match(
+    codeOf(() => conf({ backend: "host-gw", directRouting: true })).msg,
+    /Invalid "directRouting"/,
+  );
 });
 
 Deno.test("network config: bad values are code 7 naming the key and the place", () => {
@@ -53,7 +87,11 @@ Deno.test("network config: bad values are code 7 naming the key and the place", 
       { Network: "10.0.0.0/16", SubnetMin: "10.0.0.7" },
       /"SubnetMin" in t: "10.0.0.7" is not on a \/24/,
     ],
-    [{ Network: "10.0.0.0/16", Backend: { Type: "host-gw" } }, /"Backend.Type" in t: "host-gw"/],
+    [{ Network: "10.0.0.0/16", Backend: { Type: "udp" } }, /"Backend.Type" in t: "udp"/],
+    [
+      { Network: "10.0.0.0/16", Backend: { DirectRouting: "yes" } },
+      /"Backend.DirectRouting" in t: "yes" is not a bool/,
+    ],
     [{ Network: "10.0.0.0/16", EnableIPv6: true }, /"EnableIPv6" in t: .* IPv4 only/],
     ["x", /not a JSON object/],
   ];
@@ -98,6 +136,35 @@ Deno.test("a lease round-trips through flannel's key and value layout", () => {
   const flanneld = `{"PublicIP":"192.168.64.3","PublicIPv6":null,"BackendType":"vxlan",` +
     `"BackendData":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:44"}}`;
   assert.equal(parseLease({ ...kv, value: flanneld })?.node, undefined);
+  // A host-gw lease: no BackendData, and its MAC does not matter.
+  const hg = { ...attrs, backendType: "host-gw" as const };
+  assert.deepEqual(JSON.parse(leaseValue(hg)), {
+    PublicIP: "10.0.0.5",
+    PublicIPv6: null,
+    BackendType: "host-gw",
+    PodplexNode: "n1",
+  });
+  const hl = parseLease({ ...kv, value: leaseValue(hg) })!;
+  assert.equal(hl.backendType, "host-gw");
+  assert.ok(sameAttrs(hl, { ...hg, vtepMac: "02:00:00:00:00:09" }));
+  assert.ok(!sameAttrs(l, hg), "a vxlan lease is not what a host-gw node publishes");
+  // A dual-stack flanneld key (MakeSubnetKey's `&`) is read by its IPv4 subnet.
+  const ds = parseLease({
+    ...kv,
+    key: "/coreos.com/network/subnets/10.244.7.0-24&fd00:10:244:7::-64",
+    value: `{"PublicIP":"192.168.64.3","PublicIPv6":"fd00:64::3","BackendType":"vxlan",` +
+      `"BackendData":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:44"},` +
+      `"BackendV6Data":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:45"}}`,
+  })!;
+  assert.equal(ds.subnetText, "10.244.7.0/24");
+  assert.equal(ds.ipv6SubnetText, "fd00:10:244:7::/64");
+  assert.equal(ds.publicIpv6, "fd00:64::3");
+  assert.equal(ds.vtepMac, "c6:d2:32:6f:8f:44");
+  assert.equal(
+    parseLease({ ...kv, key: "/coreos.com/network/subnets/10.244.7.0-24&fd00:10:244:7::1-64" }),
+    undefined,
+    "the v6 part must be a network address",
+  );
   assert.equal(parseLease({ ...kv, value: "{" }), undefined);
   assert.equal(parseLease({ ...kv, key: "/coreos.com/network/subnets/10.244.3.7-24" }), undefined);
 });
@@ -215,4 +282,49 @@ Deno.test("cluster conf: defaults, and bad fields are code 7 naming them", () =>
     assert.equal(e.code, 7, e.msg);
     assert.match(e.msg, re);
   }
+});
+
+Deno.test("peers: host-gw routes on-segment peers and refuses the others; DirectRouting", () => {
+  const lease = (sn: string, ip: string, node: string, type = "vxlan") =>
+    parseLease({
+      key: `/p/subnets/${sn.replace("/", "-")}`,
+      value: JSON.stringify({
+        PublicIP: ip,
+        BackendType: type,
+        ...(type === "vxlan"
+          ? { BackendData: { VNI: 1, VtepMAC: "02:00:00:00:00:0" + node } }
+          : {}),
+        PodplexNode: `n${node}`,
+      }),
+      createRevision: 1,
+      modRevision: 1,
+      version: 1,
+      lease: "1",
+    })!;
+  const same = (ip: string) => ip.startsWith("10.0.0.");
+  const self = { node: "n1", ownSubnet: "10.244.1.0/24" };
+  const hostGw = { type: "host-gw" as const, vni: 1, port: 8472, directRouting: false };
+  const hg = planPeers(
+    [
+      lease("10.244.1.0/24", "10.0.0.1", "1", "host-gw"),
+      lease("10.244.2.0/24", "10.0.0.2", "2", "host-gw"),
+      lease("10.244.3.0/24", "10.9.0.3", "3", "host-gw"),
+      lease("10.244.4.0/24", "10.0.0.4", "4", "vxlan"),
+    ],
+    hostGw,
+    self,
+    same,
+  );
+  assert.deepEqual(hg.direct, [{ subnet: "10.244.2.0/24", via: "10.0.0.2" }]);
+  assert.deepEqual(hg.vxlan, []);
+  assert.equal(hg.refused.length, 1);
+  assert.match(hg.refused[0], /10\.244\.3\.0\/24 of node "n3": its PublicIP 10\.9\.0\.3 is not/);
+  const vx = { type: "vxlan" as const, vni: 1, port: 8472, directRouting: true };
+  const leases = [lease("10.244.2.0/24", "10.0.0.2", "2"), lease("10.244.3.0/24", "10.9.0.3", "3")];
+  const dr = planPeers(leases, vx, self, same);
+  assert.deepEqual(dr.direct, [{ subnet: "10.244.2.0/24", via: "10.0.0.2" }]);
+  assert.deepEqual(dr.vxlan.map((e) => e.subnet), ["10.244.3.0/24"]);
+  const plain = planPeers(leases, { ...vx, directRouting: false }, self, same);
+  assert.deepEqual(plain.direct, []);
+  assert.equal(plain.vxlan.length, 2);
 });

@@ -20,6 +20,9 @@ export interface NodeState {
   /** The node's subnet (`10.244.3.0/24`). */
   subnet: string;
   publicIp: string;
+  /** The backend (`vxlan`, `host-gw`; absent in a state written before host-gw). */
+  backend?: string;
+  /** The VTEP ("" for host-gw). */
   vtepName: string;
   vtepMac: string;
   vni: number;

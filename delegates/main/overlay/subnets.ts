@@ -20,6 +20,7 @@ import { CniError, Code } from "../../../conf/errors.ts";
 import { formatCidr, tryParseCidr } from "../../../conf/ip.ts";
 import { cniError, type EtcdClient } from "../../_shared/etcd/client.ts";
 import {
+  type BackendType,
   configKey,
   freeSubnets,
   leaseValue,
@@ -48,6 +49,8 @@ export interface ConfigSeed {
   subnetLen?: number;
   vni: number;
   port: number;
+  backend?: BackendType;
+  directRouting?: boolean;
 }
 
 /** Options of {@linkcode acquireSubnet}. */
