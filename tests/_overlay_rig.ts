@@ -5,7 +5,7 @@
  * and `podplex serve` daemon when started), pods (a netns each) ADDed by `bin/podplex` run
  * inside their node's netns as kubelet would.
  *
- * Names start with `ppf`. Everything is removed on dispose, daemons killed, even on failure.
+ * Names start with `ppf` (or `pp<tag>` with `tag`). Everything is removed on dispose, daemons killed, even on failure.
  *
  * @module
  */
@@ -53,6 +53,10 @@ export interface OverlayRigOptions {
   conf?: Record<string, unknown> | ((dir: string) => Record<string, unknown>);
   /** Only some nodes' etcd endpoints: members by node index (default: all members). */
   endpointsOf?: (node: number) => number[];
+  /** The name tag after `pp` (default `f`: the pre-existing tests' names). */
+  tag?: string;
+  /** The underlay's first two octets (default `10.212`). */
+  underlayBase?: string;
 }
 
 /** One simulated node. */
@@ -90,6 +94,9 @@ export class OverlayRig implements AsyncDisposable {
   readonly #underlay: string;
   readonly #o: OverlayRigOptions;
   readonly #octet: number;
+  readonly #tag: string;
+  /** `10.212.<r>`: the underlay's /24. */
+  readonly net24: string;
 
   private constructor(
     etcd: EtcdCluster,
@@ -102,24 +109,28 @@ export class OverlayRig implements AsyncDisposable {
     this.dir = dir;
     this.#underlay = underlay;
     this.#octet = octet;
-    this.hostIp = `10.212.${octet}.1`;
+    this.#tag = o.tag ?? "f";
+    this.net24 = `${o.underlayBase ?? "10.212"}.${octet}`;
+    this.hostIp = `${this.net24}.1`;
     this.#o = o;
     this.client = new EtcdClient({ endpoints: etcd.endpoints, totalTimeoutMs: 10000 });
   }
 
   /** Starts etcd, the underlay and the nodes (no daemon yet). */
   static async start(o: OverlayRigOptions = {}): Promise<OverlayRig> {
-    const dir = await Deno.makeTempDir({ prefix: "ppf-rig-" });
+    const tag = o.tag ?? "f";
+    const base = o.underlayBase ?? "10.212";
+    const dir = await Deno.makeTempDir({ prefix: `pp${tag}-rig-` });
     const octet = 1 + Math.floor(Math.random() * 250);
-    const underlay = ppName("fu");
+    const underlay = ppName(`${tag}u`);
     await run("ip", "link", "add", underlay, "type", "bridge");
     let etcd: EtcdCluster | undefined;
     try {
-      await run("ip", "addr", "add", `10.212.${octet}.1/24`, "dev", underlay);
+      await run("ip", "addr", "add", `${base}.${octet}.1/24`, "dev", underlay);
       await run("ip", "link", "set", underlay, "up");
       etcd = await startEtcd({
         members: o.members ?? 1,
-        clientHosts: [`10.212.${octet}.1`],
+        clientHosts: [`${base}.${octet}.1`],
         portRange: [23900, 23999],
       });
       const rig = new OverlayRig(etcd, dir, underlay, octet, o);
@@ -158,12 +169,12 @@ export class OverlayRig implements AsyncDisposable {
     const index = this.nodes.length;
     const name = `node${index}`;
     const dir = `${this.dir}/${name}`;
-    const ns = ppName(`fn${index}`);
+    const ns = ppName(`${this.#tag}n${index}`);
     const node: OverlayNode = {
       index,
       name,
       ns,
-      ip: `10.212.${this.#octet}.${10 + index}`,
+      ip: `${this.net24}.${10 + index}`,
       dir,
       clusterConf: `${dir}/nets/default/cluster.json`,
       podplexConf: `${dir}/podplex.conflist`,
@@ -173,7 +184,7 @@ export class OverlayRig implements AsyncDisposable {
     this.nodes.push(node); // before it exists: dispose removes a half-made node too
     await run("ip", "netns", "add", ns);
     await run("ip", "-n", ns, "link", "set", "lo", "up");
-    const host = ppName("fv");
+    const host = ppName(`${this.#tag}v`);
     await run("ip", "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", ns);
     await run("ip", "link", "set", host, "master", this.#underlay, "up");
     await run("ip", "-n", ns, "addr", "add", `${node.ip}/24`, "dev", "eth0");
@@ -280,7 +291,7 @@ export class OverlayRig implements AsyncDisposable {
 
   /** A pod netns (removed at dispose), for a CNI call made by the test. */
   async addPodNetns(): Promise<string> {
-    const ns = ppName("fp");
+    const ns = ppName(`${this.#tag}p`);
     await run("ip", "netns", "add", ns);
     this.pods.push({ id: "", ns, node: -1, ip: "" });
     return ns;
@@ -293,9 +304,9 @@ export class OverlayRig implements AsyncDisposable {
 
   /** Makes a pod on node `i` (netns + ADD); returns it with its eth0 address. */
   async addPod(i: number): Promise<OverlayPod> {
-    const ns = ppName("fp");
+    const ns = ppName(`${this.#tag}p`);
     await run("ip", "netns", "add", ns);
-    const pod: OverlayPod = { id: `ppf${ns.slice(4)}n${i}`, ns, node: i, ip: "" };
+    const pod: OverlayPod = { id: `pp${this.#tag}${ns.slice(4)}n${i}`, ns, node: i, ip: "" };
     this.pods.push(pod);
     const r = await this.cni("ADD", pod, i);
     if (r.code !== 0) throw new Error(`ADD on ${this.nodes[i].name} failed: ${r.text}${r.stderr}`);
