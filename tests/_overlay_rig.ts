@@ -95,6 +95,7 @@ export class OverlayRig implements AsyncDisposable {
   readonly #o: OverlayRigOptions;
   readonly #octet: number;
   readonly #tag: string;
+  #router: { ns: string; bridge: string; seg: string } | undefined;
   /** `10.212.<r>`: the underlay's /24. */
   readonly net24: string;
 
@@ -164,8 +165,38 @@ export class OverlayRig implements AsyncDisposable {
     };
   }
 
+  /**
+   * Adds a node beyond a router: a router netns (made once) on the underlay at `.2`, with a
+   * second segment behind it (`<base>.<r+1>.0/24`, a bridge in the router) where the node's
+   * eth0 is; the on-segment nodes and the host route that segment via the router.
+   */
+  async addRoutedNode(): Promise<OverlayNode> {
+    const seg = `${this.net24.replace(/\.\d+$/, "")}.${this.#octet + 1}`;
+    if (!this.#router) {
+      const r = ppName(`${this.#tag}r`);
+      this.#router = { ns: r, bridge: "br1", seg };
+      await run("ip", "netns", "add", r);
+      const host = ppName(`${this.#tag}v`);
+      await run("ip", "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", r);
+      await run("ip", "link", "set", host, "master", this.#underlay, "up");
+      await run("ip", "-n", r, "addr", "add", `${this.net24}.2/24`, "dev", "eth0");
+      await run("ip", "-n", r, "link", "set", "eth0", "up");
+      await run("ip", "-n", r, "link", "add", "br1", "type", "bridge");
+      await run("ip", "-n", r, "addr", "add", `${seg}.1/24`, "dev", "br1");
+      await run("ip", "-n", r, "link", "set", "br1", "up");
+      await run("ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1");
+      // The host (etcd's side) reaches the segment via the router; the route goes with the
+      // underlay bridge at dispose.
+      await run("ip", "route", "add", `${seg}.0/24`, "via", `${this.net24}.2`);
+      for (const n of this.nodes) {
+        await run("ip", "-n", n.ns, "route", "add", `${seg}.0/24`, "via", `${this.net24}.2`);
+      }
+    }
+    return await this.addNode(this.#router);
+  }
+
   /** Adds a node (netns, underlay address, confs); returns it. */
-  async addNode(): Promise<OverlayNode> {
+  async addNode(behind?: { ns: string; bridge: string; seg: string }): Promise<OverlayNode> {
     const index = this.nodes.length;
     const name = `node${index}`;
     const dir = `${this.dir}/${name}`;
@@ -174,7 +205,7 @@ export class OverlayRig implements AsyncDisposable {
       index,
       name,
       ns,
-      ip: `${this.net24}.${10 + index}`,
+      ip: `${behind?.seg ?? this.net24}.${10 + index}`,
       dir,
       clusterConf: `${dir}/nets/default/cluster.json`,
       podplexConf: `${dir}/podplex.conflist`,
@@ -186,9 +217,25 @@ export class OverlayRig implements AsyncDisposable {
     await run("ip", "-n", ns, "link", "set", "lo", "up");
     const host = ppName(`${this.#tag}v`);
     await run("ip", "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", ns);
-    await run("ip", "link", "set", host, "master", this.#underlay, "up");
+    if (behind) {
+      await run("ip", "link", "set", host, "netns", behind.ns);
+      await run("ip", "-n", behind.ns, "link", "set", host, "master", behind.bridge, "up");
+    } else await run("ip", "link", "set", host, "master", this.#underlay, "up");
     await run("ip", "-n", ns, "addr", "add", `${node.ip}/24`, "dev", "eth0");
     await run("ip", "-n", ns, "link", "set", "eth0", "up");
+    if (behind) await run("ip", "-n", ns, "route", "add", "default", "via", `${behind.seg}.1`);
+    else if (this.#router) {
+      await run(
+        "ip",
+        "-n",
+        ns,
+        "route",
+        "add",
+        `${this.#router.seg}.0/24`,
+        "via",
+        `${this.net24}.2`,
+      );
+    }
     await Deno.mkdir(`${dir}/nets/default`, { recursive: true });
     await Deno.writeTextFile(node.clusterConf, JSON.stringify(this.confOf(index, name, dir)));
     await Deno.writeTextFile(
@@ -400,6 +447,7 @@ export class OverlayRig implements AsyncDisposable {
     this.client.close();
     for (const p of this.pods) await tryRun("ip", "netns", "delete", p.ns);
     for (const n of this.nodes) await tryRun("ip", "netns", "delete", n.ns);
+    if (this.#router) await tryRun("ip", "netns", "delete", this.#router.ns);
     await tryRun("ip", "link", "del", this.#underlay);
     await this.etcd.stop();
     await Deno.remove(this.dir, { recursive: true }).catch(() => {});

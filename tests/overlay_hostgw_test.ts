@@ -106,3 +106,43 @@ Deno.test({
     assert.ok(await rig.ping(pods[0], pods[1].ip, 1));
   },
 });
+
+Deno.test({
+  name: "cluster network vxlan DirectRouting: two nodes on one segment route to each other " +
+    "directly, the third (beyond a router netns) is reached over VXLAN; pods ping across both",
+  ignore,
+  async fn() {
+    await using rig = await OverlayRig.start({
+      nodes: 2,
+      tag: "g",
+      underlayBase: "10.168",
+      network: NETWORK,
+      conf: { directRouting: true, leaseTtlSec: 30, resyncSec: 60 },
+    });
+    await rig.addRoutedNode();
+    for (let i = 0; i < 3; i++) await rig.startAgent(i);
+    const pods = [await rig.addPod(0), await rig.addPod(1), await rig.addPod(2)];
+    const config = await rig.client.range(`${PREFIX}/config`);
+    assert.equal(JSON.parse(config.kvs[0].value).Backend.DirectRouting, true);
+    const leases = await rig.leases();
+    const by = (i: number) => leases.find((l) => l.node === rig.nodes[i].name)!;
+    const route = (i: number) => `${by(i).subnetText} via ${rig.nodes[i].ip}`;
+    // On the shared segment: a route via the peer, no VTEP entries for it.
+    assert.deepEqual(routesOf(rig, 0), [route(1)]);
+    assert.deepEqual(routesOf(rig, 1), [route(0)]);
+    for (const i of [0, 1]) {
+      const vx = rig.overlay(i);
+      assert.deepEqual(
+        vx.routes,
+        [`${by(2).subnetText} via ${by(2).subnetText.split("/")[0]}`],
+        `node${i}: only node2 over VXLAN`,
+      );
+      assert.deepEqual(vx.fdb, [`${by(2).vtepMac} dst ${rig.nodes[2].ip}`]);
+    }
+    // Beyond the router: everything over VXLAN.
+    assert.deepEqual(routesOf(rig, 2), []);
+    assert.deepEqual(rig.overlay(2), rig.expected(2, leases));
+    assert.equal(rig.overlay(2).routes.length, 2);
+    await pingAll(rig, pods);
+  },
+});
