@@ -9,17 +9,19 @@
  * @module
  */
 import { CniError, Code } from "../conf/errors.ts";
-import { formatCidr } from "../conf/ip.ts";
+import { type Cidr, formatCidr } from "../conf/ip.ts";
 import { resolveClusterNetwork } from "../meta/networks.ts";
 import { Netlink } from "../ffi/mod.ts";
 import { EtcdClient } from "../delegates/_shared/etcd/client.ts";
 import { clusterNetConfOf, loadClusterNetConf } from "../delegates/main/overlay/agent.ts";
 import { type ClusterNetConf, etcdOptions } from "../delegates/main/overlay/conf.ts";
 import { removeMasq } from "../delegates/main/overlay/masq.ts";
-import type { SubnetLease } from "../delegates/main/overlay/network.ts";
+import type { Backend, SubnetLease } from "../delegates/main/overlay/network.ts";
+import { onSegment, planPeers, readDirectRoutes } from "../delegates/main/overlay/direct.ts";
+import { resolveUnderlay } from "../delegates/main/overlay/join.ts";
 import { agentAlive, readNodeState, stateFile } from "../delegates/main/overlay/node_state.ts";
 import { readView } from "../delegates/main/overlay/subnets.ts";
-import { desiredEntries, readOverlay } from "../delegates/main/overlay/sync.ts";
+import { readOverlay } from "../delegates/main/overlay/sync.ts";
 import { loadStandaloneConfig, localResolver } from "./_config.ts";
 import { UsageError } from "./_args.ts";
 import { out, printJson, table } from "./_output.ts";
@@ -66,11 +68,11 @@ export async function clusterConf(network?: string, config?: string): Promise<Cl
 /** Reads every lease with its TTL and what this node's kernel has for it. */
 export async function listNodes(
   c: ClusterNetConf,
-): Promise<{ network: string; vni: number; nodes: NodeView[] }> {
+): Promise<{ network: string; vni: number; backend: Backend; nodes: NodeView[] }> {
   const etcd = new EtcdClient(await etcdOptions(c));
   try {
     const view = await readView(etcd, c.prefix);
-    const here = programmedHere(c, view.leases, view.config.backend.vni);
+    const here = programmedHere(c, view.leases, view.config.backend, view.config.network);
     const nodes = await Promise.all(view.leases.map(async (l): Promise<NodeView> => {
       const v: NodeView = {
         node: l.node ?? `(flannel ${l.publicIp})`,
@@ -88,30 +90,51 @@ export async function listNodes(
         const granted = Number(j.grantedTTL ?? 0);
         if (v.ttl >= 0 && granted > 0) v.renewedAgo = granted - v.ttl;
       }
-      if (!v.self && here) v.programmed = here.has(l.key);
+      if (!v.self && here?.has(l.key)) v.programmed = here.get(l.key);
       return v;
     }));
     const n = view.config.network;
-    return { network: formatCidr(n.network, n.prefix), vni: view.config.backend.vni, nodes };
+    const b = view.config.backend;
+    return { network: formatCidr(n.network, n.prefix), vni: b.vni, backend: b, nodes };
   } finally {
     etcd.close();
   }
 }
 
-/** The keys of the leases whose three entries this netns's VTEP holds (undefined: no VTEP). */
-function programmedHere(c: ClusterNetConf, leases: SubnetLease[], vni: number) {
+/**
+ * Per lease this node should program, whether the kernel has it: the VTEP's route, neighbour
+ * and FDB entry (vxlan), or the underlay's route via the peer (host-gw, DirectRouting).
+ * Undefined when this netns has neither the VTEP nor the underlay.
+ */
+function programmedHere(
+  c: ClusterNetConf,
+  leases: SubnetLease[],
+  backend: Backend,
+  network: Cidr,
+): Map<string, boolean> | undefined {
   using nl = Netlink.open();
+  let underlay: number | undefined;
+  try {
+    underlay = resolveUnderlay(nl, c).link.index;
+  } catch { /* not on a node */ }
   const vtep = nl.getLink(c.vtepName!);
-  if (!vtep) return undefined;
-  const have = readOverlay(nl, vtep.index);
-  const done = new Set<string>();
+  if (backend.type === "host-gw" ? underlay === undefined : !vtep) return undefined;
+  const same = (ip: string) => underlay !== undefined && onSegment(nl, underlay, ip);
+  const plan = planPeers(leases, backend, { node: c.node }, same);
+  const have = vtep ? readOverlay(nl, vtep.index) : { routes: [], neighbours: [], fdb: [] };
+  const direct = underlay === undefined ? [] : readDirectRoutes(nl, underlay, network);
+  const done = new Map<string, boolean>();
   for (const l of leases) {
-    const [e] = desiredEntries([l], vni, { node: c.node });
-    if (!e) continue;
-    const ok = have.routes.includes(`${e.subnet} via ${e.gw}`) &&
-      have.neighbours.includes(`${e.gw} ${e.mac}`) &&
-      have.fdb.includes(`${e.mac} dst ${e.publicIp}`);
-    if (ok) done.add(l.key);
+    const e = plan.vxlan.find((x) => x.subnet === l.subnetText);
+    const d = plan.direct.find((x) => x.subnet === l.subnetText);
+    if (e) {
+      done.set(
+        l.key,
+        have.routes.includes(`${e.subnet} via ${e.gw}`) &&
+          have.neighbours.includes(`${e.gw} ${e.mac}`) &&
+          have.fdb.includes(`${e.mac} dst ${e.publicIp}`),
+      );
+    } else if (d) done.set(l.key, direct.includes(`${d.subnet} via ${d.via}`));
   }
   return done;
 }
@@ -130,9 +153,13 @@ export async function printNodes(c: ClusterNetConf, json: boolean): Promise<numb
     n.vtepMac,
     n.lease === "0" ? "reserved" : n.ttl < 0 ? "expired" : `${n.ttl}s`,
     n.renewedAgo === undefined ? "-" : `${n.renewedAgo}s ago`,
-    n.self ? "-" : n.programmed === undefined ? "no VTEP here" : n.programmed ? "yes" : "MISSING",
+    n.self ? "-" : n.programmed === undefined ? "not here" : n.programmed ? "yes" : "MISSING",
   ]);
-  out(`cluster network ${r.network}, VXLAN VNI ${r.vni}, ${r.nodes.length} node(s)\n`);
+  const b = r.backend;
+  const how = b.type === "host-gw"
+    ? "host-gw"
+    : `VXLAN VNI ${r.vni}${b.directRouting ? ", DirectRouting" : ""}`;
+  out(`cluster network ${r.network}, ${how}, ${r.nodes.length} node(s)\n`);
   out(table(["NODE", "SUBNET", "PUBLIC IP", "VTEP MAC", "TTL", "RENEWED", "ENTRIES HERE"], rows));
   return 0;
 }

@@ -77,6 +77,13 @@ Deno.test({
     // Pod to pod is routed, not NATed: the receiver sees the sender's pod address.
     assert.equal(await rig.sourceSeen(pods[0].ns, pods[2].ns, pods[2].ip), pods[0].ip);
 
+    // `podplex net nodes` says host-gw and finds each peer's route on this node.
+    const nodes = await rig.podplex(0, "net", "nodes", "--config", rig.nodes[0].podplexConf);
+    assert.equal(nodes.code, 0, nodes.err);
+    assert.match(nodes.out, /, host-gw, 3 node\(s\)/);
+    assert.match(nodes.out, /node1 .* yes/);
+    assert.match(nodes.out, /node2 .* yes/);
+
     // A host-gw lease whose PublicIP is on another segment: refused by name, never routed.
     const off = `${PREFIX}/subnets/10.167.200.0-24`;
     await rig.client.put(
