@@ -13,7 +13,7 @@ import { type Cidr, formatCidr } from "../conf/ip.ts";
 import { resolveClusterNetwork } from "../meta/networks.ts";
 import { Netlink } from "../ffi/mod.ts";
 import { EtcdClient } from "../delegates/_shared/etcd/client.ts";
-import { clusterNetConfOf, loadClusterNetConf } from "../delegates/main/overlay/agent.ts";
+import { clusterNetConfOf, loadClusterNetConf } from "../controllers/overlay/conf_file.ts";
 import { type ClusterNetConf, etcdOptions } from "../delegates/main/overlay/conf.ts";
 import { removeMasq } from "../delegates/main/overlay/masq.ts";
 import type { Backend, SubnetLease } from "../delegates/main/overlay/network.ts";

@@ -23,6 +23,9 @@ import { type CallRecord, type Daemon, handle } from "./serve/daemon.ts";
 import { CallScheduler } from "./serve/gate.ts";
 import type { DynamicController } from "./serve/dynamic.ts";
 import { FrameBudget } from "./serve/frames.ts";
+import { listenPrivate, prepareSocketPath } from "./serve/socket.ts";
+import { type Controller, type ControllerContext, systemClock } from "../controllers/controller.ts";
+import { ControllerMetrics } from "../controllers/metrics.ts";
 
 /** Where the daemon listens unless `--socket` (or the client's PODPLEX_SOCKET) says otherwise. */
 export const DEFAULT_SOCKET = PROTOCOL.defaultSocket;
@@ -71,54 +74,6 @@ export function readBuildId(): string {
     return id || PROTOCOL.devBuild;
   } catch {
     return PROTOCOL.devBuild;
-  }
-}
-
-/** Whether something answers on a unix socket path. */
-async function answers(path: string): Promise<boolean> {
-  try {
-    (await Deno.connect({ transport: "unix", path })).close();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * Prepares the socket's directory (created 0700 when missing) and removes a stale socket.
- *
- * @throws {Error} when a daemon already answers there, or the path is not a socket
- */
-async function prepareSocketPath(path: string): Promise<void> {
-  const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) || "/" : ".";
-  try {
-    Deno.statSync(dir);
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-    Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    Deno.chmodSync(dir, 0o700); // mkdir's mode is filtered by the umask
-  }
-  let info: Deno.FileInfo;
-  try {
-    info = Deno.lstatSync(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return;
-    throw e;
-  }
-  if (!info.isSocket) throw new Error(`Cannot listen on "${path}": it exists and is not a socket`);
-  if (await answers(path)) {
-    throw new Error(`Cannot listen on "${path}": another podplex serve answers there`);
-  }
-  Deno.removeSync(path);
-}
-
-/** Binds the socket with mode 0600 from the start (umask), so no client sees it wider. */
-function listenPrivate(path: string): Deno.UnixListener {
-  const old = Deno.umask(0o177);
-  try {
-    return Deno.listen({ transport: "unix", path });
-  } finally {
-    Deno.umask(old);
   }
 }
 
@@ -182,13 +137,17 @@ async function run(args: ServeArgs, root: Root, stop: AbortSignal): Promise<numb
   const cache = createFileCache();
   const daemonRoot = root = createRoot(daemonRootOptions(args, cache, view));
   services.push({ close: () => Promise.resolve(daemonRoot.close()) });
+  const controllerMetrics = new ControllerMetrics();
+  const base: ControllerContext = {
+    clock: systemClock,
+    log: (l) => say(`podplex serve: ${l}\n`),
+    metrics: controllerMetrics,
+  };
   let listener: Deno.UnixListener;
   try {
     await prepareSocketPath(args.socket);
-    services.push(await startDhcpKeeper(args.dhcp, args.socket));
     await root.meta(); // loaded before the first call, not by it
-    if (args.ipam) services.push(await startClusterIpam(args.ipam));
-    if (args.cluster.length) services.push(await startClusterNetwork(args.cluster));
+    for (const c of CONTROLLERS) if (c.on(args)) services.push(await c.start(args, base));
     listener = listenPrivate(args.socket);
   } catch (e) {
     say(`podplex serve: ${e instanceof Error ? e.message : e}\n`);
@@ -223,7 +182,7 @@ async function run(args: ServeArgs, root: Root, stop: AbortSignal): Promise<numb
   if (metrics && args.metrics) {
     const files = cache;
     services.push(serveMetrics(args.metrics, () =>
-      metrics.render({
+      controllerMetrics.render() + metrics.render({
         inFlight: () => d.scheduler.running,
         queued: () => d.scheduler.waiting,
         files: () => ({ ...files.stats, size: files.size }),
@@ -291,31 +250,54 @@ async function closeAll(services: Service[]): Promise<void> {
   for (const s of services.reverse()) await s.close().catch(() => {});
 }
 
-/** The dhcp IPAM's lease keeper (delegates/ipam/dhcp/keeper_server.ts). */
-async function startDhcpKeeper(flags: string[], socket: string): Promise<Service> {
-  const { startLeaseKeeper } = await import("../delegates/ipam/dhcp/keeper_server.ts");
-  return await startLeaseKeeper(flags, socket, (l) => say(`podplex serve: ${l}\n`));
+/** One controller of the daemon: the flag that turns it on, its context made from the flags. */
+interface ControllerRow {
+  flag: string;
+  on(args: ServeArgs): boolean;
+  start(args: ServeArgs, base: ControllerContext): Promise<Controller>;
 }
 
-/** The cluster IPAM's node side (cli/ipam.ts): block affinity lease + periodic reconcile. */
-async function startClusterIpam(file: string): Promise<Service> {
-  const log = (l: string) => say(`podplex serve: ${l}\n`);
-  return await (await import("./ipam.ts")).startIpamDaemon(file, log);
-}
-
-/** The node agents of podplex's cluster network (delegates/main/overlay/agent.ts). */
-async function startClusterNetwork(files: string[]): Promise<Service> {
-  const { startNodeAgents } = await import("../delegates/main/overlay/agent.ts");
-  const { nodePodCidrs } = await import("./_node_pod_cidr.ts");
-  const cidrs = nodePodCidrs();
-  try {
-    const agents = await startNodeAgents(files, (l) => say(`podplex serve: ${l}\n`), cidrs.source);
-    return { close: () => agents.stop().finally(cidrs.close) };
-  } catch (e) {
-    cidrs.close();
-    throw e;
-  }
-}
+/**
+ * The daemon's controllers (controllers/), started in this order before the daemon listens,
+ * closed in reverse after it drained. Each row turns flags into that controller's context;
+ * the controller itself reads no flag. Imported when used, so a daemon without one loads none
+ * of its code.
+ */
+const CONTROLLERS: ControllerRow[] = [
+  {
+    flag: "--dhcp-* (always on)", // the dhcp IPAM's lease keeper
+    on: () => true,
+    start: async (args, base) => {
+      const { startDhcp } = await import("../controllers/dhcp/keeper_server.ts");
+      const { parseKeeperFlags } = await import("./serve/dhcp_flags.ts");
+      return startDhcp({ ...base, settings: parseKeeperFlags(args.dhcp, args.socket) });
+    },
+  },
+  {
+    flag: "--ipam-network FILE", // the cluster IPAM's block affinity lease + reconcile
+    on: (args) => args.ipam !== undefined,
+    start: async (args, base) => {
+      const d = await (await import("./ipam.ts")).startIpamDaemon(args.ipam!, base.log);
+      return { name: "ipam", reconcile: () => Promise.resolve(), close: d.close };
+    },
+  },
+  {
+    flag: "--cluster-network FILE...", // node subnet lease + VTEP sync per cluster network
+    on: (args) => args.cluster.length > 0,
+    start: async (args, base) => {
+      const { startOverlay } = await import("../controllers/overlay/overlay.ts");
+      const { nodePodCidrs } = await import("./_node_pod_cidr.ts");
+      const cidrs = nodePodCidrs(); // the Kubernetes clients of kubeSubnetMgr confs
+      try {
+        const c = await startOverlay({ ...base, confFiles: args.cluster, podCidrs: cidrs.source });
+        return { ...c, close: () => c.close().finally(cidrs.close) };
+      } catch (e) {
+        cidrs.close();
+        throw e;
+      }
+    },
+  },
+];
 
 /**
  * Accepts connections until SIGINT or SIGTERM: then the daemon drains (a call that arrives

@@ -45,6 +45,11 @@ export class FakeClock implements Clock {
     });
   }
 
+  /** Moves time by `ms` without firing a timer (a suspended machine, a late timer). */
+  jump(ms: number): void {
+    this.#now += ms;
+  }
+
   /** Timers waiting (one per pending `after`/`sleep`, one per live `every`). */
   get pending(): number {
     return this.#timers.length;

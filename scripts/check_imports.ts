@@ -95,9 +95,6 @@ export const RESIDENT_PENDING: ReadonlySet<string> = new Set([
   "delegates/_shared/etcd/client.ts",
   "delegates/_shared/etcd/watch.ts",
   "delegates/ipam/cluster/affinity.ts",
-  "delegates/ipam/dhcp/keeper_server.ts",
-  "delegates/main/overlay/agent.ts",
-  "delegates/main/overlay/node_state.ts",
 ]);
 
 /** The resident loop a module of delegates/ starts, if any (a line of it, for the message). */

@@ -12,7 +12,10 @@ import { createRegistry } from "../delegates/runner/registry.ts";
 import { makeBridge } from "../delegates/main/bridge.ts";
 import { makeMacvlan } from "../delegates/main/macvlan.ts";
 import { dhcpIpam } from "../delegates/ipam/dhcp/dhcp.ts";
-import { type RunningKeeper, startLeaseKeeper } from "../delegates/ipam/dhcp/keeper_server.ts";
+import { type RunningKeeper, startDhcp } from "../controllers/dhcp/keeper_server.ts";
+import { systemClock } from "../controllers/controller.ts";
+import { ControllerMetrics } from "../controllers/metrics.ts";
+import { parseKeeperFlags } from "../cli/serve/dhcp_flags.ts";
 import type { PluginRequest } from "../delegates/types.ts";
 import type { CniResult } from "../conf/types.ts";
 import { type DhcpLan, haveDnsmasq, startLan, waitFor } from "./dhcp_lan.ts";
@@ -29,11 +32,15 @@ async function keeper(
   dir: string,
   timeouts = ["--dhcp-timeout", "3s", "--dhcp-resend-timeout", "15s"],
 ): Promise<RunningKeeper> {
-  return await startLeaseKeeper(
-    [...timeouts, "--dhcp-state-dir", `${dir}/leases`],
-    `${dir}/podplex.sock`,
-    () => {},
-  );
+  return await startDhcp({
+    settings: parseKeeperFlags(
+      [...timeouts, "--dhcp-state-dir", `${dir}/leases`],
+      `${dir}/podplex.sock`,
+    ),
+    clock: systemClock,
+    log: () => {},
+    metrics: new ControllerMetrics(),
+  });
 }
 
 type Kind = "macvlan" | "bridge";

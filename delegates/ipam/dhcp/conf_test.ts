@@ -8,7 +8,6 @@ import {
   parseOptionName,
   requestOptions,
 } from "./conf.ts";
-import { parseDuration, parseKeeperFlags } from "./keeper_server.ts";
 
 const net = (ipam: Record<string, unknown>) => ({
   cniVersion: "1.0.0",
@@ -87,21 +86,4 @@ Deno.test("parseOptionName() knows the reference's names", () => {
 Deno.test("clientId() is containerID/netName/ifName cut to 254 bytes (the reference's)", () => {
   assert.equal(clientId("abc", "lan", "net1"), "abc/lan/net1");
   assert.equal(clientId("a".repeat(300), "lan", "net1").length, 254);
-});
-
-Deno.test("parseKeeperFlags() reads the --dhcp-* flags with Go durations", () => {
-  const f = parseKeeperFlags(
-    ["--dhcp-timeout", "1.5s", "--dhcp-resend-timeout=2m", "--dhcp-state-dir", "/tmp/l"],
-    "/run/x/podplex.sock",
-  );
-  assert.equal(f.socket, "/run/x/dhcp.sock");
-  assert.equal(f.timeoutMs, 1500);
-  assert.equal(f.resendTimeoutMs, 120_000);
-  assert.equal(f.resendMaxMs, 62_000);
-  assert.equal(f.stateDir, "/tmp/l");
-  assert.equal(parseDuration("1m30s"), 90_000);
-  assert.equal(parseDuration("250ms"), 250);
-  assert.throws(() => parseDuration("10"), /Invalid duration "10"/);
-  assert.throws(() => parseKeeperFlags(["--dhcp-nope", "1"], "/s"), /Unknown flag "--dhcp-nope"/);
-  assert.throws(() => parseKeeperFlags(["--dhcp-timeout"], "/s"), /needs a value/);
 });

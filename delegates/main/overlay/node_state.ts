@@ -4,7 +4,8 @@
  * - `node.json`: the subnet the node holds, its etcd lease, its VTEP and MTU; written by the
  *   agent and by a per-call ADD after each (re)join, read by ADDs (the subnet to allocate
  *   from) and by the next start (the subnet to ask for again, the lease to keep);
- * - `agent.sock`: a unix socket the node agent listens on while it runs. A CNI call that can
+ * - `agent.sock`: a unix socket the node agent listens on while it runs
+ *   (controllers/overlay/alive.ts). A CNI call that can
  *   connect to it knows a daemon keeps the overlay in sync; one that cannot does the sync
  *   itself before it returns.
  *
@@ -75,35 +76,4 @@ export async function agentAlive(stateDir: string): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-/**
- * Listens on the state dir's socket until closed; each connection is closed at once (it only
- * says "alive"). A stale socket file is replaced.
- *
- * @throws {Error} when another agent answers there
- */
-export async function listenAlive(stateDir: string): Promise<{ close(): void }> {
-  const path = agentSocket(stateDir);
-  if (await agentAlive(stateDir)) {
-    throw new Error(`Another node agent answers on "${path}"`);
-  }
-  await Deno.remove(path).catch(() => {});
-  const listener = Deno.listen({ transport: "unix", path });
-  const loop = (async () => {
-    try {
-      for await (const conn of listener) conn.close();
-    } catch { /* closed */ }
-  })();
-  return {
-    close() {
-      try {
-        listener.close();
-      } catch { /* closed already */ }
-      void loop;
-      try {
-        Deno.removeSync(path);
-      } catch { /* gone */ }
-    },
-  };
 }

@@ -4,11 +4,11 @@
  *
  * @module
  */
-import type { Lease } from "./client.ts";
-import { decodeMessage, leaseOptions } from "./message.ts";
-import { fromHex } from "./_hex.ts";
-import type { LeaseRequest } from "./protocol.ts";
-import { writeFileAtomic } from "../../../conf/io.ts";
+import type { Lease } from "../../delegates/ipam/dhcp/client.ts";
+import { decodeMessage, leaseOptions } from "../../delegates/ipam/dhcp/message.ts";
+import { fromHex } from "../../delegates/ipam/dhcp/_hex.ts";
+import type { LeaseRequest } from "../../delegates/ipam/dhcp/protocol.ts";
+import { writeFileAtomic } from "../../conf/io.ts";
 
 /** What the keeper must remember of one lease to renew and release it after a restart. */
 export interface LeaseRecord extends LeaseRequest {

@@ -9,8 +9,8 @@
  *
  * @module
  */
-import { CniError, Code } from "../../../conf/errors.ts";
-import { Netlink, NetNs } from "../../../ffi/mod.ts";
+import { CniError, Code } from "../../conf/errors.ts";
+import { Netlink, NetNs } from "../../ffi/mod.ts";
 import {
   acquire,
   type ClientParams,
@@ -21,12 +21,13 @@ import {
   rebind,
   release,
   renew,
-} from "./client.ts";
-import { openPodSocket, PodGoneError } from "./iface.ts";
-import { fromHex, toHex } from "./_hex.ts";
+} from "../../delegates/ipam/dhcp/client.ts";
+import { openPodSocket, PodGoneError } from "../../delegates/ipam/dhcp/iface.ts";
+import { fromHex, toHex } from "../../delegates/ipam/dhcp/_hex.ts";
+import { macBytes } from "../../delegates/ipam/dhcp/message.ts";
+import type { LeaseRequest } from "../../delegates/ipam/dhcp/protocol.ts";
+import { type Cancel, type Clock, systemClock } from "../controller.ts";
 import { type LeaseRecord, LeaseStore, recordLease } from "./lease_store.ts";
-import { macBytes } from "./message.ts";
-import type { LeaseRequest } from "./protocol.ts";
 
 /** How the keeper talks DHCP and where it keeps its records. */
 export interface KeeperOptions {
@@ -40,6 +41,8 @@ export interface KeeperOptions {
   resendTimeoutMs: number;
   /** One line per event (acquired, renewed, failed, expired, released). */
   log: (line: string) => void;
+  /** Its time (renewal timers, expiry); the system clock by default. */
+  clock?: Clock;
 }
 
 /** What ADD asks for. */
@@ -48,7 +51,7 @@ export type AcquireRequest = LeaseRequest;
 interface Entry {
   record: LeaseRecord;
   lease: Lease;
-  timer?: ReturnType<typeof setTimeout>;
+  timer?: Cancel;
   /** Aborts a renewal in flight (DEL, shutdown). */
   abort: AbortController;
 }
@@ -76,10 +79,12 @@ export class LeaseKeeper {
   #closed = false;
   /** Aborts acquisitions in flight when the keeper closes. */
   readonly #shutdown = new AbortController();
+  readonly #clock: Clock;
 
   /** @param opts see {@linkcode KeeperOptions} */
   constructor(opts: KeeperOptions) {
     this.#opts = opts;
+    this.#clock = opts.clock ?? systemClock;
     this.#store = new LeaseStore(opts.stateDir);
   }
 
@@ -96,7 +101,7 @@ export class LeaseKeeper {
     for (const record of await this.#store.list(bad)) {
       const e: Entry = { record, lease: recordLease(record), abort: new AbortController() };
       this.#entries.set(record.clientId, e);
-      if (Date.now() >= deadlines(e.lease).expiry) {
+      if (this.#now() >= deadlines(e.lease).expiry) {
         await this.#expire(e);
         continue;
       }
@@ -117,7 +122,7 @@ export class LeaseKeeper {
   acquire(req: AcquireRequest): Promise<LeaseRecord> {
     return this.#locked(req.clientId, async () => {
       const held = this.#entries.get(req.clientId);
-      if (held && held.record.netns === req.netns && Date.now() < deadlines(held.lease).expiry) {
+      if (held && held.record.netns === req.netns && this.#now() < deadlines(held.lease).expiry) {
         return held.record;
       }
       if (held) await this.#drop(held, true);
@@ -216,7 +221,7 @@ export class LeaseKeeper {
     const e = this.#entries.get(clientId);
     if (!e) throw new CniError(Code.UnknownContainer, `No DHCP lease is held for "${clientId}"`);
     const { expiry } = deadlines(e.lease);
-    if (Date.now() >= expiry) {
+    if (this.#now() >= expiry) {
       throw new CniError(Code.KernelFailure, `The DHCP lease of "${clientId}" has expired`);
     }
     const want = `${e.record.address}/${e.lease.options.prefix}`;
@@ -257,17 +262,37 @@ export class LeaseKeeper {
     this.#closed = true;
     this.#shutdown.abort();
     for (const e of this.#entries.values()) {
-      clearTimeout(e.timer);
+      e.timer?.();
       e.abort.abort();
     }
     await Promise.allSettled([...this.#locks.values()]);
   }
 
+  /**
+   * Gives up the leases past their expiry now (a timer that came late, as after a suspend,
+   * has not yet); the others keep their timers.
+   *
+   * @returns the client ids given up
+   */
+  async expireDue(): Promise<string[]> {
+    const due = [...this.#entries.values()].filter((e) => this.#now() >= deadlines(e.lease).expiry);
+    for (const e of due) {
+      await this.#locked(e.record.clientId, async () => {
+        if (!this.#closed && this.#entries.get(e.record.clientId) === e) await this.#expire(e);
+      });
+    }
+    return due.map((e) => e.record.clientId);
+  }
+
+  #now(): number {
+    return this.#clock.now().getTime();
+  }
+
   #schedule(e: Entry): void {
-    clearTimeout(e.timer);
+    e.timer?.();
     if (this.#closed) return;
-    const wait = Math.max(0, deadlines(e.lease).t1 - Date.now());
-    e.timer = setTimeout(() => this.#step(e), wait);
+    const wait = Math.max(0, deadlines(e.lease).t1 - this.#now());
+    e.timer = this.#clock.after(wait, () => this.#step(e));
   }
 
   /** One renewal (before T2) or rebinding (after) attempt, and the next step scheduled. */
@@ -277,7 +302,7 @@ export class LeaseKeeper {
     this.#locked(id, async () => {
       if (this.#closed || this.#entries.get(id) !== e) return;
       const d = deadlines(e.lease);
-      const now = Date.now();
+      const now = this.#now();
       if (now >= d.expiry) return await this.#expire(e);
       const phase = now < d.t2 ? "renewal" : "rebinding";
       try {
@@ -291,7 +316,7 @@ export class LeaseKeeper {
         const boundary = phase === "renewal" ? d.t2 : d.expiry;
         const wait = Math.min(60_000, Math.max(1000, (boundary - now) / 2), d.expiry - now);
         this.#opts.log(`dhcp: ${id}: ${phase} failed: ${message(err)}; next try in ${wait} ms`);
-        e.timer = setTimeout(() => this.#step(e), wait);
+        e.timer = this.#clock.after(wait, () => this.#step(e));
       }
     }).catch((err) => this.#opts.log(`dhcp: ${id}: ${message(err)}`));
   }
@@ -327,7 +352,7 @@ export class LeaseKeeper {
 
   /** Stops keeping a lease, sending DHCPRELEASE first when `sendRelease`. */
   async #drop(e: Entry, sendRelease: boolean): Promise<void> {
-    clearTimeout(e.timer);
+    e.timer?.();
     e.abort.abort();
     const r = e.record;
     if (sendRelease) {
@@ -345,7 +370,7 @@ export class LeaseKeeper {
   }
 
   async #forget(e: Entry): Promise<void> {
-    clearTimeout(e.timer);
+    e.timer?.();
     if (this.#entries.get(e.record.clientId) === e) this.#entries.delete(e.record.clientId);
     await this.#store.remove(e.record.clientId);
   }

@@ -1,6 +1,6 @@
 /**
- * The node agent of the cluster network (what flanneld does), run by `podplex serve
- * --cluster-network FILE`:
+ * The node agent of the cluster network (what flanneld does), run by the overlay controller
+ * (`overlay.ts`, `podplex serve --cluster-network FILE`):
  *
  * 1. joins (see `join.ts`), retrying with back-off while etcd is unreachable;
  * 2. keeps the subnet's etcd lease alive (every TTL/3) and joins again when etcd says it is
@@ -18,20 +18,30 @@
  *
  * @module
  */
-import { CniError, Code } from "../../../conf/errors.ts";
-import { tryParseCidr } from "../../../conf/ip.ts";
-import { isObject } from "../../../conf/json.ts";
-import { Netlink } from "../../../ffi/mod.ts";
-import { EtcdClient, type KeepAlive } from "../../_shared/etcd/client.ts";
-import { Watcher, type WatchEvent } from "../../_shared/etcd/watch.ts";
-import { type ClusterNetConf, etcdOptions, parseClusterNetConf } from "./conf.ts";
-import { joinOnce, type JoinResult, type PeerContext, programPeers, withJoinLock } from "./join.ts";
-import { parseLease, subnetKey, type SubnetLease, subnetsPrefix } from "./network.ts";
-import { listenAlive, type NodeState, readNodeState } from "./node_state.ts";
-import { readView } from "./subnets.ts";
-
-/** The type of podplex's cluster network. */
-export const CLUSTER_TYPE = "podplex-cluster";
+import { CniError, Code } from "../../conf/errors.ts";
+import { tryParseCidr } from "../../conf/ip.ts";
+import { Netlink } from "../../ffi/mod.ts";
+import { EtcdClient, type KeepAlive } from "../../delegates/_shared/etcd/client.ts";
+import { Watcher, type WatchEvent } from "../../delegates/_shared/etcd/watch.ts";
+import { type ClusterNetConf, etcdOptions } from "../../delegates/main/overlay/conf.ts";
+import {
+  joinOnce,
+  type JoinResult,
+  type PeerContext,
+  programPeers,
+  withJoinLock,
+} from "../../delegates/main/overlay/join.ts";
+import {
+  parseLease,
+  subnetKey,
+  type SubnetLease,
+  subnetsPrefix,
+} from "../../delegates/main/overlay/network.ts";
+import { type NodeState, readNodeState } from "../../delegates/main/overlay/node_state.ts";
+import { readView } from "../../delegates/main/overlay/subnets.ts";
+import { type Cancel, type Clock, systemClock } from "../controller.ts";
+import { listenAlive } from "./alive.ts";
+import { loadClusterNetConf } from "./conf_file.ts";
 
 /** Options of {@linkcode startNodeAgent}. */
 export interface NodeAgentOptions {
@@ -39,6 +49,8 @@ export interface NodeAgentOptions {
   log?: (line: string) => void;
   /** The Node's `spec.podCIDR`, when the subnet comes from Kubernetes. */
   podCidr?: () => Promise<string | undefined>;
+  /** Its time (back-off, resync timer); the system clock by default. */
+  clock?: Clock;
 }
 
 /**
@@ -56,56 +68,10 @@ export interface NodeAgent {
   readonly state: NodeState | undefined;
   /** Resolves after the first join. */
   readonly ready: Promise<void>;
+  /** Re-lists the leases and puts the kernel in line with them (after what is queued). */
+  resync(): Promise<void>;
   /** Stops watching and refreshing; the lease stays in etcd. */
   stop(): Promise<void>;
-}
-
-/**
- * Reads a cluster network conf file: a conf (type `podplex-cluster` or none) or a conflist
- * holding one.
- *
- * @throws {CniError} code 7 naming the file and the problem
- */
-export async function loadClusterNetConf(path: string): Promise<ClusterNetConf> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (err) {
-    throw new CniError(
-      Code.InvalidConfig,
-      `Cannot read the cluster network conf "${path}": ${(err as Error).message}`,
-    );
-  }
-  return clusterNetConfOf(text, `"${path}"`);
-}
-
-/**
- * The cluster network conf in a conf or conflist text (`where` names it in messages).
- *
- * @throws {CniError} code 7 when it is not JSON or holds no `podplex-cluster` conf
- */
-export function clusterNetConfOf(text: string, where: string): ClusterNetConf {
-  let j: unknown;
-  try {
-    j = JSON.parse(text);
-  } catch (err) {
-    throw new CniError(Code.InvalidConfig, `${where} is not JSON: ${(err as Error).message}`);
-  }
-  if (!isObject(j)) throw new CniError(Code.InvalidConfig, `${where} is not a JSON object`);
-  let conf = j;
-  if (Array.isArray(j.plugins)) {
-    const p = j.plugins.find((x) => isObject(x) && x.type === CLUSTER_TYPE);
-    if (!isObject(p)) {
-      throw new CniError(Code.InvalidConfig, `${where} has no plugin of type "${CLUSTER_TYPE}"`);
-    }
-    conf = { ...p, name: j.name, cniVersion: j.cniVersion };
-  } else if (j.type !== undefined && j.type !== CLUSTER_TYPE) {
-    throw new CniError(
-      Code.InvalidConfig,
-      `Invalid "type" in ${where}: "${j.type}" is not "${CLUSTER_TYPE}"`,
-    );
-  }
-  return parseClusterNetConf(conf);
 }
 
 /**
@@ -150,17 +116,19 @@ class Agent implements NodeAgent {
   #ka: KeepAlive | undefined;
   #watch: Watcher | undefined;
   #alive: { close(): void } | undefined;
-  #timer: ReturnType<typeof setInterval> | undefined;
+  #timer: Cancel | undefined;
   #stopped = false;
   #queue: Promise<void> = Promise.resolve();
   #joined!: () => void;
   #main: Promise<void> | undefined;
-  #wake: (() => void) | undefined;
+  readonly #wake = new AbortController();
+  readonly #clock: Clock;
 
   constructor(conf: ClusterNetConf, etcd: EtcdClient, o: NodeAgentOptions) {
     this.conf = conf;
     this.#etcd = etcd;
     this.#o = o;
+    this.#clock = o.clock ?? systemClock;
     this.ready = new Promise((r) => this.#joined = r);
   }
 
@@ -199,7 +167,7 @@ class Agent implements NodeAgent {
       this.#log(`${(err as Error).message}: CNI calls will not know this agent runs`);
     }
     const every = this.conf.resyncSec * 1000;
-    this.#timer = setInterval(() => void this.#serial(() => this.#resync()), every);
+    this.#timer = this.#clock.every(every, () => void this.resync());
     this.#joined();
   }
 
@@ -229,24 +197,13 @@ class Agent implements NodeAgent {
         if (this.#stopped) break;
         const msg = err instanceof Error ? err.message : String(err);
         this.#log(`cannot join: ${msg}; trying again in ${backoff} ms`);
-        await this.#sleep(backoff);
+        await this.#clock.sleep(backoff, this.#wake.signal);
         backoff = Math.min(backoff * 2, 10_000);
       }
     }
     return undefined;
   }
 
-  /** Waits `ms`, or less when the agent stops. */
-  #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const t = setTimeout(done, ms);
-      function done() {
-        clearTimeout(t);
-        resolve();
-      }
-      this.#wake = done;
-    });
-  }
 
   #applyJoin(r: JoinResult): void {
     const s = r.state;
@@ -305,8 +262,12 @@ class Agent implements NodeAgent {
     this.#sync();
   }
 
+  resync(): Promise<void> {
+    return this.#serial(() => this.#resync());
+  }
+
   async #resync(): Promise<void> {
-    if (this.#stopped) return;
+    if (this.#stopped || !this.#state) return; // not joined yet: the join lists
     const view = await readView(this.#etcd, this.conf.prefix);
     this.#leases.clear();
     for (const l of view.leases) this.#leases.set(l.key, l);
@@ -346,8 +307,8 @@ class Agent implements NodeAgent {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
-    this.#wake?.();
-    clearInterval(this.#timer);
+    this.#wake.abort();
+    this.#timer?.();
     this.#ka?.stop();
     this.#alive?.close();
     await this.#watch?.close();
@@ -365,13 +326,13 @@ class Agent implements NodeAgent {
  */
 export async function startNodeAgents(
   paths: string[],
-  log: (line: string) => void,
+  o: NodeAgentOptions,
   podCidrs?: PodCidrSource,
 ): Promise<{ agents: NodeAgent[]; stop(): Promise<void> }> {
   const agents: NodeAgent[] = [];
   const stop = async () => void await Promise.all(agents.map((a) => a.stop()));
   try {
-    for (const p of paths) agents.push(await startNodeAgent(p, { log }, podCidrs));
+    for (const p of paths) agents.push(await startNodeAgent(p, o, podCidrs));
   } catch (err) {
     await stop();
     throw err;
