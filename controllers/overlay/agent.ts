@@ -204,7 +204,6 @@ class Agent implements NodeAgent {
     return undefined;
   }
 
-
   #applyJoin(r: JoinResult): void {
     const s = r.state;
     const prevLease = this.#state?.leaseId;
