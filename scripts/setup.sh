@@ -7,7 +7,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 DENO_VERSION=2.9.6
 
 pkgs=(libnl-3-200 libnl-route-3-200 iproute2 iputils-ping iptables nftables containernetworking-plugins
-  podman runc busybox-static gcc libc6-dev mmdebstrap etcd-server dnsmasq-base iperf3 curl)
+  podman runc containerd busybox-static gcc libc6-dev mmdebstrap etcd-server dnsmasq-base iperf3 curl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
