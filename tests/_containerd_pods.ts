@@ -36,15 +36,24 @@ export interface SetupOptions {
   octet: number;
   /** More `podplex install` flags (e.g. `--cni-version`). */
   installArgs?: string[];
+  /** Capabilities the extra networks declare (e.g. ips, mac: a selection element's). */
+  capabilities?: Record<string, boolean>;
 }
 
-function bridgeNet(name: string, bridge: string, subnet: string, dataDir: string) {
+function bridgeNet(
+  name: string,
+  bridge: string,
+  subnet: string,
+  dataDir: string,
+  capabilities?: Record<string, boolean>,
+) {
   return JSON.stringify({
     cniVersion: "1.0.0",
     name,
     type: "bridge",
     bridge,
     isGateway: true,
+    ...(capabilities ? { capabilities } : {}),
     ipam: { type: "host-local", subnet, dataDir },
   });
 }
@@ -69,7 +78,7 @@ export async function installPodplex(c: Containerd, o: SetupOptions): Promise<Po
     const [ns, name] = full.split("/");
     await Deno.writeTextFile(
       `${networksDir}/${ns}/${name}.json`,
-      bridgeNet(name, br, subnet, dataDir),
+      bridgeNet(name, br, subnet, dataDir, i > 0 ? o.capabilities : undefined),
     );
   }
   const out = await new Deno.Command(LAUNCHER, {
