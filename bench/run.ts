@@ -9,10 +9,12 @@
  *
  * Then, when etcd is installed, the cluster IPAM's benchmark (bench/ipam_bench.ts: per-call
  * ADD+DEL against host-local, and a 3-node burst with and without block affinity), and the
- * hot-plug benchmark (bench/hotplug_bench.ts: watch event to status PATCH, 1 and 3 networks).
+ * hot-plug benchmark (bench/hotplug_bench.ts: watch event to status PATCH, 1 and 3 networks),
+ * and, when containerd is installed, the CRI benchmark (bench/cri_bench.ts: a pod sandbox
+ * started and stopped through containerd with the reference plugins, podplex per call, thick).
  *
  * usage: deno run -A bench/run.ts [--quick] [--rounds N] [--pods N] [--sizes 1,3,5]
- *        [--breakdown N] [--no-breakdown] [--no-ipam] [--no-hotplug]
+ *        [--breakdown N] [--no-breakdown] [--no-ipam] [--no-hotplug] [--no-cri]
  *
  * @module
  */
@@ -39,6 +41,7 @@ function options() {
       "no-breakdown": { type: "boolean", default: false },
       "no-ipam": { type: "boolean", default: false },
       "no-hotplug": { type: "boolean", default: false },
+      "no-cri": { type: "boolean", default: false },
       out: { type: "string", default: new URL("./results/", import.meta.url).pathname },
     },
   });
@@ -52,6 +55,7 @@ function options() {
     out: values.out,
     ipam: !values["no-ipam"],
     hotplug: !values["no-hotplug"],
+    cri: !values["no-cri"],
   };
 }
 
@@ -149,6 +153,11 @@ async function main(): Promise<number> {
       progress("hot-plug (serve --dynamic-networks)");
       const { hotplugBench } = await import("./hotplug_bench.ts");
       await hotplugBench({ rounds: opts.quick ? 10 : 30, outDir: opts.out });
+    }
+    if (opts.cri && await Deno.stat("/usr/bin/containerd").then(() => true, () => false)) {
+      progress("CRI (containerd: RunPodSandbox, StopPodSandbox + RemovePodSandbox)");
+      const { criBench } = await import("./cri_bench.ts");
+      await criBench({ rounds: opts.quick ? 10 : 30, outDir: opts.out });
     }
     return 0;
   } finally {

@@ -10,7 +10,7 @@
  */
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import type { Containerd } from "./_containerd.ts";
-import { LAUNCHER } from "./_containerd.ts";
+import { LAUNCHER, until } from "./_containerd.ts";
 import { ipJson, leaseFiles, ppName, run, stateFiles, tryRun } from "./testutils.ts";
 
 /** The networks and dirs podplex runs with in one test. */
@@ -158,3 +158,50 @@ export const inSubnet24 = (ip: string, subnet: string) =>
 
 /** Runs `cmd` and returns its stdout (re-export for the tests). */
 export { run };
+
+/** A `podplex serve` the tests started. */
+export interface Served extends AsyncDisposable {
+  /** Its stderr so far (a line per call). */
+  log(): string;
+  /** How many calls of `verb` ended (the daemon's "exit" log lines). */
+  served(verb: string): number;
+}
+
+/**
+ * `podplex serve` on `socket`, in containerd's mount namespace (where its netns pins are);
+ * containerd must have been started with PODPLEX_SOCKET naming it, so the installed shim
+ * forwards its calls.
+ */
+export async function serveInContainerd(c: Containerd, socket: string): Promise<Served> {
+  const child = c.spawnInNs(LAUNCHER, ["serve", "--socket", socket]);
+  let log = "";
+  const dec = new TextDecoder();
+  const reading = (async () => {
+    for await (const chunk of child.stderr) log += dec.decode(chunk);
+  })();
+  child.stdout.cancel();
+  const stop = async () => {
+    try {
+      child.kill("SIGTERM");
+    } catch { /* gone */ }
+    await child.status;
+    await reading;
+  };
+  try {
+    await until(
+      "podplex serve to listen (30 s)",
+      30_000,
+      () => Promise.resolve(/listening on/.test(log)),
+    );
+  } catch (e) {
+    await stop();
+    throw new Error(`${e}\n${log}`);
+  }
+  const served: Served = {
+    log: () => log,
+    served: (verb) =>
+      log.split("\n").filter((l) => l.includes(`: ${verb} `) && l.includes(": exit")).length,
+    [Symbol.asyncDispose]: stop,
+  };
+  return served;
+}
