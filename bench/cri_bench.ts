@@ -131,7 +131,9 @@ function printCri(r: CriBenchResults): void {
   for (const [name, x] of Object.entries(r.figures)) {
     console.log(
       `${name.padEnd(32)} ${f(x.run.p50)} [${f(x.run.p90)}] ${f(x.run.p50 - ref.run.p50)}` +
-        ` ${f(x.stop.p50)} [${f(x.stop.p90)}] ${f(x.stop.p50 - ref.stop.p50)}`,
+        ` ${(x.run.p50 / ref.run.p50).toFixed(2).padStart(6)}` +
+        ` ${f(x.stop.p50)} [${f(x.stop.p90)}] ${f(x.stop.p50 - ref.stop.p50)}` +
+        ` ${(x.stop.p50 / ref.stop.p50).toFixed(2).padStart(6)}`,
     );
   }
 }

@@ -38,6 +38,8 @@ export interface SetupOptions {
   installArgs?: string[];
   /** Capabilities the extra networks declare (e.g. ips, mac: a selection element's). */
   capabilities?: Record<string, boolean>;
+  /** A plugin chained after the bridge of every extra network (they become conflists). */
+  chained?: Record<string, unknown>;
 }
 
 function bridgeNet(
@@ -78,7 +80,13 @@ export async function installPodplex(c: Containerd, o: SetupOptions): Promise<Po
     const [ns, name] = full.split("/");
     await Deno.writeTextFile(
       `${networksDir}/${ns}/${name}.json`,
-      bridgeNet(name, br, subnet, dataDir, i > 0 ? o.capabilities : undefined),
+      i > 0 && o.chained
+        ? JSON.stringify({
+          cniVersion: "1.0.0",
+          name,
+          plugins: [JSON.parse(bridgeNet(name, br, subnet, dataDir, o.capabilities)), o.chained],
+        })
+        : bridgeNet(name, br, subnet, dataDir, i > 0 ? o.capabilities : undefined),
     );
   }
   const out = await new Deno.Command(LAUNCHER, {
@@ -165,6 +173,8 @@ export interface Served extends AsyncDisposable {
   log(): string;
   /** How many calls of `verb` ended (the daemon's "exit" log lines). */
   served(verb: string): number;
+  /** `podplex_requests_total` of `verb` and result `code` in the daemon's metrics scrape. */
+  requests(verb: string, code?: number): Promise<number>;
 }
 
 /**
@@ -173,7 +183,8 @@ export interface Served extends AsyncDisposable {
  * forwards its calls.
  */
 export async function serveInContainerd(c: Containerd, socket: string): Promise<Served> {
-  const child = c.spawnInNs(LAUNCHER, ["serve", "--socket", socket]);
+  const metrics = `${socket}.metrics`;
+  const child = c.spawnInNs(LAUNCHER, ["serve", "--socket", socket, "--metrics-socket", metrics]);
   let log = "";
   const dec = new TextDecoder();
   const reading = (async () => {
@@ -201,6 +212,14 @@ export async function serveInContainerd(c: Containerd, socket: string): Promise<
     log: () => log,
     served: (verb) =>
       log.split("\n").filter((l) => l.includes(`: ${verb} `) && l.includes(": exit")).length,
+    async requests(verb, code = 0) {
+      const text = await run("curl", "-sf", "--unix-socket", metrics, "http://podplex/metrics");
+      const line = text.split("\n").find((l) =>
+        l.startsWith("podplex_requests_total{") && l.includes(`verb="${verb}"`) &&
+        l.includes(`code="${code}"`)
+      );
+      return line ? Number(line.split(" ").pop()) : 0;
+    },
     [Symbol.asyncDispose]: stop,
   };
   return served;
