@@ -12,7 +12,7 @@ import { CniError, Code } from "../conf/errors.ts";
 import { type Cidr, formatCidr } from "../conf/ip.ts";
 import { resolveClusterNetwork } from "../meta/networks.ts";
 import { Netlink } from "../ffi/mod.ts";
-import { EtcdClient } from "../delegates/_shared/etcd/client.ts";
+import { EtcdClient } from "../clients/etcd/client.ts";
 import { clusterNetConfOf, loadClusterNetConf } from "../controllers/overlay/conf_file.ts";
 import { type ClusterNetConf, etcdOptions } from "../delegates/main/overlay/conf.ts";
 import { removeMasq } from "../delegates/main/overlay/masq.ts";

@@ -167,7 +167,7 @@ function show(spaces: Spaces, f: Flags): number {
 async function runReconcile(
   f: Flags,
   conf: ClusterConf,
-  etcd: import("../delegates/_shared/etcd/client.ts").EtcdClient,
+  etcd: import("../clients/etcd/client.ts").EtcdClient,
 ): Promise<number> {
   const { reconcile } = await import("../delegates/ipam/cluster/reconcile.ts");
   const { replayJournalDir, journalDir } = await import("../delegates/ipam/cluster/journal.ts");

@@ -92,8 +92,6 @@ const RESIDENT = [
  * (issue 21); each leaves this list when it moves. Empty when the move is done.
  */
 export const RESIDENT_PENDING: ReadonlySet<string> = new Set([
-  "delegates/_shared/etcd/client.ts",
-  "delegates/_shared/etcd/watch.ts",
   "delegates/ipam/cluster/affinity.ts",
 ]);
 

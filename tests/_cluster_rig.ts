@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { EtcdClient } from "../delegates/_shared/etcd/client.ts";
+import { EtcdClient } from "../clients/etcd/client.ts";
 import type { AddressRecord } from "../delegates/ipam/cluster/keys.ts";
 import { parseRecord } from "../delegates/ipam/cluster/store.ts";
 import { type EtcdCluster, startEtcd } from "./etcd_server.ts";

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { EtcdClient } from "../delegates/_shared/etcd/client.ts";
+import { EtcdClient } from "../clients/etcd/client.ts";
 import { parseLease, type SubnetLease, subnetsPrefix } from "../delegates/main/overlay/network.ts";
 import {
   desiredEntries,

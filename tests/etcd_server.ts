@@ -298,7 +298,7 @@ async function startOnce(o: StartEtcdOptions): Promise<EtcdCluster> {
 
 /** `/v3/maintenance/status` of a member: its id and its leader's id. */
 async function status(m: EtcdMember, tls?: EtcdServerTls) {
-  const { EtcdClient } = await import("../delegates/_shared/etcd/client.ts");
+  const { EtcdClient } = await import("../clients/etcd/client.ts");
   const c = new EtcdClient({
     endpoints: [m.clientUrl],
     totalTimeoutMs: 500,

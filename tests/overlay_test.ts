@@ -7,7 +7,7 @@
  * Figures (join and leave latencies) are printed as `overlay figure: ...`.
  */
 import assert from "node:assert/strict";
-import { Watcher } from "../delegates/_shared/etcd/watch.ts";
+import { Watcher } from "../clients/etcd/watch.ts";
 import { subnetsPrefix } from "../delegates/main/overlay/network.ts";
 import { haveEtcd } from "./etcd_server.ts";
 import { type OverlayPod, OverlayRig } from "./_overlay_rig.ts";

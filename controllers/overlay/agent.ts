@@ -21,8 +21,8 @@
 import { CniError, Code } from "../../conf/errors.ts";
 import { tryParseCidr } from "../../conf/ip.ts";
 import { Netlink } from "../../ffi/mod.ts";
-import { EtcdClient, type KeepAlive } from "../../delegates/_shared/etcd/client.ts";
-import { Watcher, type WatchEvent } from "../../delegates/_shared/etcd/watch.ts";
+import { EtcdClient, type KeepAlive } from "../../clients/etcd/client.ts";
+import { Watcher, type WatchEvent } from "../../clients/etcd/watch.ts";
 import { type ClusterNetConf, etcdOptions } from "../../delegates/main/overlay/conf.ts";
 import {
   joinOnce,

@@ -15,7 +15,7 @@
  *
  * @module
  */
-import type { EtcdClient, KeepAlive } from "../../_shared/etcd/client.ts";
+import type { EtcdClient, KeepAlive } from "../../../clients/etcd/client.ts";
 import { nodeKey } from "./keys.ts";
 import { journalDir, replayJournalDir } from "./journal.ts";
 import { readSpaces, reconcile, type ReconcileOptions, type ReconcileReport } from "./reconcile.ts";

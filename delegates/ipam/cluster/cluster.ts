@@ -19,7 +19,7 @@ import { CniError, Code } from "../../../conf/errors.ts";
 import { validAttachments } from "../../../conf/gc.ts";
 import { type Cidr, contains, formatCidr, formatIp, type IP, parseIp } from "../../../conf/ip.ts";
 import type { CniIpConfig, CniResult } from "../../../conf/types.ts";
-import { cniError, EtcdClient, EtcdUnavailableError } from "../../_shared/etcd/client.ts";
+import { cniError, EtcdClient, EtcdUnavailableError } from "../../../clients/etcd/client.ts";
 import type { BuiltinDelegate, DelegateContext } from "../../types.ts";
 import { allocate } from "./allocator.ts";
 import { type ClusterConf, parseClusterConf, type PoolRange } from "./conf.ts";

@@ -13,7 +13,7 @@
  *
  * @module
  */
-import type { EtcdClient } from "../../_shared/etcd/client.ts";
+import type { EtcdClient } from "../../../clients/etcd/client.ts";
 import { SpaceKeys } from "./keys.ts";
 import { ClusterStore } from "./store.ts";
 import { writeFileAtomic } from "../../../conf/io.ts";

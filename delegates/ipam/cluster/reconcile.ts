@@ -18,7 +18,7 @@
  * @module
  */
 import { parseIp } from "../../../conf/ip.ts";
-import type { EtcdClient } from "../../_shared/etcd/client.ts";
+import type { EtcdClient } from "../../../clients/etcd/client.ts";
 import { type AddressRecord, blockOfKey, SpaceKeys } from "./keys.ts";
 import { type BlockClaim, ClusterStore, parseRecord } from "./store.ts";
 

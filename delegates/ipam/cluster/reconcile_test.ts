@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { haveEtcd, startEtcd } from "../../../tests/etcd_server.ts";
 import { tempDir } from "../../../tests/testutils.ts";
-import { EtcdClient } from "../../_shared/etcd/client.ts";
+import { EtcdClient } from "../../../clients/etcd/client.ts";
 import { ctxFor } from "../host_local/_testutil.ts";
 import { startNodeAffinity } from "./affinity.ts";
 import { clusterAdd, clusterDel, whereabouts } from "./cluster.ts";

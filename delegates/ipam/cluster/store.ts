@@ -11,7 +11,12 @@
  */
 import type { Cidr, IP } from "../../../conf/ip.ts";
 import { formatIp, parseIp } from "../../../conf/ip.ts";
-import { type EtcdClient, EtcdError, type KeyValue, type Op } from "../../_shared/etcd/client.ts";
+import {
+  type EtcdClient,
+  EtcdError,
+  type KeyValue,
+  type Op,
+} from "../../../clients/etcd/client.ts";
 import { type Lease, Mutex, type Store } from "../host_local/store.ts";
 import {
   type AddressRecord,

@@ -18,7 +18,7 @@ import { CniError, Code } from "../../../conf/errors.ts";
 import type { CniResult } from "../../../conf/types.ts";
 import type { BuiltinDelegate, DelegateContext } from "../../types.ts";
 import { Netlink } from "../../../ffi/mod.ts";
-import { EtcdClient } from "../../_shared/etcd/client.ts";
+import { EtcdClient } from "../../../clients/etcd/client.ts";
 import { type ClusterNetConf, etcdOptions, parseClusterNetConf } from "./conf.ts";
 import { joinOnce, withJoinLock } from "./join.ts";
 import { agentAlive, type NodeState, readNodeState } from "./node_state.ts";

@@ -34,7 +34,7 @@ import { CniError, Code } from "../../../conf/errors.ts";
 import { tryParseCidr, tryParseIp } from "../../../conf/ip.ts";
 import { isObject } from "../../../conf/json.ts";
 import { confBool, confInt, confLinkName, confString } from "../../_shared/conf_read.ts";
-import type { EtcdOptions } from "../../_shared/etcd/client.ts";
+import type { EtcdOptions } from "../../../clients/etcd/client.ts";
 import { type BackendType, DEFAULT_PREFIX, FLANNEL_VXLAN_PORT } from "./network.ts";
 
 type Obj = Record<string, unknown>;

@@ -12,7 +12,7 @@
 import { CniError, Code } from "../../../conf/errors.ts";
 import { type Cidr, formatCidr } from "../../../conf/ip.ts";
 import type { LinkInfo, Netlink } from "../../../ffi/mod.ts";
-import type { EtcdClient } from "../../_shared/etcd/client.ts";
+import type { EtcdClient } from "../../../clients/etcd/client.ts";
 import { defaultRouteInterface } from "../../_shared/link_common.ts";
 import type { ClusterNetConf } from "./conf.ts";
 import { ensureMasq } from "./masq.ts";

@@ -36,7 +36,7 @@ import {
   tryParseIp,
 } from "../../../conf/ip.ts";
 import { isObject } from "../../../conf/json.ts";
-import type { KeyValue } from "../../_shared/etcd/client.ts";
+import type { KeyValue } from "../../../clients/etcd/client.ts";
 
 /** The default etcd prefix: flannel's. */
 export const DEFAULT_PREFIX = "/coreos.com/network";

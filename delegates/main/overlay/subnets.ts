@@ -18,7 +18,7 @@
  */
 import { CniError, Code } from "../../../conf/errors.ts";
 import { formatCidr, tryParseCidr } from "../../../conf/ip.ts";
-import { cniError, type EtcdClient } from "../../_shared/etcd/client.ts";
+import { cniError, type EtcdClient } from "../../../clients/etcd/client.ts";
 import {
   type BackendType,
   configKey,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { CniError } from "../../../conf/errors.ts";
 import { haveEtcd, startEtcd } from "../../../tests/etcd_server.ts";
-import { EtcdClient } from "../../_shared/etcd/client.ts";
+import { EtcdClient } from "../../../clients/etcd/client.ts";
 import { configKey, type NodeAttrs } from "./network.ts";
 import { acquireSubnet, readView } from "./subnets.ts";
 

@@ -52,7 +52,7 @@
  *
  * @module
  */
-import { CniError, Code } from "../../../conf/errors.ts";
+import { CniError, Code } from "../../conf/errors.ts";
 import {
   type Compare,
   compareJson,

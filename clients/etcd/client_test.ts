@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { CniError } from "../../../conf/errors.ts";
-import { haveEtcd, makeCerts, startEtcd, tlsFiles } from "../../../tests/etcd_server.ts";
-import { tempDir } from "../../../tests/testutils.ts";
+import { CniError } from "../../conf/errors.ts";
+import { haveEtcd, makeCerts, startEtcd, tlsFiles } from "../../tests/etcd_server.ts";
+import { tempDir } from "../../tests/testutils.ts";
 import { cniError, EtcdClient, EtcdError, EtcdUnavailableError } from "./client.ts";
 import { Watcher, type WatchEvent } from "./watch.ts";
 
