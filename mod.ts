@@ -122,7 +122,7 @@ export {
   type StateStore,
   type StateStoreOptions,
 } from "./meta/state.ts";
-export type { KubeClient, PodInfo } from "./meta/k8s.ts";
+export type { KubeClient, PodInfo } from "./clients/k8s/client.ts";
 export type { Lease, Store as IpamStore } from "./delegates/ipam/host_local/store.ts";
 export type { Family, IP } from "./conf/ip.ts";
 export type { PlannedAttachment } from "./meta/plan.ts";

@@ -8,7 +8,7 @@
 import { CniError, Code } from "../conf/errors.ts";
 import { tryParseCidr } from "../conf/ip.ts";
 import type { PodCidrSource } from "../controllers/overlay/agent.ts";
-import { type ClosableKubeClient, createKubeClient } from "../meta/k8s.ts";
+import { type ClosableKubeClient, createKubeClient } from "../clients/k8s/client.ts";
 import { KUBECONFIG_HOST_PATH } from "./_install_conf.ts";
 
 /**

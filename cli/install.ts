@@ -13,7 +13,7 @@ import { CniError, Code } from "../conf/errors.ts";
 import { parseYaml } from "../conf/yaml.ts";
 import { isSupported, SUPPORTED_VERSIONS } from "../conf/version.ts";
 import { BUILTIN_TYPES } from "../delegates/catalog.ts";
-import { SA_DIR } from "../meta/k8s.ts";
+import { SA_DIR } from "../clients/k8s/client.ts";
 import { guard, parseFlags, UsageError } from "./_args.ts";
 import { out } from "./_output.ts";
 import { DEFAULT_CNI_PATH, INSTALLED_CONF } from "./_config.ts";

@@ -233,7 +233,7 @@ async function stateAlive(f: Flags) {
 
 /** Attachments that exist = pods the API server still has (records without a pod: keep). */
 async function podAlive(kubeconfig: string) {
-  const { createKubeClient } = await import("../meta/k8s.ts");
+  const { createKubeClient } = await import("../clients/k8s/client.ts");
   const kube = createKubeClient({ kubeconfig });
   return {
     fn: async (r: AddressRecord) => {

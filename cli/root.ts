@@ -15,8 +15,8 @@ import type { BuiltinLoader, Plugin, PluginRegistry } from "../delegates/types.t
 import type { ExecOptions } from "../delegates/runner/exec.ts";
 import { META_TYPE, type PodplexConf } from "../meta/conf.ts";
 import type { MetaDeps } from "../meta/context.ts";
-import type { ClosableKubeClient, KubeClient } from "../meta/k8s.ts";
-import type { WatchedKubeOptions } from "../meta/k8s_watch.ts";
+import type { ClosableKubeClient, KubeClient } from "../clients/k8s/client.ts";
+import type { WatchedKubeOptions } from "../clients/k8s/watch.ts";
 import type { Resolver } from "./cni.ts";
 import type { HotplugOutcome, HotplugRequest } from "../meta/hotplug.ts";
 
@@ -57,7 +57,7 @@ export interface RootOptions {
   exec?: ExecOptions;
   /**
    * Keep this node's pods and the NADs by watch (`podplex serve`): the API clients read from
-   * the watched caches (meta/k8s_watch.ts). Default: every read is a GET.
+   * the watched caches (clients/k8s/watch.ts). Default: every read is a GET.
    */
   watch?: WatchedKubeOptions;
 }
@@ -136,9 +136,9 @@ function kubeClients(watch?: WatchedKubeOptions): {
   // a second client would keep a second pair of watches open forever.
   const making = new Map<string, { stamp: string; client: Promise<ClosableKubeClient> }>();
   const make = async (path: string, stamp: string): Promise<ClosableKubeClient> => {
-    const { createKubeClient } = await import("../meta/k8s.ts");
+    const { createKubeClient } = await import("../clients/k8s/client.ts");
     let client = createKubeClient({ kubeconfig: path });
-    if (watch) client = (await import("../meta/k8s_watch.ts")).watchedKube(client, watch);
+    if (watch) client = (await import("../clients/k8s/watch.ts")).watchedKube(client, watch);
     const held = clients.get(path);
     if (held) Deno.unrefTimer(setTimeout(() => held.client.close(), RETIRE_AFTER_MS));
     clients.set(path, { stamp, client });

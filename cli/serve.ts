@@ -13,7 +13,7 @@ import { createRoot, type Root, type RootOptions } from "./root.ts";
 import { parseServeArgs, SERVE_USAGE, type ServeArgs } from "./serve/args.ts";
 import { createFileCache, type FileCache } from "../meta/files.ts";
 import { jsonLogLine } from "../meta/log.ts";
-import type { WatchedKubeClient } from "../meta/k8s_watch.ts";
+import type { WatchedKubeClient } from "../clients/k8s/watch.ts";
 import { ServeMetrics, serveMetrics } from "./serve/metrics.ts";
 import { checkHostPaths, type HostView, viewProblem } from "./serve/view.ts";
 import { writeAllSync } from "../conf/io.ts";

@@ -10,7 +10,7 @@ import { NO_TRACE, type Trace } from "../conf/trace.ts";
 import type { CniResult } from "../conf/types.ts";
 import type { InProcessRequest, PluginEnv, PluginRegistry } from "../delegates/types.ts";
 import { parsePodplexConf, type PodplexConf } from "./conf.ts";
-import type { KubeClient } from "./k8s.ts";
+import type { KubeClient } from "../clients/k8s/client.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { createResolver } from "./networks.ts";
 import type { PlanInput, PlannedAttachment } from "./plan.ts";

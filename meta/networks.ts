@@ -18,7 +18,7 @@ import { CniError, Code } from "../conf/errors.ts";
 import { parseYaml } from "../conf/yaml.ts";
 import { type NetworkRef, parseNetworkRef, RESOURCE_NAME_ANNOTATION } from "./annotations.ts";
 import type { PodplexConf } from "./conf.ts";
-import type { KubeClient } from "./k8s.ts";
+import type { KubeClient } from "../clients/k8s/client.ts";
 import { isObject } from "../conf/json.ts";
 
 /** A network ready to run. */

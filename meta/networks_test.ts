@@ -3,7 +3,7 @@ import { CniError, Code } from "../conf/errors.ts";
 import { startFakeKubeApi } from "../tests/k8s_fake_server.ts";
 import { tempDir } from "../tests/testutils.ts";
 import { parsePodplexConf } from "./conf.ts";
-import { createKubeClient, type KubeClient } from "./k8s.ts";
+import { createKubeClient, type KubeClient } from "../clients/k8s/client.ts";
 import { createResolver, resolveClusterNetwork, type ResolverOptions } from "./networks.ts";
 
 async function rejection(p: Promise<unknown>): Promise<CniError> {

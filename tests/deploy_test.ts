@@ -4,7 +4,7 @@
  * requests the real client makes). Each check is shown to fail on a manifest that disagrees.
  */
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
-import { createKubeClient } from "../meta/k8s.ts";
+import { createKubeClient } from "../clients/k8s/client.ts";
 import { driftProblems, installContainer, loadManifests, type Obj } from "./_deploy.ts";
 import { startFakeKubeApi } from "./k8s_fake_server.ts";
 import { tempDir } from "./testutils.ts";

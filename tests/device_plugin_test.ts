@@ -7,7 +7,7 @@
  */
 import { deepStrictEqual as assertEquals, match, ok } from "node:assert/strict";
 import { KUBELET_CHECKPOINT } from "../meta/device_id.ts";
-import { createKubeClient } from "../meta/k8s.ts";
+import { createKubeClient } from "../clients/k8s/client.ts";
 import { createResolver } from "../meta/networks.ts";
 import { startFakeKubeApi } from "./k8s_fake_server.ts";
 import { isRoot, stateFiles, tempDir, tempNetns } from "./testutils.ts";

@@ -6,7 +6,7 @@
  * started, follow a token rotation within 2 s and a default-conf change, and remove its confs
  * on SIGTERM; the artifact it installed then serves CNI calls from the host.
  */
-import { SA_DIR } from "../meta/k8s.ts";
+import { SA_DIR } from "../clients/k8s/client.ts";
 import { installContainer, loadManifests, type Obj } from "./_deploy.ts";
 import {
   checkWatchFlow,

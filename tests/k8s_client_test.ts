@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { CniError, Code } from "../conf/errors.ts";
-import { createKubeClient } from "../meta/k8s.ts";
+import { createKubeClient } from "../clients/k8s/client.ts";
 import { startFakeKubeApi } from "./k8s_fake_server.ts";
 import { run, tempDir } from "./testutils.ts";
 

@@ -1,5 +1,5 @@
 /**
- * The watched Kubernetes state (meta/k8s_watch.ts) against tests/k8s_fake_server.ts, which
+ * The watched Kubernetes state (clients/k8s/watch.ts) against tests/k8s_fake_server.ts, which
  * stands in for kube-apiserver (none is installable here): its LIST and WATCH follow the API
  * server's protocol (one resourceVersion counter, a WATCH from a version streams the changes
  * after it, BOOKMARK events, 410 Gone for a compacted version in the stream or as the HTTP
@@ -8,8 +8,8 @@
  * sends reads to GET.
  */
 import assert from "node:assert/strict";
-import { createKubeClient } from "../meta/k8s.ts";
-import { watchedKube, type WatchedKubeClient } from "../meta/k8s_watch.ts";
+import { createKubeClient } from "../clients/k8s/client.ts";
+import { watchedKube, type WatchedKubeClient } from "../clients/k8s/watch.ts";
 import { type FakeKubeApi, startFakeKubeApi } from "./k8s_fake_server.ts";
 import { tempDir } from "./testutils.ts";
 

@@ -7,7 +7,7 @@
  * controller emit them (Normal `AddedInterface` / `RemovedInterface`, Warning
  * `FailedAddingInterface` / `FailedRemovingInterface` with the CNI error).
  *
- * What it watches is the daemon's own watch of this node's pods (meta/k8s_watch.ts): every
+ * What it watches is the daemon's own watch of this node's pods (clients/k8s/watch.ts): every
  * API client the daemon holds is subscribed to (each kubeconfig a pod's ADD used; looked for
  * at start, from the states, and every {@linkcode DynamicContext.pollMs} among the clients the
  * calls made). Pods are found by their state (`stateDirs`), which also holds the podplex conf
@@ -31,8 +31,8 @@ import {
 } from "../../meta/annotations.ts";
 import { parsePodplexConf } from "../../meta/conf.ts";
 import type { HotplugChange } from "../../meta/hotplug.ts";
-import type { KubeClient } from "../../meta/k8s.ts";
-import type { PodChange, WatchedKubeClient } from "../../meta/k8s_watch.ts";
+import type { KubeClient } from "../../clients/k8s/client.ts";
+import type { PodChange, WatchedKubeClient } from "../../clients/k8s/watch.ts";
 import { createStateStore, type PodState } from "../../meta/state.ts";
 import type { Root } from "../root.ts";
 import { podEvent } from "./dynamic_events.ts";

@@ -19,7 +19,7 @@ import {
   type PodInfo,
   podInfo,
   type WatchEvent,
-} from "./k8s.ts";
+} from "./client.ts";
 
 /** Counters of the watched state (the daemon's metrics). */
 export interface WatchStats {

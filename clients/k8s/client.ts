@@ -11,7 +11,7 @@
  * @module
  */
 import * as z from "zod/mini";
-import { CniError, Code } from "../conf/errors.ts";
+import { CniError, Code } from "../../conf/errors.ts";
 import { connect, type Connection } from "./_kube_auth.ts";
 import { Redactor } from "./_secrets.ts";
 

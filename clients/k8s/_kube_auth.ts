@@ -8,9 +8,9 @@
  * @module
  */
 import * as z from "zod/mini";
-import { readBoundedTextSync, readRequiredTextSync } from "../conf/bounded_read.ts";
-import { CniError, Code } from "../conf/errors.ts";
-import { parseYaml, yamlErrorSummary } from "../conf/yaml.ts";
+import { readBoundedTextSync, readRequiredTextSync } from "../../conf/bounded_read.ts";
+import { CniError, Code } from "../../conf/errors.ts";
+import { parseYaml, yamlErrorSummary } from "../../conf/yaml.ts";
 import { Redactor, splitUserinfo } from "./_secrets.ts";
 
 /** How to reach the API server, once resolved. */
