@@ -11,6 +11,7 @@ const paths = {
   nl: "libnl-3.so.200",
   nlRoute: "libnl-route-3.so.200",
   libc: "libc.so.6",
+  nft: "libnftables.so.1",
 };
 
 /** Library names a symbol group can be bound from. */

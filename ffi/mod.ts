@@ -32,4 +32,5 @@ export type { AddrInfo } from "./addr.ts";
 export type { BridgeVlanOptions } from "./bridge_vlan.ts";
 export { type AddRouteOptions, type RouteInfo, RT_TABLE_MAIN } from "./route.ts";
 export type { AddFdbOptions, FdbEntry, NeighEntry } from "./neigh.ts";
+export { runNft, runNftIn } from "./nftables.ts";
 export { readSysctl, sysctlPath, writeSysctl } from "./sysctl.ts";

@@ -6,7 +6,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 DENO_VERSION=2.9.6
 
-pkgs=(libnl-3-200 libnl-route-3-200 iproute2 iputils-ping iptables nftables containernetworking-plugins
+pkgs=(libnl-3-200 libnl-route-3-200 iproute2 iputils-ping iptables nftables libnftables1 containernetworking-plugins
   podman runc containerd busybox-static gcc libc6-dev mmdebstrap etcd-server dnsmasq-base iperf3 curl)
 missing=()
 for p in "${pkgs[@]}"; do
