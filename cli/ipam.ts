@@ -246,47 +246,24 @@ async function podAlive(kubeconfig: string) {
 }
 
 /**
- * The daemon side of the cluster IPAM for `podplex serve --ipam-network FILE`: the node's
- * affinity lease, and every `intervalMs` the journal replay and a reconcile against the
- * node's podplex state dir (the conf's, as `podplex ipam reconcile` without flags).
+ * What the ipam controller (controllers/ipam) needs for `podplex serve --ipam-network FILE`,
+ * read from that network conf: its etcd client, prefix, node and data dir, and whether an
+ * attachment exists by the node's podplex state dir, read again each pass (the conf's, as
+ * `podplex ipam reconcile` without flags).
  *
- * @returns a handle whose `close()` stops both (the lease then expires after its TTL)
+ * @returns the settings and a `close()` that closes the etcd client
  */
-export async function startIpamDaemon(
-  networkFile: string,
-  log: (line: string) => void,
-  intervalMs = 60_000,
-): Promise<{ close(): Promise<void> }> {
+export async function ipamSettings(networkFile: string) {
   const conf = await settings({ network: networkFile } as Flags);
   const { openEtcd } = await import("../delegates/ipam/cluster/cluster.ts");
-  const { startClusterIpamDaemon } = await import("../delegates/ipam/cluster/affinity.ts");
   const etcd = await openEtcd(conf.etcd);
-  const alive = await stateAlive({} as Flags);
-  const daemon = await startClusterIpamDaemon({
+  return {
     etcd,
     prefix: conf.etcd.prefix,
     node: conf.nodeName,
     dataDir: conf.dataDir,
-    intervalMs,
-    alive: (r) => alive.fn(r),
-    onPass: (r) => {
-      if (r instanceof Error) log(`cluster IPAM reconcile failed: ${r.message}`);
-      else if (r.released.length || r.blocksReleased.length) {
-        log(
-          `cluster IPAM reconcile: ${r.released.length} addresses, ${r.blocksReleased.length} blocks released`,
-        );
-      }
-    },
-  });
-  log(
-    `cluster IPAM: node "${conf.nodeName}" keeps its block affinity in ${
-      conf.etcd.endpoints.join(",")
-    }`,
-  );
-  return {
-    async close() {
-      await daemon.stop();
-      etcd.close();
-    },
+    // Read per pass: a pod added after the daemon started must count as alive.
+    attachments: async () => (await stateAlive({} as Flags)).fn,
+    close: () => etcd.close(),
   };
 }

@@ -277,8 +277,19 @@ const CONTROLLERS: ControllerRow[] = [
     flag: "--ipam-network FILE", // the cluster IPAM's block affinity lease + reconcile
     on: (args) => args.ipam !== undefined,
     start: async (args, base) => {
-      const d = await (await import("./ipam.ts")).startIpamDaemon(args.ipam!, base.log);
-      return { name: "ipam", reconcile: () => Promise.resolve(), close: d.close };
+      const { startIpam } = await import("../controllers/ipam/ipam.ts");
+      const s = await (await import("./ipam.ts")).ipamSettings(args.ipam!);
+      try {
+        const c = await startIpam({ ...base, ...s });
+        return {
+          name: c.name,
+          reconcile: () => c.reconcile(),
+          close: () => c.close().finally(s.close),
+        };
+      } catch (e) {
+        s.close();
+        throw e;
+      }
     },
   },
   {

@@ -87,17 +87,9 @@ const RESIDENT = [
   /\.watch\s*\(/,
 ];
 
-/**
- * Modules of delegates/ that still hold resident work while it moves to controllers/
- * (issue 21); each leaves this list when it moves. Empty when the move is done.
- */
-export const RESIDENT_PENDING: ReadonlySet<string> = new Set([
-  "delegates/ipam/cluster/affinity.ts",
-]);
-
 /** The resident loop a module of delegates/ starts, if any (a line of it, for the message). */
 export function residentLoopOf(path: string, source: string): string | undefined {
-  if (!path.startsWith("delegates/") || isTestCode(path) || RESIDENT_PENDING.has(path)) return;
+  if (!path.startsWith("delegates/") || isTestCode(path)) return;
   const code = source.replace(/\/\*[\s\S]*?\*\//g, "").replace(/^\s*\/\/.*$/gm, "");
   for (const line of code.split("\n")) {
     if (RESIDENT.some((re) => re.test(line))) return line.trim();

@@ -157,6 +157,15 @@ export interface KeepAlive {
   stop(): void;
 }
 
+/**
+ * The key-value part of {@linkcode EtcdClient}: what a store, a journal replay or a reconcile
+ * needs. A controller's unit test hands in an in-memory fake of it.
+ */
+export type EtcdKv = Pick<EtcdClient, "get" | "range" | "put" | "delete" | "txn">;
+
+/** The lease part of {@linkcode EtcdClient}: what a keeper of a lease needs. */
+export type EtcdLeases = Pick<EtcdClient, "leaseGrant" | "keepAlive">;
+
 // deno-lint-ignore no-explicit-any
 type J = any;
 

@@ -13,7 +13,7 @@
  *
  * @module
  */
-import type { EtcdClient } from "../../../clients/etcd/client.ts";
+import type { EtcdKv } from "../../../clients/etcd/client.ts";
 import { SpaceKeys } from "./keys.ts";
 import { ClusterStore } from "./store.ts";
 import { writeFileAtomic } from "../../../conf/io.ts";
@@ -74,7 +74,7 @@ export async function journalDone(path: string): Promise<void> {
  * @throws the etcd error that stopped it (the entries not replayed stay)
  */
 export async function replayJournalDir(
-  etcd: EtcdClient,
+  etcd: EtcdKv,
   dir: string,
   prefix: string,
   node: string,

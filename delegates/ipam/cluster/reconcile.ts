@@ -18,13 +18,13 @@
  * @module
  */
 import { parseIp } from "../../../conf/ip.ts";
-import type { EtcdClient } from "../../../clients/etcd/client.ts";
+import type { EtcdKv } from "../../../clients/etcd/client.ts";
 import { type AddressRecord, blockOfKey, SpaceKeys } from "./keys.ts";
 import { type BlockClaim, ClusterStore, parseRecord } from "./store.ts";
 
 /** Options of {@linkcode reconcile}. */
 export interface ReconcileOptions {
-  etcd: EtcdClient;
+  etcd: EtcdKv;
   /** The etcd prefix (default `/podplex/ipam/v1`). */
   prefix?: string;
   /** This node: its records (node scope) and its blocks are the ones looked at. */
@@ -60,7 +60,7 @@ export interface SpaceView {
 }
 
 /** Reads every address space (records and block claims) in one range. */
-export async function readSpaces(etcd: EtcdClient, prefix: string): Promise<SpaceView[]> {
+export async function readSpaces(etcd: EtcdKv, prefix: string): Promise<SpaceView[]> {
   const r = await etcd.range(`${prefix}/s/`, { prefix: true });
   const spaces = new Map<string, SpaceView>();
   for (const kv of r.kvs) {

@@ -11,12 +11,7 @@
  */
 import type { Cidr, IP } from "../../../conf/ip.ts";
 import { formatIp, parseIp } from "../../../conf/ip.ts";
-import {
-  type EtcdClient,
-  EtcdError,
-  type KeyValue,
-  type Op,
-} from "../../../clients/etcd/client.ts";
+import { EtcdError, type EtcdKv, type KeyValue, type Op } from "../../../clients/etcd/client.ts";
 import { type Lease, Mutex, type Store } from "../host_local/store.ts";
 import {
   type AddressRecord,
@@ -44,7 +39,7 @@ const mutexes = new Map<string, Mutex>();
 /** An address space's store for one node and one attachment. */
 export class ClusterStore implements Store {
   readonly keys: SpaceKeys;
-  readonly #etcd: EtcdClient;
+  readonly #etcd: EtcdKv;
   readonly #owner: Owner;
   /** The node-local lock file of the space (its hint file sits beside it). */
   readonly lockPath: string;
@@ -61,7 +56,7 @@ export class ClusterStore implements Store {
    * @param lease the node's affinity lease, attached to block claims (none: claims stay)
    */
   constructor(
-    etcd: EtcdClient,
+    etcd: EtcdKv,
     keys: SpaceKeys,
     owner: Owner,
     lockPath: string,

@@ -1,6 +1,5 @@
 /**
- * A node's block affinity under an etcd lease, kept alive by the node's daemon, and the
- * daemon's periodic reconcile.
+ * A node's block affinity under an etcd lease, kept alive by the node's daemon.
  *
  * {@linkcode startNodeAffinity} grants a lease (TTL default 30 s), puts `<prefix>/node/<node>`
  * under it, writes its id to `<dataDir>/<node>/lease` (CNI calls on the node attach the
@@ -10,32 +9,43 @@
  * reservation is its own create-if-absent transaction, so sharing a block is safe). A lost
  * lease (etcd said it is gone) is granted again.
  *
- * Wiring in `podplex serve` is one call: `const ipam = await startClusterIpamDaemon(...)`
- * at start and `await ipam.stop()` at shutdown.
+ * The ipam controller (./ipam.ts) starts it; a CNI ADD only reads the lease file
+ * (delegates/ipam/cluster).
  *
  * @module
  */
-import type { EtcdClient, KeepAlive } from "../../../clients/etcd/client.ts";
-import { nodeKey } from "./keys.ts";
-import { journalDir, replayJournalDir } from "./journal.ts";
-import { readSpaces, reconcile, type ReconcileOptions, type ReconcileReport } from "./reconcile.ts";
-import { SpaceKeys } from "./keys.ts";
-import { writeFileAtomic } from "../../../conf/io.ts";
+import type { EtcdKv, EtcdLeases, KeepAlive } from "../../clients/etcd/client.ts";
+import { nodeKey, SpaceKeys } from "../../delegates/ipam/cluster/keys.ts";
+import { readSpaces } from "../../delegates/ipam/cluster/reconcile.ts";
+import { writeFileAtomic } from "../../conf/io.ts";
 
 /** Options of {@linkcode startNodeAffinity}. */
 export interface NodeAffinityOptions {
-  etcd: EtcdClient;
+  /** The etcd client (its key-value and lease parts). */
+  etcd: EtcdKv & EtcdLeases;
+  /** The etcd prefix (default `/podplex/ipam/v1`). */
   prefix?: string;
+  /** This node's name. */
   node: string;
   /** The node-local dir of the cluster IPAM (where CNI calls look for the lease id). */
   dataDir: string;
+  /** The lease's TTL in seconds (default 30). */
   ttlSec?: number;
+  /** The time written into the node key (default `Date.now`). */
+  now?: () => number;
+  /**
+   * Told when a lost lease could not be granted again; it is not tried again until the
+   * daemon restarts (as before the move).
+   */
+  onError?(err: Error): void;
 }
 
 /** A running affinity keeper. */
 export interface NodeAffinity {
   /** The current lease id. */
   readonly lease: string;
+  /** How many times the lease was granted (1 + the regrants after a loss). */
+  readonly grants: number;
   /** Stops refreshing (the lease expires after its TTL; a restart re-attaches the claims). */
   stop(): Promise<void>;
 }
@@ -48,22 +58,28 @@ function leaseFile(dataDir: string, node: string): string {
 export async function startNodeAffinity(o: NodeAffinityOptions): Promise<NodeAffinity> {
   const prefix = o.prefix ?? "/podplex/ipam/v1";
   const ttl = o.ttlSec ?? 30;
+  const now = o.now ?? Date.now;
   let ka: KeepAlive | undefined;
   let lease = "";
+  let grants = 0;
   let stopped = false;
   const attach = async () => {
     lease = (await o.etcd.leaseGrant(ttl)).id;
-    await o.etcd.put(nodeKey(prefix, o.node), JSON.stringify({ t: Date.now() }), lease);
+    grants++;
+    await o.etcd.put(nodeKey(prefix, o.node), JSON.stringify({ t: now() }), lease);
     await reattachClaims(o.etcd, prefix, o.node, lease);
     await writeFileAtomic(leaseFile(o.dataDir, o.node), lease, { dirMode: 0o700 });
     ka = o.etcd.keepAlive(lease, ttl, () => {
-      if (!stopped) attach().catch(() => {});
+      if (!stopped) attach().catch((e) => o.onError?.(e as Error));
     });
   };
   await attach();
   return {
     get lease() {
       return lease;
+    },
+    get grants() {
+      return grants;
     },
     stop() {
       stopped = true;
@@ -74,7 +90,7 @@ export async function startNodeAffinity(o: NodeAffinityOptions): Promise<NodeAff
 }
 
 /** Puts every claim of `node` (and its index entry) under `lease`, if still the node's. */
-async function reattachClaims(etcd: EtcdClient, prefix: string, node: string, lease: string) {
+async function reattachClaims(etcd: EtcdKv, prefix: string, node: string, lease: string) {
   for (const view of await readSpaces(etcd, prefix)) {
     const keys = new SpaceKeys(prefix, view.space);
     for (const c of view.blocks) {
@@ -92,42 +108,4 @@ async function reattachClaims(etcd: EtcdClient, prefix: string, node: string, le
       });
     }
   }
-}
-
-/** Options of {@linkcode startClusterIpamDaemon}. */
-export interface ClusterIpamDaemonOptions extends Omit<ReconcileOptions, "etcd"> {
-  etcd: EtcdClient;
-  dataDir: string;
-  /** Reconcile every this many ms (default 60 000). */
-  intervalMs?: number;
-  ttlSec?: number;
-  /** Each pass's report or error (logging). */
-  onPass?(report: ReconcileReport | Error): void;
-}
-
-/** The daemon side: affinity lease + journal replay + reconcile every `intervalMs`. */
-export async function startClusterIpamDaemon(
-  o: ClusterIpamDaemonOptions,
-): Promise<{ stop(): Promise<void> }> {
-  const affinity = await startNodeAffinity(o);
-  const prefix = o.prefix ?? "/podplex/ipam/v1";
-  let running: Promise<void> = Promise.resolve();
-  const pass = async () => {
-    try {
-      await replayJournalDir(o.etcd, journalDir(o.dataDir, o.node), prefix, o.node);
-      o.onPass?.(await reconcile(o));
-    } catch (err) {
-      o.onPass?.(err as Error);
-    }
-  };
-  const timer = setInterval(() => {
-    running = running.then(pass);
-  }, o.intervalMs ?? 60_000);
-  return {
-    async stop() {
-      clearInterval(timer);
-      await running;
-      await affinity.stop();
-    },
-  };
 }
