@@ -20,8 +20,8 @@ import { writeAllSync } from "../conf/io.ts";
 import { PROTOCOL } from "./serve/protocol.ts";
 import { ownNamespaces } from "./serve/call.ts";
 import { type CallRecord, type Daemon, handle } from "./serve/daemon.ts";
-import { CallScheduler } from "./serve/gate.ts";
-import type { DynamicController } from "./serve/dynamic.ts";
+import { CallScheduler, NotStarted } from "./serve/gate.ts";
+import type { DynamicController } from "../controllers/dynamic/dynamic.ts";
 import { FrameBudget } from "./serve/frames.ts";
 import { listenPrivate, prepareSocketPath } from "./serve/socket.ts";
 import { type Controller, type ControllerContext, systemClock } from "../controllers/controller.ts";
@@ -178,7 +178,7 @@ async function run(args: ServeArgs, root: Root, stop: AbortSignal): Promise<numb
     ready: () => ready && !d.draining,
   };
   if (view) d.viewProblem = (call) => viewProblem(view, call);
-  const dynamic = args.dynamicNetworks ? await startHotplug(args, d) : undefined;
+  const dynamic = args.dynamicNetworks ? await startHotplug(args, d, base) : undefined;
   if (metrics && args.metrics) {
     const files = cache;
     services.push(serveMetrics(args.metrics, () =>
@@ -225,19 +225,26 @@ function daemonRootOptions(args: ServeArgs, files: FileCache, view?: HostView): 
 }
 
 /**
- * The hot-plug controller (serve/dynamic.ts): pods' changes under the scheduler key their
- * CNI calls take.
+ * The hot-plug controller (controllers/dynamic): pods' changes under the scheduler key their
+ * CNI calls take. Started after the daemon is built (it needs the daemon's scheduler), not
+ * from the table; closed before the daemon drains.
  */
-async function startHotplug(args: ServeArgs, d: Daemon): Promise<DynamicController> {
-  const { startDynamicNetworks } = await import("./serve/dynamic.ts");
+async function startHotplug(
+  args: ServeArgs,
+  d: Daemon,
+  base: ControllerContext,
+): Promise<DynamicController> {
+  const { startDynamicNetworks, LockBusy } = await import("../controllers/dynamic/dynamic.ts");
   say(`podplex serve: dynamic networks on, pods' states in ${args.stateDirs.join(", ")}\n`);
   return startDynamicNetworks({
+    ...base,
     root: d.root,
-    lock: (containerId, fn) => d.scheduler.run({ key: containerId }, fn),
+    lock: (containerId, fn) =>
+      d.scheduler.run({ key: containerId }, fn).catch((e) => {
+        throw e instanceof NotStarted ? new LockBusy(e.message) : e;
+      }),
     stateDirs: args.stateDirs,
     nodeName: args.nodeName!,
-    log: (l) => say(`podplex serve: ${l}\n`),
-    now: () => new Date(),
   });
 }
 

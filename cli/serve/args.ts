@@ -37,7 +37,7 @@ export interface ServeArgs {
   metrics?: { address?: string; socket?: string };
   /** The daemon's own lines: text, or one JSON object a line. */
   logFormat: "text" | "json";
-  /** Hot-plug: pods' network annotation changes are applied (cli/serve/dynamic.ts). */
+  /** Hot-plug: pods' network annotation changes are applied (controllers/dynamic). */
   dynamicNetworks?: boolean;
   /** Where the hot-plug controller finds pods' states (default: the conf default). */
   stateDirs: string[];

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { CniError } from "../../conf/errors.ts";
-import { eventText, podEvent } from "./dynamic_events.ts";
-import { parseServeArgs } from "./args.ts";
+import { eventText, podEvent } from "./events.ts";
 
 const result = { cniVersion: "1.1.0", ips: [{ address: "10.163.1.2/24", interface: 0 }] };
 
@@ -48,23 +47,4 @@ Deno.test("podEvent() is a core/v1 Event about the pod, its message within the A
   assert.equal(ev.firstTimestamp, "2026-12-07T06:00:00Z");
   assert.equal(String(ev.message).length, 1024);
   assert.deepEqual(ev.source, { component: "podplex", host: "node-1" });
-});
-
-Deno.test("serve --dynamic-networks needs a node name; --state-dir must be absolute", () => {
-  const a = parseServeArgs(["--dynamic-networks"], { NODE_NAME: "n1" });
-  assert.ok(!("error" in a) && !("help" in a));
-  assert.equal(a.dynamicNetworks, true);
-  assert.deepEqual(a.stateDirs, ["/var/lib/cni/podplex"]);
-  const b = parseServeArgs(["--dynamic-networks", "--state-dir", "/s1", "--state-dir=/s2"], {
-    NODE_NAME: "n1",
-  });
-  assert.ok(!("error" in b) && !("help" in b));
-  assert.deepEqual(b.stateDirs, ["/s1", "/s2"]);
-  assert.deepEqual(parseServeArgs(["--dynamic-networks"]), {
-    error: `"--dynamic-networks" needs this node's name (--node-name, NODE_NAME)`,
-  });
-  assert.match(
-    (parseServeArgs(["--state-dir", "rel"]) as { error: string }).error,
-    /"rel" is not an absolute path/,
-  );
 });

@@ -1,5 +1,5 @@
 /**
- * `podplex serve --dynamic-networks`: the hot-plug controller. When the networks annotation
+ * `podplex serve --dynamic-networks`: the hot-plug controller (the dynamic-networks controller). When the networks annotation
  * of a pod that podplex ADDed on this node changes, the pod's attachments are brought in line
  * with it (meta/hotplug.ts), under the pod's per-container lock (the scheduler key CNI calls
  * of that container take, so a kubelet DEL and a hot-plug never interleave); network-status
@@ -30,25 +30,44 @@ import {
   NETWORKS_ANNOTATION,
 } from "../../meta/annotations.ts";
 import { parsePodplexConf } from "../../meta/conf.ts";
-import type { HotplugChange } from "../../meta/hotplug.ts";
+import type { PodplexConf } from "../../meta/conf.ts";
+import type { HotplugChange, HotplugOutcome, HotplugRequest } from "../../meta/hotplug.ts";
 import type { KubeClient } from "../../clients/k8s/client.ts";
 import type { PodChange, WatchedKubeClient } from "../../clients/k8s/watch.ts";
 import { createStateStore, type PodState } from "../../meta/state.ts";
-import type { Root } from "../root.ts";
-import { podEvent } from "./dynamic_events.ts";
-import { NotStarted } from "./gate.ts";
+import type { Cancel, Controller, ControllerContext } from "../controller.ts";
+import { podEvent } from "./events.ts";
+
+/** What the controller needs of the daemon's object graph (cli/root.ts's Root has it). */
+export interface DynamicRoot {
+  /** Brings a pod's attachments in line with its annotations (the caller holds its lock). */
+  hotplug(req: HotplugRequest): Promise<HotplugOutcome>;
+  /** The API client of a conf's kubeconfig (none without one). */
+  kube(conf: PodplexConf): Promise<KubeClient | undefined>;
+  /** The API clients in use now. */
+  kubeClients(): KubeClient[];
+}
+
+/**
+ * What {@linkcode DynamicContext.lock} rejects with when the daemon is too busy to start the
+ * work (its scheduler refused it): the pod is looked at again a second later.
+ */
+export class LockBusy extends Error {}
 
 /** What the controller is started with. */
-export interface DynamicContext {
-  root: Root;
-  /** Runs `fn` under the pod's per-container lock (the daemon's scheduler key). */
+export interface DynamicContext extends ControllerContext {
+  /** The daemon's object graph (hot-plug, API clients). */
+  root: DynamicRoot;
+  /**
+   * Runs `fn` under the pod's per-container lock (the daemon's scheduler key).
+   *
+   * @throws {LockBusy} when the daemon refused to start it
+   */
   lock<T>(containerId: string, fn: () => Promise<T>): Promise<T>;
   /** Where the pods' states are. */
   stateDirs: string[];
   /** This node's name (the Events' source). */
   nodeName: string;
-  log(line: string): void;
-  now(): Date;
   /** How often the daemon's API clients are looked at for new ones (ms, default 1000). */
   pollMs?: number;
 }
@@ -64,7 +83,7 @@ export interface DynamicStats {
 }
 
 /** The running controller. */
-export interface DynamicController {
+export interface DynamicController extends Controller {
   readonly stats: DynamicStats;
   /** Looks at every pod once (new API clients subscribed first). */
   reconcile(): Promise<void>;
@@ -98,6 +117,7 @@ export function startDynamicNetworks(ctx: DynamicContext): DynamicController {
   const unsubscribe: (() => void)[] = [];
   const active = new Map<string, Promise<void>>();
   const dirty = new Set<string>();
+  const retries = new Set<Cancel>();
   let closed = false;
 
   // Every state is written by a rename into its dir, which moves the dir's mtime: a dir whose
@@ -110,7 +130,7 @@ export function startDynamicNetworks(ctx: DynamicContext): DynamicController {
     const held = listed.get(dir);
     if (held && held.mtime === mtime && mtime !== -1) return held.states;
     const states = await createStateStore(dir, { warn: ctx.log }).list().catch(() => []);
-    if (Date.now() - mtime > 1000) listed.set(dir, { mtime, states });
+    if (ctx.clock.now().getTime() - mtime > 1000) listed.set(dir, { mtime, states });
     else listed.delete(dir);
     return states;
   }
@@ -132,9 +152,10 @@ export function startDynamicNetworks(ctx: DynamicContext): DynamicController {
       do {
         dirty.delete(key);
         await reconcilePod(key).catch((e) => {
-          if (!(e instanceof NotStarted)) return ctx.log(`hot-plug of pod "${key}": ${e}`);
+          if (!(e instanceof LockBusy)) return ctx.log(`hot-plug of pod "${key}": ${e}`);
           // The daemon is full of calls: this pod is looked at again in a second.
-          Deno.unrefTimer(setTimeout(() => enqueue(key), 1000));
+          const cancel = ctx.clock.after(1000, () => (retries.delete(cancel), enqueue(key)));
+          retries.add(cancel);
         });
       } while (dirty.has(key) && !closed);
     })().finally(() => active.delete(key));
@@ -223,7 +244,7 @@ export function startDynamicNetworks(ctx: DynamicContext): DynamicController {
         { namespace, name, uid: state.podUid },
         change,
         ctx.nodeName,
-        ctx.now(),
+        ctx.clock.now(),
       );
       await (kube as { createEvent?: (ns: string, e: unknown) => Promise<void> }).createEvent?.(
         namespace,
@@ -257,14 +278,15 @@ export function startDynamicNetworks(ctx: DynamicContext): DynamicController {
     }).catch((e) => ctx.log(`cannot write network-status to "${podKey(state)}": ${e}`));
   }
 
-  const poll = setInterval(() => {
+  const poll = ctx.clock.every(ctx.pollMs ?? 1000, () => {
     for (const c of ctx.root.kubeClients()) subscribe(c);
-  }, ctx.pollMs ?? 1000);
-  Deno.unrefTimer(poll);
+  });
 
   const controller: DynamicController = {
+    name: "dynamic",
     stats,
     async reconcile() {
+      if (closed) return;
       for (const c of ctx.root.kubeClients()) subscribe(c);
       for (const s of await statesOf()) {
         if (s.hotplug) await clientOf(s).catch((e) => ctx.log(`hot-plug: ${e}`));
@@ -276,7 +298,9 @@ export function startDynamicNetworks(ctx: DynamicContext): DynamicController {
     },
     async close() {
       closed = true;
-      clearInterval(poll);
+      poll();
+      for (const cancel of retries) cancel();
+      retries.clear();
       for (const u of unsubscribe.splice(0)) u();
       await controller.idle();
     },

@@ -1,0 +1,21 @@
+import assert from "node:assert/strict";
+import { parseServeArgs } from "./args.ts";
+
+Deno.test("serve --dynamic-networks needs a node name; --state-dir must be absolute", () => {
+  const a = parseServeArgs(["--dynamic-networks"], { NODE_NAME: "n1" });
+  assert.ok(!("error" in a) && !("help" in a));
+  assert.equal(a.dynamicNetworks, true);
+  assert.deepEqual(a.stateDirs, ["/var/lib/cni/podplex"]);
+  const b = parseServeArgs(["--dynamic-networks", "--state-dir", "/s1", "--state-dir=/s2"], {
+    NODE_NAME: "n1",
+  });
+  assert.ok(!("error" in b) && !("help" in b));
+  assert.deepEqual(b.stateDirs, ["/s1", "/s2"]);
+  assert.deepEqual(parseServeArgs(["--dynamic-networks"]), {
+    error: `"--dynamic-networks" needs this node's name (--node-name, NODE_NAME)`,
+  });
+  assert.match(
+    (parseServeArgs(["--state-dir", "rel"]) as { error: string }).error,
+    /"rel" is not an absolute path/,
+  );
+});
