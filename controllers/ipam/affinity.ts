@@ -34,8 +34,8 @@ export interface NodeAffinityOptions {
   /** The time written into the node key (default `Date.now`). */
   now?: () => number;
   /**
-   * Told when a lost lease could not be granted again; it is not tried again until the
-   * daemon restarts (as before the move).
+   * Told when a lost lease could not be granted again; {@linkcode NodeAffinity.ensure}
+   * (the ipam controller's every pass) tries again.
    */
   onError?(err: Error): void;
 }
@@ -46,6 +46,8 @@ export interface NodeAffinity {
   readonly lease: string;
   /** How many times the lease was granted (1 + the regrants after a loss). */
   readonly grants: number;
+  /** Grants the lease again when the last grant after a loss failed; else does nothing. */
+  ensure(): Promise<void>;
   /** Stops refreshing (the lease expires after its TTL; a restart re-attaches the claims). */
   stop(): Promise<void>;
 }
@@ -63,6 +65,7 @@ export async function startNodeAffinity(o: NodeAffinityOptions): Promise<NodeAff
   let lease = "";
   let grants = 0;
   let stopped = false;
+  let broken = false;
   const attach = async () => {
     lease = (await o.etcd.leaseGrant(ttl)).id;
     grants++;
@@ -70,9 +73,16 @@ export async function startNodeAffinity(o: NodeAffinityOptions): Promise<NodeAff
     await reattachClaims(o.etcd, prefix, o.node, lease);
     await writeFileAtomic(leaseFile(o.dataDir, o.node), lease, { dirMode: 0o700 });
     ka = o.etcd.keepAlive(lease, ttl, () => {
-      if (!stopped) attach().catch((e) => o.onError?.(e as Error));
+      if (!stopped) reattach();
     });
   };
+  // Without a retry, one failed grant after a loss (etcd down at that moment) would leave the
+  // node without affinity until the daemon restarted.
+  const reattach = () =>
+    attach().then(() => void (broken = false), (e) => {
+      broken = true;
+      o.onError?.(e as Error);
+    });
   await attach();
   return {
     get lease() {
@@ -80,6 +90,9 @@ export async function startNodeAffinity(o: NodeAffinityOptions): Promise<NodeAff
     },
     get grants() {
       return grants;
+    },
+    async ensure() {
+      if (broken && !stopped) await reattach();
     },
     stop() {
       stopped = true;

@@ -1,6 +1,7 @@
 /**
  * The cluster IPAM's controller (`podplex serve --ipam-network FILE`): the node's block
- * affinity lease (./affinity.ts), and on its timer the journal replay (releases a DEL could
+ * affinity lease (./affinity.ts; granted again on a pass when a regrant failed), and on its
+ * timer the journal replay (releases a DEL could
  * not make while etcd was down) and a reconcile (records whose attachment is gone, blocks
  * empty past their grace). What a CNI ADD or DEL runs stays in delegates/ipam/cluster; the
  * reconcile step itself is the same function `podplex ipam reconcile` runs once.
@@ -94,6 +95,7 @@ class IpamController implements Controller {
     const prefix = c.prefix ?? "/podplex/ipam/v1";
     this.#stats.passes++;
     try {
+      await this.#affinity.ensure();
       await replayJournalDir(c.etcd, journalDir(c.dataDir, c.node), prefix, c.node);
       const alive = await c.attachments();
       this.#report(await reconcile({ ...c, prefix, alive, now: () => c.clock.now().getTime() }));

@@ -71,7 +71,12 @@ class FakeEtcd implements EtcdKv, EtcdLeases {
   txn(): never {
     throw new Error("no transaction expected: the fake store holds no claim");
   }
+  /** When set, the next lease grant fails with it. */
+  failGrant?: Error;
   leaseGrant(ttl: number): Promise<{ id: string; ttl: number }> {
+    const err = this.failGrant;
+    this.failGrant = undefined;
+    if (err) return Promise.reject(err);
     return Promise.resolve({ id: String(++this.leases), ttl });
   }
   keepAlive(id: string, _ttl: number, onLost?: (id: string) => void): KeepAlive {
@@ -128,6 +133,24 @@ Deno.test("ipam controller: a lost lease is granted again and the lease file fol
   assert.equal(metric(ctx.metrics.render(), "podplex_cluster_ipam_lease_grants_total"), 2);
   await ipam.close();
   assert.ok(etcd.keepAlives.at(-1)!.stopped, "close stops refreshing the current lease");
+});
+
+Deno.test("ipam controller: a regrant that failed (etcd down) is tried again by the next pass", async () => {
+  const { ctx, etcd, dir, ipam } = await setup(1000);
+  await using _ = dir;
+  etcd.failGrant = new Error("etcd is down");
+  etcd.keepAlives[0].onLost!("1");
+  await new Promise((r) => setTimeout(r, 50));
+  assert.match(ctx.lines.join("\n"), /cannot grant the affinity lease again: etcd is down/);
+  assert.equal(etcd.leases, 1, "no lease now");
+  await ctx.clock.advance(1000);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(etcd.leases, 2, "the pass granted it again");
+  assert.equal(etcd.kv.get(`${PREFIX}/node/n1`)?.lease, "2");
+  assert.equal((await Deno.readTextFile(`${dir.path}/n1/lease`)).trim(), "2");
+  await ctx.clock.advance(1000);
+  assert.equal(etcd.leases, 2, "and not again once it holds");
+  await ipam.close();
 });
 
 Deno.test("ipam controller: passes run on ctx.clock, re-read the attachments, survive a failure", async () => {
