@@ -102,6 +102,21 @@ export {
 } from "./cli/cni.ts";
 export { createMetaPlugin } from "./meta/plugin.ts";
 export type { MetaDeps, MetaKernel } from "./meta/context.ts";
+export type { PolicyAnswer, PolicySource, TableApplier } from "./meta/policy/source.ts";
+export type {
+  ContainerPort,
+  LabelSelector,
+  NamespaceView,
+  Peer,
+  PodInterface,
+  PodView as PolicyPodView,
+  Policy,
+  PolicyPort,
+  PolicyRule,
+  PolicyWorld,
+  Protocol,
+  SelectorRequirement,
+} from "./meta/policy/types.ts";
 export type { DefinitionFiles } from "./meta/files.ts";
 export type { LogFields, Logger, LogLevel } from "./meta/log.ts";
 export { createTrace, NO_TRACE, type Trace } from "./conf/trace.ts";

@@ -33,7 +33,8 @@ function usage(): string {
   const names = Object.keys(SUBCOMMANDS).sort().join(", ");
   return `usage: podplex <command> [args...]   commands: ${names}\n` +
     `       podplex <command> --help   (pod up|down|check|list|exec, net list|show|validate,\n` +
-    `       status, gc, graph, install: pods and networks on one machine without Kubernetes)\n` +
+    `       status, gc, graph, install, policy apply|show|check: pods, networks and network\n` +
+    `       policy on one machine without Kubernetes)\n` +
     `       podplex serve [--socket PATH]   (resident daemon for .tools/podplex-client)\n` +
     `       CNI_COMMAND=ADD|DEL|CHECK|GC|STATUS|VERSION podplex < conf.json   (as a CNI plugin)\n`;
 }
@@ -51,6 +52,7 @@ export const SUBCOMMANDS: Readonly<Record<string, () => Promise<Subcommand>>> = 
   install: () => import("./install.ts"),
   serve: () => import("./serve.ts"),
   ipam: () => import("./ipam.ts"),
+  policy: () => import("./policy.ts"),
   version: () =>
     Promise.resolve({
       main(): Promise<number> {

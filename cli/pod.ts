@@ -6,18 +6,18 @@
  * @module
  */
 import { POD_ANNOTATIONS_ARG } from "../meta/context.ts";
-import { readRequiredTextSync } from "../conf/bounded_read.ts";
 import { CniError, Code } from "../conf/errors.ts";
 import { convertResult, toCanonical } from "../conf/result.ts";
-import { parseYaml } from "../conf/yaml.ts";
 import type { PluginEnv } from "../delegates/types.ts";
 import { NETWORKS_ANNOTATION } from "../meta/annotations.ts";
+import { formatLabels, parseLabels, POD_LABELS_ANNOTATION } from "../meta/policy/source.ts";
 import { createStateStore } from "../meta/state.ts";
 import { podTable, type PodView } from "./_pod_view.ts";
 import { interfacesOf } from "./_pod_view.ts";
 import { checkPodName, cniArgsFor, containerIdFor, type PodRecord, podRecords } from "./_pods.ts";
 import { listPods } from "./_pod_list.ts";
 import { podExec } from "./_pod_exec.ts";
+import { type Manifest, readManifest } from "./_pod_manifest.ts";
 import {
   cniPath,
   CONFIG_HELP,
@@ -41,8 +41,11 @@ const HELP = `usage: podplex pod <command> [flags]
     --namespace NS         the pod's namespace (default "default", or the manifest's)
     --networks LIST        networks to add, as the k8s.v1.cni.cncf.io/networks annotation
                            ("a,ns/b@net2" or its JSON form)
+    --labels K=V[,K=V]     the pod's labels, as network policy selects pods (default:
+                           the manifest's metadata.labels); they reach podplex in the
+                           annotation "podplex.io/labels"
     --annotations FILE     a pod manifest (YAML or JSON): metadata.annotations, and
-                           metadata.namespace/name when not given
+                           metadata.namespace/name/labels when not given
     --netns PATH           use this existing netns instead of creating /run/netns/NAME
     --json                 print the pod as JSON
   attach NAME --networks LIST   plug the listed networks into the running pod (as a
@@ -69,6 +72,7 @@ const FLAGS = {
   config: { type: "string" },
   namespace: { type: "string", short: "n" },
   networks: { type: "string" },
+  labels: { type: "string" },
   annotations: { type: "string" },
   netns: { type: "string" },
   json: { type: "boolean" },
@@ -85,7 +89,7 @@ export function main(argv: string[], root: Root): Promise<number> {
     const { values: f, positionals } = parseFlags(rest, FLAGS);
     if (f.help) return (out(HELP), 0);
     const allowed: Record<string, (keyof typeof f)[]> = {
-      up: ["config", "namespace", "networks", "annotations", "netns", "json"],
+      up: ["config", "namespace", "networks", "labels", "annotations", "netns", "json"],
       attach: ["config", "namespace", "networks", "json"],
       detach: ["config", "namespace", "networks", "json"],
       down: ["config", "namespace"],
@@ -133,46 +137,10 @@ async function requireRecord(cfg: StandaloneConfig, ns: string, name: string): P
   return rec;
 }
 
-/** What `--annotations` gives: a manifest's metadata. */
-interface Manifest {
-  name?: string;
-  namespace?: string;
-  annotations: Record<string, string>;
-}
-
-/**
- * Reads a pod manifest (YAML or JSON) for its metadata.
- *
- * @throws {CniError} 5 when unreadable, 7 when annotations are not a string map
- */
-export async function readManifest(path: string): Promise<Manifest> {
-  const text = readRequiredTextSync(path, { what: "the pod manifest" });
-  let doc: unknown;
-  try {
-    doc = await parseYaml(text);
-  } catch (e) {
-    throw new CniError(Code.InvalidConfig, `Invalid YAML in "${path}": ${(e as Error).message}`);
-  }
-  const meta = (doc as { metadata?: Record<string, unknown> } | null)?.metadata ?? {};
-  const annotations = meta.annotations ?? {};
-  if (
-    typeof annotations !== "object" || Array.isArray(annotations) ||
-    Object.values(annotations).some((v) => typeof v !== "string")
-  ) {
-    throw new CniError(
-      Code.InvalidConfig,
-      `Invalid "metadata.annotations" in "${path}": must map names to strings`,
-    );
-  }
-  const m: Manifest = { annotations: annotations as Record<string, string> };
-  if (typeof meta.name === "string") m.name = meta.name;
-  if (typeof meta.namespace === "string") m.namespace = meta.namespace;
-  return m;
-}
-
 interface UpFlags {
   namespace?: string;
   networks?: string;
+  labels?: string;
   annotations?: string;
   netns?: string;
   json?: boolean;
@@ -212,6 +180,12 @@ async function up(
   );
   const annotations = { ...manifest.annotations };
   if (f.networks !== undefined) annotations[NETWORKS_ANNOTATION] = f.networks;
+  const labels = f.labels !== undefined
+    ? parseLabels(f.labels, "--labels")
+    : manifest.labels && parseLabels(formatLabels(manifest.labels), `"${f.annotations}"`);
+  if (labels && Object.keys(labels).length) {
+    annotations[POD_LABELS_ANNOTATION] = formatLabels(labels);
+  }
   requireAnnotationsCapability(cfg, annotations);
 
   const containerId = containerIdFor(namespace, name);

@@ -10,7 +10,7 @@ import type { CniResult } from "../conf/types.ts";
 import { fakeRegistry } from "../delegates/runner/testing.ts";
 import type { InProcessRequest, Plugin, PluginRequest } from "../delegates/types.ts";
 import type { Logger } from "./log.ts";
-import type { MetaKernel } from "./context.ts";
+import type { MetaDeps, MetaKernel } from "./context.ts";
 import { createMetaPlugin } from "./plugin.ts";
 import { createStateStore, type StateStore } from "./state.ts";
 
@@ -35,6 +35,14 @@ export interface Faults {
   fail?: Record<string, number>;
   /** The IPAM fake needs the link on DEL (as DHCP does). */
   ipamNeedsLink?: boolean;
+}
+
+/** Edges a test replaces besides the fakes. */
+export interface HarnessOptions {
+  /** The kernel's policy table applier (default: none given, so libnftables). */
+  applyPolicyTable?: MetaKernel["applyPolicyTable"];
+  /** The policy source (default: the conf's policiesDir). */
+  policy?: MetaDeps["policy"];
 }
 
 /** A meta-plugin wired to fakes, with what it records. */
@@ -110,6 +118,7 @@ function fakeDelegate(who: "main" | "ipam", h: Pick<Harness, "events" | "faults"
 export async function metaHarness(
   chains: Record<string, string[]> = {},
   faults: Faults = {},
+  opts: HarnessOptions = {},
 ): Promise<Harness> {
   const dir = await Deno.makeTempDir({ prefix: "ppmeta" });
   const networksDir = `${dir}/networks.d`;
@@ -138,6 +147,7 @@ export async function metaHarness(
       events.push({ who: "kernel", verb: "default-routes", network: "" });
       return Promise.resolve();
     },
+    ...(opts.applyPolicyTable ? { applyPolicyTable: opts.applyPolicyTable } : {}),
   };
   // Each recorded event notes whether the pod's state was on disk at that moment.
   const recording = (p: Plugin): Plugin => ({
@@ -164,6 +174,7 @@ export async function metaHarness(
     log: () => quiet(warnings),
     store: () => store,
     now: () => new Date("2026-12-01T00:00:00Z"),
+    ...(opts.policy ? { policy: opts.policy } : {}),
   });
   const conf = (extra: Record<string, unknown> = {}) =>
     enc.encode(JSON.stringify({
@@ -174,6 +185,7 @@ export async function metaHarness(
       defaultNetworks: ["default/net-b", "default/net-c"],
       networksDir,
       stateDir,
+      policiesDir: `${dir}/policies.d`,
       ...extra,
     }));
   return {

@@ -26,6 +26,7 @@ import type { AttachmentState, HotplugBasis, PodState } from "./state.ts";
 import { delAttachments } from "./teardown.ts";
 import { awaitReadiness } from "./readiness.ts";
 import { assignDeviceIds } from "./device_id.ts";
+import { enforcePolicy, podLabelsOf, tellPeers } from "./policy_step.ts";
 
 /**
  * Runs ADD for a pod.
@@ -58,6 +59,8 @@ export async function metaAdd(call: MetaCall): Promise<CniResult> {
   const state = newPodState(call);
   state.hotplug = hotplugBasis(call);
   state.linkGroup = linkGroupFor(containerId, ifname);
+  const labels = podLabelsOf(annotations);
+  if (labels) state.podLabels = labels;
   state.attachments = plan.attachments.map((att) => recordFor(call, att));
   const lists = state.attachments.map(runnableList);
   await call.kernel.requireNetns(env.netns!);
@@ -77,11 +80,14 @@ export async function metaAdd(call: MetaCall): Promise<CniResult> {
       await call.kernel.applyDefaultRoutes(env.netns!, plan.attachments, results);
     }
     state.networkStatus = buildNetworkStatus(state.attachments);
+    // The pod's table is in its netns before the runtime learns the pod is up.
+    await enforcePolicy(call, state);
     await call.store.save(state);
     call.trace.mark("state");
   } catch (e) {
     throw await rollBack(call, state, results.length, e);
   }
+  await tellPeers(call, state, false);
   await publishNetworkStatus(call, state);
   return mergeResults(
     plan.attachments.map((a, i) => ({

@@ -34,6 +34,11 @@ export interface PodplexConf {
   defaultNetworks: string[];
   /** Local network definitions, `<networksDir>/<ns>/<name>.{yaml,yml,json,conf,conflist}`. */
   networksDir: string;
+  /**
+   * Local network policies, `<policiesDir>/<ns>/*.{yaml,yml,json}` (NetworkPolicy,
+   * MultiNetworkPolicy, Namespace for its labels); enforced when the folder exists.
+   */
+  policiesDir: string;
   /** Attachment state for DEL/CHECK/GC. */
   stateDir: string;
   /** Where a clusterNetwork conf file name is looked up. */
@@ -74,6 +79,7 @@ export interface PodplexConf {
 export const CONF_DEFAULTS = {
   defaultNetworkNamespace: "kube-system",
   networksDir: "/etc/cni/podplex/networks.d",
+  policiesDir: "/etc/cni/podplex/policies.d",
   stateDir: "/var/lib/cni/podplex",
   confDir: "/etc/cni/net.d",
   systemNamespaces: ["kube-system"],
@@ -105,6 +111,7 @@ const OWN = new Set([
   "defaultNetworkNamespace",
   "defaultNetworks",
   "networksDir",
+  "policiesDir",
   "stateDir",
   "confDir",
   "kubeconfig",
@@ -284,6 +291,7 @@ export function parsePodplexConf(raw: Record<string, unknown>, cwd?: string): Po
     ])![0],
     defaultNetworks: strList(entry, "defaultNetworks") ?? [],
     networksDir: path(entry, "networksDir", cwd) ?? CONF_DEFAULTS.networksDir,
+    policiesDir: path(entry, "policiesDir", cwd) ?? CONF_DEFAULTS.policiesDir,
     stateDir: path(entry, "stateDir", cwd) ?? CONF_DEFAULTS.stateDir,
     confDir: path(entry, "confDir", cwd) ?? CONF_DEFAULTS.confDir,
     kubeconfig: path(entry, "kubeconfig", cwd),

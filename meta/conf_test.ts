@@ -41,6 +41,7 @@ Deno.test("parsePodplexConf() keeps every field it is given", () => {
     defaultNetworkNamespace: "net",
     defaultNetworks: ["net/a", "b"],
     networksDir: "/n",
+    policiesDir: "/p",
     stateDir: "/s",
     confDir: "/c",
     kubeconfig: "/k",

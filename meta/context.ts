@@ -17,6 +17,8 @@ import type { PlanInput, PlannedAttachment } from "./plan.ts";
 import { createStateStore, type PodState, type StateStore } from "./state.ts";
 import { fieldOf } from "../conf/json.ts";
 import type { DefinitionFiles } from "./files.ts";
+import type { PolicySource, TableApplier } from "./policy/source.ts";
+import { ffiApplier, localPolicySource } from "./policy/local.ts";
 
 /**
  * The kernel work the meta-plugin does itself (the delegates do the rest), behind an
@@ -51,6 +53,11 @@ export interface MetaKernel {
     attachments: PlannedAttachment[],
     results: CniResult[],
   ): Promise<void>;
+  /**
+   * Replaces a pod's network policy table in the netns at `netns` with one nftables
+   * transaction (default: libnftables through `ffi/`).
+   */
+  applyPolicyTable?: TableApplier;
 }
 
 /** The edges of the meta-plugin, given by the composition root (`cli/`) or a test. */
@@ -69,6 +76,11 @@ export interface MetaDeps {
   kernel?: MetaKernel;
   /** How definitions and confs are read (default: directly; a daemon: cached). */
   files?: DefinitionFiles;
+  /**
+   * The network policy an ADD enforces (default: the conf's policiesDir and the pods of the
+   * state store; a daemon gives the view of its watch).
+   */
+  policy?: (conf: PodplexConf, store: StateStore, log: Logger) => PolicySource | undefined;
 }
 
 /** The pod a call is for, from CNI_ARGS (Kubernetes runtimes) or podman's pod name. */
@@ -96,6 +108,8 @@ export interface MetaCall {
   trace: Trace;
   /** How definitions and confs are read. */
   files?: DefinitionFiles;
+  /** The network policy ADD enforces (none: no policy at all). */
+  policy?: PolicySource;
   /** The API client, created on first use. */
   kube(): Promise<KubeClient | undefined>;
 }
@@ -114,6 +128,7 @@ const ffiKernel: MetaKernel = {
   async applyDefaultRoutes(netns, attachments, results) {
     (await import("./routes.ts")).applyDefaultRoutes(netns, attachments, results);
   },
+  applyPolicyTable: ffiApplier,
 };
 
 /**
@@ -127,6 +142,22 @@ export function openCall(req: InProcessRequest, deps: MetaDeps): MetaCall {
   trace.mark("conf");
   const cniArgs = parseCniArgs(req.env.args);
   let kube: Promise<KubeClient | undefined> | undefined;
+  const store = deps.store?.(conf) ?? createStateStore(conf.stateDir);
+  const log = deps.log?.(conf) ?? createLogger(conf.logLevel, conf.logFile, {
+    format: conf.logFormat,
+    fields: {
+      verb: req.command,
+      containerId: req.env.containerId,
+      pod: cniArgs.get("K8S_POD_NAME")
+        ? `${cniArgs.get("K8S_POD_NAMESPACE") ?? ""}/${cniArgs.get("K8S_POD_NAME")}`
+        : undefined,
+    },
+  });
+  const kernel = deps.kernel ?? ffiKernel;
+  const policy = deps.policy ? deps.policy(conf, store, log) : localPolicySource(
+    conf.policiesDir,
+    { states: () => store.list(), apply: kernel.applyPolicyTable ?? ffiApplier, log },
+  );
   return {
     req,
     conf,
@@ -139,21 +170,13 @@ export function openCall(req: InProcessRequest, deps: MetaDeps): MetaCall {
     },
     runtimeArgs: conf.runtimeConfig ?? {},
     registry: deps.registry(conf),
-    store: deps.store?.(conf) ?? createStateStore(conf.stateDir),
-    log: deps.log?.(conf) ?? createLogger(conf.logLevel, conf.logFile, {
-      format: conf.logFormat,
-      fields: {
-        verb: req.command,
-        containerId: req.env.containerId,
-        pod: cniArgs.get("K8S_POD_NAME")
-          ? `${cniArgs.get("K8S_POD_NAMESPACE") ?? ""}/${cniArgs.get("K8S_POD_NAME")}`
-          : undefined,
-      },
-    }),
+    store,
+    log,
     now: deps.now ?? (() => new Date()),
-    kernel: deps.kernel ?? ffiKernel,
+    kernel,
     trace,
     files: deps.files,
+    policy,
     kube() {
       return kube ??= deps.kube?.(conf) ?? Promise.resolve(undefined);
     },

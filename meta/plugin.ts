@@ -28,6 +28,7 @@ import { planAttachments } from "./plan.ts";
 import type { PodState } from "./state.ts";
 import { attachmentChainOptions, delAttachments } from "./teardown.ts";
 import { withCurrentDefinitions } from "./recover.ts";
+import { tellPeers } from "./policy_step.ts";
 
 /**
  * Creates the meta-plugin (the plugin for `type: "podplex"`) with its edges.
@@ -125,6 +126,7 @@ async function metaDel(call: MetaCall): Promise<void> {
   }
   await call.store.remove(containerId, ifname);
   call.trace.mark("state-removed");
+  await tellPeers(call, state, true);
 }
 
 /**

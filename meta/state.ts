@@ -91,6 +91,8 @@ export interface PodState {
   podName?: string;
   /** The pod's UID (CNI_ARGS K8S_POD_UID). */
   podUid?: string;
+  /** The pod's labels as network policy sees them (standalone: `pod up --labels`). */
+  podLabels?: Record<string, string>;
   /** The link group (IFLA_GROUP) of the pod's container-side links. */
   linkGroup?: number;
   /** When the ADD began (ISO 8601). */

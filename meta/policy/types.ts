@@ -8,14 +8,19 @@
 
 /** One `matchExpressions` entry of a label selector. */
 export interface SelectorRequirement {
+  /** The label key. */
   key: string;
+  /** How the values are compared. */
   operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+  /** The values (In/NotIn); empty for Exists/DoesNotExist. */
   values: string[];
 }
 
 /** A parsed label selector; `{}` (no labels, no expressions) selects everything. */
 export interface LabelSelector {
+  /** Labels that must all be equal. */
   matchLabels: Record<string, string>;
+  /** Requirements that must all hold. */
   matchExpressions: SelectorRequirement[];
 }
 
@@ -24,6 +29,7 @@ export type Protocol = "TCP" | "UDP" | "SCTP";
 
 /** One `ports` entry: a number (with an optional `endPort`), a name, or every port. */
 export interface PolicyPort {
+  /** The protocol (default TCP). */
   protocol: Protocol;
   /** A number, a container port name, or undefined (every port of the protocol). */
   port?: number | string;
@@ -46,20 +52,29 @@ export type Peer =
 export interface PolicyRule {
   /** Its position in the policy's `ingress`/`egress` list (for `policy show`). */
   index: number;
+  /** Who: undefined is everyone (an empty `from`/`to`). */
   peers?: Peer[];
+  /** Where: undefined is every port. */
   ports?: PolicyPort[];
 }
 
 /** A policy after parsing and defaulting. */
 export interface Policy {
+  /** Which kind of object it came from. */
   kind: "NetworkPolicy" | "MultiNetworkPolicy";
+  /** Its namespace (the pods it selects are there). */
   namespace: string;
+  /** Its name. */
   name: string;
+  /** The pods of its namespace it applies to. */
   podSelector: LabelSelector;
   /** policyTypes after defaulting (Ingress always, Egress when there are egress rules). */
   ingressIsolated: boolean;
+  /** Whether it isolates egress. */
   egressIsolated: boolean;
+  /** Its ingress rules. */
   ingress: PolicyRule[];
+  /** Its egress rules. */
   egress: PolicyRule[];
   /** MultiNetworkPolicy only: the networks (`ns/name`) of `k8s.v1.cni.cncf.io/policy-for`. */
   policyFor?: string[];
@@ -76,8 +91,11 @@ export interface PolicyIssue {
 
 /** A container port a named policy port resolves against. */
 export interface ContainerPort {
+  /** The port's name (named ports of a policy resolve to it). */
   name?: string;
+  /** The port number. */
   port: number;
+  /** Its protocol. */
   protocol: Protocol;
 }
 
@@ -97,23 +115,33 @@ export interface PodInterface {
 
 /** A pod as policy sees it. */
 export interface PodView {
+  /** The pod's namespace. */
   namespace: string;
+  /** The pod's name. */
   name: string;
+  /** Its labels. */
   labels: Record<string, string>;
+  /** Its interfaces (eth0 on the cluster network, net1...). */
   interfaces: PodInterface[];
+  /** Its containers' ports (for named ports). */
   ports: ContainerPort[];
 }
 
 /** A namespace as policy sees it. */
 export interface NamespaceView {
+  /** The namespace's name. */
   name: string;
+  /** Its labels (with kubernetes.io/metadata.name). */
   labels: Record<string, string>;
 }
 
 /** Everything a pod's rules depend on. */
 export interface PolicyWorld {
+  /** Every policy known. */
   policies: Policy[];
+  /** Every namespace known. */
   namespaces: NamespaceView[];
+  /** Every pod known. */
   pods: PodView[];
 }
 
