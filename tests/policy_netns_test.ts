@@ -19,6 +19,7 @@ import { renderPodTable } from "../meta/policy/render.ts";
 import { resolvePod } from "../meta/policy/resolve.ts";
 import type { Policy } from "../meta/policy/types.ts";
 import { CASES, expected, type P, type PolicyCase } from "./_policy_cases.ts";
+import { Agent } from "./_policy_probe.ts";
 
 const LONG = Deno.env.get("PODPLEX_LONG") === "1";
 const CLUSTER = "10.172.0.";
@@ -44,48 +45,6 @@ const SHORT = [
 async function sh(...args: string[]): Promise<void> {
   const o = await new Deno.Command(args[0], { args: args.slice(1), stderr: "piped" }).output();
   if (!o.success) throw new Error(`${args.join(" ")}: ${new TextDecoder().decode(o.stderr)}`);
-}
-
-/** One agent (tests/_policy_agent.ts) inside a netns. */
-class Agent {
-  #child: Deno.ChildProcess;
-  #lines: ReadableStreamDefaultReader<string>;
-  #buf = "";
-  constructor(netns: string) {
-    const agent = new URL("./_policy_agent.ts", import.meta.url).pathname;
-    this.#child = new Deno.Command("ip", {
-      args: ["netns", "exec", netns, Deno.execPath(), "run", "-A", "--unstable-net", agent],
-      stdin: "piped",
-      stdout: "piped",
-    }).spawn();
-    this.#lines = this.#child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  }
-  async line(): Promise<string> {
-    for (;;) {
-      const nl = this.#buf.indexOf("\n");
-      if (nl >= 0) {
-        const l = this.#buf.slice(0, nl);
-        this.#buf = this.#buf.slice(nl + 1);
-        return l;
-      }
-      const { value, done } = await this.#lines.read();
-      if (done) throw new Error("The probe agent exited");
-      this.#buf += value;
-    }
-  }
-  async probe(probes: Array<[string, number, string]>): Promise<boolean[]> {
-    const w = this.#child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(JSON.stringify(probes) + "\n"));
-    w.releaseLock();
-    return JSON.parse(await this.line());
-  }
-  async close() {
-    try {
-      this.#child.kill("SIGKILL");
-    } catch { /* gone */ }
-    await this.#child.status;
-    await this.#lines.cancel().catch(() => {});
-  }
 }
 
 async function cleanup() {
