@@ -11,7 +11,7 @@ import { entryVersion } from "../cli/_install_artifact.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 
-/** The flags the artifact's entry (bin/node-launcher.sh) runs the bundle with. */
+/** The flags the artifact's entry (bin/node-entry.c) runs the bundle with. */
 export const DENO_FLAGS = [
   "run",
   "--allow-all",
@@ -47,7 +47,7 @@ export interface BuildInfo {
 /** The payload version named in the artifact's entry, or undefined when there is none. */
 async function version(dir: string): Promise<string | undefined> {
   try {
-    const text = await Deno.readTextFile(`${dir}/podplex`);
+    const text = await Deno.readFile(`${dir}/podplex`);
     return entryVersion(text);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return undefined;

@@ -10,11 +10,14 @@
  * Then, when etcd is installed, the cluster IPAM's benchmark (bench/ipam_bench.ts: per-call
  * ADD+DEL against host-local, and a 3-node burst with and without block affinity), and the
  * hot-plug benchmark (bench/hotplug_bench.ts: watch event to status PATCH, 1 and 3 networks),
+ * the entry's own cost (bench/entry_bench.ts: the native entry, its client and the socket, a
+ * VERSION through a daemon against the exec floor),
  * and, when containerd is installed, the CRI benchmark (bench/cri_bench.ts: a pod sandbox
  * started and stopped through containerd with the reference plugins, podplex per call, thick).
  *
  * usage: deno run -A bench/run.ts [--quick] [--rounds N] [--pods N] [--sizes 1,3,5]
- *        [--breakdown N] [--no-breakdown] [--no-ipam] [--no-hotplug] [--no-cri]
+ *        [--breakdown N] [--no-breakdown] [--no-ipam] [--no-hotplug] [--no-entry]
+ *        [--no-cri]
  *
  * @module
  */
@@ -42,6 +45,7 @@ function options() {
       "no-ipam": { type: "boolean", default: false },
       "no-hotplug": { type: "boolean", default: false },
       "no-cri": { type: "boolean", default: false },
+      "no-entry": { type: "boolean", default: false },
       out: { type: "string", default: new URL("./results/", import.meta.url).pathname },
     },
   });
@@ -56,6 +60,7 @@ function options() {
     ipam: !values["no-ipam"],
     hotplug: !values["no-hotplug"],
     cri: !values["no-cri"],
+    entry: !values["no-entry"],
   };
 }
 
@@ -153,6 +158,13 @@ async function main(): Promise<number> {
       progress("hot-plug (serve --dynamic-networks)");
       const { hotplugBench } = await import("./hotplug_bench.ts");
       await hotplugBench({ rounds: opts.quick ? 10 : 30, outDir: opts.out });
+    }
+    if (opts.entry) {
+      progress("the entry's own cost (VERSION through a daemon)");
+      const { entryBench, entryReport } = await import("./entry_bench.ts");
+      const r = await entryBench({ rounds: opts.quick ? 100 : 300, outDir: opts.out });
+      console.log(entryReport(r));
+      await Deno.writeTextFile(`${opts.out}/entry-latest.json`, JSON.stringify(r, null, 2));
     }
     if (opts.cri && await Deno.stat("/usr/bin/containerd").then(() => true, () => false)) {
       progress("CRI (containerd: RunPodSandbox, StopPodSandbox + RemovePodSandbox)");

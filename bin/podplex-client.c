@@ -292,13 +292,8 @@ static int probe(void) {
   return r.status == 0 ? 0 : 1;
 }
 
-int main(int argc, char **argv) {
-  char **cmd = NULL;
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--")) { cmd = argv + i + 1; break; }
-    if (!strcmp(argv[i], "--ready")) return probe();
-    if (!strcmp(argv[i], "--build-id")) return puts(PODPLEX_BUILD_ID) < 0;
-  }
+/* Forwards this process's CNI call (env, stdin) to the daemon; runs cmd when it cannot. */
+static int forward(char **cmd) {
   const char *verb = getenv("CNI_COMMAND");
   int consume = !(verb && !strcmp(verb, "VERSION"));
   struct buf in = {0}, req = {0};
@@ -319,3 +314,16 @@ int main(int argc, char **argv) {
   write_fd(2, r.err, r.err_len);
   return r.status;
 }
+
+/* The node artifact's entry (bin/node-entry.c) includes this file and has its own main. */
+#ifndef PODPLEX_ENTRY
+int main(int argc, char **argv) {
+  char **cmd = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--")) { cmd = argv + i + 1; break; }
+    if (!strcmp(argv[i], "--ready")) return probe();
+    if (!strcmp(argv[i], "--build-id")) return puts(PODPLEX_BUILD_ID) < 0;
+  }
+  return forward(cmd);
+}
+#endif

@@ -13,15 +13,20 @@ import { fileURLToPath } from "node:url";
 
 /** The entry's name in the bin dir (the CNI `type`). */
 export const ENTRY_NAME = "podplex";
-/** The payload folder beside the entry (`bin/node-launcher.sh`'s `podplex.d/<version>`). */
+/** The payload folder beside the entry (`bin/node-entry.c`'s `podplex.d/<version>`). */
 export const PAYLOAD_DIR = "podplex.d";
 
 /**
- * The payload version an entry's text names (its `lib=$dir/podplex.d/<version>` line, which
- * scripts/artifact.sh fills in), or undefined when it names none.
+ * The payload version an entry names: the native entry's `PODPLEX_ENTRY_PAYLOAD=<version>;`
+ * marker (bin/node-entry.c), or an older shell entry's `lib=$dir/podplex.d/<version>` line;
+ * undefined when it names none.
+ *
+ * @param entry the entry file's bytes, or its text decoded leniently (the marker is ASCII)
  */
-export function entryVersion(entryText: string): string | undefined {
-  return entryText.match(/^lib=\$dir\/podplex\.d\/([0-9a-f]+)$/m)?.[1];
+export function entryVersion(entry: string | Uint8Array): string | undefined {
+  const text = typeof entry === "string" ? entry : new TextDecoder("latin1").decode(entry);
+  return text.match(/PODPLEX_ENTRY_PAYLOAD=([0-9a-f]+);/)?.[1] ??
+    text.match(/^lib=\$dir\/podplex\.d\/([0-9a-f]+)$/m)?.[1];
 }
 
 /** The artifact this process runs from. */

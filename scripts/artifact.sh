@@ -2,7 +2,7 @@
 # Builds the self-contained node artifact (`deno task artifact`, also `deno task build`) into
 # dist/node/, or into the directory given as $1:
 #
-#   podplex                 the entry (bin/node-launcher.sh with the version filled in)
+#   podplex                 the entry (bin/node-entry.c compiled with the version)
 #   podplex.d/<version>/    main.js + chunks   one bundle, every npm package inlined
 #                           deno               the pinned runtime, copied from .tools/
 #                           libnl-3.so.200, libnl-route-3.so.200   copied from the system;
@@ -13,9 +13,8 @@
 # <version> is a hash of the payload (and of the client's sources), so the same sources give
 # the same artifact and an install of an unchanged one changes nothing. It is also the build
 # id of the serve protocol's handshake: the client is compiled with it and a daemon serves
-# only clients of its own build (cli/serve/protocol.ts). The launcher's protocol constants
-# (@PP_*@) come from that module too (scripts/gen_protocol.ts --sh). bin/podplex, the demo
-# and the tests run this.
+# only clients of its own build (cli/serve/protocol.ts); the entry is compiled with it too.
+# bin/podplex, the demo and the tests run this.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$root/dist/node}
@@ -46,23 +45,16 @@ done
 
 # The id covers everything but the client binary, which is compiled with it.
 version=$({ (cd "$payload" && find . -type f | LC_ALL=C sort | xargs sha256sum)
-  sha256sum "$root/bin/podplex-client.c" "$root/cli/serve/protocol.ts" | cut -d' ' -f1
+  sha256sum "$root/bin/podplex-client.c" "$root/bin/node-entry.c" "$root/cli/serve/protocol.ts" \
+    "$root/scripts/build-client.sh" |
+    cut -d' ' -f1
 } | sha256sum | cut -c1-12)
 DENO=$deno sh "$root/scripts/build-client.sh" "$payload/podplex-client" "$version"
 printf '%s\n' "$version" > "$payload/build-id"
 mkdir -p "$stage/node/podplex.d"
 mv "$payload" "$stage/node/podplex.d/$version"
-"$deno" run --quiet --no-config --allow-read --allow-write "$root/scripts/gen_protocol.ts" \
-  --sh "$stage/protocol.env"
-subst="s/@VERSION@/$version/g"
-while IFS='=' read -r name value; do
-  [ -n "$name" ] && subst="$subst;s|@$name@|$value|g"
-done < "$stage/protocol.env"
-sed "$subst" "$root/bin/node-launcher.sh" > "$stage/node/podplex"
-if grep -q '@[A-Z_]*@' "$stage/node/podplex"; then
-  echo "artifact: the launcher still has a placeholder: $(grep -o '@[A-Z_]*@' "$stage/node/podplex")" >&2
-  exit 1
-fi
+DENO=$deno sh "$root/scripts/build-client.sh" "$stage/node/podplex" "$version" \
+  "$root/bin/node-entry.c"
 chmod 755 "$stage/node/podplex"
 rm -rf "$out"
 mv "$stage/node" "$out"

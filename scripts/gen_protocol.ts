@@ -1,14 +1,14 @@
 /**
  * Writes what other languages need of the serve protocol (cli/serve/protocol.ts), so that
- * the protocol is spelled once: `--c FILE` the C header bin/podplex-client.c is compiled
- * with, `--sh FILE` the `NAME=value` constants scripts/artifact.sh fills the launcher with.
+ * the protocol is spelled once: `--c FILE` the C header bin/podplex-client.c (and the node
+ * artifact's entry, bin/node-entry.c, which includes it) is compiled with.
  * A file is rewritten only when its text changes (make-style rebuild checks stay quiet).
  *
- * usage: deno run --allow-read --allow-write scripts/gen_protocol.ts [--c FILE] [--sh FILE]
+ * usage: deno run --allow-read --allow-write scripts/gen_protocol.ts --c FILE
  *
  * @module
  */
-import { cHeader, shellConstants } from "../cli/serve/protocol.ts";
+import { cHeader } from "../cli/serve/protocol.ts";
 
 function writeIfChanged(path: string, text: string): void {
   try {
@@ -23,13 +23,12 @@ function writeIfChanged(path: string, text: string): void {
 if (import.meta.main) {
   const args = [...Deno.args];
   if (args.length === 0 || args.length % 2) {
-    console.error("usage: gen_protocol.ts [--c FILE] [--sh FILE]");
+    console.error("usage: gen_protocol.ts --c FILE");
     Deno.exit(2);
   }
   for (let i = 0; i < args.length; i += 2) {
     const [flag, path] = [args[i], args[i + 1]];
     if (flag === "--c") writeIfChanged(path, cHeader());
-    else if (flag === "--sh") writeIfChanged(path, shellConstants());
     else {
       console.error(`gen_protocol.ts: unknown flag "${flag}"`);
       Deno.exit(2);

@@ -23,6 +23,7 @@ import {
   PROTOCOL,
 } from "../cli/serve/protocol.ts";
 import { isRoot, run, tempDir } from "./testutils.ts";
+import { entryVersion } from "../cli/_install_artifact.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const enc = new TextEncoder();
@@ -32,7 +33,7 @@ const FALLBACK = ["sh", "-c", 'cat >/dev/null; echo "fallback ran"'];
 /** The artifact's payload dir (dist/node/podplex.d/<id>) and its build id. */
 async function artifact(): Promise<{ client: string; build: string }> {
   const text = await Deno.readTextFile(`${ROOT}/dist/node/podplex`);
-  const build = /^lib=\$dir\/podplex\.d\/([0-9a-f]+)$/m.exec(text)![1];
+  const build = entryVersion(text)!;
   return { client: `${ROOT}/dist/node/podplex.d/${build}/podplex-client`, build };
 }
 

@@ -174,13 +174,16 @@ Deno.test({
     await using node = await thickNode();
     await using ns = await tempNetns("t");
     await using d = await node.startDaemon();
-    // An upgrade half done: the host's shim is another build than the daemon.
+    // An upgrade half done: the host's entry (the shim) is another build than the daemon,
+    // its payload beside the old one.
     const payload = (await Array.fromAsync(Deno.readDir(`${node.binDir}/podplex.d`)))[0].name;
+    await Deno.symlink(payload, `${node.binDir}/podplex.d/0ther0build0`);
     await run(
       "sh",
       `${ROOT}/scripts/build-client.sh`,
-      `${node.binDir}/podplex.d/${payload}/podplex-client`,
+      `${node.binDir}/podplex`,
       "0ther0build0",
+      `${ROOT}/bin/node-entry.c`,
     );
     const pod = { netns: ns.path, id: "ppt-skew-1" };
     ok(await node.runtime("ADD", pod), "ADD");

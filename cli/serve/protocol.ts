@@ -1,10 +1,9 @@
 /**
  * The one definition of the wire protocol between `podplex serve` and its client (the shim
- * `bin/podplex-client.c` that the host's CNI entry execs). Everything the other languages
- * need is generated from here at build time by `scripts/gen_protocol.ts`: the C header the
- * client is compiled with ({@linkcode cHeader}) and the shell constants the node launcher is
- * filled in with ({@linkcode shellConstants}). Nothing else spells a magic, a limit or a
- * default path.
+ * `bin/podplex-client.c`, which the node artifact's entry bin/node-entry.c links in). What C
+ * needs is generated from here at build time by `scripts/gen_protocol.ts`: the header the
+ * client and the entry are compiled with ({@linkcode cHeader}). Nothing else spells a magic, a
+ * limit or a default path.
  *
  * Frames: a u32 length (big-endian, like every integer here), then that many bytes of body.
  *
@@ -313,15 +312,6 @@ export function cHeader(): string {
     `#define PP_CWD_VARIABLE ${cString(p.cwdVariable)}`,
     `#define PP_DEV_BUILD ${cString(p.devBuild)}`,
     "#endif",
-    "",
-  ].join("\n");
-}
-
-/** `NAME=value` lines for the launcher (`scripts/artifact.sh` fills `@NAME@` with them). */
-export function shellConstants(): string {
-  return [
-    `PP_DEFAULT_SOCKET=${PROTOCOL.defaultSocket}`,
-    `PP_SOCKET_ENV=${PROTOCOL.socketEnv}`,
     "",
   ].join("\n");
 }

@@ -7,7 +7,6 @@ import {
   encodeProbe,
   encodeReply,
   PROTOCOL,
-  shellConstants,
 } from "./protocol.ts";
 
 const call = {
@@ -46,14 +45,10 @@ Deno.test("a malformed frame is refused naming what is missing or extra", () => 
   assert.deepEqual(decodeClientFrame(new TextEncoder().encode("PPQ1....")), { kind: "legacy" });
 });
 
-Deno.test("the generated C header and shell constants carry the protocol's values", () => {
+Deno.test("the generated C header carries the protocol's values", () => {
   const h = cHeader();
   assert.match(h, new RegExp(`#define PP_CALL_MAGIC "${PROTOCOL.callMagic}"`));
   assert.match(h, /#define PP_NOT_SERVED \(-1\)/);
   assert.match(h, new RegExp(`#define PP_MAX_FRAME ${PROTOCOL.maxFrame}u`));
   assert.match(h, /#define PP_FORWARD_NAMES \{ "PODPLEX_ARGV0=", 0 \}/);
-  assert.equal(
-    shellConstants(),
-    `PP_DEFAULT_SOCKET=${PROTOCOL.defaultSocket}\nPP_SOCKET_ENV=${PROTOCOL.socketEnv}\n`,
-  );
 });
