@@ -315,6 +315,26 @@ const CONTROLLERS: ControllerRow[] = [
       }
     },
   },
+  {
+    flag: "--network-policy", // NetworkPolicy/MultiNetworkPolicy tables in this node's pods
+    on: (args) => args.networkPolicy === true,
+    start: async (args, base) => {
+      const { startNetworkPolicy } = await import("../controllers/policy/policy.ts");
+      const { policySettings } = await import("./network_policy.ts");
+      const s = policySettings(args.kubeconfig, args.stateDirs, base.log);
+      try {
+        const c = await startNetworkPolicy({ ...base, ...s, nodeName: args.nodeName });
+        return {
+          name: c.name,
+          reconcile: () => c.reconcile(),
+          close: () => c.close().finally(s.close),
+        };
+      } catch (e) {
+        s.close();
+        throw e;
+      }
+    },
+  },
 ];
 
 /**

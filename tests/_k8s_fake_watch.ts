@@ -10,8 +10,8 @@
  * @module
  */
 
-/** A collection the hub serves. */
-export type Kind = "pods" | "nads";
+/** A collection the hub serves (pods, NADs, or any kept by the fake server's `put`). */
+export type Kind = string;
 
 interface Change {
   rv: number;

@@ -11,6 +11,10 @@
  * - LIST and WATCH (resourceVersion, bookmarks, 410 Gone after a compaction) of
  *   `/api/v1/pods?fieldSelector=spec.nodeName=<node>` and of
  *   `/apis/k8s.cni.cncf.io/v1/network-attachment-definitions` (tests/_k8s_fake_watch.ts)
+ * - LIST and WATCH of every pod (no fieldSelector), with the labels, `status.podIPs` and
+ *   container ports a test gave them, and of the collections network policy watches
+ *   ({@linkcode COLLECTIONS}: namespaces, NetworkPolicies, MultiNetworkPolicies as v1beta1 and
+ *   v1beta2, the same objects as a CRD serving both versions), kept with `put`/`remove`
  *
  * It listens on 127.0.0.1 on a free port, over HTTP or (given a cert and key) HTTPS, checks a
  * bearer token when one is set, records every request, can answer 409 to a number of PATCHes,
@@ -20,6 +24,26 @@
  */
 
 import { WatchHub } from "./_k8s_fake_watch.ts";
+
+/**
+ * The collections kept by `put`/`remove`, by path: the kind they hold (both served versions
+ * of MultiNetworkPolicy hold the same objects).
+ */
+export const COLLECTIONS: Readonly<Record<string, string>> = {
+  "/api/v1/namespaces": "namespaces",
+  "/apis/networking.k8s.io/v1/networkpolicies": "networkpolicies",
+  "/apis/k8s.cni.cncf.io/v1beta1/multi-networkpolicies": "multi-networkpolicies",
+  "/apis/k8s.cni.cncf.io/v1beta2/multi-networkpolicies": "multi-networkpolicies",
+};
+
+/** What a test gives a pod beyond its annotations (what policy looks at). */
+export interface FakePodExtras {
+  labels?: Record<string, string>;
+  /** `status.podIPs` (kubelet writes them from the CNI result). */
+  podIPs?: string[];
+  /** Container ports (`spec.containers[0].ports`). */
+  ports?: Array<{ name?: string; containerPort: number; protocol?: string }>;
+}
 
 /** A request the server saw. */
 export interface SeenRequest {
@@ -50,8 +74,23 @@ export interface FakeKubeApi extends AsyncDisposable {
   /** Pods by `ns/name` (nodeName: the node they run on, default "node-1"). */
   pods: Map<
     string,
-    { annotations: Record<string, string>; uid: string; nodeName?: string; deleting?: string }
+    {
+      annotations: Record<string, string>;
+      uid: string;
+      nodeName?: string;
+      deleting?: string;
+    } & FakePodExtras
   >;
+  /** Objects of {@linkcode COLLECTIONS} by kind, then `ns/name` (`/name` cluster-scoped). */
+  objects: Map<string, Map<string, Record<string, unknown>>>;
+  /** Creates or replaces an object of a collection path of {@linkcode COLLECTIONS}. */
+  put(path: string, obj: Record<string, unknown>): void;
+  /** Deletes an object (`ns/name`, `/name` cluster-scoped) of a collection path. */
+  remove(path: string, key: string): void;
+  /** Changes what policy sees of a pod (a watch sees MODIFIED). */
+  setPodExtras(ns: string, name: string, extras: FakePodExtras): void;
+  /** Paths of {@linkcode COLLECTIONS} answered 404 (a CRD version not served). */
+  notServed: Set<string>;
   /** Events created, in order. */
   events: Array<Record<string, unknown>>;
   /** NetworkAttachmentDefinition objects by `ns/name` (stored as the API returns them). */
@@ -101,6 +140,31 @@ export function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<FakeKub
     requests: [],
     conflicts: 0,
     watch: new WatchHub(),
+    objects: new Map(),
+    notServed: new Set(),
+    put(path, obj) {
+      const kind = COLLECTIONS[path];
+      if (!kind) throw new Error(`No collection "${path}" in the fake API server`);
+      const m = (obj.metadata ??= {}) as { namespace?: string; name: string; uid?: string };
+      m.uid ??= crypto.randomUUID();
+      const key = `${m.namespace ?? ""}/${m.name}`;
+      const coll = api.objects.get(kind) ?? new Map();
+      api.objects.set(kind, coll);
+      const had = coll.has(key);
+      coll.set(key, structuredClone(obj));
+      api.watch.change(kind, had ? "MODIFIED" : "ADDED", coll.get(key)!);
+    },
+    remove(path, key) {
+      const kind = COLLECTIONS[path];
+      const obj = api.objects.get(kind)?.get(key);
+      if (!obj) return;
+      api.objects.get(kind)!.delete(key);
+      api.watch.change(kind, "DELETED", obj);
+    },
+    setPodExtras(ns, name, extras) {
+      Object.assign(api.pods.get(`${ns}/${name}`)!, structuredClone(extras));
+      api.watch.change("pods", "MODIFIED", podJson(ns, name)!);
+    },
     addPod(ns, name, annotations = {}, nodeName = "node-1") {
       const uid = crypto.randomUUID();
       api.pods.set(`${ns}/${name}`, { annotations: { ...annotations }, uid, nodeName });
@@ -156,9 +220,13 @@ export function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<FakeKub
         annotations: { ...pod.annotations },
         resourceVersion: String(api.watch.rv),
         ...(pod.deleting ? { deletionTimestamp: pod.deleting } : {}),
+        ...(pod.labels ? { labels: { ...pod.labels } } : {}),
       },
-      spec: { containers: [], nodeName: pod.nodeName },
-      status: {},
+      spec: {
+        containers: pod.ports ? [{ name: "c", ports: structuredClone(pod.ports) }] : [],
+        nodeName: pod.nodeName,
+      },
+      status: pod.podIPs ? { podIP: pod.podIPs[0], podIPs: pod.podIPs.map((ip) => ({ ip })) } : {},
     };
   }
 
@@ -214,6 +282,13 @@ export function startFakeKubeApi(opts: FakeKubeApiOptions = {}): Promise<FakeKub
     }
     if (req.method === "GET" && (path === "/api/v1/pods" || path === ALL_NADS)) {
       return listOrWatch(url);
+    }
+    if (req.method === "GET" && Object.hasOwn(COLLECTIONS, path)) {
+      if (api.notServed.has(path)) {
+        return status(404, "NotFound", "the server could not find the requested resource");
+      }
+      const kind = COLLECTIONS[path];
+      return api.watch.serve(url, kind, [...(api.objects.get(kind)?.values() ?? [])], () => true);
     }
     const events = EVENTS.exec(path);
     if (events && req.method === "POST") return createEvent(decodeURIComponent(events[1]), seen);

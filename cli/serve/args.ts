@@ -39,8 +39,12 @@ export interface ServeArgs {
   logFormat: "text" | "json";
   /** Hot-plug: pods' network annotation changes are applied (controllers/dynamic). */
   dynamicNetworks?: boolean;
-  /** Where the hot-plug controller finds pods' states (default: the conf default). */
+  /** Where the hot-plug and policy controllers find pods' states (default: the conf default). */
   stateDirs: string[];
+  /** Network policy: NetworkPolicy/MultiNetworkPolicy enforced in this node's pods (controllers/policy). */
+  networkPolicy?: boolean;
+  /** The API credentials of the daemon's own watches (default: in-cluster, else the host's). */
+  kubeconfig?: string;
 }
 
 type Setter = (a: ServeArgs, v: string) => string | void;
@@ -66,6 +70,10 @@ const FLAGS: Readonly<Record<string, Setter>> = {
   "--max-in-flight": (a, v) => limit(a, "maxInFlight", "--max-in-flight", v),
   "--max-queued": (a, v) => limit(a, "maxQueued", "--max-queued", v),
   "--node-name": (a, v) => void (a.nodeName = v || undefined),
+  "--kubeconfig": (a, v) => {
+    if (!v.startsWith("/")) return `Invalid "--kubeconfig": "${v}" is not an absolute path`;
+    a.kubeconfig = v;
+  },
   "--state-dir": (a, v) => {
     if (!v.startsWith("/")) return `Invalid "--state-dir": "${v}" is not an absolute path`;
     a.stateDirs.push(v);
@@ -156,6 +164,10 @@ export function parseServeArgs(
       args.dynamicNetworks = true;
       continue;
     }
+    if (a === "--network-policy") {
+      args.networkPolicy = true;
+      continue;
+    }
     if (a.startsWith("--dhcp-")) {
       args.dhcp.push(a);
       if (!a.includes("=") && i + 1 < argv.length) args.dhcp.push(argv[++i]);
@@ -193,6 +205,8 @@ export const SERVE_USAGE = "usage: podplex serve [--socket PATH]   (default " +
   "  [--cluster-network FILE]... (podplex's cluster network: the node's subnet lease, VXLAN entries)\n" +
   "  [--dynamic-networks [--state-dir DIR]...] (hot-plug: a change of a running pod's networks\n" +
   `  annotation plugs its networks in and out; pods found by their state, default ${CONF_DEFAULTS.stateDir})\n` +
+  "  [--network-policy [--kubeconfig FILE]] (NetworkPolicy and MultiNetworkPolicy of the API\n" +
+  "  server enforced in this node's pods; credentials: --kubeconfig, else in-cluster, else the host's)\n" +
   "  serves CNI calls forwarded by the shim (podplex-client) and keeps the dhcp IPAM's leases,\n" +
   "  until SIGINT/SIGTERM. In thick mode (the daemon in the DaemonSet's container) --host-path\n" +
   "  names a directory mounted from the host at the same path, --host-root the host's root as\n" +

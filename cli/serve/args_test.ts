@@ -19,3 +19,14 @@ Deno.test("serve --dynamic-networks needs a node name; --state-dir must be absol
     /"rel" is not an absolute path/,
   );
 });
+
+Deno.test("serve --network-policy with --kubeconfig (absolute) turns the policy controller on", () => {
+  const a = parseServeArgs(["--network-policy", "--kubeconfig", "/etc/kc"]);
+  assert.ok(!("error" in a) && !("help" in a));
+  assert.equal(a.networkPolicy, true);
+  assert.equal(a.kubeconfig, "/etc/kc");
+  assert.match(
+    (parseServeArgs(["--kubeconfig", "kc"]) as { error: string }).error,
+    /"kc" is not an absolute path/,
+  );
+});

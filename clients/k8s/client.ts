@@ -75,6 +75,9 @@ export interface WatchEvent {
 /** A watch refused with 410 Gone: list again. */
 export class GoneError extends Error {}
 
+/** A LIST answered 404: the API server serves no such collection (a CRD not installed). */
+export class NotFoundError extends CniError {}
+
 /** A pod object's annotations and uid (what {@linkcode KubeClient.getPod} gives). */
 export type PodInfo = {
   annotations: Record<string, string>;
@@ -293,6 +296,9 @@ export function createKubeClient(opts: KubeClientOptions): ClosableKubeClient {
         items?: unknown;
         metadata?: { resourceVersion?: unknown };
       };
+      if (json === null) {
+        throw new NotFoundError(Code.ApiFailure, `Kubernetes API LIST "${path}" answered 404`);
+      }
       const rv = json?.metadata?.resourceVersion;
       if (!json || !Array.isArray(json.items) || typeof rv !== "string") {
         throw apiError(resolved, `Kubernetes API LIST "${path}" answered an unexpected object`);

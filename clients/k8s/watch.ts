@@ -12,14 +12,13 @@
  */
 import {
   type ClosableKubeClient,
-  GoneError,
   type NadInfo,
   nadInfo,
   nadsPath,
   type PodInfo,
   podInfo,
-  type WatchEvent,
 } from "./client.ts";
+import { startInformer } from "./informer.ts";
 
 /** Counters of the watched state (the daemon's metrics). */
 export interface WatchStats {
@@ -35,28 +34,6 @@ export interface WatchStats {
   errors: number;
 }
 
-/** One kept collection. */
-interface Informer<T> {
-  /** Whether the cache is current: listed, and the watch since then unbroken. */
-  readonly live: boolean;
-  get(key: string): T | undefined;
-  readonly size: number;
-  close(): void;
-}
-
-interface InformerOptions<T> {
-  path: string;
-  parse(obj: unknown): T | undefined;
-  stats: WatchStats;
-  /** Server-side watch length (s): the stream ends and is resumed from the last version. */
-  timeoutSeconds: number;
-  /** Pause after a failure (ms), doubled up to 30 s. */
-  backoffMs: number;
-  log(line: string): void;
-  /** Told of every object change applied, and of every LIST (`LISTED`, no key). */
-  notify?(type: PodChange["type"], key?: string, value?: T): void;
-}
-
 /** A change of this node's pods, as the watch saw it (`LISTED`: the cache was listed anew). */
 export interface PodChange {
   type: "ADDED" | "MODIFIED" | "DELETED" | "LISTED";
@@ -64,99 +41,6 @@ export interface PodChange {
   key?: string;
   /** The pod as it is now (absent for `DELETED` and `LISTED`). */
   pod?: PodInfo;
-}
-
-function keyOf(obj: Record<string, unknown>): string | undefined {
-  const m = obj.metadata as { name?: unknown; namespace?: unknown } | undefined;
-  return typeof m?.name === "string" ? `${m.namespace ?? ""}/${m.name}` : undefined;
-}
-
-function versionOf(obj: Record<string, unknown>): string | undefined {
-  const rv = (obj.metadata as { resourceVersion?: unknown } | undefined)?.resourceVersion;
-  return typeof rv === "string" ? rv : undefined;
-}
-
-const sep = (path: string) => path.includes("?") ? "&" : "?";
-
-function startInformer<T>(api: ClosableKubeClient, o: InformerOptions<T>): Informer<T> {
-  const store = new Map<string, T>();
-  const stop = new AbortController();
-  let live = false;
-  let rv: string | undefined;
-
-  const apply = (ev: WatchEvent): void => {
-    const key = keyOf(ev.object);
-    if (ev.type === "ERROR") {
-      const code = (ev.object as { code?: unknown }).code;
-      if (code === 410) throw new GoneError(`Watch of "${o.path}": 410 Gone`);
-      throw new Error(`Watch of "${o.path}": ${JSON.stringify(ev.object).slice(0, 300)}`);
-    }
-    rv = versionOf(ev.object) ?? rv;
-    o.stats.events++;
-    if (ev.type === "BOOKMARK" || key === undefined) return;
-    if (ev.type === "DELETED") {
-      store.delete(key);
-      o.notify?.("DELETED", key);
-    } else {
-      const v = o.parse(ev.object);
-      if (v === undefined) store.delete(key);
-      else store.set(key, v);
-      o.notify?.(ev.type, key, v);
-    }
-  };
-
-  const relist = async (): Promise<void> => {
-    const list = await api.list(o.path);
-    store.clear();
-    for (const item of list.items) {
-      const key = keyOf(item as Record<string, unknown>);
-      const v = o.parse(item);
-      if (key !== undefined && v !== undefined) store.set(key, v);
-    }
-    rv = list.resourceVersion;
-    o.stats.lists++;
-    o.notify?.("LISTED");
-  };
-
-  const loop = async (): Promise<void> => {
-    let pause = o.backoffMs;
-    while (!stop.signal.aborted) {
-      try {
-        if (rv === undefined) await relist();
-        live = true;
-        const path = `${o.path}${sep(o.path)}watch=1&allowWatchBookmarks=true` +
-          `&resourceVersion=${encodeURIComponent(rv!)}&timeoutSeconds=${o.timeoutSeconds}`;
-        for await (const ev of api.watch(path, stop.signal)) apply(ev);
-        pause = o.backoffMs; // a stream that ran its time: resume from the last version
-      } catch (e) {
-        live = false;
-        if (stop.signal.aborted) return;
-        if (e instanceof GoneError) {
-          rv = undefined; // the version is compacted away: list again, now
-          continue;
-        }
-        o.stats.errors++;
-        o.log(`watch of "${o.path}" failed, retrying in ${pause} ms: ${(e as Error).message}`);
-        rv = undefined; // events may have been missed: the next round lists again
-        await new Promise((r) => setTimeout(r, pause));
-        pause = Math.min(pause * 2, 30_000);
-      }
-    }
-  };
-  loop();
-  return {
-    get live() {
-      return live;
-    },
-    get: (key) => store.get(key),
-    get size() {
-      return store.size;
-    },
-    close() {
-      live = false;
-      stop.abort();
-    },
-  };
 }
 
 /** Options of {@linkcode watchedKube}. */
@@ -207,7 +91,7 @@ export function watchedKube(api: ClosableKubeClient, opts: WatchedKubeOptions): 
     ...common,
     path: `/api/v1/pods?fieldSelector=${selector}`,
     parse: podInfo,
-    notify(type, key, pod) {
+    notify({ type, key, value: pod }) {
       for (const l of listeners) {
         try {
           l({ type, key, pod });

@@ -1,0 +1,434 @@
+/**
+ * `podplex serve --network-policy`: NetworkPolicy on the cluster network and
+ * MultiNetworkPolicy on secondary networks, enforced in the netns of each pod podplex ADDed
+ * on this node (one nftables table per pod, meta/policy/render.ts).
+ *
+ * It LISTs and WATCHes the cluster's pods (labels, addresses, container ports), namespaces
+ * (labels), `networking.k8s.io/v1` NetworkPolicies and `k8s.cni.cncf.io`
+ * MultiNetworkPolicies (v1beta2, else v1beta1: a CRD serves both as the same objects; with
+ * no CRD there are none, looked for again every minute), and finds this node's pods in
+ * podplex's state store (which knows each one's netns). A change re-renders only the pods
+ * it can affect (affected.ts); a table that comes out the same is not written again. Each
+ * table is applied as one transaction by {@linkcode PolicyContext.apply}.
+ *
+ * Before the first sync nothing is touched (tables a previous daemon wrote stay) and an ADD
+ * asking {@linkcode PolicyController.source} is told `"unsynced"` (its pod starts deny-all);
+ * the first sync renders every local pod, which opens those. A lost watch lists again, and
+ * every local pod is rendered again then (only the changed tables are written). A rule that
+ * cannot be applied is dropped (parse.ts), logged once and counted; never a crash.
+ *
+ * @module
+ */
+import { GoneError, NotFoundError } from "../../clients/k8s/client.ts";
+import {
+  type InformerChange,
+  type ListWatchClient,
+  startInformer,
+} from "../../clients/k8s/informer.ts";
+import type { PodState } from "../../meta/state.ts";
+import { renderPodTable } from "../../meta/policy/render.ts";
+import { resolvePod } from "../../meta/policy/resolve.ts";
+import type { PodView, PolicyWorld } from "../../meta/policy/types.ts";
+import type { Cancel, Controller, ControllerContext } from "../controller.ts";
+import {
+  podChangeTouches,
+  sameLabels,
+  sameView,
+  selects,
+  usesNamespaceLabels,
+} from "./affected.ts";
+import {
+  type ApiPod,
+  apiPod,
+  type ApiPolicy,
+  apiPolicy,
+  localPods,
+  namespaceView,
+} from "./objects.ts";
+import { type Collections, WorldView } from "./world.ts";
+import { registerPolicyMetrics } from "./metrics.ts";
+
+/** The collections watched. */
+export const PATHS = {
+  pods: "/api/v1/pods",
+  namespaces: "/api/v1/namespaces",
+  networkPolicies: "/apis/networking.k8s.io/v1/networkpolicies",
+  /** Tried in order; the first served is watched. */
+  multiPolicies: [
+    "/apis/k8s.cni.cncf.io/v1beta2/multi-networkpolicies",
+    "/apis/k8s.cni.cncf.io/v1beta1/multi-networkpolicies",
+  ],
+} as const;
+
+/** What the controller is started with. */
+export interface PolicyContext extends ControllerContext {
+  /** The API server (LIST and WATCH). */
+  api: ListWatchClient;
+  /** This node's pod states (podplex's state store). */
+  states(): Promise<PodState[]>;
+  /** Replaces a pod's table in the netns at `netns` with `script`, as one transaction. */
+  apply(netns: string, script: string): Promise<void>;
+  /**
+   * Whether the netns at `netns` holds a podplex table (asked before writing a removal to a
+   * pod this daemon never wrote: one its ADD or a previous daemon gave a table); without it,
+   * the removal is written.
+   */
+  hasTable?(netns: string): Promise<boolean>;
+  /** This node's name: a pod event of this node for a pod not known yet reads the states. */
+  nodeName?: string;
+  /** Every local pod rendered again, the states read again (ms, default 30 000). */
+  resyncMs?: number;
+  /** Server-side watch length (s, default 300); pause after a failed watch (ms, default 500). */
+  watchTimeoutSeconds?: number;
+  backoffMs?: number;
+}
+
+/** What an ADD asks (meta/policy/source.ts's PolicySource shape). */
+export interface DaemonPolicySource {
+  /** The world `pod` is judged in; `"unsynced"` before the first sync; undefined: none selects it. */
+  worldFor(pod: PodView): Promise<PolicyWorld | "unsynced" | undefined>;
+  /** After an ADD or DEL: the states are read again and the pods it touches rendered. */
+  podChanged(pod: PodView, gone: boolean): Promise<void>;
+}
+
+/** Counters (the metrics read them; tests too). */
+export interface PolicyStats {
+  /** Tables written (a render whose table changed). */
+  renders: number;
+  /** Pods whose rules were resolved (written or found the same). */
+  resolved: number;
+  /** Tables that could not be written. */
+  renderErrors: number;
+  /** When the last LIST of every collection ended (ms since the epoch; 0: never). */
+  lastSync: number;
+}
+
+/** The running controller. */
+export interface PolicyController extends Controller {
+  readonly source: DaemonPolicySource;
+  readonly stats: PolicyStats;
+  readonly synced: boolean;
+  /** Local pods with a table now. */
+  enforced(): number;
+  /** Rules dropped now (by parsing, and named ports no container has). */
+  dropped(): number;
+  /** Resolves when no render is pending or running. */
+  idle(): Promise<void>;
+}
+
+/**
+ * A client for MultiNetworkPolicies whichever version is served: LIST tries
+ * {@linkcode PATHS.multiPolicies} in order; with none served, the list is empty and the
+ * watch waits a minute, then asks for a new LIST (a CRD installed meanwhile is found).
+ */
+function multiPolicyClient(api: ListWatchClient, sleep: PolicyContext["clock"]["sleep"]) {
+  let chosen: string | undefined;
+  const virtual = "/multi-networkpolicies";
+  const client: ListWatchClient = {
+    async list() {
+      for (const path of PATHS.multiPolicies) {
+        try {
+          const l = await api.list(path);
+          chosen = path;
+          return l;
+        } catch (e) {
+          if (!(e instanceof NotFoundError)) throw e;
+        }
+      }
+      chosen = undefined;
+      return { items: [], resourceVersion: "0" };
+    },
+    async *watch(path, signal) {
+      if (!chosen) {
+        await sleep(60_000, signal);
+        throw new GoneError("no MultiNetworkPolicy served: list again");
+      }
+      yield* api.watch(chosen + path.slice(virtual.length), signal);
+    },
+  };
+  return { client, path: virtual };
+}
+
+/** Whether a rendered script makes a table (else it removes the pod's table). */
+const isTable = (s: string) => s.includes("{");
+
+/** Starts the controller: the LISTs run at once; nothing is rendered before they all end. */
+export function startNetworkPolicy(ctx: PolicyContext): Promise<PolicyController> {
+  const stats: PolicyStats = { renders: 0, resolved: 0, renderErrors: 0, lastSync: 0 };
+  const applied = new Map<string, string>();
+  const unresolved = new Map<string, number>();
+  const logged = new Set<string>();
+  const dirty = new Set<string>();
+  let all = false;
+  let closed = false;
+  let wasSynced = false;
+  let running: Promise<void> | undefined;
+
+  const common = {
+    stats: { lists: 0, events: 0, errors: 0 },
+    timeoutSeconds: ctx.watchTimeoutSeconds ?? 300,
+    backoffMs: ctx.backoffMs ?? 500,
+    log: ctx.log,
+    sleep: (ms: number, signal: AbortSignal) => ctx.clock.sleep(ms, signal),
+  };
+  const mnp = multiPolicyClient(ctx.api, common.sleep);
+  const c: Collections = {
+    pods: startInformer(ctx.api, {
+      ...common,
+      path: PATHS.pods,
+      parse: apiPod,
+      notify: (ch) => onPod(ch),
+    }),
+    namespaces: startInformer(ctx.api, {
+      ...common,
+      path: PATHS.namespaces,
+      parse: namespaceView,
+      notify: (ch) => onNamespace(ch),
+    }),
+    networkPolicies: startInformer(ctx.api, {
+      ...common,
+      path: PATHS.networkPolicies,
+      parse: (o) => apiPolicy(o, "NetworkPolicy"),
+      notify: (ch) => onPolicy(ch),
+    }),
+    multiPolicies: startInformer(mnp.client, {
+      ...common,
+      path: mnp.path,
+      parse: (o) => apiPolicy(o, "MultiNetworkPolicy"),
+      notify: (ch) => onPolicy(ch),
+    }),
+  };
+  const w = new WorldView(c);
+
+  /** Marks the local pods `pred` holds for (over their views now). */
+  function mark(pred: (view: PodView) => boolean): void {
+    for (const key of w.locals.keys()) {
+      const v = w.view(key);
+      if (v && pred(v)) dirty.add(key);
+    }
+  }
+
+  function listed(): void {
+    if (!w.synced) return;
+    if (!wasSynced) ctx.log("network policy: synced with the API server");
+    wasSynced = true;
+    stats.lastSync = ctx.clock.now().getTime();
+    all = true;
+    kick();
+  }
+
+  function onPod(ch: InformerChange<ApiPod>): void {
+    w.changed();
+    if (ch.type === "LISTED") return listed();
+    const key = ch.key!;
+    const local = w.locals.has(key);
+    const mine = ctx.nodeName !== undefined && ch.value?.nodeName === ctx.nodeName;
+    if ((mine && !local) || (ch.type === "DELETED" && local)) requestScan();
+    const before = ch.old?.view;
+    const after = ch.value?.view;
+    if (sameView(before, after)) return;
+    if (local) dirty.add(key);
+    for (const p of w.policies()) {
+      if (podChangeTouches(p, before, after)) mark((v) => selects(p, v));
+    }
+    kick();
+  }
+
+  function onNamespace(ch: InformerChange<{ labels: Record<string, string> }>): void {
+    w.changed();
+    if (ch.type === "LISTED") return listed();
+    if (sameLabels(ch.old?.labels, ch.value?.labels) && ch.old && ch.value) return;
+    for (const p of w.policies()) if (usesNamespaceLabels(p)) mark((v) => selects(p, v));
+    kick();
+  }
+
+  function onPolicy(ch: InformerChange<ApiPolicy>): void {
+    w.changed();
+    if (ch.type === "LISTED") {
+      for (const p of [...c.networkPolicies.values(), ...c.multiPolicies.values()]) report(p);
+      return listed();
+    }
+    if (ch.value) report(ch.value);
+    else if (ch.old) forget(ch.old.id);
+    for (const p of [ch.old?.policy, ch.value?.policy]) if (p) mark((v) => selects(p, v));
+    kick();
+  }
+
+  /** Logs each dropped rule of a policy once (per policy and message). */
+  function report(p: ApiPolicy): void {
+    for (const i of p.issues) {
+      const line = `network policy: ${i.policy}: ${i.field} ${i.msg}`;
+      if (logged.has(line)) continue;
+      logged.add(line);
+      ctx.log(line);
+    }
+  }
+
+  function forget(id: string): void {
+    for (const l of logged) if (l.startsWith(`network policy: ${id}:`)) logged.delete(l);
+  }
+
+  // The states: read after each ADD/DEL, on node pod events and on resync, one read at once.
+  let scanning: Promise<void> | undefined;
+  let rescan = false;
+  function requestScan(): Promise<void> {
+    if (closed) return Promise.resolve();
+    if (scanning) {
+      rescan = true;
+      return scanning;
+    }
+    scanning = (async () => {
+      do {
+        rescan = false;
+        await scan().catch((e) => ctx.log(`network policy: cannot read the pods' states: ${e}`));
+      } while (rescan && !closed);
+    })().finally(() => (scanning = undefined));
+    return scanning;
+  }
+
+  async function scan(): Promise<void> {
+    const now = localPods(await ctx.states());
+    const before = new Map([...w.locals.keys()].map((k) => [k, w.view(k)]));
+    const changed: string[] = [];
+    for (const [key, p] of now) {
+      const had = w.locals.get(key);
+      if (had && had.netns === p.netns && JSON.stringify(had) === JSON.stringify(p)) continue;
+      if (!had || had.netns !== p.netns) applied.delete(key); // a new netns has no table yet
+      w.locals.set(key, p);
+      changed.push(key);
+    }
+    for (const key of [...w.locals.keys()]) {
+      if (now.has(key)) continue;
+      w.locals.delete(key);
+      applied.delete(key);
+      unresolved.delete(key);
+      changed.push(key);
+    }
+    if (changed.length === 0) return;
+    w.changed();
+    for (const key of changed) {
+      if (w.locals.has(key)) dirty.add(key);
+      const after = w.view(key);
+      for (const p of w.policies()) {
+        if (podChangeTouches(p, before.get(key), after)) mark((v) => selects(p, v));
+      }
+    }
+    kick();
+  }
+
+  function kick(): void {
+    if (closed || !w.synced || running) return;
+    running = pass().finally(() => {
+      running = undefined;
+      if (dirty.size || all) kick();
+    });
+  }
+
+  async function pass(): Promise<void> {
+    while ((dirty.size || all) && !closed) {
+      const keys = all ? [...w.locals.keys()] : [...dirty].filter((k) => w.locals.has(k));
+      all = false;
+      dirty.clear();
+      const world = w.world();
+      const index = new Map(world.pods.map((p) => [`${p.namespace}/${p.name}`, p]));
+      for (const key of keys) {
+        if (closed) return;
+        await render(key, world, index.get(key));
+      }
+    }
+  }
+
+  async function render(key: string, world: PolicyWorld, view?: PodView): Promise<void> {
+    const local = w.locals.get(key);
+    if (!local || !view) return;
+    const rules = resolvePod(world, view);
+    stats.resolved++;
+    const missing = rules.interfaces.flatMap((i) => [
+      ...i.ingress?.unresolved ?? [],
+      ...i.egress?.unresolved ?? [],
+    ]);
+    unresolved.set(key, missing.length);
+    for (const u of missing) {
+      const line = `network policy of pod "${key}": ${u} names a port no container has: ` +
+        `that port stays closed`;
+      if (!logged.has(line)) (logged.add(line), ctx.log(line));
+    }
+    const script = renderPodTable(rules);
+    if (applied.get(key) === script) return;
+    if (!isTable(script) && !applied.has(key) && ctx.hasTable) {
+      // Never written by this daemon and none wanted: a removal only if one is there.
+      if (!(await ctx.hasTable(local.netns).catch(() => true))) {
+        return void applied.set(key, script);
+      }
+    }
+    try {
+      await ctx.apply(local.netns, script);
+      applied.set(key, script);
+      stats.renders++;
+    } catch (e) {
+      stats.renderErrors++;
+      applied.delete(key);
+      const line = `network policy of pod "${key}": cannot apply its table in ` +
+        `"${local.netns}": ${(e as Error).message}`;
+      if (!logged.has(line)) (logged.add(line), ctx.log(line));
+      requestScan(); // a netns gone: the pod may be gone too
+    }
+  }
+
+  const source: DaemonPolicySource = {
+    worldFor(pod) {
+      if (!w.synced) return Promise.resolve("unsynced");
+      const world = w.worldForAdd(pod);
+      const self = world.pods[world.pods.length - 1];
+      const any = world.policies.some((p) => selects(p, self));
+      return Promise.resolve(any ? world : undefined);
+    },
+    podChanged() {
+      void requestScan();
+      return Promise.resolve();
+    },
+  };
+
+  const resync: Cancel = ctx.clock.every(ctx.resyncMs ?? 30_000, () => {
+    void controller.reconcile().catch((e) => ctx.log(`network policy: ${e}`));
+  });
+
+  const controller: PolicyController = {
+    name: "policy",
+    source,
+    stats,
+    get synced() {
+      return w.synced;
+    },
+    enforced: () => [...applied.values()].filter(isTable).length,
+    dropped: () =>
+      [...c.networkPolicies.values(), ...c.multiPolicies.values()]
+        .reduce((n, p) => n + p.issues.length, 0) +
+      [...unresolved.values()].reduce((n, x) => n + x, 0),
+    async idle() {
+      while (scanning || running) await Promise.allSettled([scanning, running]);
+    },
+    async reconcile() {
+      if (closed) return;
+      await requestScan();
+      all = true;
+      kick();
+      await controller.idle();
+    },
+    async close() {
+      if (closed) return controller.idle();
+      closed = true;
+      resync();
+      for (const i of Object.values(c)) i.close();
+      await controller.idle();
+    },
+  };
+  registerPolicyMetrics(ctx.metrics, controller, () => w.locals.size, () => ({
+    pods: c.pods.size,
+    namespaces: c.namespaces.size,
+    networkpolicies: c.networkPolicies.size,
+    multinetworkpolicies: c.multiPolicies.size,
+  }));
+  void requestScan();
+  return Promise.resolve(controller);
+}
