@@ -22,6 +22,7 @@ import { ownNamespaces } from "./serve/call.ts";
 import { type CallRecord, type Daemon, handle } from "./serve/daemon.ts";
 import { CallScheduler, NotStarted } from "./serve/gate.ts";
 import type { DynamicController } from "../controllers/dynamic/dynamic.ts";
+import type { DaemonPolicySource } from "../controllers/policy/policy.ts";
 import { FrameBudget } from "./serve/frames.ts";
 import { listenPrivate, prepareSocketPath } from "./serve/socket.ts";
 import { type Controller, type ControllerContext, systemClock } from "../controllers/controller.ts";
@@ -218,6 +219,9 @@ function hostView(asked: HostView): HostView {
 function daemonRootOptions(args: ServeArgs, files: FileCache, view?: HostView): RootOptions {
   const opts: RootOptions = { meta: { files } };
   if (view?.mountNs) opts.exec = { mountNs: view.mountNs, hostRoot: view.root };
+  // An ADD judges its pod in the policy controller's view (none before it started: the
+  // daemon serves no call before its controllers are up).
+  if (args.networkPolicy) opts.meta!.policy = () => policySource;
   if (args.nodeName) {
     opts.watch = { nodeName: args.nodeName, log: (l) => say(`podplex serve: ${l}\n`) };
   } else say("podplex serve: no node name (--node-name, NODE_NAME): pods are read by GET\n");
@@ -256,6 +260,9 @@ interface Service {
 async function closeAll(services: Service[]): Promise<void> {
   for (const s of services.reverse()) await s.close().catch(() => {});
 }
+
+/** What the policy controller answers an ADD, once it started (`--network-policy`). */
+let policySource: DaemonPolicySource | undefined;
 
 /** One controller of the daemon: the flag that turns it on, its context made from the flags. */
 interface ControllerRow {
@@ -324,6 +331,7 @@ const CONTROLLERS: ControllerRow[] = [
       const s = policySettings(args.kubeconfig, args.stateDirs, base.log);
       try {
         const c = await startNetworkPolicy({ ...base, ...s, nodeName: args.nodeName });
+        policySource = c.source;
         return {
           name: c.name,
           reconcile: () => c.reconcile(),

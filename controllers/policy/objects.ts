@@ -197,7 +197,7 @@ export function localPods(states: PodState[]): Map<string, LocalPod> {
     const key = `${s.podNamespace}/${s.podName}`;
     const had = out.get(key);
     if (had && had.at > s.createdAt) continue;
-    const labels = (s as { podLabels?: Record<string, string> }).podLabels;
+    const labels = s.podLabels;
     out.set(key, {
       key,
       at: s.createdAt,

@@ -26,6 +26,7 @@ import {
   startInformer,
 } from "../../clients/k8s/informer.ts";
 import type { PodState } from "../../meta/state.ts";
+import type { PolicySource } from "../../meta/policy/source.ts";
 import { renderPodTable } from "../../meta/policy/render.ts";
 import { resolvePod } from "../../meta/policy/resolve.ts";
 import type { PodView, PolicyWorld } from "../../meta/policy/types.ts";
@@ -83,10 +84,8 @@ export interface PolicyContext extends ControllerContext {
   backoffMs?: number;
 }
 
-/** What an ADD asks (meta/policy/source.ts's PolicySource shape). */
-export interface DaemonPolicySource {
-  /** The world `pod` is judged in; `"unsynced"` before the first sync; undefined: none selects it. */
-  worldFor(pod: PodView): Promise<PolicyWorld | "unsynced" | undefined>;
+/** What an ADD asks: every call of the daemon judges its pod in the controller's view. */
+export interface DaemonPolicySource extends PolicySource {
   /** After an ADD or DEL: the states are read again and the pods it touches rendered. */
   podChanged(pod: PodView, gone: boolean): Promise<void>;
 }
