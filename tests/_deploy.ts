@@ -18,6 +18,7 @@ import {
 import { DEFAULT_BIN_DIR, DEFAULT_CONF_DIR, INSTALL_FLAGS } from "../cli/install.ts";
 import { CONF_DEFAULTS } from "../meta/conf.ts";
 import { NETNS_RUN_DIR } from "../ffi/netns.ts";
+import { PATHS as POLICY_PATHS } from "../controllers/policy/policy.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 
@@ -91,7 +92,7 @@ async function dockerfile() {
  */
 export async function driftProblems(
   m: Map<string, Obj>,
-  requests: { method: string; path: string }[],
+  requests: { method: string; path: string; query?: string }[],
 ): Promise<string[]> {
   const bad: string[] = [];
   const c = installContainer(m);
@@ -187,6 +188,32 @@ export async function driftProblems(
 
   bad.push(...rbacProblems(m, c.pod.serviceAccountName, c.ds.metadata.namespace, requests));
   bad.push(...crdProblems(m, requests));
+  bad.push(...policyCrdProblems(m, requests));
+  return bad;
+}
+
+/**
+ * The MultiNetworkPolicy CRD serves every version the policy controller asks for (the one
+ * its requests used, and each it falls back to) and stores one of them.
+ */
+function policyCrdProblems(m: Map<string, Obj>, requests: Obj[]): string[] {
+  const asked = new Set(
+    [...requests.map((r) => r.path), ...POLICY_PATHS.multiPolicies]
+      .map((p) => p.match(/^\/apis\/k8s\.cni\.cncf\.io\/([^/]+)\/multi-networkpolicies$/)?.[1])
+      .filter((v): v is string => v !== undefined),
+  );
+  if (!requests.some((r) => /\/multi-networkpolicies$/.test(r.path))) {
+    return ["the policy controller made no MultiNetworkPolicy request to check the CRD against"];
+  }
+  const crd = m.get("CustomResourceDefinition/multi-networkpolicies.k8s.cni.cncf.io");
+  if (!crd) return ["no CRD named multi-networkpolicies.k8s.cni.cncf.io in deploy/"];
+  const bad: string[] = [];
+  const versions = crd.spec.versions as Obj[];
+  for (const v of asked) {
+    if (!versions.some((x) => x.name === v && x.served)) bad.push(`the CRD does not serve ${v}`);
+  }
+  if (versions.filter((x) => x.storage).length !== 1) bad.push("the CRD stores no one version");
+  if (crd.spec.scope !== "Namespaced") bad.push("the MultiNetworkPolicy CRD is not namespaced");
   return bad;
 }
 
@@ -210,17 +237,21 @@ function rbacProblems(m: Map<string, Obj>, sa: string, ns: string, requests: Obj
     POST: "create",
   };
   for (const req of requests) {
-    // An object (`.../pods/web[/status]`), or a collection a POST creates in (`.../events`).
+    // An object (`.../pods/web[/status]`), or a collection: a POST creates in it
+    // (`.../events`), a GET lists it, a GET with `watch=1` watches it.
     const p = req.path.match(
-      /^\/(?:api\/v1|apis\/([^/]+)\/[^/]+)(?:\/namespaces\/[^/]+)?\/([^/]+)(?:\/[^/]+(?:\/([^/]+))?)?$/,
+      /^\/(?:api\/v1|apis\/([^/]+)\/[^/]+)(?:\/namespaces\/[^/]+)?\/([^/]+)(?:\/([^/]+)(?:\/([^/]+))?)?$/,
     );
     if (!p) {
       bad.push(`the client requested ${req.path}, which the check cannot map to a resource`);
       continue;
     }
-    const resource = p[3] ? `${p[2]}/${p[3]}` : p[2];
-    if (!allows(p[1] ?? "", resource, verbOf[req.method])) {
-      bad.push(`ClusterRole ${role.metadata.name} does not allow ${req.method} ${resource}`);
+    const resource = p[4] ? `${p[2]}/${p[4]}` : p[2];
+    const watch = /(^|&)watch=(1|true)(&|$)/.test(req.query ?? "");
+    const verb = req.method === "GET" && !p[3] ? (watch ? "watch" : "list") : verbOf[req.method];
+    if (!allows(p[1] ?? "", resource, verb)) {
+      const what = req.method === "GET" && !p[3] ? verb : req.method;
+      bad.push(`ClusterRole ${role.metadata.name} does not allow ${what} ${resource}`);
     }
   }
   return bad;

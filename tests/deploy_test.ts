@@ -8,6 +8,8 @@ import { createKubeClient } from "../clients/k8s/client.ts";
 import { driftProblems, installContainer, loadManifests, type Obj } from "./_deploy.ts";
 import { startFakeKubeApi } from "./k8s_fake_server.ts";
 import { tempDir } from "./testutils.ts";
+import { startNetworkPolicy } from "../controllers/policy/policy.ts";
+import { testContext } from "../controllers/testing.ts";
 
 /** The requests podplex's API client makes for a pod: what RBAC and the CRD must serve. */
 async function clientRequests(): Promise<{ method: string; path: string }[]> {
@@ -34,7 +36,37 @@ async function clientRequests(): Promise<{ method: string; path: string }[]> {
   return api.requests.map(({ method, path }) => ({ method, path }));
 }
 
+/**
+ * The requests of the network policy controller (serve --network-policy) with the real API
+ * client: its LISTs, then its WATCHes.
+ */
+async function policyRequests(): Promise<{ method: string; path: string; query: string }[]> {
+  await using api = await startFakeKubeApi();
+  await using tmp = await tempDir("ppf-drift");
+  const kubeconfig = `${tmp.path}/kubeconfig`;
+  await Deno.writeTextFile(
+    kubeconfig,
+    `apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "${api.url}"}}]\n` +
+      `users: [{name: u, user: {token: t}}]\n` +
+      `contexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n`,
+  );
+  using client = createKubeClient({ kubeconfig });
+  const c = await startNetworkPolicy({
+    ...testContext(),
+    api: client,
+    states: () => Promise.resolve([]),
+    apply: () => Promise.resolve(),
+  });
+  const watches = () => api.requests.filter((r) => r.query.includes("watch=1")).length;
+  for (let i = 0; (!c.synced || watches() < 4) && i < 200; i++) {
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  await c.close();
+  return api.requests.map(({ method, path, query }) => ({ method, path, query }));
+}
+
 const requests = await clientRequests();
+const policy = await policyRequests();
 
 Deno.test("deploy/ agrees with the code (flags, paths, ConfigMap, image, RBAC, CRD)", async () => {
   const m = await loadManifests();
@@ -42,7 +74,16 @@ Deno.test("deploy/ agrees with the code (flags, paths, ConfigMap, image, RBAC, C
     ok([...m.keys()].some((k) => k.startsWith(`${kind}/`)), `deploy/ has a ${kind}`);
   }
   assertEquals(requests.map((r) => r.method), ["GET", "GET", "PATCH", "GET", "POST"]);
-  assertEquals(await driftProblems(m, requests), []);
+  assertEquals(
+    policy.map((r) => r.path).filter((p, i, a) => a.indexOf(p) === i).sort(),
+    [
+      "/api/v1/namespaces",
+      "/api/v1/pods",
+      "/apis/k8s.cni.cncf.io/v1beta2/multi-networkpolicies",
+      "/apis/networking.k8s.io/v1/networkpolicies",
+    ],
+  );
+  assertEquals(await driftProblems(m, [...requests, ...policy]), []);
 });
 
 Deno.test("deploy/thin (the per-call install) agrees with the code with deploy/'s CRD, RBAC, ConfigMap", async () => {
@@ -52,7 +93,7 @@ Deno.test("deploy/thin (the per-call install) agrees with the code with deploy/'
   for (const [k, v] of thin) m.set(k, v);
   const pod = installContainer(m).pod;
   ok(!pod.containers.some((c: Obj) => c.name === "daemon"), "thin runs no daemon");
-  assertEquals(await driftProblems(m, requests), []);
+  assertEquals(await driftProblems(m, [...requests, ...policy]), []);
 });
 
 /** A deep copy of the manifests with `edit` applied. */
@@ -105,13 +146,27 @@ Deno.test("the drift test fails on each kind of disagreement", async () => {
       crd.spec.group = "k8s.cni.io";
       m.set("CustomResourceDefinition/network-attachment-definitions.k8s.cni.io", crd);
     }, /no CRD named network-attachment-definitions\.k8s\.cni\.cncf\.io/],
+    ["RBAC without namespaces watch", (m) => {
+      const role = m.get("ClusterRole/podplex")!;
+      role.rules = role.rules.map((r: Obj) =>
+        r.resources.includes("namespaces") ? { ...r, verbs: ["list"] } : r
+      );
+    }, /does not allow watch namespaces/],
+    ["RBAC without multi-networkpolicies", (m) => {
+      const role = m.get("ClusterRole/podplex")!;
+      role.rules = role.rules.filter((r: Obj) => !r.resources.includes("multi-networkpolicies"));
+    }, /does not allow list multi-networkpolicies/],
+    ["a MultiNetworkPolicy CRD without v1beta2", (m) => {
+      const crd = m.get("CustomResourceDefinition/multi-networkpolicies.k8s.cni.cncf.io")!;
+      crd.spec.versions = crd.spec.versions.filter((v: Obj) => v.name !== "v1beta2");
+    }, /the CRD does not serve v1beta2/],
     ["no /run/netns mount", (m) => {
       const c = installContainer(m);
       c.container.volumeMounts = c.container.volumeMounts.filter((v: Obj) => v.name !== "netns");
     }, /hostPath "\/run\/netns"/],
   ];
   for (const [what, edit, expected] of cases) {
-    const problems = await driftProblems(await mutated(edit), requests);
+    const problems = await driftProblems(await mutated(edit), [...requests, ...policy]);
     ok(problems.some((p) => expected.test(p)), `${what}: ${JSON.stringify(problems)}`);
   }
 });
