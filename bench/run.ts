@@ -11,13 +11,15 @@
  * ADD+DEL against host-local, and a 3-node burst with and without block affinity), and the
  * hot-plug benchmark (bench/hotplug_bench.ts: watch event to status PATCH, 1 and 3 networks),
  * the entry's own cost (bench/entry_bench.ts: the native entry, its client and the socket, a
- * VERSION through a daemon against the exec floor),
+ * VERSION through a daemon against the exec floor), the network policy controller
+ * (bench/policy_daemon_bench.ts: a policy change to enforced in 100 pods, memory with 1,000
+ * pods and 200 policies known),
  * and, when containerd is installed, the CRI benchmark (bench/cri_bench.ts: a pod sandbox
  * started and stopped through containerd with the reference plugins, podplex per call, thick).
  *
  * usage: deno run -A bench/run.ts [--quick] [--rounds N] [--pods N] [--sizes 1,3,5]
  *        [--breakdown N] [--no-breakdown] [--no-ipam] [--no-hotplug] [--no-entry]
- *        [--no-cri]
+ *        [--no-policy] [--no-cri]
  *
  * @module
  */
@@ -46,6 +48,7 @@ function options() {
       "no-hotplug": { type: "boolean", default: false },
       "no-cri": { type: "boolean", default: false },
       "no-entry": { type: "boolean", default: false },
+      "no-policy": { type: "boolean", default: false },
       out: { type: "string", default: new URL("./results/", import.meta.url).pathname },
     },
   });
@@ -61,6 +64,7 @@ function options() {
     hotplug: !values["no-hotplug"],
     cri: !values["no-cri"],
     entry: !values["no-entry"],
+    policy: !values["no-policy"],
   };
 }
 
@@ -165,6 +169,12 @@ async function main(): Promise<number> {
       const r = await entryBench({ rounds: opts.quick ? 100 : 300, outDir: opts.out });
       console.log(entryReport(r));
       await Deno.writeTextFile(`${opts.out}/entry-latest.json`, JSON.stringify(r, null, 2));
+    }
+    if (opts.policy) {
+      progress("network policy (serve --network-policy: change to enforced, memory)");
+      const { policyDaemonBench, policyDaemonReport } = await import("./policy_daemon_bench.ts");
+      const r = await policyDaemonBench({ rounds: opts.quick ? 5 : 20, outDir: opts.out });
+      console.log(policyDaemonReport(r));
     }
     if (opts.cri && await Deno.stat("/usr/bin/containerd").then(() => true, () => false)) {
       progress("CRI (containerd: RunPodSandbox, StopPodSandbox + RemovePodSandbox)");

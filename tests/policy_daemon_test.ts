@@ -79,6 +79,8 @@ interface Node extends AsyncDisposable {
   ip(p: Pod, net: "cluster" | "sec"): string;
   agent(p: Pod): Agent;
   log(): string;
+  /** The daemon's metrics text. */
+  metrics(): Promise<string>;
 }
 
 const nsName = (p: Pod) => `ppf-${p[0]}${p[1]}`;
@@ -134,6 +136,8 @@ async function startNode(): Promise<Node> {
         `${dir}/kubeconfig`,
         "--state-dir",
         `${dir}/state`,
+        "--metrics-socket",
+        `${dir}/metrics.sock`,
       ],
       stdout: "null",
       stderr: "piped",
@@ -209,6 +213,13 @@ async function startNode(): Promise<Node> {
     ip: (p, net) => ips.get(`${p[0]}/${p[1]}`)![net],
     agent: (p) => agents.get(`${p[0]}/${p[1]}`)!,
     log: () => log,
+    async metrics() {
+      const out = await new Deno.Command("curl", {
+        args: ["-sf", "--unix-socket", `${dir}/metrics.sock`, "http://x/metrics"],
+        stdout: "piped",
+      }).output();
+      return dec.decode(out.stdout);
+    },
     [Symbol.asyncDispose]: dispose,
   };
 }
@@ -249,7 +260,9 @@ Deno.test({
         metadata: { namespace: "x", name: "friends" },
         spec: {
           podSelector: { matchLabels: { pod: "a" } },
-          ingress: [{ from: [{ podSelector: { matchLabels: { role: "friend" } } }] }],
+          ingress: [{
+            from: [{ namespaceSelector: {}, podSelector: { matchLabels: { role: "friend" } } }],
+          }],
         },
       });
       await expect(XB, XA, "cluster", false);
@@ -261,6 +274,13 @@ Deno.test({
       api.setPodExtras("x", "b", { labels: { pod: "b", role: "friend" } });
       await expect(XB, XA, "cluster", true);
       await expect(YC, XA, "cluster", false);
+    });
+    await t.step("y/c labelled role=friend and back: x/a's peer set updated", async () => {
+      api.setPodExtras("y", "c", { labels: { pod: "c", role: "friend" } });
+      await expect(YC, XA, "cluster", true);
+      api.setPodExtras("y", "c", { labels: { pod: "c" } });
+      await expect(YC, XA, "cluster", false);
+      await expect(XB, XA, "cluster", true);
     });
     await t.step("namespace y labelled team=blue opens x/a to y/c", async () => {
       api.put(NP, {
@@ -299,5 +319,11 @@ Deno.test({
       await expect(XA, XB, "sec", true);
     });
     assert.match(node.log(), /network policy: synced with the API server/);
+    const metrics = await node.metrics();
+    assert.match(metrics, /podplex_policy_pods 3\n/);
+    assert.match(metrics, /podplex_policy_pods_enforced 1\n/); // x/a (the MultiNetworkPolicy)
+    // y/c's label changes updated x/a's peer set without replacing its table.
+    assert.match(metrics, /podplex_policy_set_updates_total [1-9]/);
+    assert.match(metrics, /podplex_policy_render_errors_total 0\n/);
   },
 });

@@ -7,7 +7,7 @@ import type { MetricsRegistry } from "../controller.ts";
 
 /** What the metrics read of the controller. */
 export interface PolicyReadings {
-  readonly stats: { renders: number; renderErrors: number; lastSync: number };
+  readonly stats: { renders: number; setUpdates: number; renderErrors: number; lastSync: number };
   readonly synced: boolean;
   enforced(): number;
   dropped(): number;
@@ -38,6 +38,12 @@ export function registerPolicyMetrics(
     help: "Pod tables written (a change that altered the table).",
     type: "counter",
     read: () => one(c.stats.renders)(),
+  });
+  reg.register({
+    name: "podplex_policy_set_updates_total",
+    help: "Of the tables written, those written as an update of their peer sets' elements only.",
+    type: "counter",
+    read: () => one(c.stats.setUpdates)(),
   });
   reg.register({
     name: "podplex_policy_render_errors_total",

@@ -48,6 +48,7 @@ import {
 } from "./objects.ts";
 import { type Collections, WorldView } from "./world.ts";
 import { registerPolicyMetrics } from "./metrics.ts";
+import { setUpdate } from "./incremental.ts";
 
 /** The collections watched. */
 export const PATHS = {
@@ -96,6 +97,8 @@ export interface PolicyStats {
   renders: number;
   /** Pods whose rules were resolved (written or found the same). */
   resolved: number;
+  /** Of `renders`: written as an update of their sets' elements only. */
+  setUpdates: number;
   /** Tables that could not be written. */
   renderErrors: number;
   /** When the last LIST of every collection ended (ms since the epoch; 0: never). */
@@ -153,7 +156,13 @@ const isTable = (s: string) => s.includes("{");
 
 /** Starts the controller: the LISTs run at once; nothing is rendered before they all end. */
 export function startNetworkPolicy(ctx: PolicyContext): Promise<PolicyController> {
-  const stats: PolicyStats = { renders: 0, resolved: 0, renderErrors: 0, lastSync: 0 };
+  const stats: PolicyStats = {
+    renders: 0,
+    setUpdates: 0,
+    resolved: 0,
+    renderErrors: 0,
+    lastSync: 0,
+  };
   const applied = new Map<string, string>();
   const unresolved = new Map<string, number>();
   const logged = new Set<string>();
@@ -361,7 +370,14 @@ export function startNetworkPolicy(ctx: PolicyContext): Promise<PolicyController
       }
     }
     try {
-      await ctx.apply(local.netns, script);
+      const had = applied.get(key);
+      const update = had === undefined ? undefined : setUpdate(had, script);
+      if (update) {
+        // A table changed by hand (or gone) refuses the update: then the whole table.
+        await ctx.apply(local.netns, update).then(() => stats.setUpdates++, () => {
+          return ctx.apply(local.netns, script);
+        });
+      } else await ctx.apply(local.netns, script);
       applied.set(key, script);
       stats.renders++;
     } catch (e) {

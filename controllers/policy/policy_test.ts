@@ -152,7 +152,9 @@ Deno.test("a pod's label change re-renders itself and the pods whose peers may n
       NP,
       npObj("x", "from-web", {
         podSelector: { matchLabels: { pod: "a" } },
-        ingress: [{ from: [{ podSelector: { matchLabels: { role: "web" } } }] }],
+        ingress: [{
+          from: [{ namespaceSelector: {}, podSelector: { matchLabels: { role: "web" } } }],
+        }],
       }),
     );
     k.put(NP, npObj("y", "deny", denyAll));
@@ -166,6 +168,18 @@ Deno.test("a pod's label change re-renders itself and the pods whose peers may n
   await r.settle();
   assert.deepEqual(r.written(), ["x-a"]);
   assert.match(lastScript(r, "x-a"), /elements = \{ 10\.227\.0\.11 \}/);
+  // y/b (node-2) too: only the peer set's elements change, so only y/b's address is added.
+  r.kube.put(
+    PATHS.pods,
+    podObj("y", "b", { labels: { pod: "b", role: "web" }, ip: "10.227.1.13", node: "node-2" }),
+  );
+  await r.settle();
+  assert.deepEqual(r.written(), ["x-a"]);
+  assert.equal(
+    lastScript(r, "x-a"),
+    "add element inet podplex in_eth0_0_v4 { 10.227.1.13 }\n",
+  );
+  assert.equal(r.c.stats.setUpdates, 1);
   // y/a's own labels change: only it is looked at (and comes out the same: not written).
   const before = r.c.stats.resolved;
   r.kube.put(PATHS.pods, podObj("y", "a", { labels: { pod: "a", v: "2" }, ip: "10.227.0.12" }));

@@ -53,7 +53,9 @@ function peerExprs(a: Allow, chain: string, i: number, field: "saddr" | "daddr",
   const peer = a.peer;
   if (peer.kind === "any") return [""];
   if (peer.kind === "ips") {
-    return [false, true].map((v6) => {
+    // A family with no address gets no set and no rule (it could match nothing): a table
+    // costs its rules and sets to write, and every pod's table is written on a change.
+    return [false, true].filter((v6) => peer.ips.some((ip) => V6(ip) === v6)).map((v6) => {
       const set = addrSet(
         `${chain}_${i}_${v6 ? "v6" : "v4"}`,
         v6,
