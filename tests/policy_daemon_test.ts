@@ -4,7 +4,9 @@
  * default/net-a (10.227.0.0/24) and net1 on the secondary bridge network default/net-b
  * (10.228.0.0/24), a TCP/UDP listener on 80 and 81 in each (tests/_policy_agent.ts). The
  * policies, pods' labels and namespaces' labels change on the API server; what each pod can
- * reach is probed until it is what the change says (bounded waits, no timing asserted).
+ * reach is probed until it is what the change says (bounded waits, no timing asserted). The
+ * pods are ADDed before the daemon could sync (the server answers 404 for namespaces until
+ * then): they start deny-all and open when it syncs.
  *
  * The API server is tests/k8s_fake_server.ts: no kube-apiserver is installable here, so a
  * small local server speaking the endpoints podplex uses (pods, namespaces, NetworkPolicies,
@@ -123,6 +125,8 @@ async function startNode(): Promise<Node> {
     await Deno.writeTextFile(`${dir}/kubeconfig`, kubeconfig(api.url));
     api.put(NS, { metadata: { name: "x", labels: { ns: "x" } } });
     api.put(NS, { metadata: { name: "y", labels: { ns: "y" } } });
+    // Until the test serves namespaces, the daemon cannot sync: its ADDs are deny-all.
+    api.notServed.add(NS);
     const socket = `${dir}/ppf.sock`;
     const child = new Deno.Command(BIN, {
       args: [
@@ -250,6 +254,13 @@ Deno.test({
         async () => (await node.agent(src).probe(node.ip(dst, net), 80)) === open,
         node.log,
       );
+    await t.step("ADDed before the daemon synced: deny-all, opened by the sync", async () => {
+      assert.equal(await node.agent(XB).probe(node.ip(XA, "cluster"), 80), false);
+      assert.equal(await node.agent(YC).probe(node.ip(XA, "sec"), 80), false);
+      assert.doesNotMatch(node.log(), /synced with the API server/);
+      api.notServed.delete(NS);
+      await waitFor("the sync", () => /synced with the API server/.test(node.log()), node.log);
+    });
     await t.step("no policy: everything open", async () => {
       await expect(XB, XA, "cluster", true);
       await expect(YC, XA, "cluster", true);
