@@ -310,6 +310,7 @@ export function startNetworkPolicy(ctx: PolicyContext): Promise<PolicyController
       w.locals.delete(key);
       applied.delete(key);
       unresolved.delete(key);
+      for (const l of logged) if (l.includes(`pod "${key}"`)) logged.delete(l); // said again if it comes back
       changed.push(key);
     }
     if (changed.length === 0) return;
