@@ -282,3 +282,33 @@ Deno.test("a new local pod is found from its state and rendered; close twice lea
   await r.c.reconcile(); // a no-op after close
   assert.deepEqual(r.written(), []);
 });
+
+Deno.test("MultiNetworkPolicy v1beta1 is watched when v1beta2 is not served", async () => {
+  const r = await rig((k) => {
+    k.missing.add(PATHS.multiPolicies[0]);
+    k.put(
+      PATHS.multiPolicies[1],
+      mnpObj("x", "sec", "default/sec", { podSelector: {}, policyTypes: ["Ingress"] }),
+    );
+  });
+  assert.deepEqual(r.written(), ["x-a", "x-b"]);
+  assert.match(lastScript(r, "x-b"), /jump in_net1/);
+  r.kube.remove(PATHS.multiPolicies[1], "x/sec");
+  await r.settle();
+  assert.deepEqual(r.written(), ["x-a", "x-b"]);
+  await r.c.close();
+});
+
+Deno.test("reconcile() racing itself writes nothing twice", async () => {
+  const r = await rig((k) => k.put(NP, npObj("x", "deny", denyAll)));
+  assert.deepEqual(r.written(), ["x-a", "x-b"]);
+  const before = r.c.stats.resolved;
+  await Promise.all([r.c.reconcile(), r.c.reconcile(), r.c.reconcile()]);
+  assert.deepEqual(r.written(), [], "the same tables: none written again");
+  assert.ok(r.c.stats.resolved - before >= 3, "every local pod looked at");
+  // The resync timer does the same on its own.
+  await r.ctx.clock.advance(30_000);
+  await r.settle();
+  assert.deepEqual(r.written(), []);
+  await r.c.close();
+});
