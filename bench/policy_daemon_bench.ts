@@ -46,7 +46,7 @@ export interface PolicyDaemonBench {
   /** Of `peer`: ms in libnftables. */
   peerNft: Summary;
   /** Tables written as set updates (the peer rounds). */
-  setUpdates: number;
+  updates: number;
   memory: { pods: number; policies: number; heapMiB: number; rssMiB: number };
 }
 
@@ -190,7 +190,7 @@ async function changeToEnforced(rounds: number, dir: string) {
     nft: summarize(applies),
     peer: summarize(peer),
     peerNft: summarize(peerNft),
-    setUpdates: c.stats.setUpdates,
+    updates: c.stats.updates,
   };
 }
 
@@ -272,9 +272,8 @@ export function policyDaemonReport(r: PolicyDaemonBench): string {
     `  change -> enforced in every selected pod, policy deleted: p50 ${f(r.remove.p50)} ms, ` +
     `p90 ${f(r.remove.p90)} ms (target p50 <= 100 ms: ${ok(r.remove.p50 <= 100)})`,
     `  a peer pod's address changes -> updated in the ${r.pods} pods' peer sets: p50 ` +
-    `${f(r.peer.p50)} ms, p90 ${
-      f(r.peer.p90)
-    } ms (${r.setUpdates} set updates, of which libnftables p50 ${f(r.peerNft.p50)} ms; no target)`,
+    `${f(r.peer.p50)} ms, p90 ${f(r.peer.p90)} ms, of which libnftables p50 ` +
+    `${f(r.peerNft.p50)} ms (no target; ${r.updates} tables written as updates in all)`,
     `  memory with ${r.memory.pods} pods and ${r.memory.policies} policies known: heap +` +
     `${f(r.memory.heapMiB)} MiB, RSS +${f(r.memory.rssMiB)} MiB (target <= 20 MiB: ` +
     `${ok(Math.max(r.memory.heapMiB, r.memory.rssMiB) <= 20)})`,

@@ -334,7 +334,7 @@ Deno.test({
     assert.match(metrics, /podplex_policy_pods 3\n/);
     assert.match(metrics, /podplex_policy_pods_enforced 1\n/); // x/a (the MultiNetworkPolicy)
     // y/c's label changes updated x/a's peer set without replacing its table.
-    assert.match(metrics, /podplex_policy_set_updates_total [1-9]/);
+    assert.match(metrics, /podplex_policy_updates_total [1-9]/);
     assert.match(metrics, /podplex_policy_render_errors_total 0\n/);
   },
 });

@@ -7,7 +7,7 @@ import type { MetricsRegistry } from "../controller.ts";
 
 /** What the metrics read of the controller. */
 export interface PolicyReadings {
-  readonly stats: { renders: number; setUpdates: number; renderErrors: number; lastSync: number };
+  readonly stats: { renders: number; updates: number; renderErrors: number; lastSync: number };
   readonly synced: boolean;
   enforced(): number;
   dropped(): number;
@@ -40,10 +40,11 @@ export function registerPolicyMetrics(
     read: () => one(c.stats.renders)(),
   });
   reg.register({
-    name: "podplex_policy_set_updates_total",
-    help: "Of the tables written, those written as an update of their peer sets' elements only.",
+    name: "podplex_policy_updates_total",
+    help:
+      "Of the tables written, those written as an update (elements, sets, chains that changed), not whole.",
     type: "counter",
-    read: () => one(c.stats.setUpdates)(),
+    read: () => one(c.stats.updates)(),
   });
   reg.register({
     name: "podplex_policy_render_errors_total",

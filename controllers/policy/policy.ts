@@ -28,7 +28,7 @@ import {
 import type { PodState } from "../../meta/state.ts";
 import type { PolicySource } from "../../meta/policy/source.ts";
 import { renderPodTable } from "../../meta/policy/render.ts";
-import { resolvePod } from "../../meta/policy/resolve.ts";
+import { type PeerCache, resolvePod } from "../../meta/policy/resolve.ts";
 import type { PodView, PolicyWorld } from "../../meta/policy/types.ts";
 import type { Cancel, Controller, ControllerContext } from "../controller.ts";
 import {
@@ -48,7 +48,7 @@ import {
 } from "./objects.ts";
 import { type Collections, WorldView } from "./world.ts";
 import { registerPolicyMetrics } from "./metrics.ts";
-import { setUpdate } from "./incremental.ts";
+import { tableUpdate } from "./incremental.ts";
 
 /** The collections watched. */
 export const PATHS = {
@@ -97,8 +97,8 @@ export interface PolicyStats {
   renders: number;
   /** Pods whose rules were resolved (written or found the same). */
   resolved: number;
-  /** Of `renders`: written as an update of their sets' elements only. */
-  setUpdates: number;
+  /** Of `renders`: written as an update (tableUpdate), not as the whole table. */
+  updates: number;
   /** Tables that could not be written. */
   renderErrors: number;
   /** When the last LIST of every collection ended (ms since the epoch; 0: never). */
@@ -158,7 +158,7 @@ const isTable = (s: string) => s.includes("{");
 export function startNetworkPolicy(ctx: PolicyContext): Promise<PolicyController> {
   const stats: PolicyStats = {
     renders: 0,
-    setUpdates: 0,
+    updates: 0,
     resolved: 0,
     renderErrors: 0,
     lastSync: 0,
@@ -340,17 +340,23 @@ export function startNetworkPolicy(ctx: PolicyContext): Promise<PolicyController
       dirty.clear();
       const world = w.world();
       const index = new Map(world.pods.map((p) => [`${p.namespace}/${p.name}`, p]));
+      const peers: PeerCache = new Map(); // the world is this pass's snapshot: peers hold
       for (const key of keys) {
         if (closed) return;
-        await render(key, world, index.get(key));
+        await render(key, world, peers, index.get(key));
       }
     }
   }
 
-  async function render(key: string, world: PolicyWorld, view?: PodView): Promise<void> {
+  async function render(
+    key: string,
+    world: PolicyWorld,
+    peers: PeerCache,
+    view?: PodView,
+  ): Promise<void> {
     const local = w.locals.get(key);
     if (!local || !view) return;
-    const rules = resolvePod(world, view);
+    const rules = resolvePod(world, view, peers);
     stats.resolved++;
     const missing = rules.interfaces.flatMap((i) => [
       ...i.ingress?.unresolved ?? [],
@@ -372,10 +378,10 @@ export function startNetworkPolicy(ctx: PolicyContext): Promise<PolicyController
     }
     try {
       const had = applied.get(key);
-      const update = had === undefined ? undefined : setUpdate(had, script);
+      const update = had === undefined ? undefined : tableUpdate(had, script);
       if (update) {
         // A table changed by hand (or gone) refuses the update: then the whole table.
-        await ctx.apply(local.netns, update).then(() => stats.setUpdates++, () => {
+        await ctx.apply(local.netns, update).then(() => stats.updates++, () => {
           return ctx.apply(local.netns, script);
         });
       } else await ctx.apply(local.netns, script);

@@ -179,7 +179,7 @@ Deno.test("a pod's label change re-renders itself and the pods whose peers may n
     lastScript(r, "x-a"),
     "add element inet podplex in_eth0_0_v4 { 10.227.1.13 }\n",
   );
-  assert.equal(r.c.stats.setUpdates, 1);
+  assert.equal(r.c.stats.updates, 2, "x/b: a set and its rule added; y/b: an element");
   // y/a's own labels change: only it is looked at (and comes out the same: not written).
   const before = r.c.stats.resolved;
   r.kube.put(PATHS.pods, podObj("y", "a", { labels: { pod: "a", v: "2" }, ip: "10.227.0.12" }));

@@ -124,13 +124,24 @@ function namedPort(pod: PodView, name: string, protocol: Protocol): number | und
   return pod.ports.find((c) => c.name === name && c.protocol === protocol)?.port;
 }
 
+/**
+ * The peers already resolved in one world, by peer: a caller resolving many pods of a world
+ * that does not change meanwhile hands one to {@linkcode resolvePod} (a peer's pods do not
+ * depend on the pod being resolved), so each peer is resolved once, not once a pod.
+ */
+export type PeerCache = Map<Peer, PeerMatch>;
+
 /** The peer matches of a rule: undefined peers = anyone. */
-function peerMatches(world: PolicyWorld, p: Policy, r: PolicyRule): PeerMatch[] {
-  if (!r.peers) return [{ kind: "any" }];
+function peerMatches(world: PolicyWorld, p: Policy, r: PolicyRule, cache?: PeerCache) {
+  if (!r.peers) return [{ kind: "any" } as PeerMatch];
   return r.peers.map((peer): PeerMatch => {
     if (peer.kind === "ipBlock") return { kind: "cidr", cidr: peer.cidr, except: peer.except };
+    const held = cache?.get(peer);
+    if (held) return held;
     const ips = peerPods(world, p, peer).flatMap((pod) => addressesFor(p, pod));
-    return { kind: "ips", ips: [...new Set(ips)].sort(), why: describePeer(peer) };
+    const m: PeerMatch = { kind: "ips", ips: [...new Set(ips)].sort(), why: describePeer(peer) };
+    cache?.set(peer, m);
+    return m;
   });
 }
 
@@ -149,6 +160,7 @@ function ingressAllows(
   r: PolicyRule,
   self: PodView,
   out: DirectionRules,
+  cache?: PeerCache,
 ) {
   const base = { policy: policyId(p), rule: `ingress[${r.index}]` };
   let ports: PortMatch[] | undefined;
@@ -162,7 +174,7 @@ function ingressAllows(
     }
     if (ports.length === 0) return; // only named ports, none resolved: allows nothing
   }
-  for (const peer of peerMatches(world, p, r)) {
+  for (const peer of peerMatches(world, p, r, cache)) {
     out.allows.push({ ...base, peer, ...(ports ? { ports } : {}) });
   }
 }
@@ -171,9 +183,15 @@ function ingressAllows(
  * The allows of one egress rule: named ports resolve on each destination pod (those the
  * peers select, or every pod with `to` empty, or the pods inside an ipBlock).
  */
-function egressAllows(world: PolicyWorld, p: Policy, r: PolicyRule, out: DirectionRules) {
+function egressAllows(
+  world: PolicyWorld,
+  p: Policy,
+  r: PolicyRule,
+  out: DirectionRules,
+  cache?: PeerCache,
+) {
   const base = { policy: policyId(p), rule: `egress[${r.index}]` };
-  const peers = peerMatches(world, p, r);
+  const peers = peerMatches(world, p, r, cache);
   const fixed = r.ports ? numeric(r.ports) : undefined;
   if (!r.ports || fixed!.length) {
     for (const peer of peers) {
@@ -221,8 +239,10 @@ function emptyDirection(): DirectionRules {
  * const rules = resolvePod(world, world.pods[0]);
  * rules.interfaces[0].ingress?.isolatedBy; // ["NetworkPolicy x/deny-all"]
  * ```
+ *
+ * @param cache peers resolved before in this same world (see {@linkcode PeerCache})
  */
-export function resolvePod(world: PolicyWorld, pod: PodView): PodRules {
+export function resolvePod(world: PolicyWorld, pod: PodView, cache?: PeerCache): PodRules {
   const interfaces = pod.interfaces.map((i): InterfaceRules => {
     const out: InterfaceRules = {
       ifname: i.ifname,
@@ -238,12 +258,12 @@ export function resolvePod(world: PolicyWorld, pod: PodView): PodRules {
       if (p.ingressIsolated) {
         const d = (out.ingress ??= emptyDirection());
         d.isolatedBy.push(policyId(p));
-        for (const r of p.ingress) ingressAllows(world, p, r, pod, d);
+        for (const r of p.ingress) ingressAllows(world, p, r, pod, d, cache);
       }
       if (p.egressIsolated) {
         const d = (out.egress ??= emptyDirection());
         d.isolatedBy.push(policyId(p));
-        for (const r of p.egress) egressAllows(world, p, r, d);
+        for (const r of p.egress) egressAllows(world, p, r, d, cache);
       }
     }
     return out;
