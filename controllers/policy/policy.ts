@@ -19,12 +19,7 @@
  *
  * @module
  */
-import { GoneError, NotFoundError } from "../../clients/k8s/client.ts";
-import {
-  type InformerChange,
-  type ListWatchClient,
-  startInformer,
-} from "../../clients/k8s/informer.ts";
+import type { InformerChange, ListWatchClient } from "../../clients/k8s/informer.ts";
 import type { PodState } from "../../meta/state.ts";
 import type { PolicySource } from "../../meta/policy/source.ts";
 import { renderPodTable } from "../../meta/policy/render.ts";
@@ -38,29 +33,14 @@ import {
   selects,
   usesNamespaceLabels,
 } from "./affected.ts";
-import {
-  type ApiPod,
-  apiPod,
-  type ApiPolicy,
-  apiPolicy,
-  localPods,
-  namespaceView,
-} from "./objects.ts";
-import { type Collections, WorldView } from "./world.ts";
+import type { ApiPod, ApiPolicy } from "./objects.ts";
+import { localPods } from "./objects.ts";
+import { PATHS, watchCollections } from "./collections.ts";
+import { WorldView } from "./world.ts";
 import { registerPolicyMetrics } from "./metrics.ts";
 import { tableUpdate } from "./incremental.ts";
 
-/** The collections watched. */
-export const PATHS = {
-  pods: "/api/v1/pods",
-  namespaces: "/api/v1/namespaces",
-  networkPolicies: "/apis/networking.k8s.io/v1/networkpolicies",
-  /** Tried in order; the first served is watched. */
-  multiPolicies: [
-    "/apis/k8s.cni.cncf.io/v1beta2/multi-networkpolicies",
-    "/apis/k8s.cni.cncf.io/v1beta1/multi-networkpolicies",
-  ],
-} as const;
+export { PATHS };
 
 /** What the controller is started with. */
 export interface PolicyContext extends ControllerContext {
@@ -118,39 +98,6 @@ export interface PolicyController extends Controller {
   idle(): Promise<void>;
 }
 
-/**
- * A client for MultiNetworkPolicies whichever version is served: LIST tries
- * {@linkcode PATHS.multiPolicies} in order; with none served, the list is empty and the
- * watch waits a minute, then asks for a new LIST (a CRD installed meanwhile is found).
- */
-function multiPolicyClient(api: ListWatchClient, sleep: PolicyContext["clock"]["sleep"]) {
-  let chosen: string | undefined;
-  const virtual = "/multi-networkpolicies";
-  const client: ListWatchClient = {
-    async list() {
-      for (const path of PATHS.multiPolicies) {
-        try {
-          const l = await api.list(path);
-          chosen = path;
-          return l;
-        } catch (e) {
-          if (!(e instanceof NotFoundError)) throw e;
-        }
-      }
-      chosen = undefined;
-      return { items: [], resourceVersion: "0" };
-    },
-    async *watch(path, signal) {
-      if (!chosen) {
-        await sleep(60_000, signal);
-        throw new GoneError("no MultiNetworkPolicy served: list again");
-      }
-      yield* api.watch(chosen + path.slice(virtual.length), signal);
-    },
-  };
-  return { client, path: virtual };
-}
-
 /** Whether a rendered script makes a table (else it removes the pod's table). */
 const isTable = (s: string) => s.includes("{");
 
@@ -172,40 +119,7 @@ export function startNetworkPolicy(ctx: PolicyContext): Promise<PolicyController
   let wasSynced = false;
   let running: Promise<void> | undefined;
 
-  const common = {
-    stats: { lists: 0, events: 0, errors: 0 },
-    timeoutSeconds: ctx.watchTimeoutSeconds ?? 300,
-    backoffMs: ctx.backoffMs ?? 500,
-    log: ctx.log,
-    sleep: (ms: number, signal: AbortSignal) => ctx.clock.sleep(ms, signal),
-  };
-  const mnp = multiPolicyClient(ctx.api, common.sleep);
-  const c: Collections = {
-    pods: startInformer(ctx.api, {
-      ...common,
-      path: PATHS.pods,
-      parse: apiPod,
-      notify: (ch) => onPod(ch),
-    }),
-    namespaces: startInformer(ctx.api, {
-      ...common,
-      path: PATHS.namespaces,
-      parse: namespaceView,
-      notify: (ch) => onNamespace(ch),
-    }),
-    networkPolicies: startInformer(ctx.api, {
-      ...common,
-      path: PATHS.networkPolicies,
-      parse: (o) => apiPolicy(o, "NetworkPolicy"),
-      notify: (ch) => onPolicy(ch),
-    }),
-    multiPolicies: startInformer(mnp.client, {
-      ...common,
-      path: mnp.path,
-      parse: (o) => apiPolicy(o, "MultiNetworkPolicy"),
-      notify: (ch) => onPolicy(ch),
-    }),
-  };
+  const c = watchCollections(ctx, { onPod, onNamespace, onPolicy });
   const w = new WorldView(c);
 
   /** Marks the local pods `pred` holds for (over their views now). */
@@ -301,7 +215,8 @@ export function startNetworkPolicy(ctx: PolicyContext): Promise<PolicyController
     for (const [key, p] of now) {
       const had = w.locals.get(key);
       if (had && had.netns === p.netns && JSON.stringify(had) === JSON.stringify(p)) continue;
-      if (!had || had.netns !== p.netns) applied.delete(key); // a new netns has no table yet
+      // A new netns or sandbox: what its ADD wrote is not what this daemon last wrote.
+      if (!had || had.netns !== p.netns || had.containerId !== p.containerId) applied.delete(key);
       w.locals.set(key, p);
       changed.push(key);
     }
