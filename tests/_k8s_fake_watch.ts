@@ -103,7 +103,23 @@ export class WatchHub {
     const q = url.searchParams;
     if (q.get("watch") !== "1" && q.get("watch") !== "true") {
       const items = objects.filter(keep);
-      return Response.json({ kind: "List", metadata: { resourceVersion: String(this.rv) }, items });
+      const limit = Number(q.get("limit") ?? 0);
+      if (!(limit > 0)) {
+        return Response.json({
+          kind: "List",
+          metadata: { resourceVersion: String(this.rv) },
+          items,
+        });
+      }
+      // Pages (limit/continue): the token is the offset of the next page.
+      const from = Number(q.get("continue") ?? 0);
+      const page = items.slice(from, from + limit);
+      const more = from + limit < items.length;
+      const metadata = {
+        resourceVersion: String(this.rv),
+        ...(more ? { continue: String(from + limit) } : {}),
+      };
+      return Response.json({ kind: "List", metadata, items: page });
     }
     const from = Number(q.get("resourceVersion") ?? this.rv);
     const tooOld = from < this.#oldest;

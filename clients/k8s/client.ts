@@ -49,8 +49,11 @@ export interface ClosableKubeClient extends KubeClient, Disposable {
    * (the node controller has not given one), null when the Node does not exist.
    */
   getNodePodCidrs(name: string): Promise<string[] | null>;
-  /** LIST of a collection path: its items and the list's resourceVersion. */
-  list(path: string): Promise<{ items: unknown[]; resourceVersion: string }>;
+  /**
+   * LIST of a collection path: its items and the list's resourceVersion, and with `limit` in
+   * the query the `continue` token of the next page (none on the last).
+   */
+  list(path: string): Promise<{ items: unknown[]; resourceVersion: string; continue?: string }>;
   /**
    * WATCH of a collection path (`watch=1` and the query already in `path`): the events as
    * the API server streams them, one JSON object a line, until the stream ends or `signal`
@@ -294,7 +297,7 @@ export function createKubeClient(opts: KubeClientOptions): ClosableKubeClient {
     async list(path) {
       const json = await getJson(path) as {
         items?: unknown;
-        metadata?: { resourceVersion?: unknown };
+        metadata?: { resourceVersion?: unknown; continue?: unknown };
       };
       if (json === null) {
         throw new NotFoundError(Code.ApiFailure, `Kubernetes API LIST "${path}" answered 404`);
@@ -303,7 +306,12 @@ export function createKubeClient(opts: KubeClientOptions): ClosableKubeClient {
       if (!json || !Array.isArray(json.items) || typeof rv !== "string") {
         throw apiError(resolved, `Kubernetes API LIST "${path}" answered an unexpected object`);
       }
-      return { items: json.items, resourceVersion: rv };
+      const next = json.metadata?.continue;
+      return {
+        items: json.items,
+        resourceVersion: rv,
+        ...(typeof next === "string" && next !== "" ? { continue: next } : {}),
+      };
     },
     async *watch(path, signal) {
       const res = await request("GET", path, undefined, signal);

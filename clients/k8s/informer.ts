@@ -59,6 +59,11 @@ export interface InformerOptions<T> {
   log(line: string): void;
   /** Told of every change applied, and of every LIST. */
   notify?(change: InformerChange<T>): void;
+  /**
+   * LIST in pages of this many objects (`limit`/`continue`, as client-go's pager), so a large
+   * collection is never one response held whole; default: one LIST.
+   */
+  pageSize?: number;
   /** How a pause is slept (default: a timer); a controller hands in its clock's. */
   sleep?(ms: number, signal: AbortSignal): Promise<void>;
 }
@@ -136,14 +141,27 @@ export function startInformer<T>(api: ListWatchClient, o: InformerOptions<T>): I
   };
 
   const relist = async (): Promise<void> => {
-    const list = await api.list(o.path);
+    // Pages are parsed as they come; the store is replaced once the last one is in.
+    const fresh = new Map<string, T>();
+    let token: string | undefined;
+    let version: string | undefined;
+    do {
+      const page = o.pageSize === undefined
+        ? o.path
+        : `${o.path}${sep(o.path)}limit=${o.pageSize}` +
+          (token === undefined ? "" : `&continue=${encodeURIComponent(token)}`);
+      const list = await api.list(page);
+      for (const item of list.items) {
+        const key = objectKey(item as Record<string, unknown>);
+        const v = o.parse(item);
+        if (key !== undefined && v !== undefined) fresh.set(key, v);
+      }
+      version ??= list.resourceVersion; // every page is of the first one's snapshot
+      token = o.pageSize === undefined ? undefined : list.continue;
+    } while (token !== undefined);
     store.clear();
-    for (const item of list.items) {
-      const key = objectKey(item as Record<string, unknown>);
-      const v = o.parse(item);
-      if (key !== undefined && v !== undefined) store.set(key, v);
-    }
-    rv = list.resourceVersion;
+    for (const [k, v] of fresh) store.set(k, v);
+    rv = version;
     o.stats.lists++;
     listed = true;
     tell({ type: "LISTED" });

@@ -70,13 +70,23 @@ export class FakeKube implements ListWatchClient {
     for (const w of [...this.#watches]) w.end(new Error("connection reset"));
   }
 
-  list(path: string): Promise<{ items: unknown[]; resourceVersion: string }> {
+  list(full: string): Promise<{ items: unknown[]; resourceVersion: string; continue?: string }> {
     this.lists++;
+    const [path, query] = full.split("?");
     if (this.missing.has(path)) {
       return Promise.reject(new NotFoundError(Code.ApiFailure, `LIST "${path}" answered 404`));
     }
     const items = [...(this.objects.get(path)?.values() ?? [])].map((o) => structuredClone(o));
-    return Promise.resolve({ items, resourceVersion: String(this.rv) });
+    const q = new URLSearchParams(query);
+    const limit = Number(q.get("limit") ?? 0);
+    if (!limit) return Promise.resolve({ items, resourceVersion: String(this.rv) });
+    const from = Number(q.get("continue") ?? 0); // the token: the next page's offset
+    const more = from + limit < items.length;
+    return Promise.resolve({
+      items: items.slice(from, from + limit),
+      resourceVersion: String(this.rv),
+      ...(more ? { continue: String(from + limit) } : {}),
+    });
   }
 
   async *watch(full: string, signal: AbortSignal): AsyncIterable<WatchEvent> {

@@ -37,10 +37,12 @@ function multiPolicyClient(api: ListWatchClient, sleep: Clock["sleep"]) {
   let chosen: string | undefined;
   const virtual = "/multi-networkpolicies";
   const client: ListWatchClient = {
-    async list() {
+    async list(path) {
+      const query = path.slice(virtual.length); // the page asked for
+      if (chosen && query.includes("continue=")) return api.list(chosen + query);
       for (const path of PATHS.multiPolicies) {
         try {
-          const l = await api.list(path);
+          const l = await api.list(path + query);
           chosen = path;
           return l;
         } catch (e) {
@@ -75,6 +77,8 @@ export interface WatchSettings {
   log(line: string): void;
   watchTimeoutSeconds?: number;
   backoffMs?: number;
+  /** Objects per LIST page (default 500). */
+  pageSize?: number;
 }
 
 /** Starts the four informers (their LISTs run at once). */
@@ -85,6 +89,7 @@ export function watchCollections(s: WatchSettings, h: CollectionHandlers): Colle
     backoffMs: s.backoffMs ?? 500,
     log: s.log,
     sleep: (ms: number, signal: AbortSignal) => s.clock.sleep(ms, signal),
+    pageSize: s.pageSize ?? 500, // client-go's pager's page
   };
   const mnp = multiPolicyClient(s.api, common.sleep);
   return {

@@ -63,6 +63,8 @@ export interface PolicyContext extends ControllerContext {
   /** Server-side watch length (s, default 300); pause after a failed watch (ms, default 500). */
   watchTimeoutSeconds?: number;
   backoffMs?: number;
+  /** Objects per LIST page (default 500). */
+  pageSize?: number;
 }
 
 /** What an ADD asks: every call of the daemon judges its pod in the controller's view. */

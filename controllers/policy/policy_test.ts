@@ -62,6 +62,7 @@ async function rig(
       return Promise.resolve();
     },
     hasTable: () => Promise.resolve(false),
+    pageSize: 3, // the 4 pods come in two LIST pages
   });
   const r: Rig = {
     kube,
@@ -96,6 +97,21 @@ Deno.test("first sync writes the tables of the pods a policy selects, only those
   );
   assert(r.c.synced);
   assert.deepEqual(r.written(), ["x-a"]);
+  // Every page of the LIST was kept (y/b is on the second page of pods).
+  const w = await r.c.source.worldFor({
+    namespace: "x",
+    name: "a",
+    labels: { pod: "a" },
+    interfaces: [],
+    ports: [],
+  });
+  assert(w && w !== "unsynced");
+  assert.deepEqual(w.pods.map((p) => `${p.namespace}/${p.name}`).sort(), [
+    "x/a",
+    "x/b",
+    "y/a",
+    "y/b",
+  ]);
   assert.match(lastScript(r, "x-a"), /chain in_eth0 \{\n(.*\n)*? {4}drop\n/);
   assert.deepEqual(r.c.enforced(), 1);
   assert.match(r.ctx.metrics.render(), /podplex_policy_pods_enforced 1/);
