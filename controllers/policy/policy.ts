@@ -8,8 +8,10 @@
  * MultiNetworkPolicies (v1beta2, else v1beta1: a CRD serves both as the same objects; with
  * no CRD there are none, looked for again every minute), and finds this node's pods in
  * podplex's state store (which knows each one's netns). A change re-renders only the pods
- * it can affect (affected.ts); a table that comes out the same is not written again. Each
- * table is applied as one transaction by {@linkcode PolicyContext.apply}.
+ * it can affect (affected.ts); a table that comes out the same is not written again, one that
+ * differs is written as an update of what changed (incremental.ts), else whole, each as one
+ * transaction by {@linkcode PolicyContext.apply}. A pass resolves each peer once for all the
+ * pods it renders (one world snapshot).
  *
  * Before the first sync nothing is touched (tables a previous daemon wrote stay) and an ADD
  * asking {@linkcode PolicyController.source} is told `"unsynced"` (its pod starts deny-all);
