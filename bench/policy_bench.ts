@@ -1,9 +1,11 @@
 /**
  * One pod table update, libnftables through FFI (in-process, inside a netns window) against
  * an `nft -f -` process per update (`nsenter --net=PATH nft -f -`), for the table of a pod
- * selected by two policies of the e2e model. Needs root; makes and removes netns `ppe-bench`.
+ * selected by two policies of the e2e model; then what a policy in force costs an ADD
+ * (bench/_policy_add.ts; run `deno task build` first). Needs root; makes and removes netns
+ * `ppe-bench`, `ppe-bw`, `ppe-bc0`..`ppe-bc4` and the bridge `ppe-bbr0`.
  *
- * usage: deno run -A bench/policy_bench.ts [--rounds N]
+ * usage: deno run -A bench/policy_bench.ts [--rounds N] [--add-rounds N]
  *
  * @module
  */
@@ -11,8 +13,14 @@ import { runNftIn } from "../ffi/mod.ts";
 import { renderPodTable } from "../meta/policy/render.ts";
 import { resolvePod } from "../meta/policy/resolve.ts";
 import { modelWorld, np } from "../meta/policy/_testing.ts";
+import { addOverhead } from "./_policy_add.ts";
 
-const rounds = Number(Deno.args[Deno.args.indexOf("--rounds") + 1] || 200);
+const flag = (name: string, dflt: number) => {
+  const i = Deno.args.indexOf(name);
+  return i >= 0 ? Number(Deno.args[i + 1]) : dflt;
+};
+const rounds = flag("--rounds", 200);
+const addRounds = flag("--add-rounds", 30);
 const NS = "ppe-bench";
 const sel = (k: string, v: string) => ({ matchLabels: { [k]: v } });
 const world = modelWorld([
@@ -72,3 +80,4 @@ try {
 } finally {
   await new Deno.Command("ip", { args: ["netns", "del", NS] }).output();
 }
+await addOverhead(addRounds);

@@ -53,6 +53,7 @@ export async function tellPeers(call: MetaCall, state: PodState, gone: boolean):
   if (!pod) return;
   try {
     await call.policy!.podChanged!(pod, gone);
+    call.trace.mark("policy-peers");
   } catch (e) {
     call.log.warning(
       `Cannot update the network policy of the pods around "${pod.namespace}/${pod.name}": ${

@@ -29,22 +29,33 @@ export interface LocalPolicies {
   issues: PolicyIssue[];
 }
 
-function documents(text: string, parsed: unknown[]): Promise<void>[] {
-  // One object, a `kind: List`, or several `---`-separated documents.
-  return text.split(/^---\s*$/m).filter((d) => d.trim()).map(async (doc) => {
-    const v = await parseYaml(doc);
-    if (isObject(v) && v.kind === "List" && Array.isArray(v.items)) parsed.push(...v.items);
-    else if (v !== null && v !== undefined) parsed.push(v);
-  });
+/** One object, a `kind: List`, or several `---`-separated YAML documents (JSON: one value). */
+async function documents(path: string, text: string): Promise<unknown[]> {
+  const docs = path.endsWith(".json")
+    ? [JSON.parse(text)]
+    : await Promise.all(text.split(/^---\s*$/m).filter((d) => d.trim()).map(parseYaml));
+  return docs.flatMap((v) =>
+    isObject(v) && v.kind === "List" && Array.isArray(v.items)
+      ? v.items
+      : v === null || v === undefined
+      ? []
+      : [v]
+  );
 }
 
-async function readDirNames(dir: string): Promise<string[]> {
+/**
+ * The sorted entries of a folder of the kind wanted; none when it does not exist.
+ *
+ * Synchronous on purpose: an ADD reads these on its main thread, where an async file call
+ * would wait for a pool thread (milliseconds on a loaded node, per call).
+ */
+function entries(dir: string, want: "dir" | "file"): string[] {
   try {
-    const names: string[] = [];
-    for await (const e of Deno.readDir(dir)) names.push(e.name);
-    return names.sort();
+    return [...Deno.readDirSync(dir)]
+      .filter((e) => (want === "dir" ? e.isDirectory : e.isFile) && !e.name.startsWith("."))
+      .map((e) => e.name).sort();
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return [];
+    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return [];
     throw e;
   }
 }
@@ -56,20 +67,21 @@ async function readDirNames(dir: string): Promise<string[]> {
  */
 export async function loadLocalPolicies(dir: string): Promise<LocalPolicies | undefined> {
   try {
-    if (!(await Deno.stat(dir)).isDirectory) return undefined;
+    if (!Deno.statSync(dir).isDirectory) return undefined;
   } catch {
     return undefined;
   }
   const out: LocalPolicies = { policies: [], namespaceLabels: new Map(), issues: [] };
-  for (const ns of await readDirNames(dir)) {
-    for (const file of await readDirNames(`${dir}/${ns}`)) {
+  for (const ns of entries(dir, "dir")) {
+    for (const file of entries(`${dir}/${ns}`, "file")) {
       if (!/\.(ya?ml|json)$/.test(file)) continue;
       const path = `${dir}/${ns}/${file}`;
-      const objs: unknown[] = [];
+      let objs: unknown[];
       try {
-        await Promise.all(documents(await Deno.readTextFile(path), objs));
+        objs = await documents(path, Deno.readTextFileSync(path));
       } catch (e) {
-        out.issues.push({ policy: path, field: "", msg: `not YAML: ${yamlErrorSummary(e)}` });
+        const kind = path.endsWith(".json") ? "JSON" : "YAML";
+        out.issues.push({ policy: path, field: "", msg: `not ${kind}: ${yamlErrorSummary(e)}` });
         continue;
       }
       for (const o of objs) addObject(out, o, ns, path);
@@ -170,11 +182,14 @@ export interface LocalSourceOptions {
  */
 export function localPolicySource(dir: string, opts: LocalSourceOptions): PolicySource {
   const apply = opts.apply ?? ffiApplier;
-  async function load(): Promise<LocalPolicies | undefined> {
-    const local = await loadLocalPolicies(dir);
-    if (!local?.policies.length) return undefined;
-    logIssuesOnce(opts.log, local.issues);
-    return local;
+  // Read once per source (one CNI call): the ADD's step and its peers' update see the same.
+  let loaded: Promise<LocalPolicies | undefined> | undefined;
+  function load(): Promise<LocalPolicies | undefined> {
+    return loaded ??= loadLocalPolicies(dir).then((local) => {
+      if (!local?.policies.length) return undefined;
+      logIssuesOnce(opts.log, local.issues);
+      return local;
+    });
   }
   return {
     async worldFor(pod) {
