@@ -9,14 +9,22 @@
  * @module
  */
 import { CniError, Code } from "../conf/errors.ts";
-import { type Cidr, formatCidr } from "../conf/ip.ts";
+import { formatCidr } from "../conf/ip.ts";
 import { resolveClusterNetwork } from "../meta/networks.ts";
 import { Netlink } from "../ffi/mod.ts";
 import { EtcdClient } from "../clients/etcd/client.ts";
 import { clusterNetConfOf, loadClusterNetConf } from "../controllers/overlay/conf_file.ts";
 import { type ClusterNetConf, etcdOptions } from "../delegates/main/overlay/conf.ts";
 import { removeMasq } from "../delegates/main/overlay/masq.ts";
-import type { Backend, SubnetLease } from "../delegates/main/overlay/network.ts";
+import {
+  type Backend,
+  familiesOf,
+  leaseFamily,
+  type NetworkConfig,
+  rangeOf,
+  type SubnetLease,
+  type SubnetRange,
+} from "../delegates/main/overlay/network.ts";
 import { onSegment, planPeers, readDirectRoutes } from "../delegates/main/overlay/direct.ts";
 import { resolveUnderlay } from "../delegates/main/overlay/join.ts";
 import { agentAlive, readNodeState, stateFile } from "../delegates/main/overlay/node_state.ts";
@@ -29,9 +37,14 @@ import { out, printJson, table } from "./_output.ts";
 /** One node as `net nodes --json` prints it. */
 export interface NodeView {
   node: string;
+  /** The IPv4 subnet ("" when the lease has none). */
   subnet: string;
+  /** The IPv6 subnet, when the lease has one. */
+  subnet6?: string;
   publicIp: string;
+  publicIpv6?: string;
   vtepMac: string;
+  vtepMac6?: string;
   vni?: number;
   /** The etcd lease ("0": a reservation without TTL). */
   lease: string;
@@ -41,7 +54,7 @@ export interface NodeView {
   renewedAgo?: number;
   /** This node. */
   self: boolean;
-  /** Whether this node's VTEP has the node's route, neighbour and FDB entry. */
+  /** Whether this node has the node's entries (route, neighbour, FDB) of every family. */
   programmed?: boolean;
 }
 
@@ -66,24 +79,31 @@ export async function clusterConf(network?: string, config?: string): Promise<Cl
 }
 
 /** Reads every lease with its TTL and what this node's kernel has for it. */
-export async function listNodes(
-  c: ClusterNetConf,
-): Promise<{ network: string; vni: number; backend: Backend; nodes: NodeView[] }> {
+export async function listNodes(c: ClusterNetConf): Promise<{
+  network: string;
+  network6?: string;
+  vni: number;
+  backend: Backend;
+  nodes: NodeView[];
+}> {
   const etcd = new EtcdClient(await etcdOptions(c));
   try {
     const view = await readView(etcd, c.prefix);
-    const here = programmedHere(c, view.leases, view.config.backend, view.config.network);
+    const here = programmedHere(c, view.leases, view.config);
     const nodes = await Promise.all(view.leases.map(async (l): Promise<NodeView> => {
       const v: NodeView = {
-        node: l.node ?? `(flannel ${l.publicIp})`,
-        subnet: l.subnetText,
+        node: l.node ?? `(flannel ${l.publicIpv6 ?? l.publicIp})`,
+        subnet: l.subnetText ?? "",
         publicIp: l.publicIp,
         vtepMac: l.vtepMac ?? "",
         lease: l.leaseId,
         ttl: -1,
         self: l.node === c.node,
       };
-      if (l.vni !== undefined) v.vni = l.vni;
+      if (l.subnet6Text) v.subnet6 = l.subnet6Text;
+      if (l.publicIpv6) v.publicIpv6 = l.publicIpv6;
+      if (l.vtepMac6) v.vtepMac6 = l.vtepMac6;
+      if (l.vni !== undefined || l.vni6 !== undefined) v.vni = l.vni ?? l.vni6;
       if (l.leaseId !== "0") {
         const j = await etcd.call("/v3/lease/timetolive", { ID: l.leaseId });
         v.ttl = Number(j.TTL ?? -1);
@@ -93,50 +113,60 @@ export async function listNodes(
       if (!v.self && here?.has(l.key)) v.programmed = here.get(l.key);
       return v;
     }));
-    const n = view.config.network;
+    const text = (r?: SubnetRange) =>
+      r ? formatCidr(r.network.network, r.network.prefix) : undefined;
     const b = view.config.backend;
-    return { network: formatCidr(n.network, n.prefix), vni: b.vni, backend: b, nodes };
+    const out = { network: text(view.config.v4) ?? "", vni: b.vni, backend: b, nodes };
+    const v6 = text(view.config.v6);
+    return v6 ? { ...out, network6: v6 } : out;
   } finally {
     etcd.close();
   }
 }
 
 /**
- * Per lease this node should program, whether the kernel has it: the VTEP's route, neighbour
- * and FDB entry (vxlan), or the underlay's route via the peer (host-gw, DirectRouting).
- * Undefined when this netns has neither the VTEP nor the underlay.
+ * Per lease this node should program, whether the kernel has it in every family: the VTEP's
+ * route, neighbour and FDB entry (vxlan), or the underlay's route via the peer (host-gw,
+ * DirectRouting). Undefined when this netns has neither the VTEPs nor the underlay.
  */
 function programmedHere(
   c: ClusterNetConf,
   leases: SubnetLease[],
-  backend: Backend,
-  network: Cidr,
+  cfg: NetworkConfig,
 ): Map<string, boolean> | undefined {
   using nl = Netlink.open();
   let underlay: number | undefined;
   try {
-    underlay = resolveUnderlay(nl, c).link.index;
+    underlay = resolveUnderlay(nl, c, []).link.index;
   } catch { /* not on a node */ }
-  const vtep = nl.getLink(c.vtepName!);
-  if (backend.type === "host-gw" ? underlay === undefined : !vtep) return undefined;
-  const same = (ip: string) => underlay !== undefined && onSegment(nl, underlay, ip);
-  const plan = planPeers(leases, backend, { node: c.node }, same);
-  const have = vtep ? readOverlay(nl, vtep.index) : { routes: [], neighbours: [], fdb: [] };
-  const direct = underlay === undefined ? [] : readDirectRoutes(nl, underlay, network);
+  const backend = cfg.backend;
   const done = new Map<string, boolean>();
-  for (const l of leases) {
-    const e = plan.vxlan.find((x) => x.subnet === l.subnetText);
-    const d = plan.direct.find((x) => x.subnet === l.subnetText);
-    if (e) {
-      done.set(
-        l.key,
-        have.routes.includes(`${e.subnet} via ${e.gw}`) &&
+  let any = false;
+  for (const family of familiesOf(cfg)) {
+    const vtep = nl.getLink((family === 4 ? c.vtepName : c.vtep6Name) ?? "");
+    if (backend.type === "host-gw" ? underlay === undefined : !vtep) continue;
+    any = true;
+    const same = (ip: string) => underlay !== undefined && onSegment(nl, underlay, ip);
+    const plan = planPeers(leases, backend, { node: c.node }, same, family);
+    const have = vtep
+      ? readOverlay(nl, vtep.index, family)
+      : { routes: [], neighbours: [], fdb: [] };
+    const net = rangeOf(cfg, family)!.network;
+    const direct = underlay === undefined ? [] : readDirectRoutes(nl, underlay, net);
+    for (const l of leases) {
+      const sn = leaseFamily(l, family)?.subnetText;
+      const e = plan.vxlan.find((x) => x.subnet === sn);
+      const d = plan.direct.find((x) => x.subnet === sn);
+      let ok: boolean | undefined;
+      if (e) {
+        ok = have.routes.includes(`${e.subnet} via ${e.gw}`) &&
           have.neighbours.includes(`${e.gw} ${e.mac}`) &&
-          have.fdb.includes(`${e.mac} dst ${e.publicIp}`),
-      );
-    } else if (d) done.set(l.key, direct.includes(`${d.subnet} via ${d.via}`));
+          have.fdb.includes(`${e.mac} dst ${e.publicIp}`);
+      } else if (d) ok = direct.includes(`${d.subnet} via ${d.via}`);
+      if (ok !== undefined) done.set(l.key, (done.get(l.key) ?? true) && ok);
+    }
   }
-  return done;
+  return any ? done : undefined;
 }
 
 /** Prints the nodes. */
@@ -146,11 +176,12 @@ export async function printNodes(c: ClusterNetConf, json: boolean): Promise<numb
     printJson(r);
     return 0;
   }
+  const both = (a?: string, b?: string) => [a, b].filter(Boolean).join(", ") || "-";
   const rows = r.nodes.map((n) => [
     n.node + (n.self ? " (this node)" : ""),
-    n.subnet,
-    n.publicIp,
-    n.vtepMac,
+    both(n.subnet, n.subnet6),
+    both(n.publicIp === "0.0.0.0" ? "" : n.publicIp, n.publicIpv6),
+    both(n.vtepMac, n.vtepMac6),
     n.lease === "0" ? "reserved" : n.ttl < 0 ? "expired" : `${n.ttl}s`,
     n.renewedAgo === undefined ? "-" : `${n.renewedAgo}s ago`,
     n.self ? "-" : n.programmed === undefined ? "not here" : n.programmed ? "yes" : "MISSING",
@@ -159,8 +190,10 @@ export async function printNodes(c: ClusterNetConf, json: boolean): Promise<numb
   const how = b.type === "host-gw"
     ? "host-gw"
     : `VXLAN VNI ${r.vni}${b.directRouting ? ", DirectRouting" : ""}`;
-  out(`cluster network ${r.network}, ${how}, ${r.nodes.length} node(s)\n`);
-  out(table(["NODE", "SUBNET", "PUBLIC IP", "VTEP MAC", "TTL", "RENEWED", "ENTRIES HERE"], rows));
+  out(`cluster network ${both(r.network, r.network6)}, ${how}, ${r.nodes.length} node(s)\n`);
+  out(
+    table(["NODE", "SUBNETS", "PUBLIC IPS", "VTEP MACS", "TTL", "RENEWED", "ENTRIES HERE"], rows),
+  );
   return 0;
 }
 
@@ -192,12 +225,16 @@ export async function leave(c: ClusterNetConf): Promise<number> {
     // A host-gw node has no VTEP ("" in its state); its direct routes go with the peers'
     // leases (every agent drops the routes of a lease that is gone).
     nl.deleteLinkIfExists(s?.vtepName || c.vtepName!);
+    const v6 = s?.vtep6Name || c.vtep6Name;
+    if (v6) nl.deleteLinkIfExists(v6);
   }
   if (s?.ipMasq || c.ipMasq) await removeMasq();
   for (const f of [stateFile(c.stateDir), c.subnetFile]) await Deno.remove(f).catch(() => {});
   out(
     s
-      ? `node "${s.node}" left: ${s.subnet} released, VTEP ${s.vtepName} removed\n`
+      ? `node "${s.node}" left: ${
+        [s.subnet, s.subnet6].filter(Boolean).join(" + ")
+      } released, VTEP ${[s.vtepName, s.vtep6Name].filter(Boolean).join(", ")} removed\n`
       : `node "${c.node}" holds nothing here; VTEP ${c.vtepName} removed if it existed\n`,
   );
   return 0;

@@ -1,7 +1,7 @@
 /**
- * The Node's `spec.podCIDR` for the cluster network's node agent (`kubeSubnetMgr`, as
- * flannel's `--kube-subnet-mgr`): the subnet comes from the API server instead of a lease
- * race. The agent lives below `cli/`, so its Kubernetes client is made here.
+ * The Node's `spec.podCIDRs` for the cluster network's node agent (`kubeSubnetMgr`, as
+ * flannel's `--kube-subnet-mgr`): the subnets (one per family in dual stack) come from the
+ * API server instead of a lease race. The agent lives below `cli/`, so its Kubernetes client is made here.
  *
  * @module
  */
@@ -14,7 +14,7 @@ import { KUBECONFIG_HOST_PATH } from "./_install_conf.ts";
 /**
  * A `podCidr` source per conf, with one API client per kubeconfig; `close()` releases them.
  * The source throws (and the agent retries with back-off) while the Node does not exist or
- * has no IPv4 pod CIDR yet.
+ * has no pod CIDR yet; the join takes the one of each family the cluster network leases.
  */
 export function nodePodCidrs(): { source: PodCidrSource; close(): void } {
   const clients = new Map<string, ClosableKubeClient>();
@@ -28,14 +28,14 @@ export function nodePodCidrs(): { source: PodCidrSource; close(): void } {
       if (cidrs === null) {
         throw new CniError(Code.TryAgainLater, `Node "${conf.node}" is not in the API server`);
       }
-      const v4 = cidrs.find((c) => tryParseCidr(c)?.family === 4);
-      if (!v4) {
+      const valid = cidrs.filter((c) => tryParseCidr(c) !== undefined);
+      if (valid.length === 0) {
         throw new CniError(
           Code.TryAgainLater,
-          `Node "${conf.node}" has no IPv4 podCIDR yet (${JSON.stringify(cidrs)})`,
+          `Node "${conf.node}" has no podCIDR yet (${JSON.stringify(cidrs)})`,
         );
       }
-      return v4;
+      return valid;
     };
   };
   return {

@@ -141,7 +141,7 @@ Deno.test({
       const vx = rig.overlay(i);
       assert.deepEqual(
         vx.routes,
-        [`${by(2).subnetText} via ${by(2).subnetText.split("/")[0]}`],
+        [`${by(2).subnetText} via ${by(2).subnetText!.split("/")[0]}`],
         `node${i}: only node2 over VXLAN`,
       );
       assert.deepEqual(vx.fdb, [`${by(2).vtepMac} dst ${rig.nodes[2].ip}`]);

@@ -47,8 +47,8 @@ import { loadClusterNetConf } from "./conf_file.ts";
 export interface NodeAgentOptions {
   /** One line per event worth telling (joins, entries changed, etcd trouble). */
   log?: (line: string) => void;
-  /** The Node's `spec.podCIDR`, when the subnet comes from Kubernetes. */
-  podCidr?: () => Promise<string | undefined>;
+  /** The Node's `spec.podCIDRs`, when the subnets come from Kubernetes. */
+  podCidr?: () => Promise<string[] | undefined>;
   /** Its time (back-off, resync timer); the system clock by default. */
   clock?: Clock;
 }
@@ -59,7 +59,7 @@ export interface NodeAgentOptions {
  */
 export type PodCidrSource = (
   conf: ClusterNetConf,
-) => (() => Promise<string | undefined>) | undefined;
+) => (() => Promise<string[] | undefined>) | undefined;
 
 /** A running agent. */
 export interface NodeAgent {
@@ -186,10 +186,10 @@ class Agent implements NodeAgent {
     while (!this.#stopped) {
       try {
         const prev = this.#state ?? await readNodeState(this.conf.stateDir);
-        const podCidr = await this.#o.podCidr?.();
+        const podCidrs = await this.#o.podCidr?.();
         const r = await withJoinLock(
           this.conf.stateDir,
-          () => joinOnce(this.#etcd, this.conf, this.#nl, prev, { podCidr }),
+          () => joinOnce(this.#etcd, this.conf, this.#nl, prev, { podCidrs }),
         );
         this.#applyJoin(r);
         return r;
@@ -222,8 +222,15 @@ class Agent implements NodeAgent {
     }
     const remotes = this.#leases.size - 1;
     this.#log(
-      `node "${s.node}" holds ${s.subnet} (${r.wrote ? "written" : "kept"}, lease ${s.leaseId}), ` +
-        `${s.vtepName ? `VTEP ${s.vtepName} ${s.vtepMac}` : s.backend} MTU ${s.mtu}, ` +
+      `node "${s.node}" holds ${[s.subnet, s.subnet6].filter(Boolean).join(" + ")} ` +
+        `(${r.wrote ? "written" : "kept"}, lease ${s.leaseId}), ` +
+        `${
+          [
+            s.vtepName && `VTEP ${s.vtepName} ${s.vtepMac}`,
+            s.vtep6Name && `VTEP ${s.vtep6Name} ${s.vtep6Mac}`,
+          ]
+            .filter(Boolean).join(", ") || s.backend
+        } MTU ${s.mtu}, ` +
         `${remotes} other node(s)`,
     );
   }
@@ -275,8 +282,11 @@ class Agent implements NodeAgent {
   }
 
   #ownKey(): string | undefined {
-    const sn = this.#state ? tryParseCidr(this.#state.subnet) : undefined;
-    return sn ? subnetKey(this.conf.prefix, sn) : undefined;
+    const s = this.#state;
+    if (!s) return undefined;
+    const sn = s.subnet ? tryParseCidr(s.subnet) : undefined;
+    const sn6 = s.subnet6 ? tryParseCidr(s.subnet6) : undefined;
+    return sn || sn6 ? subnetKey(this.conf.prefix, sn, sn6) : undefined;
   }
 
   #ownPresent(): boolean {

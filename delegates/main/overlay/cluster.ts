@@ -3,7 +3,7 @@
  * network (set it as the podplex conf's `clusterNetwork`). ADD gives the pod's interface an
  * address from the node's subnet through the built-in `bridge` + `host-local` (the bridge
  * is the pods' gateway and their default route; the node routes other nodes' subnets over
- * its VTEP).
+ * its VTEP). In dual stack the pod gets one address of each family, both in the result.
  *
  * With a node agent running (`podplex serve --cluster-network` with this conf) ADD only reads
  * the node's state; without one, ADD joins the node itself before it returns (its lease
@@ -59,7 +59,11 @@ export function bridgeConf(c: ClusterNetConf, s: NodeState, raw: Obj, version: s
     hairpinMode: c.hairpinMode,
     ipMasq: false, // the node masquerades (ipMasq), never per pod: pod to pod is not translated
     mtu: s.mtu,
-    ipam: { ...c.ipam, ranges: [[{ subnet: s.subnet }]] },
+    // One range per family: the pod gets an address of each (dual stack) on its interface.
+    ipam: {
+      ...c.ipam,
+      ranges: [s.subnet, s.subnet6].filter((sn) => !!sn).map((subnet) => [{ subnet }]),
+    },
   };
   if (raw.runtimeConfig !== undefined) conf.runtimeConfig = raw.runtimeConfig;
   if (raw.args !== undefined) conf.args = raw.args;

@@ -9,29 +9,32 @@
  * | `etcdPrefix` | `/coreos.com/network` | flannel's key layout under it (see `network.ts`) |
  * | `etcdCaFile`, `etcdCertFile`, `etcdKeyFile` | | TLS to etcd |
  * | `etcdTimeoutMs` | 5000 | the bound of one etcd call |
- * | `network`, `subnetLen` | | the cluster network, written to etcd when it has none |
+ * | `network`, `subnetLen` | | the IPv4 cluster network, written to etcd when it has none (`Network`, `SubnetLen`) |
+ * | `ipv6Network`, `ipv6SubnetLen` | | the IPv6 one, idem (`EnableIPv6`, `IPv6Network`, `IPv6SubnetLen`) |
  * | `vni`, `port` | 1, 8472 | the VXLAN backend, idem (etcd's config wins) |
  * | `backend` | `vxlan` | `vxlan` or `host-gw` (flannel's `Backend.Type`), idem |
  * | `directRouting` | false | vxlan: route to peers on the same subnet (`Backend.DirectRouting`), idem |
  * | `node` | `PODPLEX_NODE_NAME`, `NODENAME`, the host name | this node's name in its lease |
  * | `iface` | the link of `publicIp`, else the default-route link | the underlay |
  * | `publicIp` | the underlay's first IPv4 address | the address other nodes send VXLAN to |
+ * | `publicIpv6` | the underlay's first global IPv6 address | idem over IPv6 (`PublicIPv6`) |
  * | `vtepName` | `podplex.<vni>` | the VXLAN device |
+ * | `vtep6Name` | `podplex-v6.<vni>` | the IPv6 VXLAN device (flannel's `flannel-v6.<vni>`) |
  * | `bridge`, `hairpinMode` | `cni0`, false | the pods' bridge |
- * | `mtu` | underlay − 50 | the overlay MTU (the VTEP, the bridge and the pods) |
+ * | `mtu` | underlay − 50 (− 70 with an IPv6 VTEP) | the overlay MTU (the VTEPs, the bridge and the pods) |
  * | `ipMasq` | false | masquerade traffic from pods leaving the cluster network |
  * | `leaseTtlSec` | 86400 | TTL of the node's subnet lease (kept alive by the agent) |
  * | `resyncSec` | 30 | the agent re-lists and re-checks the kernel this often |
  * | `dataDir` | `/var/lib/cni/podplex-cluster` | node state under `<dataDir>/<name>/` |
  * | `subnetFile` | `<dataDir>/<name>/subnet.env` | flannel's subnet.env, written by the agent |
  * | `ipam` | `{type: host-local}` | a base the node's subnet is put into, as flannel does |
- * | `kubeSubnetMgr` | false | the subnet is the Node's `spec.podCIDR` (flannel's `--kube-subnet-mgr`) |
+ * | `kubeSubnetMgr` | false | the subnets are the Node's `spec.podCIDRs` (flannel's `--kube-subnet-mgr`) |
  * | `kubeconfig` | the podplex kubeconfig | the API server the Node is read from |
  *
  * @module
  */
 import { CniError, Code } from "../../../conf/errors.ts";
-import { tryParseCidr, tryParseIp } from "../../../conf/ip.ts";
+import { formatIp, tryParseCidr, tryParseIp } from "../../../conf/ip.ts";
 import { isObject } from "../../../conf/json.ts";
 import { confBool, confInt, confLinkName, confString } from "../../_shared/conf_read.ts";
 import type { EtcdOptions } from "../../../clients/etcd/client.ts";
@@ -53,6 +56,8 @@ export interface ClusterNetConf {
   prefix: string;
   network?: string;
   subnetLen?: number;
+  ipv6Network?: string;
+  ipv6SubnetLen?: number;
   vni: number;
   port: number;
   /** The backend a config written from this conf names. */
@@ -61,7 +66,10 @@ export interface ClusterNetConf {
   node: string;
   iface?: string;
   publicIp?: string;
+  publicIpv6?: string;
   vtepName?: string;
+  /** The IPv6 VTEP (undefined when `podplex-v6.<vni>` is too long a name and none is set). */
+  vtep6Name?: string;
   bridge: string;
   hairpinMode: boolean;
   mtu?: number;
@@ -130,6 +138,24 @@ export function parseClusterNetConf(
   }
   const subnetLen = confInt(raw, "subnetLen", 1, 30);
   if (subnetLen !== undefined) conf.subnetLen = subnetLen;
+  const network6 = confString(raw, "ipv6Network");
+  if (network6 !== undefined) {
+    const c = tryParseCidr(network6);
+    if (!c || c.family !== 6) {
+      throw bad(`Invalid "ipv6Network": "${network6}" is not an IPv6 CIDR`);
+    }
+    conf.ipv6Network = network6;
+  }
+  const subnetLen6 = confInt(raw, "ipv6SubnetLen", 1, 126);
+  if (subnetLen6 !== undefined) conf.ipv6SubnetLen = subnetLen6;
+  const publicIpv6 = confString(raw, "publicIpv6");
+  if (publicIpv6 !== undefined) {
+    const ip = tryParseIp(publicIpv6);
+    if (ip?.family !== 6) {
+      throw bad(`Invalid "publicIpv6": "${publicIpv6}" is not an IPv6 address`);
+    }
+    conf.publicIpv6 = formatIp(ip);
+  }
   const iface = confLinkName(raw, "iface");
   if (iface) conf.iface = iface;
   const publicIp = confString(raw, "publicIp");
@@ -141,6 +167,8 @@ export function parseClusterNetConf(
   }
   const vtepName = confLinkName(raw, "vtepName") ?? defaultVtepName(vni);
   conf.vtepName = vtepName;
+  const vtep6Name = confLinkName(raw, "vtep6Name") ?? `podplex-v6.${vni}`;
+  if (vtep6Name.length <= 15) conf.vtep6Name = vtep6Name;
   const mtu = confInt(raw, "mtu", 576, 65535);
   if (mtu !== undefined) conf.mtu = mtu;
   return conf;

@@ -1,8 +1,8 @@
 /**
  * Routes to peers without encapsulation, as flannel's `host-gw` backend and its vxlan
- * `DirectRouting` do: per peer a route to its subnet via its PublicIP on the underlay. That
- * only works when the PublicIP is on the underlay's own subnet (one L2 segment: the kernel
- * must resolve it by ARP), so {@linkcode planPeers} refuses (host-gw) or sends over VXLAN
+ * `DirectRouting` do: per peer a route to its subnet via its PublicIP on the underlay (its
+ * IPv6 subnet via its PublicIPv6). That only works when the address is on the underlay's own
+ * subnet (one L2 segment: the kernel must resolve it by ARP / NDP), so {@linkcode planPeers} refuses (host-gw) or sends over VXLAN
  * (DirectRouting) a peer that is not.
  *
  * {@linkcode syncDirectRoutes} owns the underlay's routes with a gateway whose destination is
@@ -14,7 +14,7 @@
 import { type Cidr, contains, networkOf, tryParseCidr, tryParseIp } from "../../../conf/ip.ts";
 import type { LinkInfo, Netlink } from "../../../ffi/mod.ts";
 import { kernelError } from "../../_shared/link_common.ts";
-import type { Backend, SubnetLease } from "./network.ts";
+import { type Backend, type Family, leaseFamily, type SubnetLease } from "./network.ts";
 import { desiredEntries, type OverlayEntry, type SyncReport } from "./sync.ts";
 
 /** A route to a peer's subnet via its underlay address. */
@@ -32,43 +32,61 @@ export interface PeerPlan {
   refused: string[];
 }
 
-/** Whether `ip` is on one of `link`'s IPv4 subnets (reachable without a router). */
+/** Whether `ip` is on one of `link`'s subnets of its family (reachable without a router). */
 export function onSegment(nl: Netlink, link: number, ip: string): boolean {
   const a = tryParseIp(ip);
   if (!a) return false;
-  return nl.listAddrs(link, 4).some((x) => {
+  return nl.listAddrs(link, a.family).some((x) => {
     const net = tryParseCidr(`${x.address}/${x.prefixLen}`);
     return !!net && contains({ ...net, ip: networkOf(net.ip, net.prefix) }, a);
   });
 }
 
 /**
- * Splits the other nodes' leases by how they are reached under `backend`: host-gw peers by
- * route (a peer off the segment is refused), vxlan peers over VXLAN, or by route when
- * `DirectRouting` is on and they share the segment.
+ * Splits the other nodes' leases by how they are reached in `family` under `backend`:
+ * host-gw peers by route via their underlay address of that family (a peer off the segment,
+ * or without such an address, is refused), vxlan peers over VXLAN, or by route when
+ * `DirectRouting` is on and they share the segment. A peer without a subnet of `family`
+ * while the config leases it is refused too (a flanneld node of one family in a dual-stack
+ * cluster).
  */
 export function planPeers(
   leases: SubnetLease[],
   backend: Backend,
   self: { node: string; ownSubnet?: string },
   same: (ip: string) => boolean,
+  family: Family = 4,
 ): PeerPlan {
   const plan: PeerPlan = { vxlan: [], direct: [], refused: [] };
+  const own = self.ownSubnet ? tryParseCidr(self.ownSubnet) : undefined;
+  const name = (l: SubnetLease) => `node "${l.node ?? l.publicIpv6 ?? l.publicIp}"`;
+  for (const l of leases) {
+    if (l.node === self.node || l.backendType !== backend.type) continue;
+    const p = leaseFamily(l, family);
+    if (!p) {
+      plan.refused.push(`${name(l)} leases no IPv${family} subnet, and the network asks for one`);
+    } else if (!p.publicIp) {
+      plan.refused.push(`${name(l)} publishes no IPv${family} PublicIP for ${p.subnetText}`);
+    } else if (backend.type === "vxlan" && !p.vtepMac) {
+      const field = family === 4 ? "BackendData" : "BackendV6Data";
+      plan.refused.push(`${name(l)} publishes no ${field} (VTEP) for ${p.subnetText}`);
+    }
+  }
   if (backend.type === "host-gw") {
-    const own = self.ownSubnet ? tryParseCidr(self.ownSubnet) : undefined;
     for (const l of leases) {
-      if (l.backendType !== "host-gw" || l.node === self.node) continue;
-      if (own && own.network.value === l.subnet.network.value) continue;
-      if (same(l.publicIp)) plan.direct.push({ subnet: l.subnetText, via: l.publicIp });
+      const p = leaseFamily(l, family);
+      if (l.backendType !== "host-gw" || l.node === self.node || !p?.publicIp) continue;
+      if (own && own.network.value === p.subnet.network.value) continue;
+      if (same(p.publicIp)) plan.direct.push({ subnet: p.subnetText, via: p.publicIp });
       else {
         plan.refused.push(
-          `host-gw cannot reach ${l.subnetText} of node "${l.node ?? l.publicIp}": its ` +
-            `PublicIP ${l.publicIp} is not on this node's underlay segment`,
+          `host-gw cannot reach ${p.subnetText} of ${name(l)}: its ` +
+            `PublicIP ${p.publicIp} is not on this node's underlay segment`,
         );
       }
     }
   } else {
-    for (const e of desiredEntries(leases, backend.vni, self)) {
+    for (const e of desiredEntries(leases, backend.vni, self, family)) {
       if (backend.directRouting && same(e.publicIp)) {
         plan.direct.push({ subnet: e.subnet, via: e.publicIp });
       } else plan.vxlan.push(e);
@@ -80,7 +98,7 @@ export function planPeers(
 
 /** The underlay's direct routes into `network`, as `subnet via ip` (sorted). */
 export function readDirectRoutes(nl: Netlink, underlay: number, network: Cidr): string[] {
-  return nl.listRoutes({ family: 4, dev: underlay })
+  return nl.listRoutes({ family: network.family, dev: underlay })
     .filter((r) => r.gw !== undefined && inside(network, r.dst))
     .map((r) => `${r.dst} via ${r.gw}`).sort();
 }
@@ -112,7 +130,7 @@ export function syncDirectRoutes(
     }
   };
   const have = new Set<string>();
-  for (const r of nl.listRoutes({ family: 4, dev })) {
+  for (const r of nl.listRoutes({ family: network.family, dev })) {
     if (r.gw === undefined || !inside(network, r.dst)) continue;
     const key = `${r.dst} via ${r.gw}`;
     if (wanted.has(key)) have.add(key);

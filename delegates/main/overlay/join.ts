@@ -1,8 +1,9 @@
 /**
  * One join of a node to the cluster network, shared by the node agent (at start and after a
  * lost lease) and by a CNI ADD that finds no agent: read the config and every lease, take or
- * keep the node's subnet, make the VTEP, program the other nodes' entries from that same
- * list, masquerade when asked, write `node.json` and `subnet.env`.
+ * keep the node's subnets (one of each family the config leases, in one lease), make the
+ * VTEPs, program the other nodes' entries from that same list, masquerade when asked, write
+ * `node.json` and `subnet.env`.
  *
  * Joins of one node are serialised by a lock file in its state dir, so that two ADDs of a
  * new node never take two subnets.
@@ -10,29 +11,44 @@
  * @module
  */
 import { CniError, Code } from "../../../conf/errors.ts";
-import { type Cidr, formatCidr } from "../../../conf/ip.ts";
+import { type Cidr, formatCidr, formatIp, tryParseIp } from "../../../conf/ip.ts";
 import type { LinkInfo, Netlink } from "../../../ffi/mod.ts";
 import type { EtcdClient } from "../../../clients/etcd/client.ts";
 import { defaultRouteInterface } from "../../_shared/link_common.ts";
 import type { ClusterNetConf } from "./conf.ts";
 import { ensureMasq } from "./masq.ts";
 import { onSegment, planPeers, syncDirectRoutes } from "./direct.ts";
-import type { Backend, NodeAttrs, SubnetLease } from "./network.ts";
+import {
+  type Backend,
+  familiesOf,
+  type Family,
+  leaseFamily,
+  type NodeAttrs,
+  rangeOf,
+  type SubnetLease,
+} from "./network.ts";
 import { ensureStateDir, type NodeState, writeNodeState } from "./node_state.ts";
 import { formatSubnetEnv, writeFileAtomic } from "./subnet_env.ts";
-import { acquireSubnet, type ClusterView, readView } from "./subnets.ts";
+import { acquireSubnet, type ClusterView, type ConfigSeed, readView } from "./subnets.ts";
 import { syncOverlay, type SyncReport, vtepAddress } from "./sync.ts";
 import { ensureVtep, overlayMtu, stableMac, type VtepSpec } from "./vtep.ts";
 
-/** What programming the other nodes needs: the backend, the VTEP (vxlan), the underlay. */
-export interface PeerContext {
-  node: string;
+/** One family of the node's part: its subnet, the cluster network, its VTEP (vxlan). */
+export interface PeerFamily {
+  family: Family;
+  /** The node's subnet of that family. */
   subnet: string;
-  backend: Backend;
   network: Cidr;
-  underlay: LinkInfo;
   /** The VTEP to make (vxlan only). */
   spec?: VtepSpec;
+}
+
+/** What programming the other nodes needs: the backend, the underlay, each family's part. */
+export interface PeerContext {
+  node: string;
+  backend: Backend;
+  underlay: LinkInfo;
+  families: PeerFamily[];
 }
 
 /** What {@linkcode programPeers} changed, and the peers it refused (one message each). */
@@ -41,29 +57,34 @@ export interface PeersReport extends SyncReport {
 }
 
 /**
- * Puts the kernel in line with `leases`: the VTEP and its entries (vxlan), the underlay's
- * direct routes (host-gw, DirectRouting). The VTEP goes first, so that a peer moving from
- * VXLAN to a direct route has its VTEP route removed before the direct one is added.
+ * Puts the kernel in line with `leases`, family by family: the VTEP and its entries (vxlan),
+ * the underlay's direct routes (host-gw, DirectRouting). The VTEP goes first, so that a peer
+ * moving from VXLAN to a direct route has its VTEP route removed before the direct one is
+ * added.
  *
  * @throws {CniError} code 101 for a kernel failure
  */
 export function programPeers(nl: Netlink, p: PeerContext, leases: SubnetLease[]): PeersReport {
   const underlay = nl.requireLink(p.underlay.index);
-  const plan = planPeers(
-    leases,
-    p.backend,
-    { node: p.node, ownSubnet: p.subnet },
-    (ip) => onSegment(nl, underlay.index, ip),
-  );
-  const r: PeersReport = { added: [], removed: [], refused: plan.refused };
-  if (p.spec) {
-    const o = syncOverlay(nl, ensureVtep(nl, p.spec), plan.vxlan);
-    r.added.push(...o.added);
-    r.removed.push(...o.removed);
+  const r: PeersReport = { added: [], removed: [], refused: [] };
+  for (const f of p.families) {
+    const plan = planPeers(
+      leases,
+      p.backend,
+      { node: p.node, ownSubnet: f.subnet },
+      (ip) => onSegment(nl, underlay.index, ip),
+      f.family,
+    );
+    r.refused.push(...plan.refused);
+    if (f.spec) {
+      const o = syncOverlay(nl, ensureVtep(nl, f.spec), plan.vxlan, f.family);
+      r.added.push(...o.added);
+      r.removed.push(...o.removed);
+    }
+    const d = syncDirectRoutes(nl, underlay, f.network, plan.direct);
+    r.added.push(...d.added);
+    r.removed.push(...d.removed);
   }
-  const d = syncDirectRoutes(nl, underlay, p.network, plan.direct);
-  r.added.push(...d.added);
-  r.removed.push(...d.removed);
   return r;
 }
 
@@ -78,12 +99,27 @@ export interface JoinResult {
   report: PeersReport;
 }
 
-/** The underlay link and the node's address on it. */
-export function resolveUnderlay(nl: Netlink, c: ClusterNetConf): { link: LinkInfo; ip: string } {
+/** The underlay link and the node's addresses on it. */
+export interface Underlay {
+  link: LinkInfo;
+  /** The IPv4 address ("0.0.0.0" when the network is IPv6 only and there is none). */
+  ip: string;
+  /** The global IPv6 address, when there is one. */
+  ip6?: string;
+}
+
+/**
+ * The underlay link and the node's address on it of each family in `need` (IPv4 by
+ * default; an IPv6 network needs an IPv6 underlay, as flannel's `flannel-v6` device does).
+ *
+ * @throws {CniError} code 7 naming `iface` / `publicIp` / `publicIpv6`
+ */
+export function resolveUnderlay(nl: Netlink, c: ClusterNetConf, need: Family[] = [4]): Underlay {
   let link: LinkInfo | null = null;
+  const pinned = c.publicIp ?? c.publicIpv6;
   if (c.iface) link = nl.getLink(c.iface);
-  else if (c.publicIp) {
-    const a = nl.listAddrs(undefined, 4).find((x) => x.address === c.publicIp);
+  else if (pinned) {
+    const a = nl.listAddrs().find((x) => sameIp(x.address, pinned));
     if (a) link = nl.getLink(a.index);
   } else {
     const name = defaultRouteInterface(nl);
@@ -92,8 +128,8 @@ export function resolveUnderlay(nl: Netlink, c: ClusterNetConf): { link: LinkInf
   if (!link) {
     const what = c.iface
       ? `"iface": "${c.iface}" does not exist`
-      : c.publicIp
-      ? `"publicIp": "${c.publicIp}" is on no link`
+      : pinned
+      ? `"${c.publicIp ? "publicIp" : "publicIpv6"}": "${pinned}" is on no link`
       : `no "iface" is given and there is no default route`;
     throw new CniError(
       Code.InvalidConfig,
@@ -101,36 +137,105 @@ export function resolveUnderlay(nl: Netlink, c: ClusterNetConf): { link: LinkInf
     );
   }
   const ip = c.publicIp ?? nl.listAddrs(link.index, 4).find((a) => a.scope === 0)?.address;
-  if (!ip) {
+  if (!ip && need.includes(4)) {
     throw new CniError(
       Code.InvalidConfig,
       `Cannot find the underlay address: "${link.name}" has no IPv4 address; set "publicIp"`,
     );
   }
-  return { link, ip };
+  const ip6 = c.publicIpv6 ??
+    nl.listAddrs(link.index, 6).find((a) => a.scope === 0 && !a.address.startsWith("fe80:"))
+      ?.address;
+  if (!ip6 && need.includes(6)) {
+    throw new CniError(
+      Code.InvalidConfig,
+      `Cannot find the IPv6 underlay address: "${link.name}" has no global IPv6 address ` +
+        `(the IPv6 cluster network runs over an IPv6 underlay, as flannel's); set "publicIpv6"`,
+    );
+  }
+  const out: Underlay = { link, ip: ip ?? "0.0.0.0" };
+  if (ip6) out.ip6 = formatIp(tryParseIp(ip6)!);
+  return out;
 }
 
-/** The attributes the node publishes. */
+function sameIp(a: string, b: string): boolean {
+  const x = tryParseIp(a);
+  return !!x && x.value === tryParseIp(b)?.value;
+}
+
+/** The attributes the node publishes for the config's families. */
 export async function nodeAttrs(
   c: ClusterNetConf,
-  publicIp: string,
+  u: { ip: string; ip6?: string },
   vni: number,
   backendType: Backend["type"] = "vxlan",
+  families: Family[] = [4],
 ) {
   const attrs: NodeAttrs = {
     node: c.node,
-    publicIp,
+    publicIp: u.ip,
     vtepMac: await stableMac(c.node, vni),
     vni,
     backendType,
+    families,
   };
+  if (families.includes(6) && u.ip6) {
+    attrs.publicIpv6 = u.ip6;
+    if (backendType === "vxlan") attrs.vtepMac6 = await stableMac(c.node, vni, 6);
+  }
   return attrs;
+}
+
+/** The config a node writes to etcd when it has none, from its conf (undefined: none). */
+function seedOf(c: ClusterNetConf): ConfigSeed | undefined {
+  if (!c.network && !c.ipv6Network) return undefined;
+  return {
+    network: c.network,
+    subnetLen: c.subnetLen,
+    ipv6Network: c.ipv6Network,
+    ipv6SubnetLen: c.ipv6SubnetLen,
+    vni: c.vni,
+    port: c.port,
+    backend: c.backend,
+    directRouting: c.directRouting,
+  };
+}
+
+/** The VTEP of one family (vxlan), or undefined (host-gw). */
+function vtepSpec(
+  c: ClusterNetConf,
+  backend: Backend,
+  family: Family,
+  u: Underlay,
+  attrs: NodeAttrs,
+  subnet: string,
+  mtu: number,
+): VtepSpec | undefined {
+  if (backend.type === "host-gw") return undefined;
+  const name = family === 4 ? c.vtepName : c.vtep6Name;
+  if (!name) {
+    throw new CniError(
+      Code.InvalidConfig,
+      `Missing "vtep6Name": "podplex-v6.${backend.vni}" is longer than a link name may be`,
+    );
+  }
+  return {
+    name,
+    vni: backend.vni,
+    port: backend.port,
+    underlay: u.link,
+    local: family === 4 ? u.ip : u.ip6!,
+    mac: family === 4 ? attrs.vtepMac : attrs.vtepMac6!,
+    address: vtepAddress(subnet),
+    mtu,
+  };
 }
 
 /**
  * Joins (or re-joins) the node; see the module doc.
  *
- * @param prev the node's last state (the subnet to ask for again)
+ * @param prev the node's last state (the subnets to ask for again)
+ * @param o.podCidrs the Node's `spec.podCIDRs` (kubeSubnetMgr): the only subnets to take
  * @throws {CniError} 11 when etcd is unreachable, 103 when no subnet is free, 7 for a bad
  *   conf or config, 101 for a kernel failure
  */
@@ -139,69 +244,58 @@ export async function joinOnce(
   c: ClusterNetConf,
   nl: Netlink,
   prev?: NodeState,
-  o: { podCidr?: string } = {},
+  o: { podCidrs?: string[] } = {},
 ): Promise<JoinResult> {
-  const { link, ip } = resolveUnderlay(nl, c);
-  const seed = c.network
-    ? {
-      network: c.network,
-      subnetLen: c.subnetLen,
-      vni: c.vni,
-      port: c.port,
-      backend: c.backend,
-      directRouting: c.directRouting,
-    }
-    : undefined;
-  const view = await readView(etcd, c.prefix, seed);
-  const backend = view.config.backend;
-  const vni = backend.vni;
-  const attrs = await nodeAttrs(c, ip, vni, backend.type);
+  const view = await readView(etcd, c.prefix, seedOf(c));
+  const { backend } = view.config;
+  const fams = familiesOf(view.config);
+  const u = resolveUnderlay(nl, c, fams);
+  const attrs = await nodeAttrs(c, u, backend.vni, backend.type, fams);
   const got = await acquireSubnet(etcd, c.prefix, attrs, {
     ttlSec: c.leaseTtlSec,
-    previous: prev?.subnet,
-    fixed: o.podCidr,
+    previous: [prev?.subnet, prev?.subnet6].filter((x): x is string => !!x),
+    fixed: o.podCidrs,
     view,
   });
-  const subnet = got.lease.subnetText;
   // host-gw has no VTEP and no encapsulation: the pods get the underlay's MTU.
-  const spec: VtepSpec | undefined = backend.type === "host-gw" ? undefined : {
-    name: c.vtepName!,
-    vni,
-    port: backend.port,
-    underlay: link,
-    local: ip,
-    mac: attrs.vtepMac,
-    address: vtepAddress(subnet),
-    mtu: overlayMtu(link.mtu, c.mtu),
-  };
-  const mtu = spec?.mtu ?? hostGwMtu(link.mtu, c.mtu);
-  const peers: PeerContext = {
-    node: c.node,
-    subnet,
-    backend,
-    network: view.config.network,
-    underlay: link,
-    spec,
-  };
+  const mtu = backend.type === "host-gw"
+    ? hostGwMtu(u.link.mtu, c.mtu)
+    : overlayMtu(u.link.mtu, c.mtu, fams.includes(6));
+  const families: PeerFamily[] = fams.map((family) => {
+    const subnet = leaseFamily(got.lease, family)!.subnetText;
+    const net = rangeOf(view.config, family)!.network;
+    const spec = vtepSpec(c, backend, family, u, attrs, subnet, mtu);
+    return { family, subnet, network: net, ...(spec ? { spec } : {}) };
+  });
+  const peers: PeerContext = { node: c.node, backend, underlay: u.link, families };
   const leases = withOwn(got.view.leases, got.lease);
   const report = programPeers(nl, peers, leases);
-  const network = formatCidr(view.config.network.network, view.config.network.prefix);
-  if (c.ipMasq) await ensureMasq(network, subnet);
+  const text = (n: Cidr) => formatCidr(n.network, n.prefix);
+  const f4 = families.find((f) => f.family === 4);
+  const f6 = families.find((f) => f.family === 6);
+  if (c.ipMasq) {
+    for (const f of families) await ensureMasq(text(f.network), f.subnet, f.family);
+  }
   const state: NodeState = {
     node: c.node,
-    network,
-    subnet,
-    publicIp: ip,
+    network: f4 ? text(f4.network) : "",
+    subnet: f4?.subnet ?? "",
+    publicIp: u.ip,
     backend: backend.type,
-    vtepName: spec?.name ?? "",
-    vtepMac: spec?.mac ?? "",
-    vni,
+    vtepName: f4?.spec?.name ?? "",
+    vtepMac: f4?.spec?.mac ?? "",
+    vni: backend.vni,
     port: backend.port,
     mtu,
     ipMasq: c.ipMasq,
     leaseId: got.leaseId,
     updatedAt: Date.now(),
   };
+  if (f6) {
+    Object.assign(state, { network6: text(f6.network), subnet6: f6.subnet });
+    if (attrs.publicIpv6) state.publicIpv6 = attrs.publicIpv6;
+    if (f6.spec) Object.assign(state, { vtep6Name: f6.spec.name, vtep6Mac: f6.spec.mac });
+  }
   await writeNodeState(c.stateDir, state);
   await writeSubnetFile(c, state);
   return { state, view: { ...got.view, leases }, wrote: got.wrote, peers, report };
@@ -227,6 +321,8 @@ export async function writeSubnetFile(c: ClusterNetConf, s: NodeState): Promise<
   const text = formatSubnetEnv({
     network: s.network,
     subnet: s.subnet,
+    network6: s.network6,
+    subnet6: s.subnet6,
     mtu: s.mtu,
     ipMasq: s.ipMasq,
   });

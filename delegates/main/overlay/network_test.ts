@@ -28,17 +28,18 @@ const codeOf = (fn: () => unknown): { code: number; msg: string } => {
 
 Deno.test("network config: flannel's defaults (SubnetLen 24, the first subnet skipped)", () => {
   const c = parseNetworkConfig({ Network: "10.244.0.0/16" }, "t");
-  assert.equal(c.subnetLen, 24);
-  assert.equal(formatIp(c.subnetMin), "10.244.1.0");
-  assert.equal(formatIp(c.subnetMax), "10.244.255.0");
+  assert.equal(c.v4?.subnetLen, 24);
+  assert.equal(formatIp(c.v4!.subnetMin), "10.244.1.0");
+  assert.equal(formatIp(c.v4!.subnetMax), "10.244.255.0");
+  assert.equal(c.v6, undefined, "EnableIPv6 is false by default");
   assert.deepEqual(c.backend, { type: "vxlan", vni: 1, port: 8472, directRouting: false });
   // A /24 network: subnets of /26, four of them, the first never handed out.
   const small = parseNetworkConfig(
     { Network: "10.9.9.0/24", Backend: { VNI: 7, Port: 4789 } },
     "t",
   );
-  assert.equal(small.subnetLen, 26);
-  assert.deepEqual(freeSubnets(small, []).map((s) => `${formatIp(s.network)}/${s.prefix}`), [
+  assert.equal(small.v4?.subnetLen, 26);
+  assert.deepEqual(freeSubnets(small.v4!, []).map((s) => `${formatIp(s.network)}/${s.prefix}`), [
     "10.9.9.64/26",
     "10.9.9.128/26",
     "10.9.9.192/26",
@@ -92,7 +93,41 @@ Deno.test("network config: bad values are code 7 naming the key and the place", 
       { Network: "10.0.0.0/16", Backend: { DirectRouting: "yes" } },
       /"Backend.DirectRouting" in t: "yes" is not a bool/,
     ],
-    [{ Network: "10.0.0.0/16", EnableIPv6: true }, /"EnableIPv6" in t: .* IPv4 only/],
+    [{ Network: "10.0.0.0/16", EnableIPv6: true }, /Missing "IPv6Network" in t: "EnableIPv6"/],
+    [
+      { EnableIPv4: false, EnableIPv6: false, Network: "10.0.0.0/16" },
+      /"EnableIPv4" in t: false, and "EnableIPv6" is not true/,
+    ],
+    [{ EnableIPv6: "yes", Network: "10.0.0.0/16" }, /"EnableIPv6" in t: "yes" is not a bool/],
+    [
+      { EnableIPv4: false, EnableIPv6: true, IPv6Network: "10.0.0.0/16" },
+      /"IPv6Network" in t: "10.0.0.0\/16" is not an IPv6 CIDR/,
+    ],
+    [
+      { EnableIPv4: false, EnableIPv6: true, IPv6Network: "fd00::/125" },
+      /"IPv6Network" in t: a \/125 is too small \(at most \/124\)/,
+    ],
+    [
+      { EnableIPv4: false, EnableIPv6: true, IPv6Network: "fd00::/64", IPv6SubnetLen: 63 },
+      /"IPv6SubnetLen" in t: 63 must be 66 to 126/,
+    ],
+    [
+      { EnableIPv4: false, EnableIPv6: true, IPv6Network: "fd00::/64", IPv6SubnetLen: 127 },
+      /"IPv6SubnetLen" in t: 127 must be 66 to 126/,
+    ],
+    [
+      { EnableIPv4: false, EnableIPv6: true, IPv6Network: "fd00::/48", IPv6SubnetMin: "fd01::" },
+      /"IPv6SubnetMin" in t: "fd01::" is not an address of the network/,
+    ],
+    [
+      {
+        EnableIPv4: false,
+        EnableIPv6: true,
+        IPv6Network: "fd00::/48",
+        IPv6SubnetMax: "fd00:0:0:5::1",
+      },
+      /"IPv6SubnetMax" in t: "fd00:0:0:5::1" is not on a \/64 boundary/,
+    ],
     ["x", /not a JSON object/],
   ];
   for (const [raw, re] of cases) {
@@ -103,7 +138,7 @@ Deno.test("network config: bad values are code 7 naming the key and the place", 
 });
 
 Deno.test("free subnets skip every leased one and stay in the window", () => {
-  const c = parseNetworkConfig({ Network: "10.5.0.0/22", SubnetLen: 24 }, "t");
+  const c = parseNetworkConfig({ Network: "10.5.0.0/22", SubnetLen: 24 }, "t").v4!;
   const taken = [parseCidr("10.5.2.0/24")];
   const free = freeSubnets(c, taken).map((s) => formatIp(s.network));
   assert.deepEqual(free, ["10.5.1.0", "10.5.3.0"]);
@@ -148,7 +183,7 @@ Deno.test("a lease round-trips through flannel's key and value layout", () => {
   assert.equal(hl.backendType, "host-gw");
   assert.ok(sameAttrs(hl, { ...hg, vtepMac: "02:00:00:00:00:09" }));
   assert.ok(!sameAttrs(l, hg), "a vxlan lease is not what a host-gw node publishes");
-  // A dual-stack flanneld key (MakeSubnetKey's `&`) is read by its IPv4 subnet.
+  // A dual-stack flanneld key (MakeSubnetKey's `&`): both subnets, both VTEPs.
   const ds = parseLease({
     ...kv,
     key: "/coreos.com/network/subnets/10.244.7.0-24&fd00:10:244:7::-64",
@@ -157,7 +192,9 @@ Deno.test("a lease round-trips through flannel's key and value layout", () => {
       `"BackendV6Data":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:45"}}`,
   })!;
   assert.equal(ds.subnetText, "10.244.7.0/24");
-  assert.equal(ds.ipv6SubnetText, "fd00:10:244:7::/64");
+  assert.equal(ds.subnet6Text, "fd00:10:244:7::/64");
+  assert.equal(ds.vtepMac6, "c6:d2:32:6f:8f:45");
+  assert.equal(ds.vni6, 1);
   assert.equal(ds.publicIpv6, "fd00:64::3");
   assert.equal(ds.vtepMac, "c6:d2:32:6f:8f:44");
   assert.equal(

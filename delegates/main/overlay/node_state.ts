@@ -16,11 +16,19 @@ import { writeFileAtomic } from "./subnet_env.ts";
 /** `node.json`. */
 export interface NodeState {
   node: string;
-  /** The cluster network (`10.244.0.0/16`). */
+  /** The IPv4 cluster network (`10.244.0.0/16`; "" when the network is IPv6 only). */
   network: string;
-  /** The node's subnet (`10.244.3.0/24`). */
+  /** The node's IPv4 subnet (`10.244.3.0/24`; "" when the network is IPv6 only). */
   subnet: string;
   publicIp: string;
+  /** The IPv6 cluster network (`fd00:10:244::/56`), in dual stack and IPv6 only. */
+  network6?: string;
+  /** The node's IPv6 subnet (`fd00:10:244:3::/64`). */
+  subnet6?: string;
+  publicIpv6?: string;
+  /** The IPv6 VTEP (vxlan with an IPv6 subnet). */
+  vtep6Name?: string;
+  vtep6Mac?: string;
   /** The backend (`vxlan`, `host-gw`; absent in a state written before host-gw). */
   backend?: string;
   /** The VTEP ("" for host-gw). */

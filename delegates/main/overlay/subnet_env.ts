@@ -9,8 +9,9 @@
  * FLANNEL_IPMASQ=true
  * ```
  *
- * `FLANNEL_SUBNET` is the node subnet with its first address (the bridge's); `FLANNEL_IPV6_*`
- * are read when present. `FLANNEL_NETWORK` may list several networks, comma-separated.
+ * `FLANNEL_SUBNET` is the node subnet with its first address (the bridge's); in dual stack
+ * `FLANNEL_IPV6_NETWORK=fd00:10:244::/56` and `FLANNEL_IPV6_SUBNET=fd00:10:244:1::1/64` follow
+ * FLANNEL_SUBNET (IPv6 only: they alone). `FLANNEL_NETWORK` may list several networks, comma-separated.
  *
  * @module
  */
@@ -30,17 +31,31 @@ export interface SubnetEnv {
   ipMasq: boolean;
 }
 
-/** The file's text for an IPv4 node (what the agent writes). */
+/**
+ * The file's text for a node (what the agent writes), in flannel's key order:
+ * FLANNEL_NETWORK, FLANNEL_SUBNET (IPv4), FLANNEL_IPV6_NETWORK, FLANNEL_IPV6_SUBNET (IPv6),
+ * FLANNEL_MTU, FLANNEL_IPMASQ; a subnet as its first address (the bridge's) with its prefix.
+ */
 export function formatSubnetEnv(o: {
-  network: string;
-  subnet: string;
+  network?: string;
+  subnet?: string;
+  network6?: string;
+  subnet6?: string;
   mtu: number;
   ipMasq: boolean;
 }): string {
-  const sn = tryParseCidr(o.subnet)!;
-  return `FLANNEL_NETWORK=${o.network}\n` +
-    `FLANNEL_SUBNET=${formatCidr(nextIp(sn.network), sn.prefix)}\n` +
-    `FLANNEL_MTU=${o.mtu}\nFLANNEL_IPMASQ=${o.ipMasq}\n`;
+  const first = (text: string) => {
+    const sn = tryParseCidr(text)!;
+    return formatCidr(nextIp(sn.network), sn.prefix);
+  };
+  let out = "";
+  if (o.network && o.subnet) {
+    out += `FLANNEL_NETWORK=${o.network}\nFLANNEL_SUBNET=${first(o.subnet)}\n`;
+  }
+  if (o.network6 && o.subnet6) {
+    out += `FLANNEL_IPV6_NETWORK=${o.network6}\nFLANNEL_IPV6_SUBNET=${first(o.subnet6)}\n`;
+  }
+  return out + `FLANNEL_MTU=${o.mtu}\nFLANNEL_IPMASQ=${o.ipMasq}\n`;
 }
 
 /**

@@ -9,8 +9,10 @@
  * 2. Otherwise the subnet the node had before (`previous`, from its state file) when it is
  *    free, else one of the first 100 free subnets at random; created with a compare that the
  *    key does not exist. Two nodes racing for one subnet: one transaction wins, the other
- *    lists again and picks another. Keys are `network-len` of one length, so distinct keys
- *    are distinct subnets.
+ *    lists again and picks another. Keys of one family are `network-len` of one length, so
+ *    distinct keys are distinct subnets; a dual-stack key (`v4&v6`) holds one subnet of each
+ *    family, so its create also compares that no subnet key was written since the list
+ *    (a racing node's lease, whichever family it shares, makes it list again).
  *
  * Every write is safe to repeat (a retried create that had committed is found in step 1).
  *
@@ -18,23 +20,28 @@
  */
 import { CniError, Code } from "../../../conf/errors.ts";
 import { formatCidr, tryParseCidr } from "../../../conf/ip.ts";
-import { cniError, type EtcdClient } from "../../../clients/etcd/client.ts";
+import { cniError, type Compare, type EtcdClient } from "../../../clients/etcd/client.ts";
 import {
   type BackendType,
   configKey,
+  familiesOf,
+  type Family,
   freeSubnets,
+  leaseFamily,
   leaseValue,
   type NetworkConfig,
   networkConfigJson,
   type NodeAttrs,
   parseLease,
   parseNetworkConfig,
+  rangeOf,
   sameAttrs,
   subnetFits,
   subnetKey,
   type SubnetLease,
   subnetsPrefix,
 } from "./network.ts";
+import type { Cidr } from "../../../conf/ip.ts";
 
 /** The config and the leases, read at one revision. */
 export interface ClusterView {
@@ -45,8 +52,12 @@ export interface ClusterView {
 
 /** What a node wants its config to be when etcd has none yet. */
 export interface ConfigSeed {
-  network: string;
+  /** The IPv4 network (`Network`); absent: `EnableIPv4` false. */
+  network?: string;
   subnetLen?: number;
+  /** The IPv6 network (`IPv6Network`, `EnableIPv6` true). */
+  ipv6Network?: string;
+  ipv6SubnetLen?: number;
   vni: number;
   port: number;
   backend?: BackendType;
@@ -57,10 +68,10 @@ export interface ConfigSeed {
 export interface AcquireOptions {
   /** TTL of the etcd lease the key is attached to. */
   ttlSec: number;
-  /** The subnet the node had before (`10.244.3.0/24`), tried first when free. */
-  previous?: string;
-  /** The only subnet the node may take (the Node's `spec.podCIDR`). */
-  fixed?: string;
+  /** The subnets the node had before (`10.244.3.0/24`, an IPv6 one), tried first when free. */
+  previous?: string[];
+  /** The only subnets the node may take (the Node's `spec.podCIDRs`), by family. */
+  fixed?: string[];
   /** A view read just before (saves one read); the loop reads again after a lost race. */
   view?: ClusterView;
 }
@@ -138,24 +149,46 @@ async function seedConfig(etcd: EtcdClient, key: string, seed?: ConfigSeed): Pro
   return ("range" in op ? op.range.kvs[0]?.value : undefined) ?? value;
 }
 
-/** A conf's `network` must be etcd's: two nodes must never disagree on the cluster network. */
+/** A conf's networks must be etcd's: two nodes must never disagree on the cluster network. */
 function checkSeed(cfg: NetworkConfig, seed: ConfigSeed, key: string): void {
-  const want = tryParseCidr(seed.network);
-  const have = formatCidr(cfg.network.network, cfg.network.prefix);
-  if (
-    !want || want.network.value !== cfg.network.network.value || want.prefix !== cfg.network.prefix
-  ) {
-    throw new CniError(
-      Code.InvalidConfig,
-      `Invalid "network": "${seed.network}" differs from "${have}" in etcd key ${key}`,
-    );
-  }
+  const check = (field: string, text: string | undefined, family: Family) => {
+    if (text === undefined) return;
+    const want = tryParseCidr(text);
+    const r = rangeOf(cfg, family);
+    const have = r ? formatCidr(r.network.network, r.network.prefix) : undefined;
+    if (
+      !want || !r || want.network.value !== r.network.network.value ||
+      want.prefix !== r.network.prefix
+    ) {
+      throw new CniError(
+        Code.InvalidConfig,
+        `Invalid "${field}": "${text}" differs from ${
+          have ? `"${have}"` : `no IPv${family} network`
+        } in etcd key ${key}`,
+      );
+    }
+  };
+  check("network", seed.network, 4);
+  check("ipv6Network", seed.ipv6Network, 6);
 }
 
-/** The node's lease in a list: by node name, else (a flanneld lease) by PublicIP. */
+/** The node's lease in a list: by node name, else (a flanneld lease) by PublicIP(v6). */
 export function findOwn(leases: SubnetLease[], a: NodeAttrs): SubnetLease | undefined {
   return leases.find((l) => l.node === a.node) ??
-    leases.find((l) => l.node === undefined && l.publicIp === a.publicIp);
+    leases.find((l) =>
+      l.node === undefined &&
+      ((l.publicIp !== "0.0.0.0" && l.publicIp === a.publicIp) ||
+        (l.publicIpv6 !== undefined && l.publicIpv6 === a.publicIpv6))
+    );
+}
+
+/** Whether a lease holds exactly the config's families, each fitting its range. */
+function leaseFits(cfg: NetworkConfig, l: SubnetLease): boolean {
+  return ([4, 6] as const).every((f) => {
+    const r = rangeOf(cfg, f);
+    const part = leaseFamily(l, f);
+    return r ? !!part && subnetFits(r, part.subnet) : !part;
+  });
 }
 
 /**
@@ -204,8 +237,14 @@ async function tryOnce(
   grant: () => Promise<string>,
 ): Promise<NodeLease | undefined> {
   const own = findOwn(view.leases, attrs);
-  const fixed = o.fixed ? tryParseCidr(o.fixed) : undefined;
-  if (own && subnetFits(view.config, own.subnet) && (!fixed || sameNet(own.subnetText, fixed))) {
+  const fixed = (o.fixed ?? []).map((t) => tryParseCidr(t))
+    .filter((c): c is Cidr => c !== undefined && rangeOf(view.config, c.family) !== undefined);
+  const isFixed = (l: SubnetLease) =>
+    fixed.every((c) => {
+      const part = leaseFamily(l, c.family);
+      return !!part && sameNet(part.subnetText, c);
+    });
+  if (own && leaseFits(view.config, own) && isFixed(own)) {
     return await keepOwn(etcd, own, attrs, grant);
   }
   if (own) {
@@ -217,11 +256,27 @@ async function tryOnce(
     if (!r.succeeded) return undefined;
   }
   const others = view.leases.filter((l) => l !== own);
-  const subnet = pickSubnet(view.config, others, attrs, o);
-  const key = subnetKey(prefix, subnet);
+  const picked = new Map<Family, Cidr>();
+  for (const f of familiesOf(view.config)) {
+    picked.set(f, pickSubnet(view.config, f, others, attrs, o));
+  }
+  const key = subnetKey(prefix, picked.get(4), picked.get(6));
   const leaseId = await grant();
+  const compare: Compare[] = [{ key, target: "CREATE", result: "EQUAL", createRevision: 0 }];
+  if (picked.size > 1) {
+    // Two families in one key: keys differ while a subnet of one family is shared, so a
+    // create only wins when no lease was written since the view was read.
+    const start = subnetsPrefix(prefix);
+    compare.push({
+      key: start,
+      rangeEnd: prefixEnd(start),
+      target: "MOD",
+      result: "LESS",
+      modRevision: view.revision + 1,
+    });
+  }
   const r = await etcd.txn({
-    compare: [{ key, target: "CREATE", result: "EQUAL", createRevision: 0 }],
+    compare,
     success: [{ put: { key, value: leaseValue(attrs), lease: leaseId } }],
   });
   if (!r.succeeded) return undefined;
@@ -234,6 +289,11 @@ async function tryOnce(
     lease: leaseId,
   })!;
   return { lease, leaseId, wrote: true };
+}
+
+/** The end of etcd's range of keys starting with `p` (its last byte plus one). */
+function prefixEnd(p: string): string {
+  return p.slice(0, -1) + String.fromCharCode(p.charCodeAt(p.length - 1) + 1);
 }
 
 /** Keeps the node's own key: renewed when unchanged and alive, else rewritten under CAS. */
@@ -277,40 +337,55 @@ function sameNet(text: string, c: { network: { value: bigint }; prefix: number }
 
 function pickSubnet(
   cfg: NetworkConfig,
+  family: Family,
   others: SubnetLease[],
   attrs: NodeAttrs,
   o: AcquireOptions,
-) {
-  const taken = others.map((l) => l.subnet);
+): Cidr {
+  const range = rangeOf(cfg, family)!;
+  const taken = others.map((l) => leaseFamily(l, family)?.subnet).filter((c) => c !== undefined);
+  const ofFamily = (texts: string[] | undefined) =>
+    (texts ?? []).find((t) => tryParseCidr(t)?.family === family);
   const free = (text: string | undefined) => {
     const c = text ? tryParseCidr(text) : undefined;
     if (!c) return undefined;
     const sn = { ...c, ip: c.network };
-    return subnetFits(cfg, sn) && !taken.some((t) => t.network.value === sn.network.value)
+    return subnetFits(range, sn) && !taken.some((t) => t.network.value === sn.network.value)
       ? sn
       : undefined;
   };
-  if (o.fixed) {
-    const sn = free(o.fixed);
+  const fixed = ofFamily(o.fixed);
+  if (o.fixed?.length) {
+    if (!fixed) {
+      throw new CniError(
+        Code.InvalidConfig,
+        `The podCIDRs ${JSON.stringify(o.fixed)} of node "${attrs.node}" have no IPv${family} ` +
+          `subnet, and the cluster network leases IPv${family}`,
+      );
+    }
+    const sn = free(fixed);
     if (sn) return sn;
-    const holder = others.find((l) => sameNet(l.subnetText, tryParseCidr(o.fixed!)!));
+    const holder = others.find((l) => {
+      const part = leaseFamily(l, family);
+      return part && sameNet(part.subnetText, tryParseCidr(fixed)!);
+    });
     throw new CniError(
       holder ? Code.AlreadyExists : Code.InvalidConfig,
       holder
-        ? `The podCIDR "${o.fixed}" of node "${attrs.node}" is leased by ${
+        ? `The podCIDR "${fixed}" of node "${attrs.node}" is leased by ${
           holder.node ?? holder.publicIp
         }`
-        : `The podCIDR "${o.fixed}" of node "${attrs.node}" is not a subnet of the cluster network`,
+        : `The podCIDR "${fixed}" of node "${attrs.node}" is not a subnet of the cluster network`,
     );
   }
-  const prev = free(o.previous);
+  const prev = free(ofFamily(o.previous));
   if (prev) return prev;
-  const candidates = freeSubnets(cfg, taken);
+  const candidates = freeSubnets(range, taken);
   if (candidates.length === 0) {
     throw new CniError(
       Code.AddressExhausted,
-      `No free /${cfg.subnetLen} left in ${
-        formatCidr(cfg.network.network, cfg.network.prefix)
+      `No free /${range.subnetLen} left in ${
+        formatCidr(range.network.network, range.network.prefix)
       } for node "${attrs.node}"`,
     );
   }

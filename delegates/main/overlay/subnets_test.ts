@@ -58,13 +58,13 @@ Deno.test({
       assert.equal((await readView(c, P)).leases.length, 0);
       const back = await acquireSubnet(c, P, attrs(1), {
         ttlSec: 30,
-        previous: a.lease.subnetText,
+        previous: [a.lease.subnetText!],
       });
       assert.equal(back.lease.subnetText, a.lease.subnetText);
       // A reused previous subnet is only taken when free: another node's is not.
       const other = await acquireSubnet(c, P, attrs(2), {
         ttlSec: 30,
-        previous: a.lease.subnetText,
+        previous: [a.lease.subnetText!],
       });
       assert.notEqual(other.lease.subnetText, a.lease.subnetText);
     } finally {
@@ -134,18 +134,18 @@ Deno.test({
     const c = new EtcdClient({ endpoints: etcd.endpoints });
     try {
       await readView(c, P, SEED);
-      const a = await acquireSubnet(c, P, attrs(1), { ttlSec: 30, fixed: "10.209.7.0/24" });
+      const a = await acquireSubnet(c, P, attrs(1), { ttlSec: 30, fixed: ["10.209.7.0/24"] });
       assert.equal(a.lease.subnetText, "10.209.7.0/24");
       assert.equal(
-        await codeOf(acquireSubnet(c, P, attrs(2), { ttlSec: 30, fixed: "10.209.7.0/24" })),
+        await codeOf(acquireSubnet(c, P, attrs(2), { ttlSec: 30, fixed: ["10.209.7.0/24"] })),
         105,
       );
       assert.equal(
-        await codeOf(acquireSubnet(c, P, attrs(2), { ttlSec: 30, fixed: "10.99.0.0/24" })),
+        await codeOf(acquireSubnet(c, P, attrs(2), { ttlSec: 30, fixed: ["10.99.0.0/24"] })),
         7,
       );
       // The node's podCIDR changed: the old key goes, the new one is taken.
-      const b = await acquireSubnet(c, P, attrs(1), { ttlSec: 30, fixed: "10.209.8.0/24" });
+      const b = await acquireSubnet(c, P, attrs(1), { ttlSec: 30, fixed: ["10.209.8.0/24"] });
       assert.equal(b.lease.subnetText, "10.209.8.0/24");
       assert.deepEqual((await readView(c, P)).leases.map((l) => l.subnetText), ["10.209.8.0/24"]);
       assert.equal(await codeOf(readView(c, P, { ...SEED, network: "10.210.0.0/16" })), 7);

@@ -1,6 +1,6 @@
 /**
- * Keeping the VTEP's entries exactly equal to the other nodes' leases, in flannel's L3 mode:
- * per remote node
+ * Keeping a VTEP's entries exactly equal to the other nodes' leases, in flannel's L3 mode, one
+ * family per VTEP (the v4 one `podplex.<VNI>`, the v6 one `podplex-v6.<VNI>`): per remote node
  *
  * - a route to its subnet via its subnet's network address, onlink, on the VTEP;
  * - a permanent neighbour entry: that address → the remote VTEP MAC;
@@ -17,7 +17,7 @@
 import { formatCidr, formatIp, overlaps, tryParseCidr } from "../../../conf/ip.ts";
 import type { LinkInfo, Netlink } from "../../../ffi/mod.ts";
 import { kernelError } from "../../_shared/link_common.ts";
-import type { SubnetLease } from "./network.ts";
+import { type Family, leaseFamily, type SubnetLease } from "./network.ts";
 
 /** What one remote node needs on the VTEP. */
 export interface OverlayEntry {
@@ -48,24 +48,30 @@ export interface SyncReport {
 }
 
 /**
- * The entries the other nodes' leases ask for: VXLAN leases of `vni` with a VTEP MAC, not
- * `self`'s, not overlapping `ownSubnet`.
+ * The entries the other nodes' leases ask for in `family` (default IPv4): VXLAN leases with a
+ * subnet, a VTEP MAC of `vni` and an underlay address of that family, not `self`'s, not
+ * overlapping `ownSubnet` (the node's subnet of that family).
  */
 export function desiredEntries(
   leases: SubnetLease[],
   vni: number,
   self: { node: string; ownSubnet?: string },
+  family: Family = 4,
 ): OverlayEntry[] {
   const own = self.ownSubnet ? tryParseCidr(self.ownSubnet) : undefined;
-  return leases.filter((l) =>
-    l.backendType === "vxlan" && l.vtepMac && (l.vni ?? 1) === vni && l.node !== self.node &&
-    !(own && overlaps(own, l.subnet))
-  ).map((l) => ({
-    subnet: l.subnetText,
-    gw: formatIp(l.subnet.network),
-    mac: l.vtepMac!,
-    publicIp: l.publicIp,
-  })).sort((a, b) => a.subnet.localeCompare(b.subnet));
+  const out: OverlayEntry[] = [];
+  for (const l of leases) {
+    const p = leaseFamily(l, family);
+    if (l.backendType !== "vxlan" || l.node === self.node || !p?.vtepMac || !p.publicIp) continue;
+    if ((p.vni ?? 1) !== vni || (own && overlaps(own, p.subnet))) continue;
+    out.push({
+      subnet: p.subnetText,
+      gw: formatIp(p.subnet.network),
+      mac: p.vtepMac,
+      publicIp: p.publicIp,
+    });
+  }
+  return out.sort((a, b) => a.subnet.localeCompare(b.subnet));
 }
 
 /** The canonical strings of a set of entries (what {@linkcode readOverlay} should then read). */
@@ -77,12 +83,12 @@ export function expectedState(want: OverlayEntry[]): OverlayState {
   };
 }
 
-/** Reads the VTEP's routes (main table, IPv4), permanent neighbours and FDB entries. */
-export function readOverlay(nl: Netlink, vtep: number): OverlayState {
-  const routes = nl.listRoutes({ family: 4, dev: vtep })
+/** Reads the VTEP's routes (main table, `family`), permanent neighbours and FDB entries. */
+export function readOverlay(nl: Netlink, vtep: number, family: Family = 4): OverlayState {
+  const routes = nl.listRoutes({ family, dev: vtep })
     .filter((r) => r.gw !== undefined)
     .map((r) => `${r.dst} via ${r.gw}`);
-  const neighbours = nl.listNeigh({ dev: vtep, family: 4 }).filter((n) => n.permanent && n.mac)
+  const neighbours = nl.listNeigh({ dev: vtep, family }).filter((n) => n.permanent && n.mac)
     .map((n) => `${n.ip} ${n.mac}`);
   const fdb = nl.listFdb(vtep).filter((e) => e.dst).map((e) => `${e.mac} dst ${e.dst}`);
   return { routes: routes.sort(), neighbours: neighbours.sort(), fdb: fdb.sort() };
@@ -93,7 +99,12 @@ export function readOverlay(nl: Netlink, vtep: number): OverlayState {
  *
  * @throws {CniError} code 101 naming the entry that could not be changed
  */
-export function syncOverlay(nl: Netlink, vtep: LinkInfo, want: OverlayEntry[]): SyncReport {
+export function syncOverlay(
+  nl: Netlink,
+  vtep: LinkInfo,
+  want: OverlayEntry[],
+  family: Family = 4,
+): SyncReport {
   const dev = vtep.index;
   const wantRoutes = new Map(want.map((e) => [`${e.subnet} via ${e.gw}`, e]));
   const wantNeigh = new Map(want.map((e) => [`${e.gw} ${e.mac}`, e]));
@@ -107,14 +118,14 @@ export function syncOverlay(nl: Netlink, vtep: LinkInfo, want: OverlayEntry[]): 
     }
   };
   // Removals: routes, then neighbours, then FDB entries.
-  for (const r of nl.listRoutes({ family: 4, dev })) {
+  for (const r of nl.listRoutes({ family, dev })) {
     const key = `${r.dst} via ${r.gw}`;
     if (r.gw === undefined || wantRoutes.has(key)) continue;
     step(`remove the route ${key}`, () => nl.delRoute({ dst: r.dst, gw: r.gw, dev }));
     report.removed.push(r.dst);
   }
   const gateways = new Set(want.map((e) => e.gw));
-  for (const n of nl.listNeigh({ dev, family: 4 })) {
+  for (const n of nl.listNeigh({ dev, family })) {
     // A kernel-made entry (incomplete, failed) is left to age out unless it is in the way.
     if (n.permanent ? wantNeigh.has(`${n.ip} ${n.mac}`) : !gateways.has(n.ip)) continue;
     step(`remove the neighbour ${n.ip}`, () => nl.delNeigh({ dev, ip: n.ip }));
@@ -128,9 +139,9 @@ export function syncOverlay(nl: Netlink, vtep: LinkInfo, want: OverlayEntry[]): 
   }
   // Additions: neighbour and FDB first, the route last.
   const haveNeigh = new Set(
-    nl.listNeigh({ dev, family: 4 }).filter((n) => n.permanent).map((n) => `${n.ip} ${n.mac}`),
+    nl.listNeigh({ dev, family }).filter((n) => n.permanent).map((n) => `${n.ip} ${n.mac}`),
   );
-  const haveRoutes = new Set(nl.listRoutes({ family: 4, dev }).map((r) => `${r.dst} via ${r.gw}`));
+  const haveRoutes = new Set(nl.listRoutes({ family, dev }).map((r) => `${r.dst} via ${r.gw}`));
   for (const e of want) {
     const nk = `${e.gw} ${e.mac}`;
     if (!haveNeigh.has(nk)) {
@@ -155,8 +166,11 @@ export function syncOverlay(nl: Netlink, vtep: LinkInfo, want: OverlayEntry[]): 
   return report;
 }
 
-/** `10.244.1.0/32` for the subnet `10.244.1.0/24`: the VTEP's own address. */
+/**
+ * `10.244.1.0/32` for the subnet `10.244.1.0/24` (`fd00:10:244:1::/128` for
+ * `fd00:10:244:1::/64`): the VTEP's own address.
+ */
 export function vtepAddress(subnet: string): string {
   const c = tryParseCidr(subnet)!;
-  return formatCidr(c.network, 32);
+  return formatCidr(c.network, c.family === 4 ? 32 : 128);
 }
