@@ -44,7 +44,7 @@ export interface Fixture {
   cleanup(): Promise<void>;
 }
 
-/** The block index of a contender: its subnets are 10.231.(8k+i).0/24. */
+/** The block index of a contender: its subnets are 10.236.(8k+i).0/24. */
 export function block(c: ContenderId): number {
   return CONTENDERS.indexOf(c) * 8;
 }
@@ -66,7 +66,7 @@ export function bridgeName(f: Fixture, c: ContenderId, i: number): string {
 
 /** The subnet of attachment `i` of contender `c` (its prefix without the host byte). */
 export function subnet(c: ContenderId, i: number): string {
-  return `10.231.${block(c) + i}`;
+  return `10.236.${block(c) + i}`;
 }
 
 /** The extra route each attachment installs (a route per interface, as pods often get). */

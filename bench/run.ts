@@ -31,6 +31,7 @@ import { type Breakdown, measureBreakdown } from "./_breakdown.ts";
 import { type BenchResults, printReport, writeResults } from "./_report.ts";
 import { cpuMs, rssKb, servedMs } from "./_daemons.ts";
 import type { ThickServed } from "./_report_thick.ts";
+import { formatGoals, type GoalInputs, loadAverage } from "./_goals.ts";
 
 const progress = (s: string) => console.error(`bench: ${s}`);
 
@@ -145,16 +146,19 @@ async function main(): Promise<number> {
   };
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
+  const loadBefore = loadAverage();
   try {
     const results = await bench(f, opts);
+    const inputs: GoalInputs = { main: results, load: { before: loadBefore, after: [] } };
     printReport(results);
     const written = await writeResults(results, opts.out, opts.quick);
     progress(`wrote ${written.join(", ")}`);
     if (opts.ipam && await Deno.stat("/usr/bin/etcd").then(() => true, () => false)) {
       const { ipamBench } = await import("./ipam_bench.ts");
-      await ipamBench({
+      inputs.ipam = await ipamBench({
         pods: opts.quick ? 10 : 30,
         burst: opts.quick ? 30 : 90,
+        oneNodeBurstRounds: opts.quick ? 1 : 3,
         outDir: opts.out,
       });
     }
@@ -167,6 +171,7 @@ async function main(): Promise<number> {
       progress("the entry's own cost (VERSION through a daemon)");
       const { entryBench, entryReport } = await import("./entry_bench.ts");
       const r = await entryBench({ rounds: opts.quick ? 100 : 300, outDir: opts.out });
+      inputs.entry = r;
       console.log(entryReport(r));
       await Deno.writeTextFile(`${opts.out}/entry-latest.json`, JSON.stringify(r, null, 2));
     }
@@ -181,6 +186,12 @@ async function main(): Promise<number> {
       const { criBench } = await import("./cri_bench.ts");
       await criBench({ rounds: opts.quick ? 10 : 30, outDir: opts.out });
     }
+    inputs.load.after = loadAverage();
+    const report = formatGoals(inputs);
+    console.log(`\n${report}`);
+    const file = `${opts.out}/targets-${opts.quick ? "quick" : "latest"}.txt`;
+    await Deno.writeTextFile(file, `${results.date}\n${report}\n`);
+    progress(`wrote ${file}`);
     return 0;
   } finally {
     await cleanup();
