@@ -3,6 +3,7 @@
  * artifact `deno task build` makes in dist/node/.
  */
 import { deepStrictEqual as assertEquals, match } from "node:assert/strict";
+import { execWith } from "./testutils.ts";
 
 const LAUNCHER = new URL("../bin/podplex", import.meta.url).pathname;
 
@@ -13,23 +14,11 @@ interface Out {
 }
 
 async function podplex(env: Record<string, string>, stdin = "", args: string[] = []): Promise<Out> {
-  const child = new Deno.Command(LAUNCHER, {
-    args,
-    env,
-    clearEnv: true,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(stdin));
-  await writer.close().catch(() => {});
-  const out = await child.output();
-  const text = new TextDecoder().decode(out.stdout);
+  const out = await execWith(LAUNCHER, args, env, stdin);
   return {
     code: out.code,
-    json: text.trim() ? JSON.parse(text) : {},
-    stderr: new TextDecoder().decode(out.stderr),
+    json: out.stdout.trim() ? JSON.parse(out.stdout) : {},
+    stderr: out.stderr,
   };
 }
 

@@ -8,6 +8,7 @@
  */
 import { deepStrictEqual as assertEquals, match } from "node:assert/strict";
 import { entryVersion } from "../cli/_install_artifact.ts";
+import { execWith } from "./testutils.ts";
 
 const DIST = new URL("../dist/node", import.meta.url).pathname;
 const isRoot = Deno.uid() === 0;
@@ -18,22 +19,7 @@ interface Run {
   stderr: string;
 }
 
-async function run(cmd: string, args: string[], env: Record<string, string>, stdin = "") {
-  const child = new Deno.Command(cmd, {
-    args,
-    env,
-    clearEnv: true,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const w = child.stdin.getWriter();
-  await w.write(new TextEncoder().encode(stdin));
-  await w.close().catch(() => {});
-  const out = await child.output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
+const run = execWith;
 
 /** A copy of the built artifact in a temp dir: `<dir>/bin/podplex`, `<dir>/bin/podplex.d/`. */
 async function install(): Promise<{ dir: string; entry: string } & AsyncDisposable> {

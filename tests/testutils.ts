@@ -27,6 +27,39 @@ export async function run(cmd: string, ...args: string[]): Promise<string> {
   return text;
 }
 
+/** What {@linkcode execWith} saw: the exit code and both outputs as text. */
+export interface Exec {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs `cmd` as a runtime execs a plugin: only `env` in its environment, `stdin` written and
+ * closed.
+ */
+export async function execWith(
+  cmd: string,
+  args: string[],
+  env: Record<string, string>,
+  stdin = "",
+): Promise<Exec> {
+  const child = new Deno.Command(cmd, {
+    args,
+    env,
+    clearEnv: true,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const w = child.stdin.getWriter();
+  await w.write(new TextEncoder().encode(stdin));
+  await w.close().catch(() => {});
+  const out = await child.output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
 /** Runs a command and reports whether it succeeded, without throwing. */
 export async function tryRun(cmd: string, ...args: string[]): Promise<boolean> {
   const out = await new Deno.Command(cmd, { args, stdout: "null", stderr: "null" }).output();
