@@ -150,6 +150,9 @@ async function main(): Promise<number> {
   try {
     const results = await bench(f, opts);
     const inputs: GoalInputs = { main: results, load: { before: loadBefore, after: [] } };
+    // A quick run never replaces the committed results of a full one.
+    const out = opts.quick ? `${opts.out}/quick` : opts.out;
+    await Deno.mkdir(out, { recursive: true });
     printReport(results);
     const written = await writeResults(results, opts.out, opts.quick);
     progress(`wrote ${written.join(", ")}`);
@@ -159,37 +162,37 @@ async function main(): Promise<number> {
         pods: opts.quick ? 10 : 30,
         burst: opts.quick ? 30 : 90,
         oneNodeBurstRounds: opts.quick ? 1 : 3,
-        outDir: opts.out,
+        outDir: out,
       });
     }
     if (opts.hotplug) {
       progress("hot-plug (serve --dynamic-networks)");
       const { hotplugBench } = await import("./hotplug_bench.ts");
-      await hotplugBench({ rounds: opts.quick ? 10 : 30, outDir: opts.out });
+      await hotplugBench({ rounds: opts.quick ? 10 : 30, outDir: out });
     }
     if (opts.entry) {
       progress("the entry's own cost (VERSION through a daemon)");
       const { entryBench, entryReport } = await import("./entry_bench.ts");
-      const r = await entryBench({ rounds: opts.quick ? 100 : 300, outDir: opts.out });
+      const r = await entryBench({ rounds: opts.quick ? 100 : 300, outDir: out });
       inputs.entry = r;
       console.log(entryReport(r));
-      await Deno.writeTextFile(`${opts.out}/entry-latest.json`, JSON.stringify(r, null, 2));
+      await Deno.writeTextFile(`${out}/entry-latest.json`, JSON.stringify(r, null, 2));
     }
     if (opts.policy) {
       progress("network policy (serve --network-policy: change to enforced, memory)");
       const { policyDaemonBench, policyDaemonReport } = await import("./policy_daemon_bench.ts");
-      const r = await policyDaemonBench({ rounds: opts.quick ? 5 : 20, outDir: opts.out });
+      const r = await policyDaemonBench({ rounds: opts.quick ? 5 : 20, outDir: out });
       console.log(policyDaemonReport(r));
     }
     if (opts.cri && await Deno.stat("/usr/bin/containerd").then(() => true, () => false)) {
       progress("CRI (containerd: RunPodSandbox, StopPodSandbox + RemovePodSandbox)");
       const { criBench } = await import("./cri_bench.ts");
-      await criBench({ rounds: opts.quick ? 10 : 30, outDir: opts.out });
+      await criBench({ rounds: opts.quick ? 10 : 30, outDir: out });
     }
     inputs.load.after = loadAverage();
     const report = formatGoals(inputs);
     console.log(`\n${report}`);
-    const file = `${opts.out}/targets-${opts.quick ? "quick" : "latest"}.txt`;
+    const file = `${out}/targets-latest.txt`;
     await Deno.writeTextFile(file, `${results.date}\n${report}\n`);
     progress(`wrote ${file}`);
     return 0;
