@@ -272,6 +272,27 @@ interface ControllerRow {
 }
 
 /**
+ * Starts a controller on settings that hold clients of their own (`close` releases them):
+ * they are released when the controller closes, or at once when it fails to start.
+ */
+async function withSettings(
+  settings: { close(): void },
+  start: () => Promise<Controller>,
+): Promise<Controller> {
+  try {
+    const c = await start();
+    return {
+      name: c.name,
+      reconcile: () => c.reconcile(),
+      close: () => c.close().finally(() => settings.close()),
+    };
+  } catch (e) {
+    settings.close();
+    throw e;
+  }
+}
+
+/**
  * The daemon's controllers (controllers/), started in this order before the daemon listens,
  * closed in reverse after it drained. Each row turns flags into that controller's context;
  * the controller itself reads no flag. Imported when used, so a daemon without one loads none
@@ -293,17 +314,7 @@ const CONTROLLERS: ControllerRow[] = [
     start: async (args, base) => {
       const { startIpam } = await import("../controllers/ipam/ipam.ts");
       const s = await (await import("./ipam.ts")).ipamSettings(args.ipam!);
-      try {
-        const c = await startIpam({ ...base, ...s });
-        return {
-          name: c.name,
-          reconcile: () => c.reconcile(),
-          close: () => c.close().finally(s.close),
-        };
-      } catch (e) {
-        s.close();
-        throw e;
-      }
+      return withSettings(s, () => startIpam({ ...base, ...s }));
     },
   },
   {
@@ -313,13 +324,10 @@ const CONTROLLERS: ControllerRow[] = [
       const { startOverlay } = await import("../controllers/overlay/overlay.ts");
       const { nodePodCidrs } = await import("./_node_pod_cidr.ts");
       const cidrs = nodePodCidrs(); // the Kubernetes clients of kubeSubnetMgr confs
-      try {
-        const c = await startOverlay({ ...base, confFiles: args.cluster, podCidrs: cidrs.source });
-        return { ...c, close: () => c.close().finally(cidrs.close) };
-      } catch (e) {
-        cidrs.close();
-        throw e;
-      }
+      return withSettings(
+        cidrs,
+        () => startOverlay({ ...base, confFiles: args.cluster, podCidrs: cidrs.source }),
+      );
     },
   },
   {
@@ -329,18 +337,11 @@ const CONTROLLERS: ControllerRow[] = [
       const { startNetworkPolicy } = await import("../controllers/policy/policy.ts");
       const { policySettings } = await import("./network_policy.ts");
       const s = policySettings(args.kubeconfig, args.stateDirs, base.log);
-      try {
+      return withSettings(s, async () => {
         const c = await startNetworkPolicy({ ...base, ...s, nodeName: args.nodeName });
         policySource = c.source;
-        return {
-          name: c.name,
-          reconcile: () => c.reconcile(),
-          close: () => c.close().finally(s.close),
-        };
-      } catch (e) {
-        s.close();
-        throw e;
-      }
+        return c;
+      });
     },
   },
 ];
