@@ -1,7 +1,8 @@
 /**
  * Simulated nodes of podplex's cluster network for end-to-end tests: a real etcd (1 or 3
- * members, ports 23900-23999), an underlay bridge in the host netns (10.212.<r>.1/24, so that
- * nodes reach etcd), N nodes (a netns each, `eth0` on the underlay, their own conf, state
+ * members, ports 23900-23949 unless `etcdPorts`), an underlay bridge in the host netns
+ * (10.212.<r>.1/24, so that nodes reach etcd; with `underlay6` also `<base6>:<r>::1/64`),
+ * N nodes (a netns each, `eth0` on the underlay, their own conf, state
  * and `podplex serve` daemon when started), pods (a netns each) ADDed by `bin/podplex` run
  * inside their node's netns as kubelet would.
  *
@@ -46,9 +47,19 @@ for _ in range(3):
 export interface OverlayRigOptions {
   nodes?: number;
   members?: number;
-  /** The cluster network (default 10.208.0.0/16). */
-  network?: string;
+  /** The IPv4 cluster network (default 10.208.0.0/16; null: none, an IPv6-only cluster). */
+  network?: string | null;
   subnetLen?: number;
+  /** The IPv6 cluster network (the conf's `ipv6Network`: dual stack or IPv6 only). */
+  ipv6Network?: string;
+  ipv6SubnetLen?: number;
+  /**
+   * An IPv6 underlay besides the IPv4 one: its first 32 bits (`fd31:0` gives
+   * `fd31:0:<r>::/64`, the host `::1`, node i `::<10+i>`), addresses without DAD.
+   */
+  underlay6?: string;
+  /** etcd's port range (default 23900-23949). */
+  etcdPorts?: [number, number];
   /** More fields of every node's cluster conf (a function: of the node's dir). */
   conf?: Record<string, unknown> | ((dir: string) => Record<string, unknown>);
   /** Only some nodes' etcd endpoints: members by node index (default: all members). */
@@ -65,6 +76,8 @@ export interface OverlayNode {
   name: string;
   ns: string;
   ip: string;
+  /** The IPv6 underlay address (with `underlay6`). */
+  ip6?: string;
   dir: string;
   /** The cluster network conf (`podplex-cluster`). */
   clusterConf: string;
@@ -80,7 +93,10 @@ export interface OverlayPod {
   id: string;
   ns: string;
   node: number;
+  /** The pod's first address (IPv4 unless the cluster is IPv6 only). */
   ip: string;
+  /** Every address of the CNI result (`10.208.1.2`, `fd32:0:1::2`: no prefix). */
+  ips?: string[];
 }
 
 /** The rig; dispose it with `await using`. */
@@ -98,6 +114,8 @@ export class OverlayRig implements AsyncDisposable {
   #router: { ns: string; bridge: string; seg: string } | undefined;
   /** `10.212.<r>`: the underlay's /24. */
   readonly net24: string;
+  /** `fd31:0:<r>:`: the IPv6 underlay's /64 less its last `:` (with `underlay6`). */
+  readonly net64?: string;
 
   private constructor(
     etcd: EtcdCluster,
@@ -113,6 +131,7 @@ export class OverlayRig implements AsyncDisposable {
     this.#tag = o.tag ?? "f";
     this.net24 = `${o.underlayBase ?? "10.212"}.${octet}`;
     this.hostIp = `${this.net24}.1`;
+    if (o.underlay6) this.net64 = `${o.underlay6}:${octet.toString(16)}:`;
     this.#o = o;
     this.client = new EtcdClient({ endpoints: etcd.endpoints, totalTimeoutMs: 10000 });
   }
@@ -128,11 +147,15 @@ export class OverlayRig implements AsyncDisposable {
     let etcd: EtcdCluster | undefined;
     try {
       await run("ip", "addr", "add", `${base}.${octet}.1/24`, "dev", underlay);
+      if (o.underlay6) {
+        const a = `${o.underlay6}:${octet.toString(16)}::1/64`;
+        await run("ip", "addr", "add", a, "dev", underlay, "nodad");
+      }
       await run("ip", "link", "set", underlay, "up");
       etcd = await startEtcd({
         members: o.members ?? 1,
         clientHosts: [`${base}.${octet}.1`],
-        portRange: [23900, 23999],
+        portRange: o.etcdPorts ?? [23900, 23949],
       });
       const rig = new OverlayRig(etcd, dir, underlay, octet, o);
       for (let i = 0; i < (o.nodes ?? 3); i++) await rig.addNode();
@@ -154,8 +177,10 @@ export class OverlayRig implements AsyncDisposable {
       name: "cluster",
       type: "podplex-cluster",
       etcdEndpoints: members.map((k) => all[k]),
-      network: this.#o.network ?? "10.208.0.0/16",
+      ...(this.#o.network === null ? {} : { network: this.#o.network ?? "10.208.0.0/16" }),
       ...(this.#o.subnetLen ? { subnetLen: this.#o.subnetLen } : {}),
+      ...(this.#o.ipv6Network ? { ipv6Network: this.#o.ipv6Network } : {}),
+      ...(this.#o.ipv6SubnetLen ? { ipv6SubnetLen: this.#o.ipv6SubnetLen } : {}),
       node: name,
       iface: "eth0",
       dataDir: `${dir}/data`,
@@ -222,6 +247,10 @@ export class OverlayRig implements AsyncDisposable {
       await run("ip", "-n", behind.ns, "link", "set", host, "master", behind.bridge, "up");
     } else await run("ip", "link", "set", host, "master", this.#underlay, "up");
     await run("ip", "-n", ns, "addr", "add", `${node.ip}/24`, "dev", "eth0");
+    if (this.net64 && !behind) {
+      node.ip6 = `${this.net64}:${10 + index}`;
+      await run("ip", "-n", ns, "addr", "add", `${node.ip6}/64`, "dev", "eth0", "nodad");
+    }
     await run("ip", "-n", ns, "link", "set", "eth0", "up");
     if (behind) await run("ip", "-n", ns, "route", "add", "default", "via", `${behind.seg}.1`);
     else if (this.#router) {
@@ -353,12 +382,19 @@ export class OverlayRig implements AsyncDisposable {
   async addPod(i: number): Promise<OverlayPod> {
     const ns = ppName(`${this.#tag}p`);
     await run("ip", "netns", "add", ns);
-    const pod: OverlayPod = { id: `pp${this.#tag}${ns.slice(4)}n${i}`, ns, node: i, ip: "" };
+    const pod: OverlayPod = {
+      id: `pp${this.#tag}${ns.slice(4)}n${i}`,
+      ns,
+      node: i,
+      ip: "",
+      ips: [],
+    };
     this.pods.push(pod);
     const r = await this.cni("ADD", pod, i);
     if (r.code !== 0) throw new Error(`ADD on ${this.nodes[i].name} failed: ${r.text}${r.stderr}`);
     const ips = (r.json?.ips ?? []) as Array<{ address: string }>;
-    pod.ip = ips[0]?.address.split("/")[0] ?? "";
+    pod.ips = ips.map((a) => a.address.split("/")[0]);
+    pod.ip = pod.ips[0] ?? "";
     return pod;
   }
 
@@ -373,16 +409,19 @@ export class OverlayRig implements AsyncDisposable {
     return readNodeState(this.nodes[i].stateDir);
   }
 
-  /** What the kernel of node `i` has on its VTEP (empty when there is no VTEP). */
-  overlay(i: number, vtep = "podplex.1"): OverlayState {
+  /**
+   * What the kernel of node `i` has on its VTEP of `family` (empty when there is no VTEP);
+   * the IPv6 one is `podplex-v6.1` unless `vtep` says.
+   */
+  overlay(i: number, vtep?: string, family: 4 | 6 = 4): OverlayState {
     using nl = Netlink.open(`/run/netns/${this.nodes[i].ns}`);
-    const l = nl.getLink(vtep);
-    return l ? readOverlay(nl, l.index) : { routes: [], neighbours: [], fdb: [] };
+    const l = nl.getLink(vtep ?? (family === 4 ? "podplex.1" : "podplex-v6.1"));
+    return l ? readOverlay(nl, l.index, family) : { routes: [], neighbours: [], fdb: [] };
   }
 
-  /** What node `i`'s VTEP should hold for `leases`. */
-  expected(i: number, leases: SubnetLease[], vni = 1): OverlayState {
-    return expectedState(desiredEntries(leases, vni, { node: this.nodes[i].name }));
+  /** What node `i`'s VTEP of `family` should hold for `leases`. */
+  expected(i: number, leases: SubnetLease[], vni = 1, family: 4 | 6 = 4): OverlayState {
+    return expectedState(desiredEntries(leases, vni, { node: this.nodes[i].name }, family));
   }
 
   /** Polls until `cond` holds or `ms` passed; the time it took (ms), or -1. */
@@ -395,7 +434,7 @@ export class OverlayRig implements AsyncDisposable {
     return await cond() ? performance.now() - t0 : -1;
   }
 
-  /** Pings `to` from `from` (count packets, bounded); whether every reply came. */
+  /** Pings `to` from `from` (count packets, bounded; -4 or -6 by `to`); whether every reply came. */
   async ping(from: OverlayPod, to: string, count = 2): Promise<boolean> {
     return await tryRun(
       "ip",
@@ -403,6 +442,7 @@ export class OverlayRig implements AsyncDisposable {
       "exec",
       from.ns,
       "ping",
+      to.includes(":") ? "-6" : "-4",
       "-c",
       String(count),
       "-i",

@@ -8,7 +8,7 @@ import { acquireSubnet, readView } from "./subnets.ts";
 const ignore = !haveEtcd();
 const P = "/t/net";
 const SEED = { network: "10.209.0.0/16", vni: 1, port: 8472 };
-const PORTS: [number, number] = [23900, 23999];
+const PORTS: [number, number] = [23900, 23949];
 
 function attrs(i: number, ip = `10.212.0.${10 + i}`): NodeAttrs {
   return {
