@@ -250,6 +250,10 @@ export class OverlayRig implements AsyncDisposable {
     if (this.net64 && !behind) {
       node.ip6 = `${this.net64}:${10 + index}`;
       await run("ip", "-n", ns, "addr", "add", `${node.ip6}/64`, "dev", "eth0", "nodad");
+      // eth0's link-local address too (made when it goes up): a node sends no neighbour
+      // solicitation for forwarded packets (host-gw) while that is tentative, and a real
+      // node's was settled long ago.
+      await run("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0");
     }
     await run("ip", "-n", ns, "link", "set", "eth0", "up");
     if (behind) await run("ip", "-n", ns, "route", "add", "default", "via", `${behind.seg}.1`);

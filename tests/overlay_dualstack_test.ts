@@ -9,6 +9,9 @@
  * 10.232.0.0/16 and fd32:0:1::/56 (fd32:0:2::/56 in the IPv6-only cluster).
  */
 import assert from "node:assert/strict";
+import { parseCidr } from "../conf/ip.ts";
+import { readDirectRoutes } from "../delegates/main/overlay/direct.ts";
+import { Netlink } from "../ffi/mod.ts";
 import { type OverlayPod, OverlayRig, type OverlayRigOptions } from "./_overlay_rig.ts";
 import { haveEtcd } from "./etcd_server.ts";
 import { ipJson, isRoot } from "./testutils.ts";
@@ -66,6 +69,51 @@ async function tcp(from: OverlayPod, to: OverlayPod, ip: string): Promise<string
     await lines.cancel().catch(() => {});
     await srv.stderr.cancel().catch(() => {});
     await srv.status;
+  }
+}
+
+/** A UDP receiver in `toNs` on `ip` prints the source of what `fromNs` sends it. */
+const SEEN = `import socket, sys, threading, time
+fam = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+r = socket.socket(fam, socket.SOCK_DGRAM)
+r.bind((sys.argv[1], 0))
+r.settimeout(5)
+print(r.getsockname()[1], flush=True)
+try:
+    print(r.recvfrom(64)[1][0], flush=True)
+except socket.timeout:
+    print("timeout", flush=True)`;
+const SEND = `import socket, sys, time
+fam = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+s = socket.socket(fam, socket.SOCK_DGRAM)
+for _ in range(3):
+    s.sendto(b"ppg", (sys.argv[1], int(sys.argv[2])))
+    time.sleep(0.05)`;
+
+/** The source address a datagram from `fromNs` to `ip` (in `toNs`) arrives with. */
+async function sourceSeen(fromNs: string, toNs: string, ip: string): Promise<string> {
+  const recv = new Deno.Command("ip", {
+    args: ["netns", "exec", toNs, "python3", "-c", SEEN, ip],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const out = recv.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  try {
+    const port = (await out.read()).value?.trim() ?? "";
+    if (!/^\d+$/.test(port)) throw new Error(`UDP receiver on ${ip}: ${port}`);
+    await new Deno.Command("ip", {
+      args: ["netns", "exec", fromNs, "python3", "-c", SEND, ip, port],
+    }).output();
+    let text = "";
+    for (;;) {
+      const r = await out.read();
+      if (r.done) break;
+      text += r.value;
+    }
+    return text.trim();
+  } finally {
+    await recv.stderr.cancel().catch(() => {});
+    await recv.status;
   }
 }
 
@@ -253,5 +301,51 @@ Deno.test({
     await routesReach(rig, [0], [4, 6], 0);
     assert.deepEqual(rig.overlay(0, undefined, 6).fdb, []);
     assert.deepEqual(rig.overlay(0, undefined, 4).fdb, []);
+  },
+});
+
+Deno.test({
+  name: "cluster network host-gw in dual stack: 3 nodes on one bridge route each other's " +
+    "IPv4 and IPv6 subnets via their underlay addresses (no VTEP); pods ping over both; " +
+    "ipMasq masquerades both families leaving the cluster network, pod to pod never",
+  ignore,
+  async fn() {
+    await using rig = await OverlayRig.start({
+      ...BASE,
+      nodes: 3,
+      conf: { backend: "host-gw", ipMasq: true, leaseTtlSec: 30, resyncSec: 60 },
+    });
+    for (let i = 0; i < 3; i++) await rig.startAgent(i);
+    const pods = [await rig.addPod(0), await rig.addPod(1), await rig.addPod(2)];
+    const nets = { 4: parseCidr(BASE.network!), 6: parseCidr(BASE.ipv6Network!) };
+    const routes = (i: number, f: 4 | 6) => {
+      using nl = Netlink.open(`/run/netns/${rig.nodes[i].ns}`);
+      return readDirectRoutes(nl, nl.requireLink("eth0").index, nets[f]);
+    };
+    const leases = await rig.leases();
+    const want = (i: number, f: 4 | 6) =>
+      leases.filter((l) => l.node !== rig.nodes[i].name).map((l) =>
+        f === 4 ? `${l.subnetText} via ${l.publicIp}` : `${l.subnet6Text} via ${l.publicIpv6}`
+      ).sort();
+    const ms = await rig.until(
+      () => [0, 1, 2].every((i) => routes(i, 4).length === 2 && routes(i, 6).length === 2),
+      5000,
+    );
+    assert.ok(ms >= 0, "every node routes the others' subnets in both families");
+    for (let i = 0; i < 3; i++) {
+      for (const f of [4, 6] as const) assert.deepEqual(routes(i, f), want(i, f), `node${i} v${f}`);
+      using nl = Netlink.open(`/run/netns/${rig.nodes[i].ns}`);
+      assert.equal(nl.getLink("podplex.1"), null, "no IPv4 VTEP with host-gw");
+      assert.equal(nl.getLink("podplex-v6.1"), null, "no IPv6 VTEP with host-gw");
+    }
+    await pingAll(rig, pods, [4, 6]);
+    for (const ip of [v4(pods[2])!, v6(pods[2])!]) {
+      const own = ip.includes(":") ? v6(pods[0]) : v4(pods[0]);
+      assert.equal(await sourceSeen(pods[0].ns, pods[2].ns, ip), own, `pod to pod ${ip}`);
+    }
+    // To node1's underlay addresses (outside the cluster network): node0's own, both families.
+    const n0 = rig.nodes[0], n1 = rig.nodes[1];
+    assert.equal(await sourceSeen(pods[0].ns, n1.ns, n1.ip), n0.ip, "IPv4 masqueraded");
+    assert.equal(await sourceSeen(pods[0].ns, n1.ns, n1.ip6!), n0.ip6, "IPv6 masqueraded");
   },
 });
