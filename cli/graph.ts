@@ -140,8 +140,16 @@ async function overlayOf(
     ...conf,
     etcd: { ...conf.etcd, timeoutMs: Math.min(conf.etcd.timeoutMs, 2000) },
   });
-  const nodes = [...r.nodes].sort((a, b) => a.node.localeCompare(b.node));
-  const view: OverlayView = { cidr: r.network, vni: r.vni, nodes };
+  // Dual stack: both families in one label (an IPv6-only node's PublicIP is 0.0.0.0).
+  const both = (...xs: Array<string | undefined>) =>
+    xs.filter((x) => x && x !== "0.0.0.0").join(" ");
+  const nodes = [...r.nodes].sort((a, b) => a.node.localeCompare(b.node)).map((n) => ({
+    node: n.node,
+    subnet: both(n.subnet, n.subnet6),
+    publicIp: both(n.publicIp, n.publicIpv6),
+    self: n.self,
+  }));
+  const view: OverlayView = { cidr: both(r.network, r.network6), vni: r.vni, nodes };
   if (clusterName) view.network = clusterName;
   return view;
 }

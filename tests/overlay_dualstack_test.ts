@@ -198,6 +198,17 @@ Deno.test({
     }
     await routesReach(rig, [0, 1, 2], [4, 6], 2);
     await assertExact(rig, [0, 1, 2], [4, 6], "3 nodes");
+    // `net nodes` and `graph` show both families of every node.
+    const conf = rig.nodes[0].podplexConf;
+    const nodes = await rig.podplex(0, "net", "nodes", "--config", conf);
+    const graph = await rig.podplex(0, "graph", "--config", conf);
+    assert.equal(nodes.code + graph.code, 0, nodes.err + graph.err);
+    for (const l of leases) {
+      assert.ok(nodes.out.includes(`${l.subnetText}, ${l.subnet6Text}`), nodes.out);
+      assert.ok(nodes.out.includes(`${l.publicIp}, ${l.publicIpv6}`), nodes.out);
+      assert.ok(graph.out.includes(`${l.subnetText} ${l.subnet6Text}`), graph.out);
+      assert.ok(graph.out.includes(`"${l.publicIp} ${l.publicIpv6}"`), graph.out);
+    }
     // The IPv6 VTEP's FDB points at the peers' IPv6 underlay addresses.
     const fdb6 = rig.overlay(0, undefined, 6).fdb.join(" ");
     for (const n of rig.nodes.slice(1)) assert.ok(fdb6.includes(`dst ${n.ip6}`), fdb6);
