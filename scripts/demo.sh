@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # podplex demo: podplex as the cluster network of three simulated nodes. A real etcd (Debian's
 # etcd-server) and an underlay bridge live in a netns of their own; the nodes (netns
-# ppdemo-nodeA/B/C) join it by veth, each runs 'podplex serve --cluster-network', which leases
-# the node a /24 of 10.244.0.0/16 in etcd and programs the other nodes' VXLAN routes,
-# neighbours and FDB entries. Pods ('podplex pod up', definitions from examples/demo) ping
-# each other across nodes by pod IP; node C leaves and its routes disappear from A and B;
-# then everything is torn down.
+# ppdemo-nodeA/B/C) join it by veth, in dual stack (IPv4 and IPv6 underlay), each runs
+# 'podplex serve --cluster-network', which leases the node a /24 of 10.244.0.0/16 and a /64 of
+# fd32::/56 in one lease in etcd and programs the other nodes' VXLAN routes, neighbours and FDB
+# entries on both VTEPs (podplex.1 over IPv4, podplex-v6.1 over IPv6). Pods ('podplex pod up',
+# definitions from examples/demo) get an address of each family and ping each other across
+# nodes by pod IP over both; node C leaves and its routes disappear from A and B; then
+# everything is torn down.
 #
 # Everything it makes is named ppdemo* and lives in its own netns; state, leases, confs and
 # etcd's data go to a temp dir. The host's interfaces, /etc/cni and /var/lib/cni are never
@@ -18,6 +20,7 @@ podplex="$root/bin/podplex"
 nodes=(A B C)
 pods=(a1 a2 b1 c1)
 etcd_ip=10.250.99.1
+ul6=fd31:: # the IPv6 underlay: fd31::/64
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "demo: must run as root (it creates network namespaces)" >&2
@@ -113,11 +116,12 @@ etcd_healthy() {
     printf 'GET /health HTTP/1.0\r\n\r\n' >&3 && grep -q '\"health\":\"true\"' <&3"
 }
 
-step "the underlay: netns ppdemo-ul with bridge ppdemo-br ($etcd_ip/24) and etcd on $etcd_ip:2379"
+step "the underlay: netns ppdemo-ul with bridge ppdemo-br ($etcd_ip/24, ${ul6}1/64) and etcd on $etcd_ip:2379"
 ip netns add ppdemo-ul
 ip -n ppdemo-ul link set lo up
 ip -n ppdemo-ul link add ppdemo-br type bridge
 ip -n ppdemo-ul addr add "$etcd_ip/24" dev ppdemo-br
+ip -n ppdemo-ul addr add "${ul6}1/64" dev ppdemo-br nodad
 ip -n ppdemo-ul link set ppdemo-br up
 ip netns exec ppdemo-ul /usr/bin/etcd --name ppdemo --data-dir "$work/etcd" \
   --listen-client-urls "http://$etcd_ip:2379" --advertise-client-urls "http://$etcd_ip:2379" \
@@ -128,7 +132,7 @@ etcd_pid=$!
 wait_for "etcd answering" 100 etcd_healthy
 echo "etcd $(/usr/bin/etcd --version | head -1 | awk '{print $3}') up"
 
-step "three nodes on the underlay: A, B, C (10.250.99.11-13)"
+step "three nodes on the underlay: A, B, C (10.250.99.11-13, ${ul6}11-13)"
 i=11
 for n in "${nodes[@]}"; do
   ip netns add "ppdemo-node$n"
@@ -136,6 +140,10 @@ for n in "${nodes[@]}"; do
   ip -n ppdemo-ul link add "ppdemo-u$n" type veth peer name eth0 netns "ppdemo-node$n"
   ip -n ppdemo-ul link set "ppdemo-u$n" master ppdemo-br up
   ip -n "ppdemo-node$n" addr add "10.250.99.$i/24" dev eth0
+  # A fresh node's addresses are usable at once (no duplicate address detection): a real
+  # node's settled long ago.
+  ip netns exec "ppdemo-node$n" sysctl -qw net.ipv6.conf.eth0.accept_dad=0
+  ip -n "ppdemo-node$n" addr add "${ul6}$i/64" dev eth0 nodad
   ip -n "ppdemo-node$n" link set eth0 up
   i=$((i + 1))
 done
@@ -160,7 +168,8 @@ for n in "${nodes[@]}"; do
   grep -o 'node "node-.*' "$work/node-${n,,}/agent.log" | head -1
 done
 wait_for "node A seeing B and C" 30 bash -c \
-  "[ \$(ip -n ppdemo-nodeA route show dev podplex.1 | wc -l) -eq 2 ]"
+  "[ \$(ip -n ppdemo-nodeA route show dev podplex.1 | wc -l) -eq 2 ] &&
+   [ \$(ip -n ppdemo-nodeA -6 route show dev podplex-v6.1 | grep -c via) -eq 2 ]"
 on A net nodes
 
 step "pods: a1 and a2 on node A (cluster network + lan), b1 on node B, c1 on node C"
@@ -174,18 +183,28 @@ on C pod up c1 --namespace demo --netns /run/netns/ppdemo-c1
 on A pod list
 
 addr_of() { ip -n "$1" -4 -o addr show dev "$2" | awk '{print $4}' | cut -d/ -f1; }
+addr6_of() { ip -n "$1" -6 -o addr show dev "$2" scope global | awk '{print $4}' | cut -d/ -f1; }
 b1_ip=$(addr_of ppdemo-b1 eth0)
 c1_ip=$(addr_of ppdemo-c1 eth0)
+b1_ip6=$(addr6_of ppdemo-b1 eth0)
+c1_ip6=$(addr6_of ppdemo-c1 eth0)
 a1_lan=$(addr_of ppdemo-a1 net1)
+echo "a1's eth0: $(addr_of ppdemo-a1 eth0) and $(addr6_of ppdemo-a1 eth0)"
 
-step "node A: the VXLAN routes to B's and C's subnets, and the graph"
+step "node A: the VXLAN routes to B's and C's subnets (IPv4 and IPv6 VTEP), and the graph"
 ip -n ppdemo-nodeA route show dev podplex.1
+ip -n ppdemo-nodeA -6 route show dev podplex-v6.1 | grep via
 on A graph
 
 step "across nodes by pod IP: a1 (node A) -> b1 ($b1_ip, node B) and c1 ($c1_ip, node C)"
 on A pod exec a1 --namespace demo -- ping -c 2 -i 0.2 -W 1 "$b1_ip"
 on A pod exec a1 --namespace demo -- ping -c 2 -i 0.2 -W 1 "$c1_ip"
 on B pod exec b1 --namespace demo -- ping -c 2 -i 0.2 -W 1 "$c1_ip"
+
+step "the same over IPv6: a1 -> b1 ($b1_ip6) and c1 ($c1_ip6), b1 -> c1"
+on A pod exec a1 --namespace demo -- ping -6 -c 2 -i 0.2 -W 1 "$b1_ip6"
+on A pod exec a1 --namespace demo -- ping -6 -c 2 -i 0.2 -W 1 "$c1_ip6"
+on B pod exec b1 --namespace demo -- ping -6 -c 2 -i 0.2 -W 1 "$c1_ip6"
 
 step "on node A: a2 -> a1 over the node-local lan network ($a1_lan, a1's net1)"
 on A pod exec a2 --namespace demo -- ping -c 2 -i 0.2 -W 1 -I net1 "$a1_lan"
@@ -194,14 +213,20 @@ step "node C leaves: its pod down, its agent stopped, 'podplex net leave'"
 on C pod down c1 --namespace demo
 stop_agent C
 on C net leave
-wait_for "C's route going from node A" 30 bash -c \
-  "[ \$(ip -n ppdemo-nodeA route show dev podplex.1 | wc -l) -eq 1 ]"
+wait_for "C's routes going from node A" 30 bash -c \
+  "[ \$(ip -n ppdemo-nodeA route show dev podplex.1 | wc -l) -eq 1 ] &&
+   [ \$(ip -n ppdemo-nodeA -6 route show dev podplex-v6.1 | grep -c via) -eq 1 ]"
 echo "node A's VXLAN routes now:"
 ip -n ppdemo-nodeA route show dev podplex.1
+ip -n ppdemo-nodeA -6 route show dev podplex-v6.1 | grep via
 on A net nodes
-if on A pod exec a1 --namespace demo -- ping -c 1 -W 1 "$c1_ip" >/dev/null 2>&1; then
-  echo "demo: $c1_ip still answers after node C left" >&2
-  exit 1
-fi
-echo "c1's address no longer answers"
-on A pod exec a1 --namespace demo -- ping -c 1 -W 1 "$b1_ip" >/dev/null && echo "b1 still does"
+for ip in "$c1_ip" "$c1_ip6"; do
+  if on A pod exec a1 --namespace demo -- ping -c 1 -W 1 "$ip" >/dev/null 2>&1; then
+    echo "demo: $ip still answers after node C left" >&2
+    exit 1
+  fi
+done
+echo "c1's addresses no longer answer"
+on A pod exec a1 --namespace demo -- ping -c 1 -W 1 "$b1_ip" >/dev/null &&
+  on A pod exec a1 --namespace demo -- ping -6 -c 1 -W 1 "$b1_ip6" >/dev/null &&
+  echo "b1's still do"
