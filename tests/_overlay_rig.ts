@@ -99,6 +99,14 @@ export interface OverlayPod {
   ips?: string[];
 }
 
+/** A segment beyond the router: its bridge there, its /24 (and /64) less the last part. */
+interface Segment {
+  ns: string;
+  bridge: string;
+  seg: string;
+  seg6?: string;
+}
+
 /** The rig; dispose it with `await using`. */
 export class OverlayRig implements AsyncDisposable {
   readonly etcd: EtcdCluster;
@@ -111,7 +119,7 @@ export class OverlayRig implements AsyncDisposable {
   readonly #o: OverlayRigOptions;
   readonly #octet: number;
   readonly #tag: string;
-  #router: { ns: string; bridge: string; seg: string } | undefined;
+  #router: Segment | undefined;
   /** `10.212.<r>`: the underlay's /24. */
   readonly net24: string;
   /** `fd31:0:<r>:`: the IPv6 underlay's /64 less its last `:` (with `underlay6`). */
@@ -193,21 +201,24 @@ export class OverlayRig implements AsyncDisposable {
   /**
    * Adds a node beyond a router: a router netns (made once) on the underlay at `.2`, with a
    * second segment behind it (`<base>.<r+1>.0/24`, a bridge in the router) where the node's
-   * eth0 is; the on-segment nodes and the host route that segment via the router.
+   * eth0 is; the on-segment nodes and the host route that segment via the router. With
+   * `underlay6` the same in IPv6 (the router `<net64>:2`, the segment `<base6>:<r+1>::/64`).
    */
   async addRoutedNode(): Promise<OverlayNode> {
     const seg = `${this.net24.replace(/\.\d+$/, "")}.${this.#octet + 1}`;
+    const seg6 = this.#o.underlay6 && `${this.#o.underlay6}:${(this.#octet + 1).toString(16)}:`;
     if (!this.#router) {
       const r = ppName(`${this.#tag}r`);
-      this.#router = { ns: r, bridge: "br1", seg };
+      this.#router = { ns: r, bridge: "br1", seg, ...(seg6 ? { seg6 } : {}) };
       await run("ip", "netns", "add", r);
       const host = ppName(`${this.#tag}v`);
       await run("ip", "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", r);
       await run("ip", "link", "set", host, "master", this.#underlay, "up");
       await run("ip", "-n", r, "addr", "add", `${this.net24}.2/24`, "dev", "eth0");
-      await run("ip", "-n", r, "link", "set", "eth0", "up");
       await run("ip", "-n", r, "link", "add", "br1", "type", "bridge");
       await run("ip", "-n", r, "addr", "add", `${seg}.1/24`, "dev", "br1");
+      if (seg6) await this.#routerIpv6(r, seg6);
+      await run("ip", "-n", r, "link", "set", "eth0", "up");
       await run("ip", "-n", r, "link", "set", "br1", "up");
       await run("ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1");
       // The host (etcd's side) reaches the segment via the router; the route goes with the
@@ -215,13 +226,44 @@ export class OverlayRig implements AsyncDisposable {
       await run("ip", "route", "add", `${seg}.0/24`, "via", `${this.net24}.2`);
       for (const n of this.nodes) {
         await run("ip", "-n", n.ns, "route", "add", `${seg}.0/24`, "via", `${this.net24}.2`);
+        if (seg6) {
+          await run("ip", "-n", n.ns, "route", "add", `${seg6}:/64`, "via", `${this.net64}:2`);
+        }
       }
     }
     return await this.addNode(this.#router);
   }
 
+  /** The router's IPv6 side: addresses without DAD, forwarding, the host's route. */
+  async #routerIpv6(r: string, seg6: string): Promise<void> {
+    for (const dev of ["eth0", "br1"]) {
+      await run("ip", "netns", "exec", r, "sysctl", "-qw", `net.ipv6.conf.${dev}.accept_dad=0`);
+    }
+    await run("ip", "-n", r, "addr", "add", `${this.net64}:2/64`, "dev", "eth0", "nodad");
+    await run("ip", "-n", r, "addr", "add", `${seg6}:1/64`, "dev", "br1", "nodad");
+    await run("ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1");
+    await run("ip", "-6", "route", "add", `${seg6}:/64`, "via", `${this.net64}:2`);
+  }
+
+  /** A node's routes: default via the router when behind it, else to the segment beyond it. */
+  async #routes(ns: string, behind?: Segment): Promise<void> {
+    if (behind) {
+      await run("ip", "-n", ns, "route", "add", "default", "via", `${behind.seg}.1`);
+      if (behind.seg6) {
+        await run("ip", "-n", ns, "-6", "route", "add", "default", "via", `${behind.seg6}:1`);
+      }
+      return;
+    }
+    const r = this.#router;
+    if (!r) return;
+    await run("ip", "-n", ns, "route", "add", `${r.seg}.0/24`, "via", `${this.net24}.2`);
+    if (r.seg6) {
+      await run("ip", "-n", ns, "route", "add", `${r.seg6}:/64`, "via", `${this.net64}:2`);
+    }
+  }
+
   /** Adds a node (netns, underlay address, confs); returns it. */
-  async addNode(behind?: { ns: string; bridge: string; seg: string }): Promise<OverlayNode> {
+  async addNode(behind?: Segment): Promise<OverlayNode> {
     const index = this.nodes.length;
     const name = `node${index}`;
     const dir = `${this.dir}/${name}`;
@@ -247,8 +289,9 @@ export class OverlayRig implements AsyncDisposable {
       await run("ip", "-n", behind.ns, "link", "set", host, "master", behind.bridge, "up");
     } else await run("ip", "link", "set", host, "master", this.#underlay, "up");
     await run("ip", "-n", ns, "addr", "add", `${node.ip}/24`, "dev", "eth0");
-    if (this.net64 && !behind) {
-      node.ip6 = `${this.net64}:${10 + index}`;
+    const net64 = behind ? behind.seg6 : this.net64;
+    if (net64) {
+      node.ip6 = `${net64}:${10 + index}`;
       await run("ip", "-n", ns, "addr", "add", `${node.ip6}/64`, "dev", "eth0", "nodad");
       // eth0's link-local address too (made when it goes up): a node sends no neighbour
       // solicitation for forwarded packets (host-gw) while that is tentative, and a real
@@ -256,19 +299,7 @@ export class OverlayRig implements AsyncDisposable {
       await run("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0");
     }
     await run("ip", "-n", ns, "link", "set", "eth0", "up");
-    if (behind) await run("ip", "-n", ns, "route", "add", "default", "via", `${behind.seg}.1`);
-    else if (this.#router) {
-      await run(
-        "ip",
-        "-n",
-        ns,
-        "route",
-        "add",
-        `${this.#router.seg}.0/24`,
-        "via",
-        `${this.net24}.2`,
-      );
-    }
+    await this.#routes(ns, behind);
     await Deno.mkdir(`${dir}/nets/default`, { recursive: true });
     await Deno.writeTextFile(node.clusterConf, JSON.stringify(this.confOf(index, name, dir)));
     await Deno.writeTextFile(

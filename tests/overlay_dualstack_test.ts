@@ -27,6 +27,13 @@ const BASE: OverlayRigOptions = {
   ipv6Network: "fd32:0:1::/56",
 };
 
+/** Node `i`'s direct routes (host-gw, DirectRouting) on eth0 into the cluster network of `f`. */
+function routesOf(rig: OverlayRig, i: number, f: 4 | 6): string[] {
+  using nl = Netlink.open(`/run/netns/${rig.nodes[i].ns}`);
+  const net = parseCidr(f === 4 ? BASE.network! : BASE.ipv6Network!);
+  return readDirectRoutes(nl, nl.requireLink("eth0").index, net);
+}
+
 /** A TCP server in `toNs` on `ip` answers one connection from `fromNs`; what the client read. */
 const SERVER = `import socket, sys
 fam = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
@@ -328,11 +335,7 @@ Deno.test({
     });
     for (let i = 0; i < 3; i++) await rig.startAgent(i);
     const pods = [await rig.addPod(0), await rig.addPod(1), await rig.addPod(2)];
-    const nets = { 4: parseCidr(BASE.network!), 6: parseCidr(BASE.ipv6Network!) };
-    const routes = (i: number, f: 4 | 6) => {
-      using nl = Netlink.open(`/run/netns/${rig.nodes[i].ns}`);
-      return readDirectRoutes(nl, nl.requireLink("eth0").index, nets[f]);
-    };
+    const routes = (i: number, f: 4 | 6) => routesOf(rig, i, f);
     const leases = await rig.leases();
     const want = (i: number, f: 4 | 6) =>
       leases.filter((l) => l.node !== rig.nodes[i].name).map((l) =>
@@ -358,5 +361,57 @@ Deno.test({
     const n0 = rig.nodes[0], n1 = rig.nodes[1];
     assert.equal(await sourceSeen(pods[0].ns, n1.ns, n1.ip), n0.ip, "IPv4 masqueraded");
     assert.equal(await sourceSeen(pods[0].ns, n1.ns, n1.ip6!), n0.ip6, "IPv6 masqueraded");
+  },
+});
+
+Deno.test({
+  name: "cluster network vxlan DirectRouting in dual stack: two nodes on one segment route to " +
+    "each other directly in both families, the third (beyond a router netns) is reached over " +
+    "both VTEPs; pods ping across both over IPv4 and IPv6",
+  ignore,
+  async fn() {
+    await using rig = await OverlayRig.start({
+      ...BASE,
+      nodes: 2,
+      conf: { directRouting: true, leaseTtlSec: 30, resyncSec: 60 },
+    });
+    await rig.addRoutedNode();
+    for (let i = 0; i < 3; i++) await rig.startAgent(i);
+    const pods = [await rig.addPod(0), await rig.addPod(1), await rig.addPod(2)];
+    const leases = await rig.leases();
+    const by = (i: number) => leases.find((l) => l.node === rig.nodes[i].name)!;
+    const direct = (i: number, f: 4 | 6) =>
+      f === 4
+        ? `${by(i).subnetText} via ${rig.nodes[i].ip}`
+        : `${by(i).subnet6Text} via ${rig.nodes[i].ip6}`;
+    const vxlan = (i: number, f: 4 | 6) => {
+      const sn = f === 4 ? by(i).subnetText! : by(i).subnet6Text!;
+      return `${sn} via ${sn.split("/")[0]}`;
+    };
+    const ms = await rig.until(
+      () =>
+        [4, 6].every((f) =>
+          routesOf(rig, 0, f as 4 | 6).length === 1 &&
+          rig.overlay(2, undefined, f as 4 | 6).routes.length === 2
+        ),
+      5000,
+    );
+    assert.ok(ms >= 0, "every node programmed both families");
+    for (const f of [4, 6] as const) {
+      // On the shared segment: a route via the peer's address of that family.
+      assert.deepEqual(routesOf(rig, 0, f), [direct(1, f)], `node0 IPv${f}`);
+      assert.deepEqual(routesOf(rig, 1, f), [direct(0, f)], `node1 IPv${f}`);
+      for (const i of [0, 1]) {
+        const vx = rig.overlay(i, undefined, f);
+        assert.deepEqual(vx.routes, [vxlan(2, f)], `node${i} IPv${f}: only node2 over VXLAN`);
+        const mac = f === 4 ? by(2).vtepMac : by(2).vtepMac6;
+        const dst = f === 4 ? rig.nodes[2].ip : rig.nodes[2].ip6;
+        assert.deepEqual(vx.fdb, [`${mac} dst ${dst}`], `node${i} IPv${f} FDB`);
+      }
+      // Beyond the router: everything over VXLAN.
+      assert.deepEqual(routesOf(rig, 2, f), []);
+      assert.deepEqual(rig.overlay(2, undefined, f), rig.expected(2, leases, 1, f));
+    }
+    await pingAll(rig, pods, [4, 6]);
   },
 });
