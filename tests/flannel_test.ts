@@ -200,3 +200,61 @@ Deno.test({
     assert.ok(!(await rig.ping(pods[1], pods[0].ip, 1)));
   },
 });
+
+Deno.test({
+  name: "flannel in dual stack: subnet.env's FLANNEL_IPV6_* from podplex's agent; " +
+    "kube-flannel.yml's conf gives pods an address of each family; they ping over both at once",
+  ignore,
+  async fn() {
+    // Names `ppg`, the underlay 10.231 / fd31:0, pods 10.232 / fd32:0:4::/56, etcd 23950-23979.
+    await using rig = await OverlayRig.start({
+      nodes: 2,
+      tag: "g",
+      underlayBase: "10.231",
+      underlay6: "fd31:0",
+      etcdPorts: [23950, 23979],
+      network: "10.232.0.0/16",
+      ipv6Network: "fd32:0:4::/56",
+      conf: (dir) => ({ subnetFile: `${dir}/run-flannel/subnet.env`, ipMasq: true }),
+    });
+    for (const n of rig.nodes) {
+      await rig.startAgent(n.index);
+      await prepare(n, n.index === 1);
+    }
+    const s0 = (await rig.state(0))!;
+    const gw6 = s0.subnet6!.replace(/::\/64$/, "::1/64");
+    assert.equal(
+      await Deno.readTextFile(`${rig.nodes[0].dir}/run-flannel/subnet.env`),
+      `FLANNEL_NETWORK=10.232.0.0/16\nFLANNEL_SUBNET=${s0.subnet.replace(/\.0\/24$/, ".1/24")}\n` +
+        `FLANNEL_IPV6_NETWORK=fd32:0:4::/56\nFLANNEL_IPV6_SUBNET=${gw6}\n` +
+        `FLANNEL_MTU=1430\nFLANNEL_IPMASQ=true\n`,
+    );
+    const pods: Array<{ id: string; ns: string; node: number; ip: string; ip6: string }> = [];
+    for (const n of rig.nodes) {
+      const ns = ppName("gp");
+      await run("ip", "netns", "add", ns);
+      const pod = { id: `ppg${ns.slice(4)}k${n.index}`, ns, node: n.index, ip: "", ip6: "" };
+      rig.pods.push(pod);
+      const r = await runtime(n, "ADD", pod);
+      assert.equal(r.code, 0, `ADD on ${n.name}: ${r.out}${r.err}`);
+      const ips = (JSON.parse(r.out).ips as Array<{ address: string }>).map((a) => a.address);
+      assert.equal(ips.length, 2, `one address of each family: ${ips}`);
+      const s = (await rig.state(n.index))!;
+      pod.ip = ips.find((a) => !a.includes(":"))!.split("/")[0];
+      pod.ip6 = ips.find((a) => a.includes(":"))!.split("/")[0];
+      assert.ok(
+        pod.ip6.startsWith(s.subnet6!.replace(/::\/64$/, "::")),
+        `${pod.ip6} in ${s.subnet6}`,
+      );
+      pods.push(pod);
+    }
+    const routes6 = await run("ip", "-n", pods[0].ns, "-6", "route");
+    assert.match(routes6, /^default via fd32:0:4:\S+::1 dev eth0/m);
+    assert.match(routes6, /fd32:0:4::\/56 via fd32:0:4:\S+::1 dev eth0/);
+    // At once after the ADDs, both ways and both families.
+    for (const [a, b] of [[0, 1], [1, 0]]) {
+      assert.ok(await rig.ping(pods[a], pods[b].ip6, 1), `ping -6 ${a} -> ${b}`);
+      assert.ok(await rig.ping(pods[a], pods[b].ip, 1), `ping -4 ${a} -> ${b}`);
+    }
+  },
+});

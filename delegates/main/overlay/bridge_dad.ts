@@ -11,7 +11,7 @@
  *
  * @module
  */
-import type { Netlink } from "../../../ffi/mod.ts";
+import { Netlink } from "../../../ffi/mod.ts";
 import { readSysctl, writeSysctl } from "../../../ffi/sysctl.ts";
 
 /**
@@ -34,4 +34,15 @@ export function bridgeWithoutDad(nl: Netlink, bridge: string, ns?: string): numb
     nl.addAddr(br.index, a.cidr, { noDad: true });
   }
   return addrs.length;
+}
+
+/**
+ * {@linkcode bridgeWithoutDad} in the current netns, after an ADD on `bridge` (the cluster
+ * network's, the flannel drop-in's): a failure costs only DAD's second, not the pod.
+ */
+export function bridgeWithoutDadAfterAdd(bridge: string): void {
+  try {
+    using nl = Netlink.open();
+    bridgeWithoutDad(nl, bridge);
+  } catch { /* the bridge's addresses become usable when DAD ends */ }
 }

@@ -20,7 +20,7 @@ import type { BuiltinDelegate, DelegateContext } from "../../types.ts";
 import { Netlink } from "../../../ffi/mod.ts";
 import { EtcdClient } from "../../../clients/etcd/client.ts";
 import { type ClusterNetConf, etcdOptions, parseClusterNetConf } from "./conf.ts";
-import { bridgeWithoutDad } from "./bridge_dad.ts";
+import { bridgeWithoutDadAfterAdd } from "./bridge_dad.ts";
 import { joinOnce, withJoinLock } from "./join.ts";
 import { agentAlive, type NodeState, readNodeState } from "./node_state.ts";
 import { writeFileAtomic } from "./subnet_env.ts";
@@ -100,20 +100,12 @@ async function add(c: ClusterNetConf, ctx: DelegateContext): Promise<CniResult> 
   await writeFileAtomic(file, JSON.stringify(conf), 0o600);
   try {
     const result = (await runner(ctx)("ADD", conf))!;
-    if (state.subnet6) noDad(c.bridge);
+    if (state.subnet6) bridgeWithoutDadAfterAdd(c.bridge);
     return result;
   } catch (err) {
     await Deno.remove(file).catch(() => {});
     throw err;
   }
-}
-
-/** See bridge_dad.ts; a failure costs only DAD's second, not the pod. */
-function noDad(bridge: string): void {
-  try {
-    using nl = Netlink.open();
-    bridgeWithoutDad(nl, bridge);
-  } catch { /* the bridge's addresses become usable when DAD ends */ }
 }
 
 /** The conf to undo an attachment with: the kept one, else one for the node's state now. */

@@ -27,6 +27,7 @@ import { CniError, Code } from "../../../conf/errors.ts";
 import { isObject } from "../../../conf/json.ts";
 import type { CniResult } from "../../../conf/types.ts";
 import type { BuiltinDelegate, DelegateContext } from "../../types.ts";
+import { bridgeWithoutDadAfterAdd } from "./bridge_dad.ts";
 import { parseSubnetEnv, type SubnetEnv, writeFileAtomic } from "./subnet_env.ts";
 
 type Obj = Record<string, unknown>;
@@ -142,10 +143,16 @@ function runner(ctx: DelegateContext) {
 }
 
 async function add(c: FlannelConf, ctx: DelegateContext): Promise<CniResult> {
-  const d = delegateConf(c, await loadSubnetEnv(c.subnetFile));
+  const env = await loadSubnetEnv(c.subnetFile);
+  const d = delegateConf(c, env);
   await Deno.mkdir(c.dataDir, { recursive: true, mode: 0o700 });
   await writeFileAtomic(keptFile(c, ctx), JSON.stringify(d), 0o600);
-  return (await runner(ctx)("ADD", d))!;
+  const result = (await runner(ctx)("ADD", d))!;
+  // Unlike the reference: the bridge's IPv6 addresses usable at once (bridge_dad.ts).
+  if (env.subnet6 && d.type === "bridge") {
+    bridgeWithoutDadAfterAdd(typeof d.bridge === "string" ? d.bridge : "cni0");
+  }
+  return result;
 }
 
 async function readKept(c: FlannelConf, ctx: DelegateContext): Promise<Obj | undefined> {
