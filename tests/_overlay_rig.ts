@@ -21,27 +21,12 @@ import {
 import { type NodeState, readNodeState } from "../delegates/main/overlay/node_state.ts";
 import { Netlink } from "../ffi/mod.ts";
 import { type EtcdCluster, startEtcd } from "./etcd_server.ts";
+import { sourceSeen } from "./_net_probe.ts";
 import { ppName, run, tryRun } from "./testutils.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 /** `bin/podplex` of this checkout. */
 export const PODPLEX = `${ROOT}/bin/podplex`;
-
-const RECEIVER = `import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("0.0.0.0", int(sys.argv[1])))
-s.settimeout(5)
-print("ready", flush=True)
-try:
-    data, peer = s.recvfrom(64)
-    print(peer[0], flush=True)
-except socket.timeout:
-    print("timeout", flush=True)`;
-const SENDER = `import socket, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-for _ in range(3):
-    s.sendto(b"ppf", (sys.argv[1], int(sys.argv[2])))
-    time.sleep(0.05)`;
 
 /** Options of {@linkcode OverlayRig.start}. */
 export interface OverlayRigOptions {
@@ -318,6 +303,18 @@ export class OverlayRig implements AsyncDisposable {
     return node;
   }
 
+  /** Writes `<node dir>/kubeconfig` of every node: the API server at `url`, a token. */
+  async writeKubeconfigs(url: string): Promise<void> {
+    for (const n of this.nodes) {
+      await Deno.writeTextFile(
+        `${n.dir}/kubeconfig`,
+        `apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "${url}"}}]\n` +
+          `users: [{name: u, user: {token: t}}]\n` +
+          `contexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n`,
+      );
+    }
+  }
+
   /** Starts node `i`'s daemon (`podplex serve --cluster-network`); resolves once it joined. */
   async startAgent(i: number, waitMs = 15000): Promise<void> {
     const n = this.nodes[i];
@@ -489,32 +486,11 @@ export class OverlayRig implements AsyncDisposable {
   }
 
   /**
-   * The source address a UDP datagram from netns `fromNs` to `toIp` has when it arrives in
-   * netns `toNs` (a python3 receiver there prints its peer; bounded by 5 s).
+   * The source address a UDP datagram from netns `fromNs` to `toIp` (IPv4 or IPv6) has when it
+   * arrives in netns `toNs` (see tests/_net_probe.ts).
    */
-  async sourceSeen(fromNs: string, toNs: string, toIp: string): Promise<string> {
-    const port = String(20000 + Math.floor(Math.random() * 20000));
-    const recv = new Deno.Command("ip", {
-      args: ["netns", "exec", toNs, "python3", "-c", RECEIVER, port],
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const lines = recv.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    try {
-      const first = await lines.read();
-      if (first.value?.trim() !== "ready") throw new Error(`receiver: ${first.value}`);
-      await run("ip", "netns", "exec", fromNs, "python3", "-c", SENDER, toIp, port);
-      let text = "";
-      for (;;) {
-        const r = await lines.read();
-        if (r.done) break;
-        text += r.value;
-      }
-      return text.trim();
-    } finally {
-      await recv.status;
-      await recv.stderr.cancel().catch(() => {});
-    }
+  sourceSeen(fromNs: string, toNs: string, toIp: string): Promise<string> {
+    return sourceSeen(fromNs, toNs, toIp);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

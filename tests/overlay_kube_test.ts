@@ -22,14 +22,7 @@ Deno.test({
     await using api = await startFakeKubeApi({ hostname: rig.hostIp });
     api.nodes.set("node0", ["10.208.77.0/24"]);
     api.nodes.set("node1", []); // the node controller has not given it one yet
-    for (const n of rig.nodes) {
-      await Deno.writeTextFile(
-        `${n.dir}/kubeconfig`,
-        `apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "${api.url}"}}]\n` +
-          `users: [{name: u, user: {token: t}}]\n` +
-          `contexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n`,
-      );
-    }
+    await rig.writeKubeconfigs(api.url);
     await rig.startAgent(0);
     assert.equal((await rig.state(0))?.subnet, "10.208.77.0/24");
     const agent1 = rig.startAgent(1, 30_000);
