@@ -43,6 +43,11 @@ export interface OverlayRigOptions {
    * `fd31:0:<r>::/64`, the host `::1`, node i `::<10+i>`), addresses without DAD.
    */
   underlay6?: string;
+  /**
+   * With `underlay6`: the nodes' eth0 have no IPv4 address, and they reach etcd over IPv6
+   * (an IPv6-only underlay; `ip` of a node is then "").
+   */
+  underlay6Only?: boolean;
   /** etcd's port range (default 23900-23949). */
   etcdPorts?: [number, number];
   /** More fields of every node's cluster conf (a function: of the node's dir). */
@@ -147,7 +152,10 @@ export class OverlayRig implements AsyncDisposable {
       await run("ip", "link", "set", underlay, "up");
       etcd = await startEtcd({
         members: o.members ?? 1,
-        clientHosts: [`${base}.${octet}.1`],
+        clientHosts: [
+          `${base}.${octet}.1`,
+          ...(o.underlay6 ? [`[${o.underlay6}:${octet.toString(16)}::1]`] : []),
+        ],
         portRange: o.etcdPorts ?? [23900, 23949],
       });
       const rig = new OverlayRig(etcd, dir, underlay, octet, o);
@@ -164,7 +172,9 @@ export class OverlayRig implements AsyncDisposable {
   /** The conf of node `i` (its cluster network conf fields). */
   confOf(i: number, name: string, dir: string): Record<string, unknown> {
     const members = this.#o.endpointsOf?.(i) ?? this.etcd.members.map((_, k) => k);
-    const all = this.etcd.endpointsOn(this.hostIp);
+    const all = this.etcd.endpointsOn(
+      this.#o.underlay6Only ? `[${this.net64}:1]` : this.hostIp,
+    );
     return {
       cniVersion: "1.0.0",
       name: "cluster",
@@ -257,7 +267,7 @@ export class OverlayRig implements AsyncDisposable {
       index,
       name,
       ns,
-      ip: `${behind?.seg ?? this.net24}.${10 + index}`,
+      ip: this.#o.underlay6Only ? "" : `${behind?.seg ?? this.net24}.${10 + index}`,
       dir,
       clusterConf: `${dir}/nets/default/cluster.json`,
       podplexConf: `${dir}/podplex.conflist`,
@@ -273,7 +283,7 @@ export class OverlayRig implements AsyncDisposable {
       await run("ip", "link", "set", host, "netns", behind.ns);
       await run("ip", "-n", behind.ns, "link", "set", host, "master", behind.bridge, "up");
     } else await run("ip", "link", "set", host, "master", this.#underlay, "up");
-    await run("ip", "-n", ns, "addr", "add", `${node.ip}/24`, "dev", "eth0");
+    if (node.ip) await run("ip", "-n", ns, "addr", "add", `${node.ip}/24`, "dev", "eth0");
     const net64 = behind ? behind.seg6 : this.net64;
     if (net64) {
       node.ip6 = `${net64}:${10 + index}`;

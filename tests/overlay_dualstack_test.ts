@@ -13,7 +13,7 @@ import { OverlayRig } from "./_overlay_rig.ts";
 import { haveEtcd } from "./etcd_server.ts";
 import { assertExact, BASE, kernelAddrs, pingAll, routesReach, v4, v6 } from "./_dualstack.ts";
 import { tcp } from "./_net_probe.ts";
-import { isRoot, run } from "./testutils.ts";
+import { ipJson, isRoot, run } from "./testutils.ts";
 
 const ignore = !isRoot || !haveEtcd();
 const PREFIX = "/coreos.com/network";
@@ -127,7 +127,8 @@ Deno.test({
 
 Deno.test({
   name: "cluster network in dual stack: a flanneld-format lease written by hand (PublicIPv6, " +
-    "BackendV6Data) is read by a podplex node, which programs its IPv4 and IPv6 entries",
+    "BackendV6Data) is read by a podplex node, which programs its IPv4 and IPv6 entries; " +
+    "a flanneld node without IPv6 gets its IPv4 entries, its IPv6 part refused by name",
   ignore,
   async fn() {
     await using rig = await OverlayRig.start({
@@ -160,7 +161,25 @@ Deno.test({
     assert.ok(ms >= 0, `no IPv6 route for the flanneld lease: ${await rig.log(0)}`);
     assert.deepEqual(rig.overlay(0, undefined, 4), want4);
     assert.deepEqual(rig.overlay(0, undefined, 6), want6);
-    // It goes (flanneld's lease revoked): both families' entries go.
+    // A flanneld node of one family (no IPv6 underlay: PublicIPv6 null, no BackendV6Data)
+    // in this dual-stack network: its IPv4 entries, its IPv6 part refused by name.
+    const mac4b = "6a:1f:00:00:01:04";
+    await rig.client.put(
+      `${PREFIX}/subnets/10.232.201.0-24&fd32:0:1:c9::-64`,
+      `{"PublicIP":"${rig.net24}.98","PublicIPv6":null,"BackendType":"vxlan",` +
+        `"BackendData":{"VNI":1,"VtepMAC":"${mac4b}"}}`,
+      id,
+    );
+    const told = await rig.until(
+      async () =>
+        /refused: node "10\.231\.\d+\.98" publishes no IPv6 PublicIP for fd32:0:1:c9::\/64/
+          .test(await rig.log(0)),
+      5000,
+    );
+    assert.ok(told >= 0, `node0 names the refused part: ${await rig.log(0)}`);
+    assert.ok(rig.overlay(0, undefined, 4).fdb.includes(`${mac4b} dst ${rig.net24}.98`));
+    assert.deepEqual(rig.overlay(0, undefined, 6), want6, "no IPv6 entries for it");
+    // They go (flanneld's etcd lease revoked): both families' entries go.
     await rig.client.leaseRevoke(id);
     await routesReach(rig, [0], [4, 6], 0);
     assert.deepEqual(rig.overlay(0, undefined, 6).fdb, []);
@@ -214,5 +233,41 @@ Deno.test({
       assert.deepEqual(rig.overlay(0, undefined, f), { routes: [], neighbours: [], fdb: [] });
     }
     assert.equal((await rig.leases()).length, 1);
+  },
+});
+
+Deno.test({
+  name: "cluster network IPv6 only on an IPv6-only underlay: nodes without an IPv4 address " +
+    "reach etcd over IPv6, lease PublicIP 0.0.0.0 + PublicIPv6, and their pods ping6 across",
+  ignore,
+  async fn() {
+    await using rig = await OverlayRig.start({
+      ...BASE,
+      nodes: 2,
+      underlay6Only: true,
+      network: null,
+      ipv6Network: "fd32:0:6::/56",
+      conf: { leaseTtlSec: 30, resyncSec: 60 },
+    });
+    const conf = JSON.parse(await Deno.readTextFile(rig.nodes[0].clusterConf));
+    assert.match(conf.etcdEndpoints[0], /^http:\/\/\[fd31:0:[0-9a-f]+::1\]:\d+$/);
+    for (let i = 0; i < 2; i++) await rig.startAgent(i);
+    const pods = [await rig.addPod(0), await rig.addPod(1)];
+    for (const [i, n] of rig.nodes.entries()) {
+      const l = (await rig.leases()).find((x) => x.node === n.name)!;
+      assert.equal(l.publicIp, "0.0.0.0", l.key);
+      assert.equal(l.publicIpv6, n.ip6);
+      assert.equal(
+        await ipJson(n.ns, "-4", "addr", "show", "dev", "eth0").then((a) =>
+          (a[0]?.addr_info as unknown[] ?? []).length
+        ),
+        0,
+        `node${i}'s eth0 has no IPv4 address`,
+      );
+    }
+    await routesReach(rig, [0, 1], [6], 1);
+    await assertExact(rig, [0, 1], [6], "IPv6-only underlay");
+    await pingAll(rig, pods, [6]);
+    assert.equal(await tcp(pods[1], pods[0], pods[0].ip), `hello ${pods[1].ip}`);
   },
 });
