@@ -10,6 +10,7 @@
  */
 import assert from "node:assert/strict";
 import { OverlayRig } from "./_overlay_rig.ts";
+import { startFakeKubeApi } from "./k8s_fake_server.ts";
 import { haveEtcd } from "./etcd_server.ts";
 import { assertExact, BASE, kernelAddrs, pingAll, routesReach, v4, v6 } from "./_dualstack.ts";
 import { tcp } from "./_net_probe.ts";
@@ -269,5 +270,31 @@ Deno.test({
     await assertExact(rig, [0, 1], [6], "IPv6-only underlay");
     await pingAll(rig, pods, [6]);
     assert.equal(await tcp(pods[1], pods[0], pods[0].ip), `hello ${pods[1].ip}`);
+  },
+});
+
+Deno.test({
+  name: "cluster network in dual stack: the pod's network-status on the API server has both " +
+    "of eth0's addresses",
+  ignore,
+  async fn() {
+    await using rig = await OverlayRig.start({ ...BASE, nodes: 1 });
+    await using api = await startFakeKubeApi({ hostname: rig.hostIp });
+    await rig.writeKubeconfigs(api.url);
+    const n = rig.nodes[0];
+    const list = JSON.parse(await Deno.readTextFile(n.podplexConf));
+    list.plugins[0].kubeconfig = `${n.dir}/kubeconfig`;
+    await Deno.writeTextFile(n.podplexConf, JSON.stringify(list));
+    const pod = { id: "ppgstatus0", ns: await rig.addPodNetns() };
+    api.addPod("default", pod.id);
+    const r = await rig.cni("ADD", pod, 0);
+    assert.equal(r.code, 0, r.text + r.stderr);
+    const ips = (r.json!.ips as Array<{ address: string }>).map((a) => a.address.split("/")[0]);
+    assert.equal(ips.length, 2, `${ips}`);
+    const status = JSON.parse(
+      api.pods.get(`default/${pod.id}`)!.annotations["k8s.v1.cni.cncf.io/network-status"],
+    );
+    assert.equal(status[0].interface, "eth0", JSON.stringify(status));
+    assert.deepEqual([...status[0].ips].sort(), [...ips].sort());
   },
 });
