@@ -275,7 +275,7 @@ Deno.test({
 
 Deno.test({
   name: "cluster network in dual stack: the pod's network-status on the API server has both " +
-    "of eth0's addresses",
+    "of eth0's addresses; CHECK passes and DEL releases both",
   ignore,
   async fn() {
     await using rig = await OverlayRig.start({ ...BASE, nodes: 1 });
@@ -296,5 +296,24 @@ Deno.test({
     );
     assert.equal(status[0].interface, "eth0", JSON.stringify(status));
     assert.deepEqual([...status[0].ips].sort(), [...ips].sort());
+    // CHECK and DEL in dual stack: both addresses checked, then released (host-local's files).
+    const check = await rig.cni("CHECK", pod, 0);
+    assert.equal(check.code, 0, check.text + check.stderr);
+    const leased = async () => {
+      const out: string[] = [];
+      for await (const d of Deno.readDir(`${n.dir}/leases`)) {
+        for await (const f of Deno.readDir(`${n.dir}/leases/${d.name}`)) {
+          if (/^[0-9a-f.:]+$/.test(f.name) && f.name.includes(".") !== f.name.includes(":")) {
+            out.push(f.name);
+          }
+        }
+      }
+      return out.sort();
+    };
+    assert.deepEqual(await leased(), [...ips].sort());
+    const del = await rig.cni("DEL", pod, 0);
+    assert.equal(del.code, 0, del.text + del.stderr);
+    assert.deepEqual(await leased(), []);
+    assert.equal(await rig.linkCount(pod.ns), 1, "only lo left in the pod");
   },
 });
