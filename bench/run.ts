@@ -14,12 +14,14 @@
  * VERSION through a daemon against the exec floor), the network policy controller
  * (bench/policy_daemon_bench.ts: a policy change to enforced in 100 pods, memory with 1,000
  * pods and 200 policies known),
+ * the cluster network's throughput (tests/_overlay_throughput.ts: iperf3 between pods on two
+ * nodes over VXLAN, host-gw and IPv6 VXLAN, as fractions of the underlay in the same run),
  * and, when containerd is installed, the CRI benchmark (bench/cri_bench.ts: a pod sandbox
  * started and stopped through containerd with the reference plugins, podplex per call, thick).
  *
  * usage: deno run -A bench/run.ts [--quick] [--rounds N] [--pods N] [--sizes 1,3,5]
  *        [--breakdown N] [--no-breakdown] [--no-ipam] [--no-hotplug] [--no-entry]
- *        [--no-policy] [--no-cri]
+ *        [--no-policy] [--no-overlay] [--no-cri]
  *
  * @module
  */
@@ -50,6 +52,7 @@ function options() {
       "no-cri": { type: "boolean", default: false },
       "no-entry": { type: "boolean", default: false },
       "no-policy": { type: "boolean", default: false },
+      "no-overlay": { type: "boolean", default: false },
       out: { type: "string", default: new URL("./results/", import.meta.url).pathname },
     },
   });
@@ -66,6 +69,7 @@ function options() {
     cri: !values["no-cri"],
     entry: !values["no-entry"],
     policy: !values["no-policy"],
+    overlay: !values["no-overlay"],
   };
 }
 
@@ -183,6 +187,15 @@ async function main(): Promise<number> {
       const { policyDaemonBench, policyDaemonReport } = await import("./policy_daemon_bench.ts");
       const r = await policyDaemonBench({ rounds: opts.quick ? 5 : 20, outDir: out });
       console.log(policyDaemonReport(r));
+    }
+    if (opts.overlay && await Deno.stat("/usr/bin/etcd").then(() => true, () => false)) {
+      progress("cluster network throughput (iperf3: VXLAN, host-gw, IPv6 VXLAN vs the underlay)");
+      const { overlayThroughput, formatThroughput } = await import(
+        "../tests/_overlay_throughput.ts"
+      );
+      const t = await overlayThroughput(opts.quick ? 1 : 5, opts.quick ? 1 : 3);
+      console.log(`\n${formatThroughput(t)}`);
+      await Deno.writeTextFile(`${out}/overlay-latest.json`, JSON.stringify(t, null, 2) + "\n");
     }
     if (opts.cri && await Deno.stat("/usr/bin/containerd").then(() => true, () => false)) {
       progress("CRI (containerd: RunPodSandbox, StopPodSandbox + RemovePodSandbox)");
