@@ -183,9 +183,8 @@ export function noise(r: BenchResults): { spread: number; cell: string } {
 const fmt = (v: number, unit: Goal["unit"]) =>
   `${Number.isFinite(v) ? v.toFixed(unit === "x" ? 2 : 1) : "-"}${unit === "x" ? "x" : ` ${unit}`}`;
 
-/** The printed section. */
-export function formatGoals(i: GoalInputs): string {
-  const list = goals(i);
+/** The table of `list`: figure, measured, target, met, operands. */
+export function formatGoalTable(list: Goal[]): string {
   const rows = list.map((g) => [
     g.figure,
     fmt(g.value, g.unit),
@@ -196,15 +195,19 @@ export function formatGoals(i: GoalInputs): string {
   const head = ["figure", "measured", "target", "met", "from"];
   const widths = head.map((h, k) => Math.max(h.length, ...rows.map((r) => r[k].length)));
   const line = (r: string[]) => r.map((c, k) => c.padEnd(widths[k])).join("  ").trimEnd();
+  return [line(head), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
+}
+
+/** The printed section. */
+export function formatGoals(i: GoalInputs): string {
+  const list = goals(i);
   const n = noise(i.main);
   const la = (x: number[]) => x.map((v) => v.toFixed(2)).join(" ");
   const met = list.filter((g) => g.value <= g.target).length;
   return [
     `Issue 25 targets: ${met} of ${list.length} met (medians; machine: ${i.main.machine.cpus} ` +
     `CPUs, load average ${la(i.load.before)} before, ${la(i.load.after)} after)`,
-    line(head),
-    line(widths.map((w) => "-".repeat(w))),
-    ...rows.map(line),
+    formatGoalTable(list),
     n.spread > 1.5
       ? `WARNING: too noisy to judge figures near their targets: p90/p50 ${f2(n.spread)} ` +
         `(${n.cell}); rerun on an idle machine`

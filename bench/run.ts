@@ -14,6 +14,9 @@
  * VERSION through a daemon against the exec floor), the network policy controller
  * (bench/policy_daemon_bench.ts: a policy change to enforced in 100 pods, memory with 1,000
  * pods and 200 policies known),
+ * the scale bench (bench/scale_bench.ts: 1,000 pods of 3 attachments on one node, a probe
+ * pod's ADD+DEL per call and thick against the empty node, GC, status, the daemon's memory
+ * across 10,000 ADD/DEL cycles; --quick: 100 pods, 500 cycles),
  * the cluster network's throughput (tests/_overlay_throughput.ts: iperf3 between pods on two
  * nodes over VXLAN, host-gw and IPv6 VXLAN, as fractions of the underlay in the same run),
  * and, when containerd is installed, the CRI benchmark (bench/cri_bench.ts: a pod sandbox
@@ -21,7 +24,7 @@
  *
  * usage: deno run -A bench/run.ts [--quick] [--rounds N] [--pods N] [--sizes 1,3,5]
  *        [--breakdown N] [--no-breakdown] [--no-ipam] [--no-hotplug] [--no-entry]
- *        [--no-policy] [--no-overlay] [--no-cri]
+ *        [--no-policy] [--no-scale] [--no-overlay] [--no-cri]
  *
  * @module
  */
@@ -53,6 +56,7 @@ function options() {
       "no-entry": { type: "boolean", default: false },
       "no-policy": { type: "boolean", default: false },
       "no-overlay": { type: "boolean", default: false },
+      "no-scale": { type: "boolean", default: false },
       out: { type: "string", default: new URL("./results/", import.meta.url).pathname },
     },
   });
@@ -70,6 +74,7 @@ function options() {
     entry: !values["no-entry"],
     policy: !values["no-policy"],
     overlay: !values["no-overlay"],
+    scale: !values["no-scale"],
   };
 }
 
@@ -187,6 +192,18 @@ async function main(): Promise<number> {
       const { policyDaemonBench, policyDaemonReport } = await import("./policy_daemon_bench.ts");
       const r = await policyDaemonBench({ rounds: opts.quick ? 5 : 20, outDir: out });
       console.log(policyDaemonReport(r));
+    }
+    if (opts.scale) {
+      progress("scale (one node, many pods: probe ADD+DEL, GC, status, daemon memory)");
+      const { scaleBench, scaleReport } = await import("./scale_bench.ts");
+      const r = await scaleBench({
+        pods: opts.quick ? 100 : 1000,
+        cycles: opts.quick ? 500 : 10000,
+        probeRounds: opts.quick ? 4 : 10,
+        outDir: out,
+      });
+      inputs.scale = r.goals;
+      console.log(`\n${scaleReport(r)}`);
     }
     if (opts.overlay && await Deno.stat("/usr/bin/etcd").then(() => true, () => false)) {
       progress("cluster network throughput (iperf3: VXLAN, host-gw, IPv6 VXLAN vs the underlay)");

@@ -1,0 +1,469 @@
+/**
+ * The scale benchmark (issue 25): one node with `--pods` pods attached (1,000 in a full run,
+ * 3 bridge + host-local attachments each), and what that costs a probe pod's ADD+DEL per
+ * call and in thick mode (against the same probe on the empty node, before the pods came and
+ * after they went), GC with every attachment valid, `podplex status`, and the daemon's
+ * anonymous memory with those pods and across `--cycles` further ADD/DEL cycles (a leak
+ * check, as MiB per 1,000 cycles).
+ *
+ * Both modes run the installed entry exactly as a runtime execs it: per call with no daemon
+ * to reach (PODPLEX_SOCKET names none), thick through a `podplex serve` on a socket of this
+ * run's own. They share one stateDir and one dataDir, as on a node whose daemon comes and
+ * goes. The per-call probe is also traced (PODPLEX_TRACE marks) on the empty and the full
+ * node, so what grows with the pod count is named by phase.
+ *
+ * usage: deno run -A bench/scale_bench.ts [--quick] [--pods N] [--cycles N] [--probe N]
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { snapshotBuild } from "./_build.ts";
+import { BASE_ENV, REFERENCE_DIR } from "./_contenders.ts";
+import { rssKb } from "./_daemons.ts";
+import { formatGoalTable, type Goal } from "./_goals.ts";
+import { buildRunner, type ExecSpec, runPods } from "./_runner.ts";
+import { summarize, type Summary } from "./_stats.ts";
+import { parseTrace, summarizeTraces, type TraceBreakdown, traced } from "./_trace.ts";
+
+const progress = (s: string) => console.error(`scale: ${s}`);
+const ATTACHMENTS = 3;
+type Mode = "per call" | "thick";
+const MODES: Mode[] = ["per call", "thick"];
+
+/** What one scale run measured. */
+export interface ScaleResults {
+  date: string;
+  pods: number;
+  cycles: number;
+  /** ADD+DEL of the probe pod (ms) by mode: empty node, full node, empty again. */
+  probe: Record<Mode, { empty: Summary; full: Summary; emptyAfter: Summary }>;
+  /** The per-call probe's phases (PODPLEX_TRACE) on the empty and the full node. */
+  trace: {
+    add: Record<"empty" | "full", TraceBreakdown>;
+    del: Record<"empty" | "full", TraceBreakdown>;
+  };
+  /** GC with every pod valid (ms) by mode. */
+  gcMs: Record<Mode, Summary>;
+  statusMs: Summary;
+  /** The daemon's anonymous memory (MiB): after the fill, then after each step of cycles. */
+  anonMiB: { full: number; samples: [number, number][]; perThousandCycles: number };
+  fillSeconds: number;
+  goals: Goal[];
+}
+
+interface World {
+  rid: string;
+  dir: string;
+  entry: string;
+  bin: string;
+  socket: string;
+  conf: string;
+  daemon?: Deno.ChildProcess;
+}
+
+const netns = (w: World, j: number | "probe") => `pp${w.rid}${j === "probe" ? "pr" : `p${j}`}`;
+const leaseDir = (w: World, i: number) => `${w.dir}/leases/net${i}`;
+
+async function run(cmd: string, args: string[], env?: Record<string, string>): Promise<string> {
+  const out = await new Deno.Command(cmd, { args, env, stdout: "piped", stderr: "piped" })
+    .output();
+  const dec = new TextDecoder();
+  if (!out.success) throw new Error(`"${cmd} ${args.join(" ")}" failed: ${dec.decode(out.stderr)}`);
+  return dec.decode(out.stdout);
+}
+
+async function ipBatch(w: World, lines: string[]): Promise<void> {
+  const file = `${w.dir}/ip.batch`;
+  await Deno.writeTextFile(file, lines.join("\n") + "\n");
+  await run("ip", ["-force", "-batch", file]);
+}
+
+async function writeJson(path: string, value: unknown): Promise<void> {
+  await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true });
+  await Deno.writeTextFile(path, JSON.stringify(value));
+}
+
+/** The networks (/20s: room for every pod), the podplex conf, the entry installed, the daemon. */
+async function newWorld(): Promise<World> {
+  const rid = Array.from(crypto.getRandomValues(new Uint8Array(2)), (b) => b.toString(16))
+    .map((h) => h.padStart(2, "0")).join("");
+  const dir = await Deno.makeTempDir({ prefix: `pp${rid}scale` });
+  return { rid, dir, entry: "", bin: "", socket: `${dir}/run/podplex.sock`, conf: "" };
+}
+
+async function setUp(w: World, pods: number): Promise<void> {
+  const { dir, rid } = w;
+  const build = await snapshotBuild(`${dir}/podplex-root`);
+  w.bin = build.bin;
+  for (const d of ["bin", "net.d"]) await Deno.mkdir(`${dir}/${d}`, { recursive: true });
+  await run(w.bin, [
+    "install",
+    "--bin-dir",
+    `${dir}/bin`,
+    "--conf-dir",
+    `${dir}/net.d`,
+    "--cluster-network",
+    "default/net0",
+  ], { PATH: BASE_ENV.PATH, PODPLEX_SOCKET: "/nonexistent" });
+  w.entry = `${dir}/bin/podplex`;
+  for (let i = 0; i < ATTACHMENTS; i++) {
+    await writeJson(`${dir}/networks.d/default/net${i}.json`, {
+      cniVersion: "1.0.0",
+      name: `net${i}`,
+      type: "bridge",
+      bridge: `pp${rid}b${i}`,
+      ipam: {
+        type: "host-local",
+        subnet: `10.238.${16 * i}.0/20`,
+        routes: [{ dst: `172.30.${i}.0/24` }],
+        dataDir: `${dir}/leases`,
+      },
+    });
+  }
+  w.conf = `${dir}/podplex.json`;
+  await writeJson(w.conf, {
+    cniVersion: "1.0.0",
+    name: "podplex",
+    type: "podplex",
+    clusterNetwork: "default/net0",
+    defaultNetworks: Array.from({ length: ATTACHMENTS - 1 }, (_, i) => `default/net${i + 1}`),
+    networksDir: `${dir}/networks.d`,
+    stateDir: `${dir}/state`,
+  });
+  const names = [...Array.from({ length: pods }, (_, j) => netns(w, j)), netns(w, "probe")];
+  await ipBatch(w, names.map((n) => `netns add ${n}`));
+  w.daemon = new Deno.Command(w.bin, {
+    args: ["serve", "--socket", w.socket],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  for (let i = 0; i < 200; i++) {
+    if (await Deno.lstat(w.socket).then((s) => s.isSocket, () => false)) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`podplex serve did not listen on "${w.socket}"`);
+}
+
+async function tearDown(w: World): Promise<void> {
+  if (w.daemon) {
+    w.daemon.kill("SIGTERM");
+    await w.daemon.status;
+  }
+  const prefix = `pp${w.rid}`;
+  const ns = (await run("ip", ["netns", "list"])).split("\n").map((l) => l.split(" ")[0]);
+  const links = JSON.parse(await run("ip", ["-j", "link", "show"]) || "[]") as {
+    ifname: string;
+  }[];
+  await ipBatch(w, [
+    ...ns.filter((n) => n.startsWith(prefix)).map((n) => `netns del ${n}`),
+    ...links.filter((l) => l.ifname.startsWith(prefix)).map((l) => `link del ${l.ifname}`),
+  ]).catch((e) => progress(`cleanup: ${e.message}`));
+  await Deno.remove(w.dir, { recursive: true }).catch(() => {});
+}
+
+function cni(w: World, j: number | "probe", cmd: "ADD" | "DEL", mode: Mode): ExecSpec {
+  return {
+    path: w.entry,
+    env: {
+      ...BASE_ENV,
+      CNI_COMMAND: cmd,
+      CNI_CONTAINERID: `pp${w.rid}pod${j}`,
+      CNI_NETNS: `/run/netns/${netns(w, j)}`,
+      CNI_IFNAME: "eth0",
+      CNI_PATH: REFERENCE_DIR,
+      CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod${j}`,
+      PODPLEX_SOCKET: mode === "thick" ? w.socket : "/nonexistent/podplex.sock",
+    },
+    stdin: w.conf,
+  };
+}
+
+/** ADD+DEL of the probe pod, `rounds` times per mode, the modes interleaved. */
+async function probe(w: World, rounds: number): Promise<Record<Mode, number[]>> {
+  const out: Record<Mode, number[]> = { "per call": [], thick: [] };
+  for (let r = 0; r < rounds; r++) {
+    for (const mode of r % 2 ? [...MODES].reverse() : MODES) {
+      const t = await runPods(w.dir, [{
+        label: `probe ${mode}`,
+        execs: [cni(w, "probe", "ADD", mode), cni(w, "probe", "DEL", mode)],
+      }]);
+      out[mode].push(t.pods[0].wallMs);
+    }
+  }
+  return out;
+}
+
+/** The per-call probe traced: its ADD's and DEL's phases. */
+async function traceProbe(w: World, rounds: number) {
+  const add = [];
+  const del = [];
+  for (let r = 0; r < rounds; r++) {
+    const err = [`${w.dir}/trace-add.txt`, `${w.dir}/trace-del.txt`];
+    const t = await runPods(w.dir, [{
+      label: "probe traced",
+      execs: [
+        traced(cni(w, "probe", "ADD", "per call"), err[0]),
+        traced(cni(w, "probe", "DEL", "per call"), err[1]),
+      ],
+    }]);
+    add.push(parseTrace(await Deno.readTextFile(err[0]), t.pods[0].execs[0]));
+    del.push(parseTrace(await Deno.readTextFile(err[1]), t.pods[0].execs[1]));
+  }
+  return { add: summarizeTraces(add), del: summarizeTraces(del) };
+}
+
+/** ADD (or DEL) of every pod through the daemon, `width` at a time. */
+async function fill(w: World, pods: number, cmd: "ADD" | "DEL", width = 4): Promise<void> {
+  for (let j = 0; j < pods; j += width) {
+    const batch = Array.from({ length: Math.min(width, pods - j) }, (_, k) => j + k);
+    await runPods(
+      w.dir,
+      batch.map((p) => ({ label: `pod${p}`, execs: [cni(w, p, cmd, "thick")] })),
+      true,
+    );
+    if ((j + width) % 200 < width) progress(`${cmd} ${Math.min(j + width, pods)}/${pods}`);
+  }
+}
+
+function countFiles(dir: string, pattern: RegExp): number {
+  let n = 0;
+  try {
+    for (const e of Deno.readDirSync(dir)) if (e.isFile && pattern.test(e.name)) n++;
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  return n;
+}
+
+/** Throws unless every network holds `pods` leases and the state dir `pods` pods. */
+function expectPods(w: World, pods: number, when: string): void {
+  for (let i = 0; i < ATTACHMENTS; i++) {
+    const n = countFiles(leaseDir(w, i), /^10\.238\./);
+    if (n !== pods) throw new Error(`${when}: net${i} holds ${n} leases, expected ${pods}`);
+  }
+  const states = countFiles(`${w.dir}/state`, /\.json$/);
+  if (states !== pods) throw new Error(`${when}: ${states} state files, expected ${pods}`);
+}
+
+/** GC with every pod valid, `rounds` times per mode; nothing may be released. */
+async function gc(w: World, pods: number, rounds: number): Promise<Record<Mode, number[]>> {
+  const conf = JSON.parse(await Deno.readTextFile(w.conf));
+  const file = `${w.dir}/gc.json`;
+  await writeJson(file, {
+    ...conf,
+    cniVersion: "1.1.0",
+    "cni.dev/valid-attachments": Array.from(
+      { length: pods },
+      (_, j) => ({ containerID: `pp${w.rid}pod${j}`, ifname: "eth0" }),
+    ),
+  });
+  const out: Record<Mode, number[]> = { "per call": [], thick: [] };
+  for (let r = 0; r < rounds; r++) {
+    for (const mode of MODES) {
+      const env = {
+        ...BASE_ENV,
+        CNI_COMMAND: "GC",
+        CNI_PATH: REFERENCE_DIR,
+        PODPLEX_SOCKET: mode === "thick" ? w.socket : "/nonexistent/podplex.sock",
+      };
+      const t = await runPods(w.dir, [{
+        label: `gc ${mode}`,
+        execs: [{ path: w.entry, env, stdin: file }],
+      }]);
+      out[mode].push(t.pods[0].wallMs);
+    }
+  }
+  expectPods(w, pods, "after GC with every pod valid");
+  return out;
+}
+
+/** `podplex status --json` of the full node (its pod count checked). */
+async function status(w: World, pods: number, rounds: number): Promise<number[]> {
+  const report = JSON.parse(await run(w.bin, ["status", "--config", w.conf, "--json"]));
+  if (report.pods !== pods) throw new Error(`podplex status says ${report.pods} pods, not ${pods}`);
+  const out = [];
+  for (let r = 0; r < rounds; r++) {
+    const t = await runPods(w.dir, [{
+      label: "status",
+      execs: [{ path: w.bin, args: ["status", "--config", w.conf], env: BASE_ENV }],
+    }]);
+    out.push(t.pods[0].wallMs);
+  }
+  return out;
+}
+
+/** `cycles` ADD/DEL cycles of the probe through the daemon; its anonymous memory per step. */
+async function cycles(w: World, total: number, step: number): Promise<[number, number][]> {
+  const pid = w.daemon!.pid;
+  const samples: [number, number][] = [[0, rssKb(pid).anon / 1024]];
+  for (let done = 0; done < total; done += step) {
+    const execs = Array.from({ length: step }, () => [
+      cni(w, "probe", "ADD", "thick"),
+      cni(w, "probe", "DEL", "thick"),
+    ]).flat();
+    await runPods(w.dir, [{ label: "cycles", execs }]);
+    samples.push([done + step, rssKb(pid).anon / 1024]);
+    progress(`${done + step}/${total} cycles: daemon anon ${samples.at(-1)![1].toFixed(1)} MiB`);
+  }
+  return samples;
+}
+
+/** Least-squares slope of MiB over cycles, per 1,000 cycles (the first step is a warm-up). */
+export function slopePerThousand(samples: [number, number][]): number {
+  const xs = samples.slice(1);
+  if (xs.length < 2) return NaN;
+  const mx = xs.reduce((a, [x]) => a + x, 0) / xs.length;
+  const my = xs.reduce((a, [, y]) => a + y, 0) / xs.length;
+  const num = xs.reduce((a, [x, y]) => a + (x - mx) * (y - my), 0);
+  const den = xs.reduce((a, [x]) => a + (x - mx) ** 2, 0);
+  return (num / den) * 1000;
+}
+
+function scaleGoals(r: Omit<ScaleResults, "goals">): Goal[] {
+  const f2 = (x: number) => x.toFixed(2);
+  const out: Goal[] = MODES.map((m) => ({
+    figure: `${m}: ADD+DEL with ${r.pods} pods / on the empty node`,
+    value: r.probe[m].full.p50 / r.probe[m].empty.p50,
+    target: 1.1,
+    unit: "x" as const,
+    detail: `${f2(r.probe[m].full.p50)} / ${f2(r.probe[m].empty.p50)} ms`,
+  }));
+  out.push(
+    ...MODES.map((m) => ({
+      figure: `${m}: GC with ${r.pods * ATTACHMENTS} valid attachments`,
+      value: r.gcMs[m].p50 / 1000,
+      target: 1,
+      unit: "s" as const,
+    })),
+    {
+      figure: `podplex status with ${r.pods} pods`,
+      value: r.statusMs.p50 / 1000,
+      target: 0.5,
+      unit: "s",
+    },
+    {
+      figure: `daemon anonymous memory with ${r.pods} pods`,
+      value: r.anonMiB.full,
+      target: 60,
+      unit: "MiB",
+    },
+    {
+      figure: `daemon anonymous memory growth over ${r.cycles} ADD/DEL cycles`,
+      value: r.anonMiB.perThousandCycles,
+      target: 0.2,
+      unit: "MiB/1k",
+      detail: r.anonMiB.samples.map(([, y]) => y.toFixed(1)).join(" "),
+    },
+  );
+  return out;
+}
+
+/** The phases of the per-call probe that grew most from the empty to the full node. */
+function growth(t: ScaleResults["trace"]): string[] {
+  const rows: [string, number, number][] = [];
+  for (const verb of ["add", "del"] as const) {
+    for (const [k, s] of Object.entries(t[verb].full.phases)) {
+      const e = t[verb].empty.phases[k]?.p50 ?? 0;
+      rows.push([`${verb.toUpperCase()} ${k}`, e, s.p50]);
+    }
+  }
+  return rows.sort((a, b) => (b[2] - b[1]) - (a[2] - a[1])).slice(0, 6)
+    .map(([k, e, f]) => `  ${k}: ${e.toFixed(1)} -> ${f.toFixed(1)} ms`);
+}
+
+/** The printed report. */
+export function scaleReport(r: ScaleResults): string {
+  const p = (s: Summary) => `${s.p50.toFixed(1)} ms (p90 ${s.p90.toFixed(1)})`;
+  return [
+    `Scale: ${r.pods} pods x ${ATTACHMENTS} attachments (bridge + host-local), filled in ` +
+    `${r.fillSeconds} s through the daemon`,
+    ...MODES.map((m) =>
+      `  probe ADD+DEL, ${m}: empty ${p(r.probe[m].empty)}, full ${p(r.probe[m].full)}, ` +
+      `empty again ${p(r.probe[m].emptyAfter)}`
+    ),
+    `Per-call phases that grew most (p50, empty -> full):`,
+    ...growth(r.trace),
+    formatGoalTable(r.goals),
+  ].join("\n");
+}
+
+/** Runs the scale bench; writes `scale-latest.json` into `outDir`. */
+export async function scaleBench(
+  opts: { pods: number; cycles: number; probeRounds: number; outDir: string },
+): Promise<ScaleResults> {
+  await buildRunner();
+  const w = await newWorld();
+  try {
+    await setUp(w, opts.pods);
+    progress(`probe on the empty node (${opts.probeRounds} rounds per mode)`);
+    const empty = await probe(w, opts.probeRounds);
+    const traceEmpty = await traceProbe(w, Math.max(3, opts.probeRounds >> 1));
+    const t0 = performance.now();
+    await fill(w, opts.pods, "ADD");
+    const fillSeconds = Math.round((performance.now() - t0) / 1000);
+    expectPods(w, opts.pods, "after the fill");
+    progress(`probe with ${opts.pods} pods`);
+    const full = await probe(w, opts.probeRounds);
+    const traceFull = await traceProbe(w, Math.max(3, opts.probeRounds >> 1));
+    progress("GC and status");
+    const gcMs = await gc(w, opts.pods, 3);
+    const statusMs = await status(w, opts.pods, 3);
+    const fullAnon = rssKb(w.daemon!.pid).anon / 1024;
+    const step = Math.max(1, Math.min(1000, Math.round(opts.cycles / 5)));
+    const samples = await cycles(w, opts.cycles, step);
+    expectPods(w, opts.pods, "after the cycles");
+    await fill(w, opts.pods, "DEL");
+    expectPods(w, 0, "after every pod's DEL");
+    progress("probe on the empty node again");
+    const after = await probe(w, opts.probeRounds);
+    const partial = {
+      date: new Date().toISOString(),
+      pods: opts.pods,
+      cycles: opts.cycles,
+      probe: Object.fromEntries(MODES.map((m) => [m, {
+        empty: summarize(empty[m]),
+        full: summarize(full[m]),
+        emptyAfter: summarize(after[m]),
+      }])) as ScaleResults["probe"],
+      trace: {
+        add: { empty: traceEmpty.add, full: traceFull.add },
+        del: { empty: traceEmpty.del, full: traceFull.del },
+      },
+      gcMs: { "per call": summarize(gcMs["per call"]), thick: summarize(gcMs.thick) },
+      statusMs: summarize(statusMs),
+      anonMiB: { full: fullAnon, samples, perThousandCycles: slopePerThousand(samples) },
+      fillSeconds,
+    };
+    const results = { ...partial, goals: scaleGoals(partial) };
+    await Deno.mkdir(opts.outDir, { recursive: true });
+    await Deno.writeTextFile(
+      `${opts.outDir}/scale-latest.json`,
+      JSON.stringify(results, null, 2) + "\n",
+    );
+    return results;
+  } finally {
+    await tearDown(w);
+  }
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      quick: { type: "boolean", default: false },
+      pods: { type: "string" },
+      cycles: { type: "string" },
+      probe: { type: "string" },
+      out: { type: "string" },
+    },
+  });
+  const q = values.quick;
+  const here = new URL("./results/", import.meta.url).pathname;
+  const r = await scaleBench({
+    pods: Number(values.pods ?? (q ? 100 : 1000)),
+    cycles: Number(values.cycles ?? (q ? 500 : 10000)),
+    probeRounds: Number(values.probe ?? (q ? 4 : 10)),
+    outDir: values.out ?? (q ? `${here}quick` : here),
+  });
+  console.log(scaleReport(r));
+}
