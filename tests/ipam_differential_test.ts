@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { LEASE_INDEX } from "../delegates/ipam/host_local/lease_index.ts";
 import assert from "node:assert/strict";
 import { builtinPlugin } from "../delegates/runner/builtin.ts";
 import { hostLocal } from "../delegates/ipam/host_local/host_local.ts";
@@ -84,6 +85,7 @@ async function tree(dir: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   if (!await Deno.stat(dir).then(() => true, () => false)) return out;
   for await (const e of Deno.readDir(dir)) {
+    if (e.name === LEASE_INDEX) continue; // podplex's own index of the leases compared here
     out[e.name] = e.isFile ? await Deno.readTextFile(`${dir}/${e.name}`) : "<dir>";
   }
   return Object.fromEntries(Object.entries(out).sort(([a], [b]) => a.localeCompare(b)));

@@ -14,6 +14,10 @@
  * the reference ignores it) is only written under the lock, so one left by a killed process
  * is removed by the next holder of the lock, and by GC.
  *
+ * Lookups by attachment (ADD's duplicate check, DEL's release) go through an index of the
+ * directory's leases (lease_index.ts) instead of reading every lease file; what they find is
+ * read again from its file before it counts. GC and `list()` always read every file.
+ *
  * Modes: the network directory is 0700 and the lock file 0600 whatever the umask (also when
  * an older version made them wider): a lock file anyone can open is a lock anyone can hold.
  *
@@ -28,6 +32,7 @@
 import { formatIp, type IP, tryParseIp } from "../../../conf/ip.ts";
 import { type Lease, leaseMatches, Mutex, type Store } from "./store.ts";
 import { writeAllSync as writeAll } from "../../../conf/io.ts";
+import { LeaseIndex } from "./lease_index.ts";
 
 /** The reference's default `dataDir`. */
 export const DEFAULT_DATA_DIR = "/var/lib/cni/networks";
@@ -67,6 +72,7 @@ export class DiskStore implements Store {
   readonly dir: string;
   readonly #lockFile: Deno.FsFile;
   readonly #mutex: Mutex;
+  readonly #index: LeaseIndex;
   #held = false;
   #closed = false;
 
@@ -74,6 +80,7 @@ export class DiskStore implements Store {
     this.dir = dir;
     this.#lockFile = lockFile;
     this.#mutex = dirMutex(dir);
+    this.#index = new LeaseIndex(dir);
   }
 
   /**
@@ -110,6 +117,7 @@ export class DiskStore implements Store {
     try {
       this.#lockFile.lockSync(true);
       this.#held = true;
+      this.#index.reset();
     } catch (err) {
       this.#mutex.release();
       throw err;
@@ -121,6 +129,7 @@ export class DiskStore implements Store {
 
   unlock(): Promise<void> {
     try {
+      if (this.#held) this.#index.commit();
       this.#lockFile.unlockSync();
     } finally {
       this.#releaseMutex();
@@ -130,6 +139,7 @@ export class DiskStore implements Store {
 
   /** STATUS: writes and removes a probe file (its empty content matches no lease). */
   async probeWrite(): Promise<void> {
+    if (this.#held) this.#index.willChange();
     await Deno.remove(await Deno.makeTempFile({ dir: this.dir, prefix: ".status-" }));
   }
 
@@ -161,7 +171,9 @@ export class DiskStore implements Store {
     const name = formatIp(ip);
     const path = `${this.dir}/${name}`;
     const content = `${containerId.trim()}${LINE_BREAK}${ifname}`;
+    if (this.#held) this.#index.willChange();
     if (!linkNewFile(`${this.dir}/${LEASE_TEMP}`, path, content)) return false;
+    this.#index.added(name, parseLeaseFile(ip, content));
     writeInPlace(`${this.dir}/${LAST_IP_PREFIX}${rangeId}`, name);
     return true;
   }
@@ -183,6 +195,7 @@ export class DiskStore implements Store {
           const mtime = Deno.lstatSync(path).mtime?.getTime() ?? 0;
           orphan = now - mtime > STALE_PROBE_MS;
         }
+        if (orphan && this.#held) this.#index.willChange();
         if (orphan && removeIfExists(path)) out.push(e.name);
       }
       return out;
@@ -211,11 +224,12 @@ export class DiskStore implements Store {
 
   #releaseMatching(containerId: string, ifname: string, legacy: boolean): IP[] {
     const out: IP[] = [];
-    for (const { name, lease } of this.#scan()) {
-      if (!leaseMatches(lease, containerId, ifname, legacy)) continue;
+    for (const { name, lease } of this.#matching(containerId, ifname, legacy)) {
       // Best effort, as the reference: a file that cannot be removed is skipped.
       try {
+        if (this.#held) this.#index.willChange();
         Deno.removeSync(`${this.dir}/${name}`);
+        this.#index.removed(name);
         out.push(lease.ip);
       } catch { /* skipped */ }
     }
@@ -224,18 +238,49 @@ export class DiskStore implements Store {
 
   getByID(containerId: string, ifname: string): Promise<IP[]> {
     return settle(() =>
-      this.#scan()
-        .map((e) => e.lease)
-        .filter((l) =>
-          leaseMatches(l, containerId, ifname, false) || leaseMatches(l, containerId, ifname, true)
-        )
-        .map((l) => l.ip)
+      [
+        ...this.#matching(containerId, ifname, false),
+        ...this.#matching(containerId, ifname, true),
+      ].map((e) => e.lease.ip)
     );
   }
 
   /** Every lease: the files whose name is an address (`lock` and `last_reserved_ip.*` are not). */
   list(): Promise<Lease[]> {
-    return settle(() => this.#scan().map((e) => e.lease));
+    return settle(() => {
+      if (!this.#held) return this.#scan().map((e) => e.lease);
+      return [...this.#index.rebuild(() => this.#scan()).values()];
+    });
+  }
+
+  /**
+   * The leases of an attachment (`legacy`: the id-only leases of the container), found in
+   * the index under the lock and each read again from its file; when one is not what the
+   * index says, the index is rebuilt from every file and asked again.
+   */
+  #matching(containerId: string, ifname: string, legacy: boolean) {
+    const find = (view: Map<string, Lease>) =>
+      [...view].filter(([, l]) => leaseMatches(l, containerId, ifname, legacy))
+        .map(([name, lease]) => ({ name, lease }));
+    if (!this.#held) return find(new Map(this.#scan().map((e) => [e.name, e.lease])));
+    const hits = find(this.#index.view(() => this.#scan()));
+    const current = hits.every(({ name, lease }) => {
+      const now = this.#readLease(name);
+      return now !== undefined && leaseMatches(now, containerId, ifname, legacy) &&
+        now.ifname === lease.ifname;
+    });
+    return current ? hits : find(this.#index.rebuild(() => this.#scan()));
+  }
+
+  /** One lease file, or undefined when it is gone or unreadable. */
+  #readLease(name: string): Lease | undefined {
+    const ip = tryParseIp(name);
+    if (!ip) return undefined;
+    try {
+      return parseLeaseFile(ip, Deno.readTextFileSync(`${this.dir}/${name}`));
+    } catch {
+      return undefined;
+    }
   }
 
   /** The lease files with their names (a name may be non-canonical if written by hand). */
@@ -259,7 +304,9 @@ export class DiskStore implements Store {
   release(ip: IP): Promise<void> {
     return settle(() => {
       try {
+        if (this.#held) this.#index.willChange();
         Deno.removeSync(this.#path(ip));
+        this.#index.removed(formatIp(ip));
       } catch (err) {
         if (!(err instanceof Deno.errors.NotFound)) throw err;
       }

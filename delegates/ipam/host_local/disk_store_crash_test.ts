@@ -96,6 +96,7 @@ Deno.test("GC removes a killed writer's temporary file and stale STATUS probes, 
   await hostLocalGc(conf, { raw } as unknown as DelegateContext);
   const names = Array.from(Deno.readDirSync(net), (e) => e.name).sort();
   assert.deepEqual(names.filter((n) => !n.startsWith("last_reserved")), [
+    ".podplex-index",
     ".status-new",
     "10.202.61.2",
     "lock",
