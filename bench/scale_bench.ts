@@ -29,14 +29,20 @@ const progress = (s: string) => console.error(`scale: ${s}`);
 const ATTACHMENTS = 3;
 type Mode = "per call" | "thick";
 const MODES: Mode[] = ["per call", "thick"];
+/** The probe's contenders: podplex's modes, and the reference and the kernel floor beside. */
+type Probe = Mode | "reference" | "floor";
+const PROBES: Probe[] = [...MODES, "reference", "floor"];
 
 /** What one scale run measured. */
 export interface ScaleResults {
   date: string;
   pods: number;
   cycles: number;
-  /** ADD+DEL of the probe pod (ms) by mode: empty node, full node, empty again. */
-  probe: Record<Mode, { empty: Summary; full: Summary; emptyAfter: Summary }>;
+  /**
+   * ADD+DEL of the probe pod (ms) by mode: empty node, full node, empty again; the reference
+   * plugins (bridge + host-local, same bridges and dataDir) and the `ip` floor beside.
+   */
+  probe: Record<Probe, { empty: Summary; full: Summary; emptyAfter: Summary }>;
   /** The per-call probe's phases (PODPLEX_TRACE) on the empty and the full node. */
   trace: {
     add: Record<"empty" | "full", TraceBreakdown>;
@@ -61,7 +67,9 @@ interface World {
   daemon?: Deno.ChildProcess;
 }
 
-const netns = (w: World, j: number | "probe") => `pp${w.rid}${j === "probe" ? "pr" : `p${j}`}`;
+type PodId = number | "probe" | "ref" | "floor";
+const netns = (w: World, j: PodId) =>
+  `pp${w.rid}${typeof j === "number" ? `p${j}` : j.slice(0, 2)}`;
 const leaseDir = (w: World, i: number) => `${w.dir}/leases/net${i}`;
 
 async function run(cmd: string, args: string[], env?: Record<string, string>): Promise<string> {
@@ -130,7 +138,10 @@ async function setUp(w: World, pods: number): Promise<void> {
     networksDir: `${dir}/networks.d`,
     stateDir: `${dir}/state`,
   });
-  const names = [...Array.from({ length: pods }, (_, j) => netns(w, j)), netns(w, "probe")];
+  const names = [
+    ...Array.from({ length: pods }, (_, j) => netns(w, j)),
+    ...(["probe", "ref", "floor"] as const).map((p) => netns(w, p)),
+  ];
   await ipBatch(w, names.map((n) => `netns add ${n}`));
   w.daemon = new Deno.Command(w.bin, {
     args: ["serve", "--socket", w.socket],
@@ -161,7 +172,7 @@ async function tearDown(w: World): Promise<void> {
   await Deno.remove(w.dir, { recursive: true }).catch(() => {});
 }
 
-function cni(w: World, j: number | "probe", cmd: "ADD" | "DEL", mode: Mode): ExecSpec {
+function cni(w: World, j: PodId, cmd: "ADD" | "DEL", mode: Mode, ifname = "eth0"): ExecSpec {
   return {
     path: w.entry,
     env: {
@@ -169,7 +180,7 @@ function cni(w: World, j: number | "probe", cmd: "ADD" | "DEL", mode: Mode): Exe
       CNI_COMMAND: cmd,
       CNI_CONTAINERID: `pp${w.rid}pod${j}`,
       CNI_NETNS: `/run/netns/${netns(w, j)}`,
-      CNI_IFNAME: "eth0",
+      CNI_IFNAME: ifname,
       CNI_PATH: REFERENCE_DIR,
       CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod${j}`,
       PODPLEX_SOCKET: mode === "thick" ? w.socket : "/nonexistent/podplex.sock",
@@ -178,16 +189,66 @@ function cni(w: World, j: number | "probe", cmd: "ADD" | "DEL", mode: Mode): Exe
   };
 }
 
-/** ADD+DEL of the probe pod, `rounds` times per mode, the modes interleaved. */
-async function probe(w: World, rounds: number): Promise<Record<Mode, number[]>> {
-  const out: Record<Mode, number[]> = { "per call": [], thick: [] };
+/** The reference bridge plugin once per attachment (DEL in reverse), its own pod. */
+function referenceExecs(w: World, cmd: "ADD" | "DEL"): ExecSpec[] {
+  const order = Array.from({ length: ATTACHMENTS }, (_, i) => i);
+  if (cmd === "DEL") order.reverse();
+  return order.map((i) => ({
+    ...cni(w, "ref", cmd, "per call", i === 0 ? "eth0" : `net${i}`),
+    path: `${REFERENCE_DIR}/bridge`,
+    stdin: `${w.dir}/networks.d/default/net${i}.json`,
+  }));
+}
+
+/** The same kernel work by `ip -batch` (host side, then inside the pod), on the same bridges. */
+async function floorExecs(w: World, cmd: "ADD" | "DEL"): Promise<ExecSpec[]> {
+  const ns = netns(w, "floor");
+  const host: string[] = [];
+  const pod: string[] = [];
+  for (let i = 0; i < ATTACHMENTS; i++) {
+    const hv = `pp${w.rid}fv${i}`;
+    const dev = i === 0 ? "eth0" : `net${i}`;
+    if (cmd === "DEL") {
+      host.push(`link del ${hv}`);
+      continue;
+    }
+    host.push(`link add ${hv} type veth peer name ${dev} netns ${ns}`);
+    host.push(`link set ${hv} master pp${w.rid}b${i} up`);
+    pod.push(`link set ${dev} up`, `addr add 10.238.${16 * i + 15}.250/20 dev ${dev}`);
+    pod.push(`route add 172.30.${i}.0/24 via 10.238.${16 * i}.1 dev ${dev}`);
+  }
+  const base = `${w.dir}/floor-${cmd}`;
+  await Deno.writeTextFile(`${base}.host`, host.join("\n") + "\n");
+  const execs: ExecSpec[] = [{
+    path: "/usr/sbin/ip",
+    args: ["-batch", `${base}.host`],
+    env: BASE_ENV,
+  }];
+  if (pod.length) {
+    await Deno.writeTextFile(`${base}.pod`, pod.join("\n") + "\n");
+    execs.push({ path: "/usr/sbin/ip", args: ["-n", ns, "-batch", `${base}.pod`], env: BASE_ENV });
+  }
+  return execs;
+}
+
+async function probeExecs(w: World, p: Probe, cmd: "ADD" | "DEL"): Promise<ExecSpec[]> {
+  if (p === "reference") return referenceExecs(w, cmd);
+  if (p === "floor") return await floorExecs(w, cmd);
+  return [cni(w, "probe", cmd, p)];
+}
+
+/** ADD+DEL of the probe pods, `rounds` times per contender, their order rotating. */
+async function probe(w: World, rounds: number): Promise<Record<Probe, number[]>> {
+  const out: Record<Probe, number[]> = { "per call": [], thick: [], reference: [], floor: [] };
   for (let r = 0; r < rounds; r++) {
-    for (const mode of r % 2 ? [...MODES].reverse() : MODES) {
+    const order = [...PROBES.slice(r % PROBES.length), ...PROBES.slice(0, r % PROBES.length)];
+    for (const p of order) {
+      const add = await probeExecs(w, p, "ADD");
       const t = await runPods(w.dir, [{
-        label: `probe ${mode}`,
-        execs: [cni(w, "probe", "ADD", mode), cni(w, "probe", "DEL", mode)],
+        label: `probe ${p}`,
+        execs: [...add, ...await probeExecs(w, p, "DEL")],
       }]);
-      out[mode].push(t.pods[0].wallMs);
+      out[p].push(t.pods[0].wallMs);
     }
   }
   return out;
@@ -377,7 +438,7 @@ export function scaleReport(r: ScaleResults): string {
   return [
     `Scale: ${r.pods} pods x ${ATTACHMENTS} attachments (bridge + host-local), filled in ` +
     `${r.fillSeconds} s through the daemon`,
-    ...MODES.map((m) =>
+    ...PROBES.map((m) =>
       `  probe ADD+DEL, ${m}: empty ${p(r.probe[m].empty)}, full ${p(r.probe[m].full)}, ` +
       `empty again ${p(r.probe[m].emptyAfter)}`
     ),
@@ -420,7 +481,7 @@ export async function scaleBench(
       date: new Date().toISOString(),
       pods: opts.pods,
       cycles: opts.cycles,
-      probe: Object.fromEntries(MODES.map((m) => [m, {
+      probe: Object.fromEntries(PROBES.map((m) => [m, {
         empty: summarize(empty[m]),
         full: summarize(full[m]),
         emptyAfter: summarize(after[m]),
