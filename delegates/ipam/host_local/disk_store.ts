@@ -32,7 +32,7 @@
 import { formatIp, type IP, tryParseIp } from "../../../conf/ip.ts";
 import { type Lease, leaseMatches, Mutex, type Store } from "./store.ts";
 import { writeAllSync as writeAll } from "../../../conf/io.ts";
-import { LeaseIndex } from "./lease_index.ts";
+import { type Holder, LeaseIndex } from "./lease_index.ts";
 
 /** The reference's default `dataDir`. */
 export const DEFAULT_DATA_DIR = "/var/lib/cni/networks";
@@ -249,7 +249,9 @@ export class DiskStore implements Store {
   list(): Promise<Lease[]> {
     return settle(() => {
       if (!this.#held) return this.#scan().map((e) => e.lease);
-      return [...this.#index.rebuild(() => this.#scan()).values()];
+      const all = this.#scan();
+      this.#index.rebuild(() => all);
+      return all.map((e) => e.lease);
     });
   }
 
@@ -259,17 +261,21 @@ export class DiskStore implements Store {
    * index says, the index is rebuilt from every file and asked again.
    */
   #matching(containerId: string, ifname: string, legacy: boolean) {
-    const find = (view: Map<string, Lease>) =>
-      [...view].filter(([, l]) => leaseMatches(l, containerId, ifname, legacy))
-        .map(([name, lease]) => ({ name, lease }));
-    if (!this.#held) return find(new Map(this.#scan().map((e) => [e.name, e.lease])));
-    const hits = find(this.#index.view(() => this.#scan()));
-    const current = hits.every(({ name, lease }) => {
-      const now = this.#readLease(name);
-      return now !== undefined && leaseMatches(now, containerId, ifname, legacy) &&
-        now.ifname === lease.ifname;
-    });
-    return current ? hits : find(this.#index.rebuild(() => this.#scan()));
+    const names = (view: Map<string, Holder>) =>
+      [...view].filter(([, h]) => leaseMatches(h, containerId, ifname, legacy)).map(([n]) => n);
+    if (!this.#held) {
+      return this.#scan().filter((e) => leaseMatches(e.lease, containerId, ifname, legacy));
+    }
+    const hits = names(this.#index.view(() => this.#scan())).map((name) => ({
+      name,
+      lease: this.#readLease(name),
+    }));
+    if (hits.every((h) => h.lease && leaseMatches(h.lease, containerId, ifname, legacy))) {
+      return hits as Array<{ name: string; lease: Lease }>;
+    }
+    const all = this.#scan();
+    this.#index.rebuild(() => all);
+    return all.filter((e) => leaseMatches(e.lease, containerId, ifname, legacy));
   }
 
   /** One lease file, or undefined when it is gone or unreadable. */

@@ -24,9 +24,11 @@
  *
  * @module
  */
-import { tryParseIp } from "../../../conf/ip.ts";
 import { writeAllSync } from "../../../conf/io.ts";
 import type { Lease } from "./store.ts";
+
+/** Who holds a lease file (its address is its name, parsed only when a lookup finds it). */
+export type Holder = Pick<Lease, "containerId" | "ifname">;
 
 /** The index file's name in a network directory. */
 export const LEASE_INDEX = ".podplex-index";
@@ -50,7 +52,7 @@ interface IndexFile {
 export class LeaseIndex {
   readonly #dir: string;
   readonly #path: string;
-  #view?: Map<string, Lease>;
+  #view?: Map<string, Holder>;
   #marked = false;
 
   constructor(dir: string) {
@@ -68,7 +70,7 @@ export class LeaseIndex {
    * The leases by file name: from the index when its stamp is the directory's, else from
    * `scan` (and the index written).
    */
-  view(scan: () => Array<{ name: string; lease: Lease }>): Map<string, Lease> {
+  view(scan: () => Array<{ name: string; lease: Lease }>): Map<string, Holder> {
     if (this.#view) return this.#view;
     const read = this.#read();
     if (read) return this.#view = read;
@@ -76,7 +78,7 @@ export class LeaseIndex {
   }
 
   /** The leases from a full `scan`, the index written from it. */
-  rebuild(scan: () => Array<{ name: string; lease: Lease }>): Map<string, Lease> {
+  rebuild(scan: () => Array<{ name: string; lease: Lease }>): Map<string, Holder> {
     this.#view = new Map(scan().map((e) => [e.name, e.lease]));
     this.#write();
     return this.#view;
@@ -97,8 +99,8 @@ export class LeaseIndex {
   }
 
   /** A lease file created under the lock. */
-  added(name: string, lease: Lease): void {
-    this.#view?.set(name, lease);
+  added(name: string, holder: Holder): void {
+    this.#view?.set(name, holder);
   }
 
   /** A lease file removed under the lock. */
@@ -112,7 +114,7 @@ export class LeaseIndex {
     this.#marked = false;
   }
 
-  #read(): Map<string, Lease> | undefined {
+  #read(): Map<string, Holder> | undefined {
     let parsed: IndexFile;
     try {
       parsed = JSON.parse(Deno.readTextFileSync(this.#path));
@@ -120,11 +122,9 @@ export class LeaseIndex {
     } catch {
       return undefined; // missing, stale, torn by a crash: scan
     }
-    const out = new Map<string, Lease>();
+    const out = new Map<string, Holder>();
     for (const [name, containerId, ifname] of parsed.leases) {
-      const ip = tryParseIp(name);
-      if (!ip) return undefined;
-      out.set(name, ifname === null ? { ip, containerId } : { ip, containerId, ifname });
+      out.set(name, ifname === null ? { containerId } : { containerId, ifname });
     }
     return out;
   }

@@ -64,7 +64,12 @@ export interface Store {
  * Whether a lease matches `containerId`/`ifname`: exactly, or (`legacy`) a lease without
  * an ifname that names the container. Ids are compared trimmed, as the reference does.
  */
-export function leaseMatches(l: Lease, containerId: string, ifname: string, legacy: boolean) {
+export function leaseMatches(
+  l: Pick<Lease, "containerId" | "ifname">,
+  containerId: string,
+  ifname: string,
+  legacy: boolean,
+) {
   const id = containerId.trim();
   if (legacy) return l.ifname === undefined && l.containerId === id;
   return l.ifname === ifname && l.containerId === id;
