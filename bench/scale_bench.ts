@@ -19,7 +19,7 @@
 import { parseArgs } from "node:util";
 import { snapshotBuild } from "./_build.ts";
 import { BASE_ENV, REFERENCE_DIR } from "./_contenders.ts";
-import { rssKb } from "./_daemons.ts";
+import { cpuMs, rssKb } from "./_daemons.ts";
 import { formatGoalTable, type Goal } from "./_goals.ts";
 import { buildRunner, type ExecSpec, runPods } from "./_runner.ts";
 import { summarize, type Summary } from "./_stats.ts";
@@ -43,6 +43,8 @@ export interface ScaleResults {
    * plugins (bridge + host-local, same bridges and dataDir) and the `ip` floor beside.
    */
   probe: Record<Probe, { empty: Summary; full: Summary; emptyAfter: Summary }>;
+  /** The same calls' CPU (ms): what grows here is work, the rest of the wall's growth waits. */
+  probeCpu: Record<Probe, { empty: Summary; full: Summary; emptyAfter: Summary }>;
   /** The per-call probe's phases (PODPLEX_TRACE) on the empty and the full node. */
   trace: {
     add: Record<"empty" | "full", TraceBreakdown>;
@@ -237,18 +239,26 @@ async function probeExecs(w: World, p: Probe, cmd: "ADD" | "DEL"): Promise<ExecS
   return [cni(w, "probe", cmd, p)];
 }
 
+interface ProbeSamples {
+  wall: number[];
+  /** CPU of the call's processes (and, thick, the daemon's over the call), ms. */
+  cpu: number[];
+}
+
 /** ADD+DEL of the probe pods, `rounds` times per contender, their order rotating. */
-async function probe(w: World, rounds: number): Promise<Record<Probe, number[]>> {
-  const out: Record<Probe, number[]> = { "per call": [], thick: [], reference: [], floor: [] };
+async function probe(w: World, rounds: number): Promise<Record<Probe, ProbeSamples>> {
+  const out = {} as Record<Probe, ProbeSamples>;
+  for (const p of PROBES) out[p] = { wall: [], cpu: [] };
   for (let r = 0; r < rounds; r++) {
     const order = [...PROBES.slice(r % PROBES.length), ...PROBES.slice(0, r % PROBES.length)];
     for (const p of order) {
       const add = await probeExecs(w, p, "ADD");
-      const t = await runPods(w.dir, [{
-        label: `probe ${p}`,
-        execs: [...add, ...await probeExecs(w, p, "DEL")],
-      }]);
-      out[p].push(t.pods[0].wallMs);
+      const del = await probeExecs(w, p, "DEL");
+      const daemon0 = p === "thick" ? cpuMs(w.daemon!.pid) : 0;
+      const t = await runPods(w.dir, [{ label: `probe ${p}`, execs: [...add, ...del] }]);
+      const daemon = p === "thick" ? cpuMs(w.daemon!.pid) - daemon0 : 0;
+      out[p].wall.push(t.pods[0].wallMs);
+      out[p].cpu.push(t.pods[0].execs.reduce((a, e) => a + e.cpuMs, daemon));
     }
   }
   return out;
@@ -440,7 +450,8 @@ export function scaleReport(r: ScaleResults): string {
     `${r.fillSeconds} s through the daemon`,
     ...PROBES.map((m) =>
       `  probe ADD+DEL, ${m}: empty ${p(r.probe[m].empty)}, full ${p(r.probe[m].full)}, ` +
-      `empty again ${p(r.probe[m].emptyAfter)}`
+      `empty again ${p(r.probe[m].emptyAfter)}; CPU ${r.probeCpu[m].empty.p50.toFixed(1)} -> ` +
+      `${r.probeCpu[m].full.p50.toFixed(1)} ms`
     ),
     `Per-call phases that grew most (p50, empty -> full):`,
     ...growth(r.trace),
@@ -450,7 +461,7 @@ export function scaleReport(r: ScaleResults): string {
 
 /** Runs the scale bench; writes `scale-latest.json` into `outDir`. */
 export async function scaleBench(
-  opts: { pods: number; cycles: number; probeRounds: number; outDir: string },
+  opts: { pods: number; cycles: number; probeRounds: number; outDir: string; keep?: boolean },
 ): Promise<ScaleResults> {
   await buildRunner();
   const w = await newWorld();
@@ -463,6 +474,13 @@ export async function scaleBench(
     await fill(w, opts.pods, "ADD");
     const fillSeconds = Math.round((performance.now() - t0) / 1000);
     expectPods(w, opts.pods, "after the fill");
+    if (opts.keep) {
+      // For a look at the full node by hand: the world stays until the process is stopped.
+      progress(
+        `kept: ${w.dir} (conf ${w.conf}, socket ${w.socket}, probe netns ${netns(w, "probe")})`,
+      );
+      await new Promise<void>((r) => Deno.addSignalListener("SIGINT", r));
+    }
     progress(`probe with ${opts.pods} pods`);
     const full = await probe(w, opts.probeRounds);
     const traceFull = await traceProbe(w, Math.max(3, opts.probeRounds >> 1));
@@ -482,9 +500,14 @@ export async function scaleBench(
       pods: opts.pods,
       cycles: opts.cycles,
       probe: Object.fromEntries(PROBES.map((m) => [m, {
-        empty: summarize(empty[m]),
-        full: summarize(full[m]),
-        emptyAfter: summarize(after[m]),
+        empty: summarize(empty[m].wall),
+        full: summarize(full[m].wall),
+        emptyAfter: summarize(after[m].wall),
+      }])) as ScaleResults["probe"],
+      probeCpu: Object.fromEntries(PROBES.map((m) => [m, {
+        empty: summarize(empty[m].cpu),
+        full: summarize(full[m].cpu),
+        emptyAfter: summarize(after[m].cpu),
       }])) as ScaleResults["probe"],
       trace: {
         add: { empty: traceEmpty.add, full: traceFull.add },
@@ -516,6 +539,7 @@ if (import.meta.main) {
       cycles: { type: "string" },
       probe: { type: "string" },
       out: { type: "string" },
+      keep: { type: "boolean", default: false },
     },
   });
   const q = values.quick;
@@ -525,6 +549,7 @@ if (import.meta.main) {
     cycles: Number(values.cycles ?? (q ? 500 : 10000)),
     probeRounds: Number(values.probe ?? (q ? 4 : 10)),
     outDir: values.out ?? (q ? `${here}quick` : here),
+    keep: values.keep,
   });
   console.log(scaleReport(r));
 }
