@@ -40,6 +40,8 @@ export interface ExecTiming {
   forkEpochMs: number;
   /** User + system CPU of the exec and its waited children (ms). */
   cpuMs: number;
+  /** The system (kernel) part of `cpuMs`. */
+  sysMs: number;
 }
 
 /** One pod's measurement: from its first fork to its last wait. */
@@ -105,6 +107,7 @@ function parse(pods: PodJob[], text: string): RunTiming {
         maxRssKb: +f[6],
         forkEpochMs: +f[7] ? +f[7] / 1000 : NaN,
         cpuMs: +f[8] / 1000,
+        sysMs: +f[9] / 1000,
       };
     } else if (f[0] === "P") {
       Object.assign(timings[+f[1]], {

@@ -15,10 +15,11 @@
  *   S                also pass PP_FORK_REALTIME_US = CLOCK_REALTIME at fork, in µs
  *
  * Output on stdout, one line per record (each written with a single write(2)):
- *   R <pod> <exec> <exit> <start_us> <wall_us> <maxrss_kb> <fork_realtime_us> <cpu_us>
+ *   R <pod> <exec> <exit> <start_us> <wall_us> <maxrss_kb> <fork_realtime_us> <cpu_us> <sys_us>
  *   P <pod> <start_us> <wall_us> <ok>
  *   T <wall_us>
- * cpu_us is the child's user + system time (wait4 rusage, its waited children included);
+ * cpu_us is the child's user + system time (wait4 rusage, its waited children included),
+ * sys_us its system part;
  * start_us is relative to the runner's start of timing; fork_realtime_us is the value passed
  * with S (0 without), so that marks the child takes on CLOCK_REALTIME can be put on the
  * runner's timeline. A failing exec's stdout is copied to
@@ -227,8 +228,9 @@ static int run_exec(int pod, int idx, struct exec_spec *e) {
   int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   long long cpu = (long long)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000LL +
                   ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
-  emit("R %d %d %d %lld %lld %ld %lld %lld\n", pod, idx, code, (long long)(start - t_origin),
-       (long long)(end - start), ru.ru_maxrss, (long long)fork_rt, cpu);
+  long long sys = (long long)ru.ru_stime.tv_sec * 1000000LL + ru.ru_stime.tv_usec;
+  emit("R %d %d %d %lld %lld %ld %lld %lld %lld\n", pod, idx, code, (long long)(start - t_origin),
+       (long long)(end - start), ru.ru_maxrss, (long long)fork_rt, cpu, sys);
   if (code != 0) {
     outbuf[got] = 0;
     fprintf(stderr, "runner: pod %s exec %d (%s) exited %d; stdout: %s\n", pods[pod].label, idx,

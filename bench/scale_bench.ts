@@ -45,6 +45,8 @@ export interface ScaleResults {
   probe: Record<Probe, { empty: Summary; full: Summary; emptyAfter: Summary }>;
   /** The same calls' CPU (ms): what grows here is work, the rest of the wall's growth waits. */
   probeCpu: Record<Probe, { empty: Summary; full: Summary; emptyAfter: Summary }>;
+  /** The kernel part of the processes' CPU (ms). */
+  probeSys: Record<Probe, { empty: Summary; full: Summary; emptyAfter: Summary }>;
   /** The per-call probe's phases (PODPLEX_TRACE) on the empty and the full node. */
   trace: {
     add: Record<"empty" | "full", TraceBreakdown>;
@@ -243,12 +245,14 @@ interface ProbeSamples {
   wall: number[];
   /** CPU of the call's processes (and, thick, the daemon's over the call), ms. */
   cpu: number[];
+  /** The kernel part of the processes' CPU (the daemon's is not split). */
+  sys: number[];
 }
 
 /** ADD+DEL of the probe pods, `rounds` times per contender, their order rotating. */
 async function probe(w: World, rounds: number): Promise<Record<Probe, ProbeSamples>> {
   const out = {} as Record<Probe, ProbeSamples>;
-  for (const p of PROBES) out[p] = { wall: [], cpu: [] };
+  for (const p of PROBES) out[p] = { wall: [], cpu: [], sys: [] };
   for (let r = 0; r < rounds; r++) {
     const order = [...PROBES.slice(r % PROBES.length), ...PROBES.slice(0, r % PROBES.length)];
     for (const p of order) {
@@ -259,6 +263,7 @@ async function probe(w: World, rounds: number): Promise<Record<Probe, ProbeSampl
       const daemon = p === "thick" ? cpuMs(w.daemon!.pid) - daemon0 : 0;
       out[p].wall.push(t.pods[0].wallMs);
       out[p].cpu.push(t.pods[0].execs.reduce((a, e) => a + e.cpuMs, daemon));
+      out[p].sys.push(t.pods[0].execs.reduce((a, e) => a + e.sysMs, 0));
     }
   }
   return out;
@@ -451,7 +456,8 @@ export function scaleReport(r: ScaleResults): string {
     ...PROBES.map((m) =>
       `  probe ADD+DEL, ${m}: empty ${p(r.probe[m].empty)}, full ${p(r.probe[m].full)}, ` +
       `empty again ${p(r.probe[m].emptyAfter)}; CPU ${r.probeCpu[m].empty.p50.toFixed(1)} -> ` +
-      `${r.probeCpu[m].full.p50.toFixed(1)} ms`
+      `${r.probeCpu[m].full.p50.toFixed(1)} ms (kernel ${r.probeSys[m].empty.p50.toFixed(1)} -> ` +
+      `${r.probeSys[m].full.p50.toFixed(1)})`
     ),
     `Per-call phases that grew most (p50, empty -> full):`,
     ...growth(r.trace),
@@ -508,6 +514,11 @@ export async function scaleBench(
         empty: summarize(empty[m].cpu),
         full: summarize(full[m].cpu),
         emptyAfter: summarize(after[m].cpu),
+      }])) as ScaleResults["probe"],
+      probeSys: Object.fromEntries(PROBES.map((m) => [m, {
+        empty: summarize(empty[m].sys),
+        full: summarize(full[m].sys),
+        emptyAfter: summarize(after[m].sys),
       }])) as ScaleResults["probe"],
       trace: {
         add: { empty: traceEmpty.add, full: traceFull.add },
