@@ -3,8 +3,8 @@
  * 3 bridge + host-local attachments each), and what that costs a probe pod's ADD+DEL per
  * call and in thick mode (against the same probe on the empty node, before the pods came and
  * after they went), GC with every attachment valid, `podplex status`, and the daemon's
- * anonymous memory with those pods and across `--cycles` further ADD/DEL cycles (a leak
- * check, as MiB per 1,000 cycles).
+ * anonymous memory with those pods and across `--cycles` further ADD/DEL cycles, 4 pods at a
+ * time (a leak check, as MiB per 1,000 cycles).
  *
  * Both modes run the installed entry exactly as a runtime execs it: per call with no daemon
  * to reach (PODPLEX_SOCKET names none), thick through a `podplex serve` on a socket of this
@@ -71,7 +71,9 @@ interface World {
   daemon?: Deno.ChildProcess;
 }
 
-type PodId = number | "probe" | "ref" | "floor";
+type PodId = number | "probe" | "ref" | "floor" | `c${number}`;
+/** The pods that run the leak check's ADD/DEL cycles side by side. */
+const CYCLERS = 4;
 const netns = (w: World, j: PodId) =>
   `pp${w.rid}${typeof j === "number" ? `p${j}` : j.slice(0, 2)}`;
 const leaseDir = (w: World, i: number) => `${w.dir}/leases/net${i}`;
@@ -145,6 +147,7 @@ async function setUp(w: World, pods: number): Promise<void> {
   const names = [
     ...Array.from({ length: pods }, (_, j) => netns(w, j)),
     ...(["probe", "ref", "floor"] as const).map((p) => netns(w, p)),
+    ...Array.from({ length: CYCLERS }, (_, k) => netns(w, `c${k}`)),
   ];
   await ipBatch(w, names.map((n) => `netns add ${n}`));
   w.daemon = new Deno.Command(w.bin, {
@@ -373,11 +376,17 @@ async function cycles(w: World, total: number, step: number): Promise<[number, n
   const pid = w.daemon!.pid;
   const samples: [number, number][] = [[0, rssKb(pid).anon / 1024]];
   for (let done = 0; done < total; done += step) {
-    const execs = Array.from({ length: step }, () => [
-      cni(w, "probe", "ADD", "thick"),
-      cni(w, "probe", "DEL", "thick"),
-    ]).flat();
-    await runPods(w.dir, [{ label: "cycles", execs }]);
+    // CYCLERS pods cycle at once (a node's kubelet starts and stops several pods at a time).
+    const jobs = Array.from({ length: CYCLERS }, (_, k) => {
+      const id = `c${k}` as const;
+      const n = Math.floor(step / CYCLERS) + (k < step % CYCLERS ? 1 : 0);
+      const execs = Array.from({ length: n }, () => [
+        cni(w, id, "ADD", "thick"),
+        cni(w, id, "DEL", "thick"),
+      ]).flat();
+      return { label: `cycles ${id}`, execs };
+    }).filter((j) => j.execs.length > 0);
+    await runPods(w.dir, jobs, true);
     samples.push([done + step, rssKb(pid).anon / 1024]);
     progress(`${done + step}/${total} cycles: daemon anon ${samples.at(-1)![1].toFixed(1)} MiB`);
   }
