@@ -9,6 +9,7 @@
 import { type CniIo, runCni } from "../cli/cni.ts";
 import { createRoot, type Root } from "../cli/root.ts";
 import { ipJson, tempNetns, type TestNetns, tryRun } from "./testutils.ts";
+import { LEASE_INDEX } from "../delegates/ipam/host_local/lease_index.ts";
 
 const enc = new TextEncoder();
 
@@ -160,7 +161,9 @@ export async function createRig(tag: string): Promise<Rig> {
       }
       for (const net of listNames(dataDir)) {
         for (const f of listNames(`${dataDir}/${net}`)) {
-          if (f !== "lock" && !f.startsWith("last_reserved_ip.")) out.push(`lease ${net}/${f}`);
+          // Bookkeeping, not leases: the lock, the allocator's cursor, podplex's lease index.
+          if (f === "lock" || f.startsWith("last_reserved_ip.") || f === LEASE_INDEX) continue;
+          out.push(`lease ${net}/${f}`);
         }
       }
       for (const f of listNames(stateDir)) out.push(`state ${f}`);

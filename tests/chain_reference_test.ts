@@ -8,6 +8,7 @@
  * through wrapper scripts in a temp CNI_PATH that `ip netns exec` into the run's host netns,
  * so the real host never sees a link.
  */
+import { LEASE_INDEX } from "../delegates/ipam/host_local/lease_index.ts";
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
 import { parseConfList } from "../conf/netconf.ts";
 import { convertResult } from "../conf/result.ts";
@@ -129,7 +130,9 @@ async function reservations(dataDir: string): Promise<string[]> {
   const names: string[] = [];
   for await (const net of Deno.readDir(dataDir)) {
     for await (const f of Deno.readDir(`${dataDir}/${net.name}`)) {
-      if (f.name !== "lock" && !f.name.startsWith("last_reserved_ip")) names.push(f.name);
+      const bookkeeping = f.name === "lock" || f.name.startsWith("last_reserved_ip") ||
+        f.name === LEASE_INDEX;
+      if (!bookkeeping) names.push(f.name);
     }
   }
   return names;

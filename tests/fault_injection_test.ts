@@ -9,6 +9,7 @@
  * JS starts, in every attachment, and at the end; points are added until that many kills
  * landed inside the call. CI lands 100 kills of each kind; `PODPLEX_LONG=1` lands 600.
  */
+import { LEASE_INDEX } from "../delegates/ipam/host_local/lease_index.ts";
 import assert from "node:assert/strict";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -79,7 +80,9 @@ async function leftovers(rig: Rig): Promise<Record<string, number>> {
   for (const net of safeDir(rig.dataDir)) {
     for (const f of safeDir(`${rig.dataDir}/${net}`)) {
       if (/^[0-9a-f.:]+$/.test(f)) leases++;
-      else if (f !== "lock" && !f.startsWith("last_reserved_ip")) leaseTemps++;
+      else if (f !== "lock" && !f.startsWith("last_reserved_ip") && f !== LEASE_INDEX) {
+        leaseTemps++;
+      }
     }
   }
   const stateAll = safeDir(rig.stateDir);
