@@ -32,7 +32,7 @@
 import { formatIp, type IP, tryParseIp } from "../../../conf/ip.ts";
 import { type Lease, leaseMatches, Mutex, type Store } from "./store.ts";
 import { writeAllSync as writeAll } from "../../../conf/io.ts";
-import { type Holder, LeaseIndex } from "./lease_index.ts";
+import { LeaseIndex } from "./lease_index.ts";
 
 /** The reference's default `dataDir`. */
 export const DEFAULT_DATA_DIR = "/var/lib/cni/networks";
@@ -250,7 +250,7 @@ export class DiskStore implements Store {
     return settle(() => {
       if (!this.#held) return this.#scan().map((e) => e.lease);
       const all = this.#scan();
-      this.#index.rebuild(() => all);
+      this.#index.rebuild(all);
       return all.map((e) => e.lease);
     });
   }
@@ -261,21 +261,19 @@ export class DiskStore implements Store {
    * index says, the index is rebuilt from every file and asked again.
    */
   #matching(containerId: string, ifname: string, legacy: boolean) {
-    const names = (view: Map<string, Holder>) =>
-      [...view].filter(([, h]) => leaseMatches(h, containerId, ifname, legacy)).map(([n]) => n);
-    if (!this.#held) {
-      return this.#scan().filter((e) => leaseMatches(e.lease, containerId, ifname, legacy));
-    }
-    const hits = names(this.#index.view(() => this.#scan())).map((name) => ({
-      name,
-      lease: this.#readLease(name),
-    }));
+    const scanned = () => {
+      const all = this.#scan();
+      if (this.#held) this.#index.rebuild(all);
+      return all.filter((e) => leaseMatches(e.lease, containerId, ifname, legacy));
+    };
+    if (!this.#held) return scanned();
+    const names = this.#index.find(() => this.#scan(), containerId, ifname, legacy);
+    if (names === undefined) return scanned();
+    const hits = names.map((name) => ({ name, lease: this.#readLease(name) }));
     if (hits.every((h) => h.lease && leaseMatches(h.lease, containerId, ifname, legacy))) {
       return hits as Array<{ name: string; lease: Lease }>;
     }
-    const all = this.#scan();
-    this.#index.rebuild(() => all);
-    return all.filter((e) => leaseMatches(e.lease, containerId, ifname, legacy));
+    return scanned();
   }
 
   /** One lease file, or undefined when it is gone or unreadable. */
