@@ -17,8 +17,9 @@ import type { PlanInput, PlannedAttachment } from "./plan.ts";
 import { createStateStore, type PodState, type StateStore } from "./state.ts";
 import { fieldOf } from "../conf/json.ts";
 import type { DefinitionFiles } from "./files.ts";
-import type { PolicySource, TableApplier } from "./policy/source.ts";
-import { ffiApplier, localPolicySource } from "./policy/local.ts";
+import { ffiApplier, type PolicySource, type TableApplier } from "./policy/source.ts";
+// Not local.ts: a call on a node without local policies loads none of the policy code.
+import { lazyLocalSource } from "./policy/lazy.ts";
 
 /**
  * The kernel work the meta-plugin does itself (the delegates do the rest), behind an
@@ -154,10 +155,13 @@ export function openCall(req: InProcessRequest, deps: MetaDeps): MetaCall {
     },
   });
   const kernel = deps.kernel ?? ffiKernel;
-  const policy = deps.policy ? deps.policy(conf, store, log) : localPolicySource(
-    conf.policiesDir,
-    { states: () => store.list(), apply: kernel.applyPolicyTable ?? ffiApplier, log },
-  );
+  // Asked for by ADD and DEL only (CHECK, GC, STATUS never look at the policiesDir).
+  let policy: { source: PolicySource | undefined } | undefined;
+  const policyOf = () =>
+    deps.policy ? deps.policy(conf, store, log) : lazyLocalSource(
+      conf.policiesDir,
+      { states: () => store.list(), apply: kernel.applyPolicyTable ?? ffiApplier, log },
+    );
   return {
     req,
     conf,
@@ -176,7 +180,9 @@ export function openCall(req: InProcessRequest, deps: MetaDeps): MetaCall {
     kernel,
     trace,
     files: deps.files,
-    policy,
+    get policy() {
+      return (policy ??= { source: policyOf() }).source;
+    },
     kube() {
       return kube ??= deps.kube?.(conf) ?? Promise.resolve(undefined);
     },

@@ -7,9 +7,7 @@
  */
 import { CniError, Code } from "../conf/errors.ts";
 import type { MetaCall } from "./context.ts";
-import { enforceOnAdd } from "./policy/enforce.ts";
-import { ffiApplier } from "./policy/local.ts";
-import { parseLabels, POD_LABELS_ANNOTATION, podFromState } from "./policy/source.ts";
+import { ffiApplier, parseLabels, POD_LABELS_ANNOTATION, podFromState } from "./policy/source.ts";
 import type { PodState } from "./state.ts";
 
 /**
@@ -33,6 +31,8 @@ export function podLabelsOf(
 export async function enforcePolicy(call: MetaCall, state: PodState): Promise<void> {
   const pod = call.policy && podFromState(state);
   if (!call.policy || !pod) return;
+  // Imported only when some policy may select the pod (meta/policy/lazy.ts).
+  const { enforceOnAdd } = await import("./policy/enforce.ts");
   const rules = await enforceOnAdd({
     source: call.policy,
     pod,

@@ -14,7 +14,7 @@ import type { Logger } from "../log.ts";
 import { parsePolicy } from "./parse.ts";
 import { renderPodTable } from "./render.ts";
 import { resolvePod } from "./resolve.ts";
-import { podFromState, type PolicySource, type TableApplier } from "./source.ts";
+import { ffiApplier, podFromState, type PolicySource, type TableApplier } from "./source.ts";
 import type { NamespaceView, PodView, Policy, PolicyIssue, PolicyWorld } from "./types.ts";
 
 /** The label the API server puts on every namespace (and podplex on local ones). */
@@ -122,11 +122,6 @@ export function localWorld(local: LocalPolicies, states: PodState[]): PolicyWorl
   }));
   return { policies: local.policies, namespaces, pods };
 }
-
-/** The default applier: ffi/nftables.ts, loaded on the first table applied. */
-export const ffiApplier: TableApplier = async (netns, script) => {
-  (await import("../../ffi/nftables.ts")).runNftIn(netns, script);
-};
 
 const logged = new Set<string>();
 

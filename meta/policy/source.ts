@@ -38,6 +38,11 @@ export interface PolicySource {
 /** Applies an nft script in a netns as one transaction (default: libnftables through FFI). */
 export type TableApplier = (netns: string, script: string) => Promise<void>;
 
+/** The default applier: ffi/nftables.ts, loaded on the first table applied. */
+export const ffiApplier: TableApplier = async (netns, script) => {
+  (await import("../../ffi/nftables.ts")).runNftIn(netns, script);
+};
+
 /**
  * The annotation holding a standalone pod's labels (`pod up --labels`), `k=v[,k=v]`:
  * without an API server, the annotations are what a runtime hands a CNI plugin.
