@@ -29,12 +29,16 @@ export function podLabelsOf(
  * @throws {CniError} 101 when the table cannot be applied
  */
 export async function enforcePolicy(call: MetaCall, state: PodState): Promise<void> {
-  const pod = call.policy && podFromState(state);
-  if (!call.policy || !pod) return;
+  const pod = podFromState(state);
+  if (!pod) return;
+  // No source (no local policy file): nothing to import or apply; the mark stays, so a
+  // trace reads the same with and without policies.
+  const source = call.policy;
+  if (!source) return void call.trace.mark("policy");
   // Imported only when some policy may select the pod (meta/policy/lazy.ts).
   const { enforceOnAdd } = await import("./policy/enforce.ts");
   const rules = await enforceOnAdd({
-    source: call.policy,
+    source,
     pod,
     netns: state.netns,
     apply: call.kernel.applyPolicyTable ?? ffiApplier,
@@ -49,10 +53,12 @@ export async function enforcePolicy(call: MetaCall, state: PodState): Promise<vo
 
 /** After ADD or DEL: the other pods whose tables name this pod's addresses are updated. */
 export async function tellPeers(call: MetaCall, state: PodState, gone: boolean): Promise<void> {
-  const pod = call.policy?.podChanged && podFromState(state);
+  const source = call.policy;
+  if (source && !source.podChanged) return;
+  const pod = podFromState(state);
   if (!pod) return;
   try {
-    await call.policy!.podChanged!(pod, gone);
+    await source?.podChanged?.(pod, gone);
     call.trace.mark("policy-peers");
   } catch (e) {
     call.log.warning(

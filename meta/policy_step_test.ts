@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { Code } from "../conf/errors.ts";
+import { createTrace } from "../conf/trace.ts";
+import { inProcessRequest } from "../delegates/runner/builtin.ts";
 import { calls, cniError, metaHarness } from "./_testing.ts";
 import { POD_LABELS_ANNOTATION } from "./policy/source.ts";
 import type { PluginRequest } from "../delegates/types.ts";
@@ -86,4 +88,22 @@ Deno.test("ADD refuses a bad label annotation with 7 before any delegate runs", 
   assert.equal(e.code, Code.InvalidConfig);
   assert.match(e.message, /Invalid label "app" in the annotation "podplex.io\/labels"/);
   assert.deepEqual(calls(h.events), []);
+});
+
+Deno.test("ADD and DEL without a policy file still mark the policy steps in a trace", async () => {
+  await using h = await metaHarness();
+  const names = (t: ReturnType<typeof createTrace>) => {
+    let line = "";
+    t.flush((l) => line = l);
+    return (JSON.parse(line.slice("PODPLEX_TRACE ".length)).marks as [string][]).map((m) => m[0]);
+  };
+  const add = createTrace();
+  await h.plugin.call!({
+    ...inProcessRequest(addReq(h, { [POD_LABELS_ANNOTATION]: "app=web" })),
+    trace: add,
+  });
+  assert.deepEqual(names(add).filter((n) => n.startsWith("policy")), ["policy", "policy-peers"]);
+  const del = createTrace();
+  await h.plugin.call!({ ...inProcessRequest({ ...h.req("DEL"), conf: h.conf() }), trace: del });
+  assert.deepEqual(names(del).filter((n) => n.startsWith("policy")), ["policy-peers"]);
 });
