@@ -331,6 +331,23 @@ const CONTROLLERS: ControllerRow[] = [
     },
   },
   {
+    flag: "(no --network-policy) [--config FILE]", // the local policies' files followed
+    on: (args) => args.networkPolicy !== true,
+    start: async (args, base) => {
+      const { startLocalPolicy } = await import("../controllers/local_policy/local_policy.ts");
+      const { localPolicySettings } = await import("./local_policy.ts");
+      let s;
+      try {
+        s = await localPolicySettings(args.config, base.log);
+      } catch (e) {
+        if (args.config !== undefined) throw e; // named: the daemon does not start
+        base.log(`local policy: off (${e instanceof Error ? e.message : e})`);
+        return { name: "local-policy", reconcile: async () => {}, close: async () => {} };
+      }
+      return startLocalPolicy({ ...base, ...s });
+    },
+  },
+  {
     flag: "--network-policy", // NetworkPolicy/MultiNetworkPolicy tables in this node's pods
     on: (args) => args.networkPolicy === true,
     start: async (args, base) => {

@@ -45,6 +45,11 @@ export interface ServeArgs {
   networkPolicy?: boolean;
   /** The API credentials of the daemon's own watches (default: in-cluster, else the host's). */
   kubeconfig?: string;
+  /**
+   * The podplex conf whose policiesDir the local policy controller follows without
+   * `--network-policy` (default: $PODPLEX_CONFIG, the installed conf, the embedded default).
+   */
+  config?: string;
 }
 
 type Setter = (a: ServeArgs, v: string) => string | void;
@@ -73,6 +78,10 @@ const FLAGS: Readonly<Record<string, Setter>> = {
   "--kubeconfig": (a, v) => {
     if (!v.startsWith("/")) return `Invalid "--kubeconfig": "${v}" is not an absolute path`;
     a.kubeconfig = v;
+  },
+  "--config": (a, v) => {
+    if (v === "") return `Invalid "--config": the path is empty`;
+    a.config = v;
   },
   "--state-dir": (a, v) => {
     if (!v.startsWith("/")) return `Invalid "--state-dir": "${v}" is not an absolute path`;
@@ -207,6 +216,9 @@ export const SERVE_USAGE = "usage: podplex serve [--socket PATH]   (default " +
   `  annotation plugs its networks in and out; pods found by their state, default ${CONF_DEFAULTS.stateDir})\n` +
   "  [--network-policy [--kubeconfig FILE]] (NetworkPolicy and MultiNetworkPolicy of the API\n" +
   "  server enforced in this node's pods; credentials: --kubeconfig, else in-cluster, else the host's)\n" +
+  "  [--config FILE] (without --network-policy: the podplex conf whose policiesDir is watched; a\n" +
+  "  change of a file there re-renders every local pod's table, as 'podplex policy apply';\n" +
+  "  default $PODPLEX_CONFIG, else the installed conf, else the embedded default)\n" +
   "  serves CNI calls forwarded by the shim (podplex-client) and keeps the dhcp IPAM's leases,\n" +
   "  until SIGINT/SIGTERM. In thick mode (the daemon in the DaemonSet's container) --host-path\n" +
   "  names a directory mounted from the host at the same path, --host-root the host's root as\n" +

@@ -30,3 +30,14 @@ Deno.test("serve --network-policy with --kubeconfig (absolute) turns the policy 
     /"kc" is not an absolute path/,
   );
 });
+
+Deno.test("serve --config names the conf whose policiesDir the local policy controller follows", () => {
+  const a = parseServeArgs(["--config", "/etc/pp.conflist"]);
+  assert.ok(!("error" in a) && !("help" in a));
+  assert.equal(a.config, "/etc/pp.conflist");
+  assert.equal(a.networkPolicy, undefined);
+  const b = parseServeArgs([]);
+  assert.ok(!("error" in b) && !("help" in b));
+  assert.equal(b.config, undefined); // the standalone subcommands' default order
+  assert.match((parseServeArgs(["--config="]) as { error: string }).error, /the path is empty/);
+});
