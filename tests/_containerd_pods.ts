@@ -202,7 +202,7 @@ export async function serveInContainerd(c: Containerd, socket: string): Promise<
     await until(
       "podplex serve to listen (30 s)",
       30_000,
-      () => Promise.resolve(/listening on/.test(log)),
+      () => Promise.resolve(/podplex serve: listening on/.test(log)),
     );
   } catch (e) {
     await stop();

@@ -89,7 +89,7 @@ async function startDaemon(socket: string, stateDir: string): Promise<HotplugDae
     await child.status;
     await reading;
   };
-  for (let i = 0; !log.includes("listening on"); i++) {
+  for (let i = 0; !log.includes("podplex serve: listening on"); i++) {
     if (i > 400) {
       await stop("SIGKILL");
       throw new Error(`podplex serve did not start: ${log}`);

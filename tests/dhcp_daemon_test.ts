@@ -46,7 +46,11 @@ async function startDaemon(dir: string): Promise<Daemon> {
     await reading;
   };
   try {
-    await waitFor("podplex serve to listen", () => log.includes("listening on"), 10_000);
+    await waitFor(
+      "podplex serve to listen",
+      () => log.includes("podplex serve: listening on"),
+      10_000,
+    );
   } catch (e) {
     await kill();
     throw new Error(`${e}: ${log}`);

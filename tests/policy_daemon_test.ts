@@ -156,7 +156,11 @@ async function startNode(): Promise<Node> {
       await child.status;
       await reading;
     });
-    await waitFor("the daemon to listen", () => log.includes("listening on"), () => log);
+    await waitFor(
+      "the daemon to listen",
+      () => log.includes("podplex serve: listening on"),
+      () => log,
+    );
     const conf = JSON.stringify({
       cniVersion: "1.0.0",
       name: "podplex",

@@ -45,7 +45,7 @@ async function startDaemon(dir: string, extra: string[] = []): Promise<Daemon> {
       await reading;
     },
   };
-  for (let i = 0; !log.includes("listening on"); i++) {
+  for (let i = 0; !log.includes("podplex serve: listening on"); i++) {
     if (i > 400) {
       await d[Symbol.asyncDispose]();
       throw new Error(`podplex serve did not start: ${log}`);

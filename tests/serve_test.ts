@@ -53,7 +53,7 @@ async function startDaemon(socket: string): Promise<Daemon> {
     await reading;
   };
   try {
-    for (let i = 0; !log.includes("listening on"); i++) {
+    for (let i = 0; !log.includes("podplex serve: listening on"); i++) {
       if (i > 200) throw new Error(`podplex serve did not start: ${log}`);
       await new Promise((r) => setTimeout(r, 50));
     }
