@@ -60,8 +60,51 @@ function entries(dir: string, want: "dir" | "file"): string[] {
   }
 }
 
+/** A policy file's text and what it parsed to (its namespace is part of its path). */
+interface Parsed {
+  text: string;
+  part: LocalPolicies;
+}
+
 /**
- * Reads every policy of a policiesDir; a folder that does not exist holds none.
+ * The files parsed so far, by path. Kept by their text, so a file is parsed again exactly
+ * when its bytes changed (no time stamp to trust): a resident daemon serves many ADDs over
+ * the same files and re-parsing YAML was most of what loading them cost. A per-call process
+ * parses each file once anyway. Files no longer there are forgotten at the next load.
+ */
+const parsedFiles = new Map<string, Parsed>();
+
+/** One policy file's policies, namespace labels and issues, parsed or as parsed before. */
+async function parseFile(path: string, ns: string): Promise<LocalPolicies> {
+  const part: LocalPolicies = { policies: [], namespaceLabels: new Map(), issues: [] };
+  const bad = (e: unknown) => {
+    const kind = path.endsWith(".json") ? "JSON" : "YAML";
+    part.issues.push({ policy: path, field: "", msg: `not ${kind}: ${yamlErrorSummary(e)}` });
+    return part;
+  };
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(path);
+  } catch (e) {
+    parsedFiles.delete(path);
+    return bad(e); // gone since the listing, unreadable: as a file that does not parse
+  }
+  const held = parsedFiles.get(path);
+  if (held?.text === text) return held.part;
+  let objs: unknown[] = [];
+  try {
+    objs = await documents(path, text);
+  } catch (e) {
+    bad(e);
+  }
+  for (const o of objs) addObject(part, o, ns, path);
+  parsedFiles.set(path, { text, part });
+  return part;
+}
+
+/**
+ * Reads every policy of a policiesDir; a folder that does not exist holds none. What it
+ * returns shares the parsed policies with later loads: read it, never change it.
  *
  * @returns undefined when `dir` does not exist (policy is off), else what it holds
  */
@@ -72,20 +115,20 @@ export async function loadLocalPolicies(dir: string): Promise<LocalPolicies | un
     return undefined;
   }
   const out: LocalPolicies = { policies: [], namespaceLabels: new Map(), issues: [] };
+  const seen = new Set<string>();
   for (const ns of entries(dir, "dir")) {
     for (const file of entries(`${dir}/${ns}`, "file")) {
       if (!/\.(ya?ml|json)$/.test(file)) continue;
       const path = `${dir}/${ns}/${file}`;
-      let objs: unknown[];
-      try {
-        objs = await documents(path, Deno.readTextFileSync(path));
-      } catch (e) {
-        const kind = path.endsWith(".json") ? "JSON" : "YAML";
-        out.issues.push({ policy: path, field: "", msg: `not ${kind}: ${yamlErrorSummary(e)}` });
-        continue;
-      }
-      for (const o of objs) addObject(out, o, ns, path);
+      seen.add(path);
+      const part = await parseFile(path, ns);
+      out.policies.push(...part.policies);
+      for (const [name, labels] of part.namespaceLabels) out.namespaceLabels.set(name, labels);
+      out.issues.push(...part.issues);
     }
+  }
+  for (const path of parsedFiles.keys()) {
+    if (path.startsWith(`${dir}/`) && !seen.has(path)) parsedFiles.delete(path);
   }
   return out;
 }
