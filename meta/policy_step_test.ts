@@ -107,3 +107,31 @@ Deno.test("ADD and DEL without a policy file still mark the policy steps in a tr
   await h.plugin.call!({ ...inProcessRequest({ ...h.req("DEL"), conf: h.conf() }), trace: del });
   assert.deepEqual(names(del).filter((n) => n.startsWith("policy")), ["policy-peers"]);
 });
+
+Deno.test("ADD creates the pod's table, and replaces one the netns holds already", async () => {
+  const applied: string[] = [];
+  let tableThere = false;
+  await using h = await metaHarness({}, {}, {
+    applyPolicyTable: (_n, script) => {
+      applied.push(script);
+      if (script.startsWith("create table") && tableThere) {
+        return Promise.reject(new Error("Could not process rule: File exists"));
+      }
+      return Promise.resolve();
+    },
+  });
+  await writePolicy(h, DENY_ALL);
+  await h.plugin.invoke(addReq(h, { [POD_LABELS_ANNOTATION]: "app=web" }));
+  assert.equal(applied.length, 1);
+  assert.ok(applied[0].startsWith("create table inet podplex\ntable inet podplex {"), applied[0]);
+  await h.plugin.invoke({ ...h.req("DEL"), conf: h.conf() });
+  tableThere = true;
+  applied.length = 0;
+  await h.plugin.invoke(addReq(h, { [POD_LABELS_ANNOTATION]: "app=web" }));
+  assert.equal(applied.length, 2, "the create refused, then the whole replacement");
+  assert.ok(applied[1].startsWith("table inet podplex\ndelete table inet podplex\n"));
+  assert.equal(
+    applied[1].split("\n").slice(2).join("\n"),
+    applied[0].split("\n").slice(1).join("\n"),
+  );
+});

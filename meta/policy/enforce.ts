@@ -8,7 +8,7 @@
  */
 import { CniError, Code } from "../../conf/errors.ts";
 import type { Logger } from "../log.ts";
-import { renderPodTable } from "./render.ts";
+import { createOnly, renderPodTable } from "./render.ts";
 import { type InterfaceRules, type PodRules, resolvePod } from "./resolve.ts";
 import type { PolicySource, TableApplier } from "./source.ts";
 import type { PodView } from "./types.ts";
@@ -77,7 +77,7 @@ export async function enforceOnAdd(input: EnforceInput): Promise<PodRules | unde
     }
   }
   try {
-    await input.apply(input.netns, renderPodTable(rules));
+    await applyNew(input, renderPodTable(rules));
   } catch (e) {
     throw new CniError(
       Code.KernelFailure,
@@ -86,4 +86,19 @@ export async function enforceOnAdd(input: EnforceInput): Promise<PodRules | unde
     );
   }
   return rules;
+}
+
+/**
+ * Applies a pod's first table: created when the netns has none (the cheap transaction,
+ * render.ts's `createOnly`), else replaced whole. A create that fails for another reason
+ * fails the replacement too, whose error is the one told.
+ */
+async function applyNew(input: EnforceInput, script: string): Promise<void> {
+  const create = createOnly(script);
+  if (create) {
+    try {
+      return await input.apply(input.netns, create);
+    } catch { /* a table is there already (a second ADD into the netns): replace it */ }
+  }
+  await input.apply(input.netns, script);
 }

@@ -135,3 +135,18 @@ export function renderPodTable(pod: PodRules, table = POLICY_TABLE): string {
   ];
   return `${head}table inet ${table} {\n${body.join("\n")}\n}\n`;
 }
+
+/**
+ * A replacing script (from {@linkcode renderPodTable}) as one that only creates the table: it
+ * fails ("File exists"), applying nothing, when the netns holds a table of that name. The
+ * declare-and-delete that makes a replacement atomic is most of the cost of a transaction in
+ * a netns without the table (1.7 ms against 0.7 ms p50 here, kernel 6.18): an ADD's pod has
+ * none in nearly every case, so its step tries this first.
+ *
+ * @returns undefined for a script that only removes the table
+ */
+export function createOnly(script: string, table = POLICY_TABLE): string | undefined {
+  const head = `table inet ${table}\ndelete table inet ${table}\n`;
+  if (!script.startsWith(head) || script === head) return undefined;
+  return `create table inet ${table}\n${script.slice(head.length)}`;
+}

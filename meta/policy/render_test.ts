@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { renderPodTable } from "./render.ts";
+import { createOnly, renderPodTable } from "./render.ts";
 import { resolvePod } from "./resolve.ts";
 import { mnp, modelWorld, np, SECONDARY } from "./_testing.ts";
 
@@ -63,4 +63,13 @@ Deno.test("renderPodTable() of an isolated pod with no allows drops everything b
     s,
     /chain in_eth0 \{\n {4}ip saddr \{ 10\.164\.0\.1 \} accept comment "the node"\n {4}drop\n {2}\}/,
   );
+});
+
+Deno.test("createOnly() turns a replacing script into one that creates the table", () => {
+  assert.equal(createOnly(xa([])), undefined, "a removal has no create form");
+  const s = xa([np("x", "p", { podSelector: {}, policyTypes: ["Ingress"] })]);
+  const c = createOnly(s)!;
+  assert.ok(c.startsWith("create table inet podplex\ntable inet podplex {\n"), c);
+  assert.equal(c.replace("create table inet podplex\n", ""), s.replace(/^(.*\n){2}/, ""));
+  assert.equal(createOnly("table inet other\n"), undefined);
 });
