@@ -127,6 +127,7 @@ async function inProcess(
   conf: Record<string, unknown>,
   id: string,
   netns: string,
+  off: unknown,
 ): Promise<number> {
   const plugin = inProcessPlugin ??= createMetaPlugin({
     registry: () => createRegistry({ builtins: BUILTINS }),
@@ -146,6 +147,15 @@ async function inProcess(
   const t = performance.now();
   await plugin.invoke({ command: "ADD", conf: bytes(conf), env });
   const wall = performance.now() - t;
+  // A figure "with" a policy must have had one in force (a YAML file that did not parse, a
+  // label lost, would make it a second "without").
+  const tables = await new Deno.Command("ip", {
+    args: ["netns", "exec", netns.replace("/run/netns/", ""), "nft", "list", "tables"],
+    stdout: "piped",
+  }).output();
+  if (conf.policiesDir !== off && !dec.decode(tables.stdout).includes("inet podplex")) {
+    throw new Error(`The resident ADD with ${conf.policiesDir} left no table in ${netns}`);
+  }
   await plugin.invoke({ command: "DEL", conf: bytes(conf), env });
   return wall;
 }
@@ -212,7 +222,8 @@ export async function addOverhead(rounds: number): Promise<void> {
       const mode = i % 2 ? "on" : "off";
       await sh("ip", "netns", "add", "ppe-bw");
       try {
-        const wall = await inProcess(mode === "on" ? on : off, `ppe-br${i}`, "/run/netns/ppe-bw");
+        const conf = mode === "on" ? on : off;
+        const wall = await inProcess(conf, `ppe-br${i}`, "/run/netns/ppe-bw", off.policiesDir);
         if (i >= 2) resident[mode].push(wall);
       } finally {
         await sh("ip", "netns", "del", "ppe-bw");
