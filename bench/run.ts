@@ -16,7 +16,7 @@
  * pods and 200 policies known),
  * the scale bench (bench/scale_bench.ts: 1,000 pods of 3 attachments on one node, a probe
  * pod's ADD+DEL per call and thick against the empty node, GC, status, the daemon's memory
- * across 10,000 ADD/DEL cycles; --quick: 100 pods, 500 cycles),
+ * across 10,000 ADD/DEL cycles; --quick: 100 pods, 300 cycles),
  * the cluster network's throughput (tests/_overlay_throughput.ts: iperf3 between pods on two
  * nodes over VXLAN, host-gw and IPv6 VXLAN, as fractions of the underlay in the same run),
  * and, when containerd is installed, the CRI benchmark (bench/cri_bench.ts: a pod sandbox
@@ -198,8 +198,8 @@ async function main(): Promise<number> {
       const { scaleBench, scaleReport } = await import("./scale_bench.ts");
       const r = await scaleBench({
         pods: opts.quick ? 100 : 1000,
-        cycles: opts.quick ? 500 : 10000,
-        probeRounds: opts.quick ? 4 : 10,
+        cycles: opts.quick ? 300 : 10000,
+        probeRounds: opts.quick ? 3 : 10,
         outDir: out,
       });
       inputs.scale = r.goals;

@@ -574,8 +574,8 @@ if (import.meta.main) {
   const here = new URL("./results/", import.meta.url).pathname;
   const r = await scaleBench({
     pods: Number(values.pods ?? (q ? 100 : 1000)),
-    cycles: Number(values.cycles ?? (q ? 500 : 10000)),
-    probeRounds: Number(values.probe ?? (q ? 4 : 10)),
+    cycles: Number(values.cycles ?? (q ? 300 : 10000)),
+    probeRounds: Number(values.probe ?? (q ? 3 : 10)),
     outDir: values.out ?? (q ? `${here}quick` : here),
     keep: values.keep,
   });
