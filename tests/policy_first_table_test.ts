@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { haveLibnftables, isRoot } from "./testutils.ts";
 import assert from "node:assert/strict";
 import { runNftIn } from "../ffi/mod.ts";
 import { enforceOnAdd } from "../meta/policy/enforce.ts";
@@ -19,15 +20,7 @@ import type { Logger } from "../meta/log.ts";
 
 const NS = "ppq-ft";
 const PATH = `/run/netns/${NS}`;
-const canRun = Deno.uid() === 0 &&
-  ["/usr/lib/x86_64-linux-gnu/libnftables.so.1", "/usr/lib/aarch64-linux-gnu/libnftables.so.1"]
-    .some((p) => {
-      try {
-        return Deno.statSync(p).isFile;
-      } catch {
-        return false;
-      }
-    });
+const canRun = isRoot && haveLibnftables;
 
 const quiet: Logger = {
   error() {},

@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { haveLibnftables, isRoot, run } from "./testutils.ts";
 import assert from "node:assert/strict";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -36,20 +37,7 @@ function exists(path: string): boolean {
   }
 }
 
-const canRun = Deno.uid() === 0 && ["/usr/bin/strace", "/bin/strace"].some(exists) &&
-  ["/usr/lib/x86_64-linux-gnu/libnftables.so.1", "/usr/lib/aarch64-linux-gnu/libnftables.so.1"]
-    .some(exists);
-
-async function sh(...args: string[]): Promise<string> {
-  const o = await new Deno.Command(args[0], {
-    args: args.slice(1),
-    stdout: "piped",
-    stderr: "piped",
-  })
-    .output();
-  if (!o.success) throw new Error(`${args.join(" ")}: ${dec.decode(o.stderr)}`);
-  return dec.decode(o.stdout);
-}
+const canRun = isRoot && haveLibnftables && ["/usr/bin/strace", "/bin/strace"].some(exists);
 
 /** One CNI call of bin/podplex under strace; the bundle's .js files it opened. */
 async function tracedCall(
@@ -97,8 +85,8 @@ Deno.test({
   sanitizeResources: false,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "ppq-lazy" });
-    await sh("ip", "netns", "del", NS).catch(() => {});
-    await sh("ip", "link", "del", BRIDGE).catch(() => {});
+    await run("ip", "netns", "del", NS).catch(() => {});
+    await run("ip", "link", "del", BRIDGE).catch(() => {});
     try {
       await Deno.mkdir(`${dir}/networks.d/default`, { recursive: true });
       await Deno.writeTextFile(
@@ -123,7 +111,7 @@ Deno.test({
         capabilities: { [ANN]: true },
         runtimeConfig: { [ANN]: { "podplex.io/labels": "app=web" } },
       });
-      await sh("ip", "netns", "add", NS);
+      await run("ip", "netns", "add", NS);
 
       // An empty folder: the same as none (a namespace folder without a file).
       await Deno.mkdir(`${dir}/empty.d/default`, { recursive: true });
@@ -131,7 +119,7 @@ Deno.test({
         const add = await tracedCall(dir, "ADD", conf(policies));
         assert.ok(add.length > 10, `the trace saw the chunks: ${add.join(" ")}`);
         assert.deepEqual(markersIn(add), [], `ADD (${policies}) loaded policy code`);
-        assert.equal((await sh("ip", "netns", "exec", NS, "nft", "list", "tables")).trim(), "");
+        assert.equal((await run("ip", "netns", "exec", NS, "nft", "list", "tables")).trim(), "");
         const del = await tracedCall(dir, "DEL", conf(policies));
         assert.deepEqual(markersIn(del), [], `DEL (${policies}) loaded policy code`);
       }
@@ -145,13 +133,13 @@ Deno.test({
       const add = await tracedCall(dir, "ADD", conf(`${dir}/policies.d`));
       assert.deepEqual(markersIn(add), MARKERS, "ADD with a policy in force");
       assert.match(
-        await sh("ip", "netns", "exec", NS, "nft", "list", "table", "inet", "podplex"),
+        await run("ip", "netns", "exec", NS, "nft", "list", "table", "inet", "podplex"),
         /chain in_eth0 \{[^}]*drop/s,
       );
       await tracedCall(dir, "DEL", conf(`${dir}/policies.d`));
     } finally {
-      await sh("ip", "netns", "del", NS).catch(() => {});
-      await sh("ip", "link", "del", BRIDGE).catch(() => {});
+      await run("ip", "netns", "del", NS).catch(() => {});
+      await run("ip", "link", "del", BRIDGE).catch(() => {});
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     }
   },

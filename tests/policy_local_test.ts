@@ -19,6 +19,7 @@
  *
  * @module
  */
+import { haveLibnftables, isRoot, run } from "./testutils.ts";
 import assert from "node:assert/strict";
 import { Agent } from "./_policy_probe.ts";
 
@@ -28,15 +29,7 @@ const BRIDGE = "ppe-lbr0";
 const NET = "10.225.1.";
 const dec = new TextDecoder();
 
-const canRun = Deno.uid() === 0 &&
-  ["/usr/lib/x86_64-linux-gnu/libnftables.so.1", "/usr/lib/aarch64-linux-gnu/libnftables.so.1"]
-    .some((p) => {
-      try {
-        return Deno.statSync(p).isFile;
-      } catch {
-        return false;
-      }
-    });
+const canRun = isRoot && haveLibnftables;
 
 interface Out {
   code: number;
@@ -60,17 +53,6 @@ async function ok(f: Fix, ...args: string[]): Promise<Out> {
   const o = await podplex(f, ...args);
   assert.equal(o.code, 0, `podplex ${args.join(" ")} failed (${o.code}): ${o.stderr}`);
   return o;
-}
-
-async function sh(...args: string[]): Promise<string> {
-  const o = await new Deno.Command(args[0], {
-    args: args.slice(1),
-    stdout: "piped",
-    stderr: "piped",
-  })
-    .output();
-  if (!o.success) throw new Error(`${args.join(" ")}: ${dec.decode(o.stderr)}`);
-  return dec.decode(o.stdout);
 }
 
 async function fixture(): Promise<Fix> {
@@ -205,9 +187,9 @@ const NAMES = ["ppe-cli", "ppe-oth", "ppe-web", "ppe-cl2"];
 async function cleanup(f?: Fix) {
   for (const n of NAMES) {
     if (f) await podplex(f, "pod", "down", n).catch(() => {});
-    await sh("ip", "netns", "del", n).catch(() => {});
+    await run("ip", "netns", "del", n).catch(() => {});
   }
-  await sh("ip", "link", "del", BRIDGE).catch(() => {});
+  await run("ip", "link", "del", BRIDGE).catch(() => {});
   if (f) await Deno.remove(f.dir, { recursive: true }).catch(() => {});
 }
 
@@ -226,7 +208,7 @@ Deno.test({
       pods.push(await up(f, "ppe-web", "app=web,tier=front"));
 
       await t.step("the table is in the netns when pod up returns", async () => {
-        const table = await sh(
+        const table = await run(
           "ip",
           "netns",
           "exec",
@@ -239,7 +221,7 @@ Deno.test({
         );
         assert.match(table, /chain in_eth0 \{[^}]*drop/s);
         // The pods no policy selects have no table at all.
-        const other = await sh("ip", "netns", "exec", "ppe-cli", "nft", "list", "tables");
+        const other = await run("ip", "netns", "exec", "ppe-cli", "nft", "list", "tables");
         assert.equal(other.trim(), "");
       });
 
@@ -283,7 +265,7 @@ Deno.test({
         assert.deepEqual(await truthTable(pods, allowClient), []);
         await pods.pop()!.agent!.close();
         await ok(f, "pod", "down", "ppe-cl2");
-        const table = await sh(
+        const table = await run(
           "ip",
           "netns",
           "exec",
@@ -324,7 +306,7 @@ Deno.test({
         await Deno.remove(`${f.policies}/default/bad.yaml`);
         await ok(f, "policy", "apply");
         assert.deepEqual(await truthTable(pods, () => true), []);
-        const tables = await sh("ip", "netns", "exec", "ppe-web", "nft", "list", "tables");
+        const tables = await run("ip", "netns", "exec", "ppe-web", "nft", "list", "tables");
         assert.equal(tables.trim(), "");
       });
 

@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { haveLibnftables, isRoot, run } from "./testutils.ts";
 import assert from "node:assert/strict";
 import { Agent } from "./_policy_probe.ts";
 
@@ -24,26 +25,7 @@ const BOUND_MS = 5000;
 const ASK_MS = 10;
 const dec = new TextDecoder();
 
-const canRun = Deno.uid() === 0 &&
-  ["/usr/lib/x86_64-linux-gnu/libnftables.so.1", "/usr/lib/aarch64-linux-gnu/libnftables.so.1"]
-    .some((p) => {
-      try {
-        return Deno.statSync(p).isFile;
-      } catch {
-        return false;
-      }
-    });
-
-async function sh(...args: string[]): Promise<string> {
-  const o = await new Deno.Command(args[0], {
-    args: args.slice(1),
-    stdout: "piped",
-    stderr: "piped",
-  })
-    .output();
-  if (!o.success) throw new Error(`${args.join(" ")}: ${dec.decode(o.stderr)}`);
-  return dec.decode(o.stdout);
-}
+const canRun = isRoot && haveLibnftables;
 
 async function podplex(conf: string, ...args: string[]): Promise<string> {
   const env = { CNI_PATH: "/usr/lib/cni", PODPLEX_CONFIG: conf };
@@ -86,7 +68,7 @@ async function startDaemon(socket: string, conf: string) {
 
 /** The ruleset of web's netns, "" without a table (one read: a pass may run meanwhile). */
 function webTable(): Promise<string> {
-  return sh("ip", "netns", "exec", "ppq-sweb", "nft", "list", "ruleset");
+  return run("ip", "netns", "exec", "ppq-sweb", "nft", "list", "ruleset");
 }
 
 /** Asks until `want` holds (the ms it took), failing after BOUND_MS. */
@@ -111,9 +93,9 @@ ${ingress}`;
 async function cleanup(conf?: string) {
   for (const n of NAMES) {
     if (conf) await podplex(conf, "pod", "down", n).catch(() => {});
-    await sh("ip", "netns", "del", n).catch(() => {});
+    await run("ip", "netns", "del", n).catch(() => {});
   }
-  await sh("ip", "link", "del", BRIDGE).catch(() => {});
+  await run("ip", "link", "del", BRIDGE).catch(() => {});
 }
 
 Deno.test({

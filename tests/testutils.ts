@@ -9,6 +9,18 @@
 /** Whether the tests run as root (kernel tests are skipped otherwise, saying so). */
 export const isRoot = Deno.uid() === 0;
 
+/** Whether the system's libnftables (Debian's `libnftables1`), which policy enforcement opens, is there. */
+export const haveLibnftables = [
+  "/usr/lib/x86_64-linux-gnu/libnftables.so.1",
+  "/usr/lib/aarch64-linux-gnu/libnftables.so.1",
+].some((p) => {
+  try {
+    return Deno.statSync(p).isFile;
+  } catch {
+    return false;
+  }
+});
+
 /** A short random name with the `pp` prefix (at most 15 bytes, a valid ifname). */
 export function ppName(tag = ""): string {
   const rand = crypto.getRandomValues(new Uint8Array(4));
