@@ -117,7 +117,7 @@ export class DiskStore implements Store {
     try {
       this.#lockFile.lockSync(true);
       this.#held = true;
-      this.#index.reset();
+      this.#index.begin();
     } catch (err) {
       this.#mutex.release();
       throw err;
@@ -129,7 +129,7 @@ export class DiskStore implements Store {
 
   unlock(): Promise<void> {
     try {
-      if (this.#held) this.#index.commit();
+      if (this.#held) this.#index.end();
       this.#lockFile.unlockSync();
     } finally {
       this.#releaseMutex();
@@ -139,7 +139,7 @@ export class DiskStore implements Store {
 
   /** STATUS: writes and removes a probe file (its empty content matches no lease). */
   async probeWrite(): Promise<void> {
-    if (this.#held) this.#index.willChange();
+    this.#index.willChange();
     await Deno.remove(await Deno.makeTempFile({ dir: this.dir, prefix: ".status-" }));
   }
 
@@ -171,7 +171,7 @@ export class DiskStore implements Store {
     const name = formatIp(ip);
     const path = `${this.dir}/${name}`;
     const content = `${containerId.trim()}${LINE_BREAK}${ifname}`;
-    if (this.#held) this.#index.willChange();
+    this.#index.willChange();
     if (!linkNewFile(`${this.dir}/${LEASE_TEMP}`, path, content)) return false;
     this.#index.added(name, parseLeaseFile(ip, content));
     writeInPlace(`${this.dir}/${LAST_IP_PREFIX}${rangeId}`, name);
@@ -195,7 +195,7 @@ export class DiskStore implements Store {
           const mtime = Deno.lstatSync(path).mtime?.getTime() ?? 0;
           orphan = now - mtime > STALE_PROBE_MS;
         }
-        if (orphan && this.#held) this.#index.willChange();
+        if (orphan) this.#index.willChange();
         if (orphan && removeIfExists(path)) out.push(e.name);
       }
       return out;
@@ -227,7 +227,7 @@ export class DiskStore implements Store {
     for (const { name, lease } of this.#matching(containerId, ifname, legacy)) {
       // Best effort, as the reference: a file that cannot be removed is skipped.
       try {
-        if (this.#held) this.#index.willChange();
+        this.#index.willChange();
         Deno.removeSync(`${this.dir}/${name}`);
         this.#index.removed(name);
         out.push(lease.ip);
@@ -248,7 +248,6 @@ export class DiskStore implements Store {
   /** Every lease: the files whose name is an address (`lock` and `last_reserved_ip.*` are not). */
   list(): Promise<Lease[]> {
     return settle(() => {
-      if (!this.#held) return this.#scan().map((e) => e.lease);
       const all = this.#scan();
       this.#index.rebuild(all);
       return all.map((e) => e.lease);
@@ -257,16 +256,15 @@ export class DiskStore implements Store {
 
   /**
    * The leases of an attachment (`legacy`: the id-only leases of the container), found in
-   * the index under the lock and each read again from its file; when one is not what the
-   * index says, the index is rebuilt from every file and asked again.
+   * the index (under the lock) and each read again from its file; without the lock, or when
+   * one is not what the index says, from every file (and the index rebuilt from them).
    */
   #matching(containerId: string, ifname: string, legacy: boolean) {
     const scanned = () => {
       const all = this.#scan();
-      if (this.#held) this.#index.rebuild(all);
+      this.#index.rebuild(all);
       return all.filter((e) => leaseMatches(e.lease, containerId, ifname, legacy));
     };
-    if (!this.#held) return scanned();
     const names = this.#index.find(() => this.#scan(), containerId, ifname, legacy);
     if (names === undefined) return scanned();
     const hits = names.map((name) => ({ name, lease: this.#readLease(name) }));
@@ -308,7 +306,7 @@ export class DiskStore implements Store {
   release(ip: IP): Promise<void> {
     return settle(() => {
       try {
-        if (this.#held) this.#index.willChange();
+        this.#index.willChange();
         Deno.removeSync(this.#path(ip));
         this.#index.removed(formatIp(ip));
       } catch (err) {

@@ -57,17 +57,20 @@ export class LeaseIndex {
   /** A holder the line format cannot carry: this directory is scanned, never indexed. */
   #unindexable = false;
   #marked = false;
+  /** Between the store's lock and unlock: outside them the index is neither read nor written. */
+  #active = false;
 
   constructor(dir: string) {
     this.#dir = dir;
     this.#path = `${dir}/${LEASE_INDEX}`;
   }
 
-  /** A new lock session: what was seen before it may have changed. */
-  reset(): void {
+  /** The store took its lock: a new session, what was seen before it may have changed. */
+  begin(): void {
     this.#body = undefined;
     this.#unindexable = false;
     this.#marked = false;
+    this.#active = true;
   }
 
   /**
@@ -81,6 +84,7 @@ export class LeaseIndex {
     ifname: string,
     legacy: boolean,
   ): string[] | undefined {
+    if (!this.#active) return undefined;
     if (this.#body === undefined && !this.#unindexable) {
       this.#body = this.#read();
       if (this.#body === undefined) this.rebuild(scan());
@@ -98,6 +102,7 @@ export class LeaseIndex {
 
   /** The index written from a full scan's `leases`. */
   rebuild(leases: Array<{ name: string; lease: Lease }>): void {
+    if (!this.#active) return;
     this.#unindexable = leases.some(({ name, lease }) =>
       !plain(name) || !plain(lease.containerId) || !plain(lease.ifname ?? "")
     );
@@ -109,7 +114,7 @@ export class LeaseIndex {
 
   /** Before the directory's entries change: the index stops vouching for them. */
   willChange(): void {
-    if (this.#marked) return;
+    if (!this.#active || this.#marked) return;
     this.#marked = true;
     try {
       this.#writeText(STALE);
@@ -141,10 +146,12 @@ export class LeaseIndex {
     this.#body = this.#body.slice(0, at) + this.#body.slice(end);
   }
 
-  /** The end of a lock session that changed the directory: the index written again. */
-  commit(): void {
-    if (this.#marked && this.#body !== undefined) this.#write();
+  /** The store lets go of its lock: the index written again if the session changed the directory. */
+  end(): void {
+    if (this.#active && this.#marked && this.#body !== undefined) this.#write();
     this.#marked = false;
+    this.#active = false;
+    this.#body = undefined;
   }
 
   #read(): string | undefined {
