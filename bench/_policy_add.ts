@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { lanConf, writeLan } from "../tests/_policy_world.ts";
 import { BUILTINS } from "../delegates/catalog.ts";
 import { createRegistry } from "../delegates/runner/registry.ts";
 import { createMetaPlugin } from "../meta/plugin.ts";
@@ -169,34 +170,14 @@ function p50(xs: number[]): number {
 /** Runs the comparison and prints it; needs root and a built bin/podplex. */
 export async function addOverhead(rounds: number): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "ppe-bench" });
-  await Deno.mkdir(`${dir}/networks.d/default`, { recursive: true });
   await Deno.mkdir(`${dir}/policies.d/default`, { recursive: true });
   await Deno.writeTextFile(`${dir}/policies.d/default/web.yaml`, POLICIES);
   await Deno.mkdir(`${dir}/json.d/default`, { recursive: true });
   await Deno.writeTextFile(`${dir}/json.d/default/web.json`, JSON.stringify(POLICIES_JSON));
-  await Deno.writeTextFile(
-    `${dir}/networks.d/default/lan.json`,
-    JSON.stringify({
-      cniVersion: "1.0.0",
-      name: "lan",
-      type: "bridge",
-      bridge: BRIDGE,
-      isGateway: true,
-      ipam: { type: "host-local", subnet: "10.225.200.0/24", dataDir: `${dir}/leases` },
-    }),
-  );
-  const base = {
-    cniVersion: "1.1.0",
-    name: "podplex",
-    type: "podplex",
-    clusterNetwork: "default/lan",
-    networksDir: `${dir}/networks.d`,
-    stateDir: `${dir}/state`,
-    capabilities: { [ANN]: true },
-  };
-  const on = { ...base, policiesDir: `${dir}/policies.d` };
-  const off = { ...base, policiesDir: `${dir}/none` };
-  const json = { ...base, policiesDir: `${dir}/json.d` };
+  await writeLan(dir, BRIDGE, "10.225.200.0/24");
+  const on = lanConf(dir, `${dir}/policies.d`);
+  const off = lanConf(dir, `${dir}/none`);
+  const json = lanConf(dir, `${dir}/json.d`);
   const clients = Array.from({ length: 5 }, (_, i) => `ppe-bc${i}`);
   const runs = { on: [] as Run[], off: [] as Run[], json: [] as Run[] };
   const resident = { on: [] as number[], off: [] as number[] };

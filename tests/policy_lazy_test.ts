@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { lanConf, writeLan } from "./_policy_world.ts";
 import { haveLibnftables, isRoot, run } from "./testutils.ts";
 import assert from "node:assert/strict";
 
@@ -88,27 +89,9 @@ Deno.test({
     await run("ip", "netns", "del", NS).catch(() => {});
     await run("ip", "link", "del", BRIDGE).catch(() => {});
     try {
-      await Deno.mkdir(`${dir}/networks.d/default`, { recursive: true });
-      await Deno.writeTextFile(
-        `${dir}/networks.d/default/lan.json`,
-        JSON.stringify({
-          cniVersion: "1.0.0",
-          name: "lan",
-          type: "bridge",
-          bridge: BRIDGE,
-          isGateway: true,
-          ipam: { type: "host-local", subnet: "10.226.78.0/24", dataDir: `${dir}/leases` },
-        }),
-      );
+      await writeLan(dir, BRIDGE, "10.226.78.0/24");
       const conf = (policiesDir: string) => ({
-        cniVersion: "1.1.0",
-        name: "podplex",
-        type: "podplex",
-        clusterNetwork: "default/lan",
-        networksDir: `${dir}/networks.d`,
-        stateDir: `${dir}/state`,
-        policiesDir,
-        capabilities: { [ANN]: true },
+        ...lanConf(dir, policiesDir),
         runtimeConfig: { [ANN]: { "podplex.io/labels": "app=web" } },
       });
       await run("ip", "netns", "add", NS);

@@ -19,6 +19,7 @@
  *
  * @module
  */
+import { writeLan, writeLanConflist } from "./_policy_world.ts";
 import { haveLibnftables, isRoot, run } from "./testutils.ts";
 import assert from "node:assert/strict";
 import { Agent } from "./_policy_probe.ts";
@@ -58,40 +59,9 @@ async function ok(f: Fix, ...args: string[]): Promise<Out> {
 async function fixture(): Promise<Fix> {
   const dir = await Deno.makeTempDir({ prefix: "ppe-local" });
   const policies = `${dir}/policies.d`;
-  await Deno.mkdir(`${dir}/networks.d/default`, { recursive: true });
   await Deno.mkdir(`${policies}/default`, { recursive: true });
-  await Deno.writeTextFile(
-    `${dir}/networks.d/default/lan.json`,
-    JSON.stringify({
-      cniVersion: "1.0.0",
-      name: "lan",
-      type: "bridge",
-      bridge: BRIDGE,
-      isGateway: true,
-      ipam: {
-        type: "host-local",
-        subnet: `${NET}0/24`,
-        dataDir: `${dir}/leases`,
-        routes: [{ dst: "0.0.0.0/0" }],
-      },
-    }),
-  );
-  const conf = `${dir}/podplex.conflist`;
-  await Deno.writeTextFile(
-    conf,
-    JSON.stringify({
-      cniVersion: "1.1.0",
-      name: "podplex",
-      plugins: [{
-        type: "podplex",
-        clusterNetwork: "default/lan",
-        networksDir: `${dir}/networks.d`,
-        stateDir: `${dir}/state`,
-        policiesDir: policies,
-        capabilities: { "io.kubernetes.cri.pod-annotations": true },
-      }],
-    }),
-  );
+  await writeLan(dir, BRIDGE, `${NET}0/24`, { routes: [{ dst: "0.0.0.0/0" }] });
+  const conf = await writeLanConflist(dir, policies);
   return { dir, conf, policies };
 }
 

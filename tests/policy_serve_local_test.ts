@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { writeLan, writeLanConflist } from "./_policy_world.ts";
 import { haveLibnftables, isRoot, run } from "./testutils.ts";
 import assert from "node:assert/strict";
 import { Agent } from "./_policy_probe.ts";
@@ -111,33 +112,8 @@ Deno.test({
     const agents: Agent[] = [];
     let daemon: Awaited<ReturnType<typeof startDaemon>> | undefined;
     try {
-      await Deno.mkdir(`${dir}/networks.d/default`, { recursive: true });
-      await Deno.writeTextFile(
-        `${dir}/networks.d/default/lan.json`,
-        JSON.stringify({
-          cniVersion: "1.0.0",
-          name: "lan",
-          type: "bridge",
-          bridge: BRIDGE,
-          isGateway: true,
-          ipam: { type: "host-local", subnet: "10.226.81.0/24", dataDir: `${dir}/leases` },
-        }),
-      );
-      await Deno.writeTextFile(
-        conf,
-        JSON.stringify({
-          cniVersion: "1.1.0",
-          name: "podplex",
-          plugins: [{
-            type: "podplex",
-            clusterNetwork: "default/lan",
-            networksDir: `${dir}/networks.d`,
-            stateDir: `${dir}/state`,
-            policiesDir: policies,
-            capabilities: { "io.kubernetes.cri.pod-annotations": true },
-          }],
-        }),
-      );
+      await writeLan(dir, BRIDGE, "10.226.81.0/24");
+      await writeLanConflist(dir, policies);
       const ips: string[] = [];
       for (const [name, labels] of [["ppq-sweb", "app=web"], ["ppq-scli", "app=client"]]) {
         const view = JSON.parse(
